@@ -1,0 +1,64 @@
+"""Tensor unfolding and folding along one axis of a ``(B, C, D, H, W)`` tensor.
+
+These are the literal operations of the FA paper (Fig. 3): *unfold* moves one axis to the front
+and flattens the rest, *fold* undoes it. They define the straightforward ("literal") Folded
+Attention implementation and the reference the fast implementation is tested against.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: Order of the four folded-attention steps and the tensor dimension each acts on.
+AXES: tuple[str, ...] = ("D", "H", "W", "C")
+AXIS_DIM: dict[str, int] = {"C": 1, "D": 2, "H": 3, "W": 4}
+
+
+def check_volume(x: torch.Tensor, channels: int | None = None, *, name: str = "input") -> None:
+    """Raise a clear error unless ``x`` is a ``(B, C, D, H, W)`` tensor with ``channels`` channels.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Tensor to check.
+    channels : int, optional
+        Expected channel count ``C``; not checked when ``None``.
+    name : str
+        Name used in the error message.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 5:
+        raise ValueError(
+            f"{name} must be 5D (B, C, D, H, W), got {x.ndim}D with shape {tuple(x.shape)}"
+        )
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{name} must have {channels} channels (dim 1), got shape {tuple(x.shape)}"
+        )
+
+
+def unfold(x: torch.Tensor, axis: str) -> torch.Tensor:
+    """Unfold ``x`` along ``axis``: move it to the front and flatten the rest.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Shape ``(B, C, D, H, W)``.
+    axis : {"D", "H", "W", "C"}
+        Axis to unfold along.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(B, L, N*C/L)`` with ``L`` the length of ``axis``.
+    """
+    moved = x.movedim(AXIS_DIM[axis], 1)  # (B, L, *other axes in order)
+    return moved.reshape(x.shape[0], x.shape[AXIS_DIM[axis]], -1)  # (B, L, N*C/L)
+
+
+def fold(m: torch.Tensor, axis: str, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+    """Invert :func:`unfold`: reshape ``(B, L, N*C/L)`` back to ``shape`` = ``(B, C, D, H, W)``."""
+    dim = AXIS_DIM[axis]
+    moved_shape = (shape[0], shape[dim], *[s for i, s in enumerate(shape) if i not in (0, dim)])
+    return m.reshape(moved_shape).movedim(1, dim)  # (B, C, D, H, W)
