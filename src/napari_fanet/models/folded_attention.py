@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .folding import AXES, AXIS_DIM, check_volume, fold, unfold
+from .folding import AXES, check_volume, fold, unfold
 
 Variant = Literal["authors", "pure"]
 Implementation = Literal["fast", "literal"]
@@ -31,6 +31,30 @@ Implementation = Literal["fast", "literal"]
 def _positive_tiny(a: torch.Tensor) -> torch.Tensor:
     """Zero the denormal entries of a softmax output (they make CPU matmuls ~5x slower)."""
     return a.masked_fill(a < torch.finfo(a.dtype).tiny, 0.0)
+
+
+def effective_matrices(
+    affinities: dict[str, torch.Tensor], beta: torch.Tensor, variant: str
+) -> dict[str, torch.Tensor]:
+    """Per-axis mixing matrices ``M_a``: ``I + beta_a * A_a`` (authors) or ``A_a`` (pure).
+
+    Parameters
+    ----------
+    affinities : dict
+        ``{"D": (B, D, D), "H": (B, H, H), "W": (B, W, W), "C": (B, C, C)}``.
+    beta : torch.Tensor
+        Shape ``(4,)``, gates in the order D, H, W, C.
+    variant : {"authors", "pure"}
+        Block variant.
+    """
+    if variant == "pure":
+        return dict(affinities)
+    out = {}
+    for idx, a in enumerate(AXES):
+        aff = affinities[a]
+        eye = torch.eye(aff.shape[-1], dtype=aff.dtype, device=aff.device)
+        out[a] = eye + beta[idx].to(aff.dtype) * aff  # (B, L, L)
+    return out
 
 
 class FoldedAttention3d(nn.Module):
@@ -71,7 +95,7 @@ class FoldedAttention3d(nn.Module):
         *,
         variant: Variant = "authors",
         channel_sign: int = -1,
-        scale: None | str | float = None,
+        scale: str | float | None = None,
         outer_residual: bool = False,
         implementation: Implementation = "fast",
     ) -> None:
@@ -89,9 +113,7 @@ class FoldedAttention3d(nn.Module):
         ):
             raise ValueError(f"scale must be None, 'sqrt' or a positive number, got {scale!r}")
         if implementation not in ("fast", "literal"):
-            raise ValueError(
-                f"implementation must be 'fast' or 'literal', got {implementation!r}"
-            )
+            raise ValueError(f"implementation must be 'fast' or 'literal', got {implementation!r}")
         self.channels = channels
         self.variant = variant
         self.channel_sign = channel_sign
@@ -106,6 +128,7 @@ class FoldedAttention3d(nn.Module):
         self.captured: list[dict[str, object]] | None = None
 
     def extra_repr(self) -> str:
+        """Constructor options, shown in ``repr(module)``."""
         return (
             f"channels={self.channels}, variant={self.variant!r}, "
             f"channel_sign={self.channel_sign}, scale={self.scale!r}, "
@@ -166,15 +189,8 @@ class FoldedAttention3d(nn.Module):
         return self._affinities_from(self.theta(x), self.phi(x))
 
     def effective_matrices(self, affinities: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Per-axis mixing matrices ``M_a``: ``I + beta_a * A_a`` (authors) or ``A_a`` (pure)."""
-        if self.variant == "pure":
-            return dict(affinities)
-        out = {}
-        for idx, a in enumerate(AXES):
-            aff = affinities[a]
-            eye = torch.eye(aff.shape[-1], dtype=aff.dtype, device=aff.device)
-            out[a] = eye + self.beta[idx].to(aff.dtype) * aff  # (B, L, L)
-        return out
+        """Per-axis mixing matrices ``M_a`` of this block (see :func:`effective_matrices`)."""
+        return effective_matrices(affinities, self.beta, self.variant)
 
     def rank_one_factors(
         self, x: torch.Tensor, position: tuple[int, int, int, int], *, effective: bool = True
@@ -212,7 +228,12 @@ class FoldedAttention3d(nn.Module):
         if effective:
             mats = self.effective_matrices(mats)
         q, k, i, j = position
-        return {"C": mats["C"][:, q], "D": mats["D"][:, k], "H": mats["H"][:, i], "W": mats["W"][:, j]}
+        return {
+            "C": mats["C"][:, q],
+            "D": mats["D"][:, k],
+            "H": mats["H"][:, i],
+            "W": mats["W"][:, j],
+        }
 
     # ------------------------------------------------------------------ forward
     def _forward_literal(self, x: torch.Tensor) -> tuple[torch.Tensor, dict, torch.Tensor]:
@@ -269,4 +290,3 @@ class FoldedAttention3d(nn.Module):
         if self.outer_residual:
             return x + (y - y0)
         return y
-

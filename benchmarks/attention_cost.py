@@ -1,0 +1,282 @@
+"""Cost of Folded Attention against SA, DA, AG and RSA (the paper's Fig. 1 and Fig. 4).
+
+For each attention module at one input size this measures, in a fresh process per measurement:
+
+- parameters;
+- forward FLOPs with ``torch.utils.flop_counter.FlopCounterMode`` on the meta device, both
+  *conv-only* (what hook-based counters such as thop see: comparable to the paper) and *all*
+  (convolutions plus every matrix product, including attention matmuls and SDPA; element-wise
+  ops such as softmax are not counted by either column);
+- peak memory of one forward pass under ``torch.no_grad``: on CPU the rise of the process's peak
+  resident set size over its size just before the pass; on CUDA ``max_memory_allocated`` minus
+  the memory allocated before the pass (the input and weights are excluded in both cases);
+- median wall time of the forward pass (threads pinned, warm-up first).
+
+Usage::
+
+    python benchmarks/attention_cost.py                       # CPU, (1, 64, 32, 32, 32) + sweep
+    python benchmarks/attention_cost.py --device cuda         # on a GPU
+    python benchmarks/attention_cost.py --sizes 8 16 --main-size 16 --channels 16   # quick
+
+It prints markdown tables (and writes them with a JSON dump and a Fig. 4-style plot to
+``--out``, default ``benchmarks/out/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from napari_fanet.models import (
+    AttentionGate3d,
+    DualAttention3d,
+    FoldedAttention3d,
+    NonLocal3d,
+    SliceWiseAttention3d,
+)
+
+#: Module name -> constructor for C channels.  AG takes a gating signal (see ``make_inputs``).
+MODULES = {
+    "FA": lambda c: FoldedAttention3d(c),
+    "FA (literal)": lambda c: FoldedAttention3d(c, implementation="literal"),
+    "SA": lambda c: NonLocal3d(c),
+    "SA (fused SDPA)": lambda c: NonLocal3d(c, fused=True),
+    "DA": lambda c: DualAttention3d(c),
+    "AG": lambda c: AttentionGate3d(c, c),
+    "RSA": lambda c: SliceWiseAttention3d(c),
+}
+#: The paper's claimed reductions of FA relative to each module (Fig. 1): (memory, FLOPs).
+PAPER_REDUCTION = {"DA": (0.979, 0.889), "AG": (0.925, 0.630), "SA": (0.958, 0.256)}
+#: Modules whose cost grows with N^2 (skip memory/time when the N x N matrix would not fit).
+QUADRATIC = {"SA", "DA"}
+MAX_QUADRATIC_BYTES = 6 * 2**30
+
+
+def make_inputs(name: str, c: int, size: tuple[int, int, int], device: str) -> tuple:
+    """Module inputs: ``(1, C, D, H, W)``; AG also gets a half-resolution gating signal."""
+    x = torch.randn(1, c, *size, device=device)
+    if name == "AG":
+        return x, torch.randn(1, c, *[max(s // 2, 1) for s in size], device=device)
+    return (x,)
+
+
+def build(name: str, c: int, device: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    module = MODULES[name](c).to(device).eval()
+    if isinstance(module, FoldedAttention3d):
+        with torch.no_grad():
+            module.beta.fill_(0.5)  # non-trivial gates (cost does not depend on them)
+    return module
+
+
+def count_flops(name: str, c: int, size: tuple[int, int, int]) -> dict[str, float]:
+    """Forward FLOPs on the meta device: conv-only and all (conv + matmul-like)."""
+    with torch.device("meta"):
+        module = MODULES[name](c).eval()
+        inputs = make_inputs(name, c, size, "meta")
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        module(*inputs)
+    per_op = counter.get_flop_counts().get("Global", {})
+    conv = sum(v for op, v in per_op.items() if "convolution" in str(op))
+    params = sum(p.numel() for p in module.parameters())
+    return {"flops_conv": float(conv), "flops_all": float(counter.get_total_flops()), "params": params}
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def measure(name: str, c: int, size: tuple[int, int, int], device: str, budget_s: float) -> dict:
+    """Peak forward memory and median time, in this (fresh) process."""
+    if device == "cpu":
+        torch.set_flush_denormal(True)
+    module = build(name, c, device)
+    inputs = make_inputs(name, c, size, device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    with torch.no_grad():
+        if device == "cuda":
+            sync()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+            module(*inputs)
+            sync()
+            peak = torch.cuda.max_memory_allocated() - before
+        else:
+            before = _rss_bytes()
+            module(*inputs)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        times: list[float] = []
+        start = time.perf_counter()
+        module(*inputs)  # warm-up
+        while len(times) < 3 or (time.perf_counter() - start < budget_s and len(times) < 30):
+            sync()
+            t0 = time.perf_counter()
+            module(*inputs)
+            sync()
+            times.append(time.perf_counter() - t0)
+    return {"peak_bytes": max(peak, 0), "median_ms": 1e3 * statistics.median(times), "n": len(times)}
+
+
+def measure_in_child(name: str, c: int, size: tuple, device: str, threads: int, budget_s: float):
+    cmd = [
+        sys.executable, __file__, "--child", name, "--channels", str(c),
+        "--child-size", *map(str, size), "--device", device, "--threads", str(threads),
+        "--budget", str(budget_s),
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        tail = out.stderr.strip().splitlines()[-1:] or ["no output"]
+        return {"error": f"exit {out.returncode}: {tail[0][:120]}"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fast_vs_literal(c: int, size: tuple, device: str) -> dict[str, float]:
+    """Largest difference between the two FA implementations on the same input (float32)."""
+    fast, literal = build("FA", c, device), build("FA (literal)", c, device)
+    literal.load_state_dict(fast.state_dict())
+    (x,) = make_inputs("FA", c, size, device)
+    with torch.no_grad():
+        a, b = fast(x), literal(x)
+    return {"max_abs_diff": float((a - b).abs().max()), "max_abs": float(b.abs().max())}
+
+
+def fmt_bytes(b: float | None) -> str:
+    return "n/a" if b is None else f"{b / 2**20:,.1f}"
+
+
+def run_point(c, size, device, threads, budget_s, names) -> dict[str, dict]:
+    rows = {}
+    for name in names:
+        row = count_flops(name, c, size)
+        n = size[0] * size[1] * size[2]
+        if name.split()[0] in QUADRATIC and "fused" not in name and n * n * 4 > MAX_QUADRATIC_BYTES:
+            row["error"] = f"skipped: N x N matrix would need {n * n * 4 / 2**30:.0f} GiB"
+        else:
+            row.update(measure_in_child(name, c, size, device, threads, budget_s))
+        rows[name] = row
+    return rows
+
+
+def main_table(rows: dict[str, dict]) -> str:
+    fa = rows["FA"]
+    lines = [
+        "| module | params | GFLOPs conv-only | GFLOPs all | peak MiB | median ms "
+        "| FA/x FLOPs conv-only | FA/x FLOPs all | FA/x memory | paper: FA reduction (mem, FLOPs) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, r in rows.items():
+        mem = r.get("peak_bytes")
+        ratio = lambda key, r=r: (  # noqa: E731
+            f"{fa[key] / r[key]:.3f}" if r.get(key) and fa.get(key) is not None else "n/a"
+        )
+        paper = PAPER_REDUCTION.get(name)
+        claim = f"-{paper[0]:.1%}, -{paper[1]:.1%}" if paper else ""
+        ms = f"{r['median_ms']:.2f}" if "median_ms" in r else r.get("error", "n/a")
+        lines.append(
+            f"| {name} | {r['params']:,} | {r['flops_conv'] / 1e9:.3f} | {r['flops_all'] / 1e9:.3f} "
+            f"| {fmt_bytes(mem)} | {ms} | {ratio('flops_conv')} | {ratio('flops_all')} "
+            f"| {ratio('peak_bytes')} | {claim} |"
+        )
+    return "\n".join(lines)
+
+
+def sweep_table(sweep: dict[int, dict[str, dict]]) -> str:
+    names = list(next(iter(sweep.values())))
+    head = "| size (C=D=H=W) | " + " | ".join(f"{n} GFLOPs all / MiB" for n in names) + " |"
+    lines = [head, "|---" * (len(names) + 1) + "|"]
+    for s, rows in sweep.items():
+        cells = [
+            f"{r['flops_all'] / 1e9:.3g} / {fmt_bytes(r.get('peak_bytes'))}" for r in rows.values()
+        ]
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(sweep: dict[int, dict[str, dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    sizes = list(sweep)
+    for name in next(iter(sweep.values())):
+        flops = [sweep[s][name]["flops_all"] for s in sizes]
+        axes[0].semilogy(sizes, flops, "o-", label=name)
+        mem = [(s, sweep[s][name].get("peak_bytes")) for s in sizes]
+        mem = [(s, m / 2**20) for s, m in mem if m]
+        if mem:
+            axes[1].semilogy(*zip(*mem, strict=True), "o-", label=name)
+    axes[0].set(xlabel="C = D = H = W", ylabel="forward FLOPs (conv + matmul)", title="(a) FLOPs")
+    axes[1].set(xlabel="C = D = H = W", ylabel="peak forward memory (MiB)", title="(b) memory")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--main-size", type=int, default=32)
+    p.add_argument("--sizes", type=int, nargs="*", default=[8, 16, 24, 32, 40, 48])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--budget", type=float, default=3.0, help="seconds of timing per module")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--child-size", type=int, nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.child:
+        res = measure(args.child, args.channels, tuple(args.child_size), args.device, args.budget)
+        print(json.dumps(res))
+        return
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda requested but torch.cuda.is_available() is False")
+    names = list(MODULES)
+    size = (args.main_size,) * 3
+    rows = run_point(args.channels, size, args.device, args.threads, args.budget, names)
+    check = fast_vs_literal(args.channels, size, args.device)
+    sweep = {
+        s: run_point(s, (s, s, s), args.device, args.threads, args.budget, names)
+        for s in args.sizes
+    }
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {args.threads} threads"
+    speed = rows["FA (literal)"]["median_ms"] / rows["FA"]["median_ms"]
+    report = [
+        f"## Input (1, {args.channels}, {args.main_size}, {args.main_size}, {args.main_size}), "
+        f"{device_name}, torch {torch.__version__}",
+        "",
+        main_table(rows),
+        "",
+        f"FA fast vs literal: speed-up x{speed:.2f}; max |fast - literal| = "
+        f"{check['max_abs_diff']:.2e} (max |output| {check['max_abs']:.2e}).",
+        "",
+        "## Sweep, C = D = H = W (FLOPs all / peak MiB)",
+        "",
+        sweep_table(sweep),
+    ]
+    text = "\n".join(report)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"attention_cost_{args.device}.md").write_text(text + "\n")
+    (args.out / f"attention_cost_{args.device}.json").write_text(
+        json.dumps({"main": rows, "fast_vs_literal": check, "sweep": sweep}, indent=1)
+    )
+    plot(sweep, args.out / f"attention_cost_{args.device}.png")
+
+
+if __name__ == "__main__":
+    main()

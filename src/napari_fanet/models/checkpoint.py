@@ -1,0 +1,147 @@
+"""Checkpoints that rebuild their model from the file alone, written atomically.
+
+A checkpoint is a dict ``{format, version, config, state_dict, optimizer, epoch, metrics,
+extra}`` holding only plain Python values and tensors, so it loads with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .registry import ModelConfig, model_from_config
+
+CHECKPOINT_FORMAT = 1
+REQUIRED_KEYS = ("format", "config", "state_dict")
+
+
+def _package_version() -> str:
+    from napari_fanet import __version__
+
+    return __version__
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    epoch: int | None = None,
+    metrics: dict[str, float] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (built by the registry) and its training state to ``path`` atomically.
+
+    The file is written to a temporary name in the same folder and renamed over ``path``, so an
+    interrupted save never leaves a truncated checkpoint behind.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Destination file (conventionally ``*.pt``).
+    model : torch.nn.Module
+        A model with a ``config`` attribute (from :func:`build_model`).
+    optimizer : torch.optim.Optimizer, optional
+        Saved so training can resume.
+    epoch : int, optional
+        Epoch or step count reached.
+    metrics : dict, optional
+        Scalar metrics to keep with the weights.
+    extra : dict, optional
+        Any other plain-Python information (training command, seed...).
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+    """
+    config = getattr(model, "config", None)
+    if not isinstance(config, ModelConfig):
+        raise ValueError(
+            "model has no ModelConfig in model.config; build it with build_model() or "
+            f"model_from_config() (got config={config!r})"
+        )
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot save checkpoint: folder {path.parent} does not exist")
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": _package_version(),
+        "config": config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "epoch": epoch,
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        "extra": extra or {},
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict:
+    """Load and validate a checkpoint dict (``weights_only=True``) without building the model."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise ValueError(
+            f"{path} is not a readable napari-fanet checkpoint (expected a file written by "
+            f"save_checkpoint): {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
+        found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(
+            f"{path} is not a napari-fanet checkpoint: expected a dict with keys "
+            f"{list(REQUIRED_KEYS)}, found {found}"
+        )
+    if ckpt["format"] > CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{path} uses checkpoint format {ckpt['format']}, newer than this napari-fanet "
+            f"supports ({CHECKPOINT_FORMAT}); upgrade napari-fanet"
+        )
+    return ckpt
+
+
+def load_checkpoint(
+    path: str | os.PathLike, *, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict]:
+    """Rebuild the model stored in ``path`` and load its weights.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A file written by :func:`save_checkpoint`.
+    map_location : str or torch.device
+        Where to load tensors (default CPU).
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The rebuilt network (in eval mode), on ``map_location``.
+    checkpoint : dict
+        The whole checkpoint (config, optimizer state, epoch, metrics, extra).
+    """
+    ckpt = read_checkpoint(path, map_location=map_location)
+    model = model_from_config(ckpt["config"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"weights in {path} do not match their own config: {exc}") from exc
+    return model.to(map_location).eval(), ckpt

@@ -1,0 +1,198 @@
+"""3D U-Net backbone with a pluggable bottleneck attention and optional skip attention gates.
+
+One class serves both backbones of FA_SPEC (the registry fixes the two configurations):
+
+- MS segmentation: 3 inputs (T1, T2, FLAIR), 2 classes, GroupNorm(8).
+- QSM (QSMnet-style): 1 input (local field), 1 output (susceptibility), BatchNorm.
+
+Both use stages of two ``3x3x3 conv -> norm -> ReLU``, max-pool down-sampling (4 times),
+transposed-convolution up-sampling and concatenated skips. Inputs of any spatial size are padded
+up to a multiple of 16 and the output is cropped back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention_gate import AttentionGate3d
+from .blocks import DoubleConv, NormSpec
+from .dual_attention import DualAttention3d
+from .folded_attention import FoldedAttention3d
+from .folding import check_volume
+from .nonlocal_attention import NonLocal3d
+from .slice_wise_attention import SliceWiseAttention3d
+
+#: Bottleneck attention modules by short name; each is called as ``builder(channels, **kwargs)``.
+BOTTLENECK_ATTENTION: dict[str, Callable[..., nn.Module]] = {
+    "fa": FoldedAttention3d,
+    "sa": NonLocal3d,
+    "da": DualAttention3d,
+    "rsa": SliceWiseAttention3d,
+}
+
+DEPTH = 4  # number of down-samplings
+MULTIPLE = 2**DEPTH
+
+
+def _check_positive_ints(name: str, values: Sequence[int], length: int | None = None) -> None:
+    if length is not None and len(values) != length:
+        raise ValueError(f"{name} must have {length} entries, got {tuple(values)!r}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must contain positive integers, got {tuple(values)!r}")
+
+
+class UNet3d(nn.Module):
+    """3D U-Net with four down-samplings and an optional attention block at the bottleneck.
+
+    Parameters
+    ----------
+    in_channels : int
+        Input channels (3 for T1/T2/FLAIR, 1 for a QSM local field).
+    out_channels : int
+        Output channels (2 class logits, or 1 susceptibility map).
+    features : sequence of 5 int
+        Channels of the five resolution levels, finest first (for example ``(8, 16, 32, 64,
+        128)`` for a small CPU model, ``(32, 64, 128, 256, 512)`` as in the paper).
+    norm : str or (str, dict)
+        Normalisation of the conv blocks (see :func:`~napari_fanet.models.blocks.make_norm`).
+    act : str
+        Activation of the conv blocks.
+    dropout : float
+        Dropout after the bottleneck stage (0 disables it).
+    attention : {None, "fa", "sa", "da", "rsa"}
+        Attention block inserted on the bottleneck output.
+    attention_kwargs : mapping, optional
+        Keyword arguments for the attention block.
+    skip_gates : bool
+        Put additive attention gates (AG) on the skips of the three deepest levels, gated by the
+        bottleneck signal.
+    pad_mode : {"constant", "replicate", "reflect"}
+        How inputs are padded up to a multiple of 16 per spatial axis.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        features: Sequence[int] = (8, 16, 32, 64, 128),
+        norm: NormSpec = "batch",
+        act: str = "relu",
+        dropout: float = 0.0,
+        *,
+        attention: str | None = None,
+        attention_kwargs: Mapping[str, Any] | None = None,
+        skip_gates: bool = False,
+        pad_mode: str = "constant",
+    ) -> None:
+        super().__init__()
+        _check_positive_ints("in_channels", [in_channels])
+        _check_positive_ints("out_channels", [out_channels])
+        features = tuple(features)
+        _check_positive_ints("features", features, DEPTH + 1)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if attention is not None and attention not in BOTTLENECK_ATTENTION:
+            raise ValueError(
+                f"attention must be None or one of {sorted(BOTTLENECK_ATTENTION)}, "
+                f"got {attention!r}"
+            )
+        if pad_mode not in ("constant", "replicate", "reflect"):
+            raise ValueError(
+                f"pad_mode must be 'constant', 'replicate' or 'reflect', got {pad_mode!r}"
+            )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.features = features
+        self.pad_mode = pad_mode
+
+        self.encoders = nn.ModuleList([DoubleConv(in_channels, features[0], norm, act)])
+        for level in range(1, DEPTH + 1):
+            drop = dropout if level == DEPTH else 0.0
+            self.encoders.append(DoubleConv(features[level - 1], features[level], norm, act, drop))
+        self.pool = nn.MaxPool3d(2)
+        self.attention = (
+            BOTTLENECK_ATTENTION[attention](features[DEPTH], **dict(attention_kwargs or {}))
+            if attention is not None
+            else None
+        )
+        # Gates on skip levels 1..3 (the three deepest skips), gated by the bottleneck.
+        self.gates = nn.ModuleDict(
+            {
+                str(level): AttentionGate3d(features[level], features[DEPTH], norm=norm)
+                for level in range(1, DEPTH)
+            }
+            if skip_gates
+            else {}
+        )
+        self.upsamplers = nn.ModuleList(
+            nn.ConvTranspose3d(features[level], features[level - 1], 2, stride=2)
+            for level in range(DEPTH, 0, -1)
+        )
+        self.decoders = nn.ModuleList(
+            DoubleConv(2 * features[level - 1], features[level - 1], norm, act)
+            for level in range(DEPTH, 0, -1)
+        )
+        self.head = nn.Conv3d(features[0], out_channels, kernel_size=1)
+
+    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        size = tuple(x.shape[2:])
+        extra = [(-s) % MULTIPLE for s in size]
+        if not any(extra):
+            return x, size
+        # F.pad takes (W_left, W_right, H_left, H_right, D_left, D_right).
+        pads = [p for e in reversed(extra) for p in (e // 2, e - e // 2)]
+        mode = self.pad_mode
+        if mode == "reflect" and any(e >= s for e, s in zip(extra, size, strict=True)):
+            mode = "replicate"  # reflect padding cannot exceed the input size
+        return F.pad(x, pads, mode=mode), size
+
+    def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
+        """Bottleneck features (after attention) of an input whose sizes are multiples of 16."""
+        return self._encode(x)[-1]
+
+    def _encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        skips = [self.encoders[0](x)]  # (B, f0, D, H, W)
+        for level in range(1, DEPTH + 1):
+            skips.append(self.encoders[level](self.pool(skips[-1])))  # (B, f_l, D/2^l, ...)
+        if self.attention is not None:
+            skips[-1] = self.attention(skips[-1])  # (B, f4, D/16, H/16, W/16)
+        return skips
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the network.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Shape ``(B, in_channels, D, H, W)``, any spatial size.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(B, out_channels, D, H, W)``: class logits or the regressed map.
+        """
+        check_volume(x, self.in_channels)
+        x, size = self._pad(x)  # (B, Cin, D', H', W'), multiples of 16
+        skips = self._encode(x)
+        y = skips[DEPTH]
+        for step, level in enumerate(range(DEPTH - 1, -1, -1)):
+            skip = skips[level]
+            if str(level) in self.gates:
+                skip = self.gates[str(level)](skip, skips[DEPTH])
+            y = self.upsamplers[step](y)  # (B, f_level, ...) at the skip's resolution
+            y = self.decoders[step](torch.cat([skip, y], dim=1))  # (B, f_level, ...)
+        y = self.head(y)  # (B, out_channels, D', H', W')
+        starts = [(p - s) // 2 for p, s in zip(x.shape[2:], size, strict=True)]
+        return y[
+            :,
+            :,
+            starts[0] : starts[0] + size[0],
+            starts[1] : starts[1] + size[1],
+            starts[2] : starts[2] + size[2],
+        ]  # (B, out_channels, D, H, W)
