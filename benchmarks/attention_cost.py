@@ -7,9 +7,9 @@ For each attention module at one input size this measures, in a fresh process pe
   *conv-only* (what hook-based counters such as thop see: comparable to the paper) and *all*
   (convolutions plus every matrix product, including attention matmuls and SDPA; element-wise
   ops such as softmax are not counted by either column);
-- peak memory of one forward pass under ``torch.no_grad``: on CPU the rise of the process's peak
-  resident set size over its size just before the pass; on CUDA ``max_memory_allocated`` minus
-  the memory allocated before the pass (the input and weights are excluded in both cases);
+- peak memory of one forward pass under ``torch.no_grad``: on CPU the peak of live tensor
+  allocations recorded by the PyTorch profiler during the pass; on CUDA ``max_memory_allocated``
+  minus the memory allocated before the pass (the input and weights are excluded in both);
 - median wall time of the forward pass (threads pinned, warm-up first).
 
 Usage::
@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -90,12 +88,29 @@ def count_flops(name: str, c: int, size: tuple[int, int, int]) -> dict[str, floa
     per_op = counter.get_flop_counts().get("Global", {})
     conv = sum(v for op, v in per_op.items() if "convolution" in str(op))
     params = sum(p.numel() for p in module.parameters())
-    return {"flops_conv": float(conv), "flops_all": float(counter.get_total_flops()), "params": params}
+    return {
+        "flops_conv": float(conv),
+        "flops_all": float(counter.get_total_flops()),
+        "params": params,
+    }
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def cpu_peak_bytes(fn) -> int:
+    """Peak of live tensor memory allocated while ``fn()`` runs on the CPU.
+
+    Uses the PyTorch profiler's memory events: each op's own allocations and each free, in
+    time order; the running sum's maximum is the peak above what was allocated before.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    live = peak = 0
+    for e in events:
+        live += e.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak
 
 
 def measure(name: str, c: int, size: tuple[int, int, int], device: str, budget_s: float) -> dict:
@@ -114,9 +129,7 @@ def measure(name: str, c: int, size: tuple[int, int, int], device: str, budget_s
             sync()
             peak = torch.cuda.max_memory_allocated() - before
         else:
-            before = _rss_bytes()
-            module(*inputs)
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+            peak = cpu_peak_bytes(lambda: module(*inputs))
         times: list[float] = []
         start = time.perf_counter()
         module(*inputs)  # warm-up
@@ -126,7 +139,11 @@ def measure(name: str, c: int, size: tuple[int, int, int], device: str, budget_s
             module(*inputs)
             sync()
             times.append(time.perf_counter() - t0)
-    return {"peak_bytes": max(peak, 0), "median_ms": 1e3 * statistics.median(times), "n": len(times)}
+    return {
+        "peak_bytes": max(peak, 0),
+        "median_ms": 1e3 * statistics.median(times),
+        "n": len(times),
+    }
 
 
 def measure_in_child(name: str, c: int, size: tuple, device: str, threads: int, budget_s: float):
@@ -161,7 +178,11 @@ def run_point(c, size, device, threads, budget_s, names) -> dict[str, dict]:
     for name in names:
         row = count_flops(name, c, size)
         n = size[0] * size[1] * size[2]
-        if name.split()[0] in QUADRATIC and "fused" not in name and n * n * 4 > MAX_QUADRATIC_BYTES:
+        if (
+            name.split()[0] in QUADRATIC
+            and "fused" not in name
+            and n * n * 4 > MAX_QUADRATIC_BYTES
+        ):
             row["error"] = f"skipped: N x N matrix would need {n * n * 4 / 2**30:.0f} GiB"
         else:
             row.update(measure_in_child(name, c, size, device, threads, budget_s))
@@ -173,7 +194,8 @@ def main_table(rows: dict[str, dict]) -> str:
     fa = rows["FA"]
     lines = [
         "| module | params | GFLOPs conv-only | GFLOPs all | peak MiB | median ms "
-        "| FA/x FLOPs conv-only | FA/x FLOPs all | FA/x memory | paper: FA reduction (mem, FLOPs) |",
+        "| FA/x FLOPs conv-only | FA/x FLOPs all | FA/x memory "
+        "| paper: FA reduction (mem, FLOPs) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, r in rows.items():
@@ -185,7 +207,8 @@ def main_table(rows: dict[str, dict]) -> str:
         claim = f"-{paper[0]:.1%}, -{paper[1]:.1%}" if paper else ""
         ms = f"{r['median_ms']:.2f}" if "median_ms" in r else r.get("error", "n/a")
         lines.append(
-            f"| {name} | {r['params']:,} | {r['flops_conv'] / 1e9:.3f} | {r['flops_all'] / 1e9:.3f} "
+            f"| {name} | {r['params']:,} | {r['flops_conv'] / 1e9:.3f} "
+            f"| {r['flops_all'] / 1e9:.3f} "
             f"| {fmt_bytes(mem)} | {ms} | {ratio('flops_conv')} | {ratio('flops_all')} "
             f"| {ratio('peak_bytes')} | {claim} |"
         )
@@ -253,7 +276,9 @@ def main(argv: list[str] | None = None) -> None:
         s: run_point(s, (s, s, s), args.device, args.threads, args.budget, names)
         for s in args.sizes
     }
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {args.threads} threads"
+    device_name = (
+        torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {args.threads} threads"
+    )
     speed = rows["FA (literal)"]["median_ms"] / rows["FA"]["median_ms"]
     report = [
         f"## Input (1, {args.channels}, {args.main_size}, {args.main_size}, {args.main_size}), "

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .folding import AXES, check_volume, fold, unfold
+from .folding import AXES, autocast_off, check_volume, fold, unfold
 
 Variant = Literal["authors", "pure"]
 Implementation = Literal["fast", "literal"]
@@ -151,7 +151,7 @@ class FoldedAttention3d(nn.Module):
         """Softmax sub-affinities from projections ``t``, ``p`` of shape ``(B, C, D, H, W)``."""
         b, c, d, h, w = t.shape
         n = d * h * w
-        with torch.autocast(t.device.type, enabled=False):
+        with autocast_off(t.device):
             t = t.to(torch.promote_types(t.dtype, torch.float32))
             p = p.to(torch.promote_types(p.dtype, torch.float32))
             if self.implementation == "literal":

@@ -7,6 +7,8 @@ Attention implementation and the reference the fast implementation is tested aga
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 #: Order of the four folded-attention steps and the tensor dimension each acts on.
@@ -62,3 +64,14 @@ def fold(m: torch.Tensor, axis: str, shape: torch.Size | tuple[int, ...]) -> tor
     dim = AXIS_DIM[axis]
     moved_shape = (shape[0], shape[dim], *[s for i, s in enumerate(shape) if i not in (0, dim)])
     return m.reshape(moved_shape).movedim(1, dim)  # (B, C, D, H, W)
+
+
+def autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
+    """Disable autocast on ``device`` (attention energies and softmax stay in float32).
+
+    A no-op on devices without autocast, such as ``meta`` (used for FLOP counting).
+    """
+    try:
+        return torch.autocast(device.type, enabled=False)
+    except RuntimeError:
+        return contextlib.nullcontext()
