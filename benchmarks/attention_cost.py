@@ -12,6 +12,9 @@ For each attention module at one input size this measures, in a fresh process pe
   minus the memory allocated before the pass (the input and weights are excluded in both);
 - median wall time of the forward pass (threads pinned, warm-up first).
 
+Each input size is measured in one fresh process (modules one after another), so ratios at one
+size come from the same process and the same machine state.
+
 Usage::
 
     python benchmarks/attention_cost.py                       # CPU, (1, 64, 32, 32, 32) + sweep
@@ -57,7 +60,6 @@ MODULES = {
 PAPER_REDUCTION = {"DA": (0.979, 0.889), "AG": (0.925, 0.630), "SA": (0.958, 0.256)}
 #: Modules whose cost grows with N^2 (skip memory/time when the N x N matrix would not fit).
 QUADRATIC = {"SA", "DA"}
-MAX_QUADRATIC_BYTES = 6 * 2**30
 
 
 def make_inputs(name: str, c: int, size: tuple[int, int, int], device: str) -> tuple:
@@ -77,22 +79,29 @@ def build(name: str, c: int, device: str) -> torch.nn.Module:
     return module
 
 
-def count_flops(name: str, c: int, size: tuple[int, int, int]) -> dict[str, float]:
-    """Forward FLOPs on the meta device: conv-only and all (conv + matmul-like)."""
+def _flops(name: str, c: int, size: tuple[int, int, int]) -> tuple[FlopCounterMode, int]:
     with torch.device("meta"):
         module = MODULES[name](c).eval()
         inputs = make_inputs(name, c, size, "meta")
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         module(*inputs)
-    per_op = counter.get_flop_counts().get("Global", {})
+    return counter, sum(p.numel() for p in module.parameters())
+
+
+def count_flops(name: str, c: int, size: tuple[int, int, int]) -> dict[str, float]:
+    """Forward FLOPs on the meta device: conv-only and all (conv + matmul-like).
+
+    The fast FA evaluates its three 1x1x1 convolutions as one matrix product, which a
+    conv-only counter would not see; its conv-only column is therefore taken from the literal
+    implementation (same arithmetic, ``Conv3d`` calls), so the column stays paper-comparable.
+    """
+    counter, params = _flops(name, c, size)
+    conv_counter = _flops("FA (literal)", c, size)[0] if name == "FA" else counter
+    per_op = conv_counter.get_flop_counts().get("Global", {})
     conv = sum(v for op, v in per_op.items() if "convolution" in str(op))
-    params = sum(p.numel() for p in module.parameters())
-    return {
-        "flops_conv": float(conv),
-        "flops_all": float(counter.get_total_flops()),
-        "params": params,
-    }
+    total = float(counter.get_total_flops())
+    return {"flops_conv": float(conv), "flops_all": total, "params": params}
 
 
 def cpu_peak_bytes(fn) -> int:
@@ -121,6 +130,7 @@ def measure(name: str, c: int, size: tuple[int, int, int], device: str, budget_s
     inputs = make_inputs(name, c, size, device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     with torch.no_grad():
+        module(*inputs)  # warm-up: one-off workspaces (cuBLAS, oneDNN) are not the module's cost
         if device == "cuda":
             sync()
             torch.cuda.reset_peak_memory_stats()
@@ -132,7 +142,6 @@ def measure(name: str, c: int, size: tuple[int, int, int], device: str, budget_s
             peak = cpu_peak_bytes(lambda: module(*inputs))
         times: list[float] = []
         start = time.perf_counter()
-        module(*inputs)  # warm-up
         while len(times) < 3 or (time.perf_counter() - start < budget_s and len(times) < 30):
             sync()
             t0 = time.perf_counter()
@@ -146,21 +155,28 @@ def measure(name: str, c: int, size: tuple[int, int, int], device: str, budget_s
     }
 
 
-def measure_in_child(name: str, c: int, size: tuple, device: str, threads: int, budget_s: float):
+def measure_in_child(names, c: int, size: tuple, device: str, threads: int, budget_s: float):
+    """Measure ``names`` one after another in one fresh process; ``{name: result}``."""
     cmd = [
-        sys.executable, __file__, "--child", name, "--channels", str(c),
+        sys.executable, __file__, "--child", *names, "--channels", str(c),
         "--child-size", *map(str, size), "--device", device, "--threads", str(threads),
         "--budget", str(budget_s),
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         tail = out.stderr.strip().splitlines()[-1:] or ["no output"]
-        return {"error": f"exit {out.returncode}: {tail[0][:120]}"}
+        return {n: {"error": f"exit {out.returncode}: {tail[0][:120]}"} for n in names}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def fast_vs_literal(c: int, size: tuple, device: str) -> dict[str, float]:
-    """Largest difference between the two FA implementations on the same input (float32)."""
+    """Largest difference between the two FA implementations on the same input (float32).
+
+    TF32 is switched off for this comparison: with it, cuDNN's convolutions (literal path) and
+    cuBLAS's products (fast path) round differently, and unscaled energies amplify that.
+    """
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     fast, literal = build("FA", c, device), build("FA (literal)", c, device)
     literal.load_state_dict(fast.state_dict())
     (x,) = make_inputs("FA", c, size, device)
@@ -173,20 +189,19 @@ def fmt_bytes(b: float | None) -> str:
     return "n/a" if b is None else f"{b / 2**20:,.1f}"
 
 
-def run_point(c, size, device, threads, budget_s, names) -> dict[str, dict]:
-    rows = {}
+def run_point(c, size, device, threads, budget_s, names, max_quadratic_bytes) -> dict:
+    """FLOPs of every module, then memory and time of those that fit, in one fresh process."""
+    rows = {name: count_flops(name, c, size) for name in names}
+    n = size[0] * size[1] * size[2]
+    runnable = []
     for name in names:
-        row = count_flops(name, c, size)
-        n = size[0] * size[1] * size[2]
-        if (
-            name.split()[0] in QUADRATIC
-            and "fused" not in name
-            and n * n * 4 > MAX_QUADRATIC_BYTES
-        ):
-            row["error"] = f"skipped: N x N matrix would need {n * n * 4 / 2**30:.0f} GiB"
+        if name in QUADRATIC and n * n * 4 > max_quadratic_bytes:
+            rows[name]["error"] = f"skipped: N x N matrix needs {n * n * 4 / 2**30:.0f} GiB"
         else:
-            row.update(measure_in_child(name, c, size, device, threads, budget_s))
-        rows[name] = row
+            runnable.append(name)
+    measured = measure_in_child(runnable, c, size, device, threads, budget_s)
+    for name in runnable:
+        rows[name].update(measured[name])
     return rows
 
 
@@ -258,22 +273,30 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--budget", type=float, default=3.0, help="seconds of timing per module")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
-    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--max-quadratic-gib",
+        type=float,
+        help="skip SA/DA memory and time when N*N*4 bytes exceed this (default 6 CPU, 24 CUDA)",
+    )
+    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--child-size", type=int, nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.child:
-        res = measure(args.child, args.channels, tuple(args.child_size), args.device, args.budget)
+        size = tuple(args.child_size)
+        res = {n: measure(n, args.channels, size, args.device, args.budget) for n in args.child}
         print(json.dumps(res))
         return
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda requested but torch.cuda.is_available() is False")
     names = list(MODULES)
+    gib = args.max_quadratic_gib or (24.0 if args.device == "cuda" else 6.0)
+    limit = int(gib * 2**30)
     size = (args.main_size,) * 3
-    rows = run_point(args.channels, size, args.device, args.threads, args.budget, names)
+    rows = run_point(args.channels, size, args.device, args.threads, args.budget, names, limit)
     check = fast_vs_literal(args.channels, size, args.device)
     sweep = {
-        s: run_point(s, (s, s, s), args.device, args.threads, args.budget, names)
+        s: run_point(s, (s, s, s), args.device, args.threads, args.budget, names, limit)
         for s in args.sizes
     }
     device_name = (
