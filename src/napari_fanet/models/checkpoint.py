@@ -8,13 +8,13 @@ extra}`` holding only plain Python values and tensors, so it loads with
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..atomic import atomic_write
 from .registry import ModelConfig, model_from_config
 
 CHECKPOINT_FORMAT = 1
@@ -67,9 +67,6 @@ def save_checkpoint(
             "model has no ModelConfig in model.config; build it with build_model() or "
             f"model_from_config() (got config={config!r})"
         )
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot save checkpoint: folder {path.parent} does not exist")
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": _package_version(),
@@ -80,17 +77,7 @@ def save_checkpoint(
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         "extra": extra or {},
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def read_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict:
