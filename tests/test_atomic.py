@@ -11,7 +11,9 @@ def test_writes_and_replaces_with_readable_mode(tmp_path):
     atomic_write(target, lambda p: p.write_bytes(b"one"))
     atomic_write(target, lambda p: p.write_bytes(b"two"))
     assert target.read_bytes() == b"two"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
 
 
