@@ -1,0 +1,124 @@
+"""Random training patches and their augmentation, reproducible from a numpy ``Generator``.
+
+Every random choice draws from the generator it is given, so the training loop can derive one
+generator per (seed, rank, step) and a resumed run sees exactly the batches of an uninterrupted
+one. Augmentations use MONAI's array transforms seeded from that generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from .losses import IGNORE_INDEX
+from .subjects import QSMSubject, SegSubject
+
+
+def crop(
+    array: np.ndarray, start: Sequence[int], size: Sequence[int], fill: float = 0
+) -> np.ndarray:
+    """Crop the last three axes of ``array`` at ``start`` with ``size``, padding with ``fill``.
+
+    ``start`` may be negative or run past the end (the volume is smaller than the patch).
+    """
+    spatial = array.shape[-3:]
+    out = np.full((*array.shape[:-3], *size), fill, dtype=array.dtype)
+    src, dst = [], []
+    for s0, n, dim in zip(start, size, spatial, strict=True):
+        lo, hi = max(s0, 0), min(s0 + n, dim)
+        src.append(slice(lo, max(hi, lo)))
+        dst.append(slice(lo - s0, lo - s0 + max(hi - lo, 0)))
+    out[(..., *dst)] = array[(..., *src)]
+    return out
+
+
+def patch_start(
+    rng: np.random.Generator, shape: Sequence[int], size: Sequence[int], candidates: np.ndarray
+) -> list[int]:
+    """Start corner of a patch centred on a random voxel of ``candidates`` ``(n, 3)``."""
+    centre = candidates[rng.integers(len(candidates))]
+    return [int(c) - n // 2 for c, n in zip(centre, size, strict=True)]
+
+
+def sample_seg_patch(
+    subject: SegSubject, rng: np.random.Generator, size: Sequence[int], *, p_lesion: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """One ``(3, *size)`` image patch and ``(*size)`` label patch.
+
+    With probability ``p_lesion`` the patch is centred on a lesion voxel (lesions are rare),
+    otherwise on a random brain voxel.
+    """
+    if subject.label is None:
+        raise ValueError(f"subject {subject.name} has no lesion mask to train on")
+    lesion = np.argwhere(subject.label == 1)
+    pool = lesion if len(lesion) and rng.random() < p_lesion else np.argwhere(subject.brain)
+    start = patch_start(rng, subject.brain.shape, size, pool)
+    return crop(subject.image, start, size), crop(subject.label, start, size, fill=0)
+
+
+def augment_seg(
+    image: np.ndarray, label: np.ndarray, rng: np.random.Generator, *, p: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Elastic deformation (MONAI ``Rand3DElastic``) and intensity shift, each with prob. ``p``."""
+    from monai.transforms import Rand3DElastic, RandShiftIntensity
+
+    if rng.random() < p:
+        elastic = Rand3DElastic(
+            sigma_range=(5.0, 8.0),
+            magnitude_range=(20.0, 60.0),
+            prob=1.0,
+            rotate_range=(0.15, 0.15, 0.15),
+            scale_range=(0.1, 0.1, 0.1),
+            padding_mode="zeros",
+        )
+        elastic.set_random_state(seed=int(rng.integers(2**31)))
+        stacked = np.concatenate([image, label[None].astype(np.float32)])
+        out = np.asarray(elastic(stacked, mode="nearest"))
+        image = np.asarray(elastic(image, randomize=False, mode="bilinear"), dtype=np.float32)
+        label = np.rint(out[-1]).astype(label.dtype)
+        label[(label != 0) & (label != 1)] = IGNORE_INDEX
+    if rng.random() < p:
+        shift = RandShiftIntensity(offsets=0.2, prob=1.0, channel_wise=True)
+        shift.set_random_state(seed=int(rng.integers(2**31)))
+        image = np.asarray(shift(image), dtype=np.float32)
+    return image, label
+
+
+def sample_qsm_patch(
+    subject: QSMSubject, rng: np.random.Generator, size: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(field, chi, mask)`` patches, each ``(*size)``, centred on a random brain voxel."""
+    if subject.chi is None:
+        raise ValueError(f"subject {subject.name} has no reference susceptibility (chi)")
+    start = patch_start(rng, subject.mask.shape, size, np.argwhere(subject.mask))
+    return (
+        crop(subject.field, start, size),
+        crop(subject.chi, start, size),
+        crop(subject.mask.astype(np.float32), start, size),
+    )
+
+
+def rotate_in_plane(
+    volumes: Sequence[np.ndarray], b0_dir: np.ndarray, degrees: float
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Rotate volumes about the slice axis (array axis 2) and the B0 vector with them.
+
+    A point at array offset ``(x, y)`` from the centre moves to ``R (x, y)`` with
+    ``R = [[cos, -sin], [sin, cos]]``; B0's first two components rotate by the same ``R``.
+    """
+    theta = np.deg2rad(degrees)
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    out = []
+    for vol in volumes:
+        centre = (np.array(vol.shape[:2]) - 1) / 2
+        # output voxel o samples input at R^T (o - c) + c
+        matrix = np.eye(3)
+        matrix[:2, :2] = rot.T
+        offset = np.zeros(3)
+        offset[:2] = centre - rot.T @ centre
+        out.append(ndimage.affine_transform(vol, matrix, offset=offset, order=1, mode="constant"))
+    b0 = np.asarray(b0_dir, dtype=np.float64).copy()
+    b0[:2] = rot @ b0[:2]
+    return out, b0

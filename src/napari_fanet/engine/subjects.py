@@ -1,0 +1,178 @@
+"""Training and evaluation subjects read from a folder of NIfTI files.
+
+Layout (what ``napari-fanet simulate`` writes; also the layout for your own data)::
+
+    DATA/
+      sub-0000/                    one folder per subject (any name)
+        t1.nii.gz  t2.nii.gz  flair.nii.gz  lesion_mask.nii.gz  brain_mask.nii.gz   # MS
+        local_field.nii.gz  chi.nii.gz  brain_mask.nii.gz  [meta.json]              # QSM
+      sub-0001/ ...
+
+For MS, ``lesion_mask`` holds 0 (background) and 1 (lesion); a value of 255 marks voxels with no
+annotation (sparse scribbles), which the loss ignores. ``brain_mask`` is optional (the non-zero
+voxels of the FLAIR are used otherwise). For QSM, the local field is in ppm of B0 and ``chi`` (the
+reference susceptibility, ppm) is needed for training and evaluation; ``meta.json`` may give
+``b0_dir`` (array axes) or ``b0_dir_world`` (scanner axes); without it B0 is along the scanner's
+z axis. Volumes are reoriented to the closest canonical (RAS+) orientation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..io import Volume, check_same_grid, load_volume, to_canonical
+from .losses import IGNORE_INDEX
+
+SEG_MODALITIES = ("t1", "t2", "flair")
+QSM_REQUIRED = ("local_field", "brain_mask")
+EXTENSIONS = (".nii.gz", ".nii")
+
+
+@dataclass
+class SegSubject:
+    """One MS subject in canonical orientation.
+
+    Attributes
+    ----------
+    image : np.ndarray
+        ``(3, D, H, W)`` float32: T1, T2, FLAIR, each z-scored inside the brain.
+    label : np.ndarray or None
+        ``(D, H, W)`` uint8: 0, 1 or :data:`IGNORE_INDEX`.
+    brain : np.ndarray
+        ``(D, H, W)`` bool brain mask.
+    """
+
+    name: str
+    image: np.ndarray
+    label: np.ndarray | None
+    brain: np.ndarray
+    voxel_size: tuple[float, float, float]
+
+
+@dataclass
+class QSMSubject:
+    """One QSM subject in canonical orientation (field and chi in ppm)."""
+
+    name: str
+    field: np.ndarray
+    chi: np.ndarray | None
+    mask: np.ndarray
+    voxel_size: tuple[float, float, float]
+    b0_dir: np.ndarray
+
+
+def find_file(folder: Path, stem: str, *, required: bool = True) -> Path | None:
+    """``folder/stem.nii.gz`` or ``folder/stem.nii``; ``FileNotFoundError`` if required."""
+    for ext in EXTENSIONS:
+        candidate = folder / f"{stem}{ext}"
+        if candidate.is_file():
+            return candidate
+    if required:
+        raise FileNotFoundError(f"{folder}: expected {stem}.nii.gz or {stem}.nii, found neither")
+    return None
+
+
+def list_subjects(root: str | Path, task: str) -> list[Path]:
+    """Sub-folders of ``root`` holding a subject of ``task`` ("segmentation" or "qsm")."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder not found: {root}")
+    key = "flair" if task == "segmentation" else "local_field"
+    found = sorted(p for p in root.iterdir() if p.is_dir() and find_file(p, key, required=False))
+    if not found:
+        raise ValueError(
+            f"{root} holds no {task} subjects: expected sub-folders with {key}.nii.gz "
+            "(see napari_fanet.engine.subjects for the layout)"
+        )
+    return found
+
+
+def zscore_in_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``(image - mean) / std`` with statistics inside ``mask``; 0 outside the mask."""
+    values = image[mask]
+    if values.size == 0:
+        raise ValueError("cannot normalise: the brain mask is empty")
+    std = float(values.std()) or 1.0
+    return np.where(mask, (image - values.mean()) / std, 0.0).astype(np.float32)
+
+
+def _canonical(vol: Volume) -> tuple[np.ndarray, tuple[float, float, float]]:
+    canon, _ = to_canonical(vol)
+    return canon.data, tuple(float(v) for v in canon.voxel_size)
+
+
+def load_seg_subject(folder: str | Path, *, require_label: bool = True) -> SegSubject:
+    """Read an MS subject (T1, T2, FLAIR, optional lesion and brain masks) from ``folder``."""
+    folder = Path(folder)
+    vols = {m: load_volume(find_file(folder, m)) for m in SEG_MODALITIES}
+    optional = {
+        k: find_file(folder, k, required=(k == "lesion_mask" and require_label))
+        for k in ("lesion_mask", "brain_mask")
+    }
+    for k, path in optional.items():
+        if path is not None:
+            vols[k] = load_volume(path)
+    check_same_grid(vols)
+    arrays = {k: _canonical(v)[0] for k, v in vols.items()}
+    voxel_size = _canonical(vols["flair"])[1]
+    brain = arrays["brain_mask"] > 0.5 if "brain_mask" in arrays else arrays["flair"] > 0
+    image = np.stack([zscore_in_mask(arrays[m], brain) for m in SEG_MODALITIES])
+    label = None
+    if "lesion_mask" in arrays:
+        raw = np.rint(arrays["lesion_mask"]).astype(np.int64)
+        bad = np.setdiff1d(np.unique(raw), [0, 1, IGNORE_INDEX])
+        if bad.size:
+            raise ValueError(
+                f"{folder}: lesion_mask must hold 0, 1 or {IGNORE_INDEX} (unlabelled), "
+                f"found {bad[:5].tolist()}"
+            )
+        label = raw.astype(np.uint8)
+    return SegSubject(folder.name, image, label, brain, voxel_size)
+
+
+def _b0_direction(folder: Path, affine: np.ndarray) -> np.ndarray:
+    meta_path = folder / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    if "b0_dir" in meta:
+        b0 = np.asarray(meta["b0_dir"], dtype=np.float64)
+    else:
+        world = np.asarray(meta.get("b0_dir_world", (0.0, 0.0, 1.0)), dtype=np.float64)
+        # direction in array axes: solve R @ b = world with R the affine's linear part
+        b0 = np.linalg.solve(affine[:3, :3], world)
+    norm = np.linalg.norm(b0)
+    if b0.shape != (3,) or not np.isfinite(norm) or norm == 0:
+        raise ValueError(f"{folder}/meta.json: b0 direction must be 3 finite numbers, got {b0}")
+    return b0 / norm
+
+
+def load_qsm_subject(folder: str | Path, *, require_reference: bool = True) -> QSMSubject:
+    """Read a QSM subject (local field, brain mask, optional reference chi) from ``folder``."""
+    folder = Path(folder)
+    vols = {k: load_volume(find_file(folder, k)) for k in QSM_REQUIRED}
+    chi_path = find_file(folder, "chi", required=require_reference)
+    if chi_path is not None:
+        vols["chi"] = load_volume(chi_path)
+    check_same_grid(vols)
+    field_vol = vols["local_field"]
+    canon, _ = to_canonical(field_vol)
+    b0 = _b0_direction(folder, field_vol.affine)
+    # B0 in canonical array axes: the same world vector through the canonical affine
+    b0 = np.linalg.solve(canon.affine[:3, :3], field_vol.affine[:3, :3] @ b0)
+    b0 /= np.linalg.norm(b0)
+    arrays = {k: _canonical(v)[0] for k, v in vols.items()}
+    mask = arrays["brain_mask"] > 0.5
+    if not mask.any():
+        raise ValueError(f"{folder}: brain_mask is empty")
+    chi = arrays.get("chi")
+    return QSMSubject(
+        folder.name,
+        (arrays["local_field"] * mask).astype(np.float32),
+        None if chi is None else (chi * mask).astype(np.float32),
+        mask,
+        tuple(float(v) for v in canon.voxel_size),
+        b0,
+    )

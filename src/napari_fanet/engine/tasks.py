@@ -1,0 +1,136 @@
+"""What differs between the two tasks: batches, losses, validation and whole-volume prediction.
+
+The training loop (``train.py``) and the user-facing prediction functions (``predict.py``) call
+these, so the CLI, the napari widgets and the tests share one implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..metrics import nrmse, segmentation_metrics
+from ..qsm_kernels import dipole_kernel, padded_shape
+from .inference import WindowSettings, predict_volume
+from .losses import qsm_loss, segmentation_loss
+from .sampling import augment_seg, rotate_in_plane, sample_qsm_patch, sample_seg_patch
+from .subjects import QSMSubject, SegSubject
+
+#: Primary validation metric per task and whether larger is better.
+PRIMARY_METRIC = {"segmentation": ("dice", True), "qsm": ("nrmse", False)}
+LOSS_PAD_FACTOR = 1.5
+
+
+# ----------------------------------------------------------------------------- segmentation
+def seg_batch(
+    subjects: Sequence[SegSubject], rng: np.random.Generator, config: Any
+) -> dict[str, torch.Tensor]:
+    """A batch ``{"image": (B, 3, *P), "label": (B, *P)}`` of random (augmented) patches."""
+    images, labels = [], []
+    for _ in range(config.batch_size):
+        subject = subjects[rng.integers(len(subjects))]
+        image, label = sample_seg_patch(subject, rng, config.patch_size, p_lesion=config.p_lesion)
+        if config.augment:
+            image, label = augment_seg(image, label, rng)
+        images.append(image)
+        labels.append(label.astype(np.int64))
+    return {
+        "image": torch.from_numpy(np.stack(images)),
+        "label": torch.from_numpy(np.stack(labels)),
+    }
+
+
+def seg_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Weighted CE + soft Dice of the model on a batch."""
+    return segmentation_loss(model(batch["image"]), batch["label"])
+
+
+def predict_seg_probability(
+    model: nn.Module, image: np.ndarray, settings: WindowSettings, **callbacks: Callable
+) -> np.ndarray:
+    """Lesion probability ``(D, H, W)`` of a normalised ``(3, D, H, W)`` image."""
+    logits = predict_volume(model, torch.from_numpy(image)[None], settings, **callbacks)
+    return torch.softmax(logits, dim=1)[0, 1].numpy()
+
+
+def seg_validate(
+    model: nn.Module, subjects: Sequence[SegSubject], settings: WindowSettings
+) -> dict[str, float]:
+    """Mean validation loss, Dice and lesion-wise F1 over whole subjects."""
+    rows = []
+    for s in subjects:
+        logits = predict_volume(model, torch.from_numpy(s.image)[None], settings)
+        loss = segmentation_loss(logits, torch.from_numpy(s.label.astype(np.int64))[None])
+        pred = (torch.softmax(logits, 1)[0, 1].numpy() > 0.5) & s.brain
+        m = segmentation_metrics(pred, s.label == 1)
+        rows.append({"val_loss": float(loss), "dice": m["dice"], "lf1": m["lf1"]})
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+# ----------------------------------------------------------------------------- QSM
+def qsm_scales(subjects: Sequence[QSMSubject]) -> dict[str, float]:
+    """Input and output scaling: standard deviations of field and chi inside the masks."""
+    field = np.concatenate([s.field[s.mask] for s in subjects])
+    chi = np.concatenate([s.chi[s.mask] for s in subjects if s.chi is not None])
+    return {"field_scale": float(field.std()), "chi_scale": float(chi.std())}
+
+
+def qsm_batch(
+    subjects: Sequence[QSMSubject], rng: np.random.Generator, config: Any, scales: dict
+) -> dict[str, torch.Tensor]:
+    """A batch of ``(B, 1, *P)`` field, chi and mask patches and each patch's dipole kernel."""
+    fields, chis, masks, kernels = [], [], [], []
+    pshape = padded_shape(config.patch_size, LOSS_PAD_FACTOR)
+    for _ in range(config.batch_size):
+        s = subjects[rng.integers(len(subjects))]
+        field, chi, mask = sample_qsm_patch(s, rng, config.patch_size)
+        b0 = s.b0_dir
+        if config.augment and rng.random() < 0.5:
+            (field, chi, mask), b0 = rotate_in_plane([field, chi, mask], b0, rng.uniform(-15, 15))
+            mask = (mask > 0.5).astype(np.float32)
+        fields.append(field / scales["field_scale"])
+        chis.append(chi / scales["chi_scale"])
+        masks.append(mask)
+        kernels.append(dipole_kernel(pshape, s.voxel_size, b0, dtype=torch.float32))
+    as_batch = lambda xs: torch.from_numpy(np.stack(xs).astype(np.float32))[:, None]  # noqa: E731
+    return {
+        "field": as_batch(fields),
+        "chi": as_batch(chis),
+        "mask": as_batch(masks),
+        "dipole": torch.stack(kernels)[:, None],
+    }
+
+
+def qsm_batch_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """QSMnet loss of the model on a batch (scaled units)."""
+    return qsm_loss(model(batch["field"]), batch["chi"], batch["mask"], batch["dipole"])
+
+
+def predict_qsm_map(
+    model: nn.Module,
+    field: np.ndarray,
+    mask: np.ndarray,
+    scales: dict,
+    settings: WindowSettings,
+    **callbacks: Callable,
+) -> np.ndarray:
+    """Susceptibility ``(D, H, W)`` in ppm from a local field in ppm (0 outside ``mask``)."""
+    x = torch.from_numpy((field * mask / scales["field_scale"]).astype(np.float32))[None, None]
+    out = predict_volume(model, x, settings, **callbacks)[0, 0].numpy()
+    return (out * scales["chi_scale"] * mask).astype(np.float32)
+
+
+def qsm_validate(
+    model: nn.Module, subjects: Sequence[QSMSubject], settings: WindowSettings, scales: dict
+) -> dict[str, float]:
+    """Mean validation loss (susceptibility L1 inside the mask, ppm) and NRMSE (%)."""
+    rows = []
+    for s in subjects:
+        chi = predict_qsm_map(model, s.field, s.mask, scales, settings)
+        l1 = float(np.abs(chi - s.chi)[s.mask].mean())
+        rows.append({"val_loss": l1 / scales["chi_scale"], "nrmse": nrmse(chi, s.chi, s.mask)})
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}

@@ -1,0 +1,256 @@
+"""The training loop: a generator of progress events, reproducible, resumable, DDP-aware.
+
+``run_training`` yields plain dicts (``{"event": "step", "step": 10, "loss": 0.4, ...}``) that the
+CLI prints as JSON lines and the napari widget plots. It writes ``log.jsonl``, ``last.pt`` and
+``best.pt`` (atomically) into the output folder; ``resume=True`` continues from ``last.pt``. The
+random state of step ``k`` is derived from ``(seed, rank, k)``, so a resumed run draws exactly
+the batches an uninterrupted run would. Under ``torchrun`` (``WORLD_SIZE > 1``) the model is
+wrapped in DistributedDataParallel (gloo on CPU, NCCL on CUDA); rank 0 validates and writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models import build_model, load_checkpoint, read_checkpoint, save_checkpoint
+from . import tasks
+from .config import TrainConfig
+from .inference import WindowSettings, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def _distributed() -> tuple[int, int]:
+    """``(rank, world_size)``; initialises the process group under ``torchrun``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _any_rank_stops(flag: bool, world: int, device: torch.device) -> bool:
+    if world == 1:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _build(config: TrainConfig) -> tuple[nn.Module, dict]:
+    """The model to train (new, or the weights of ``init_checkpoint``) and inherited extras."""
+    if config.init_checkpoint:
+        model, ckpt = load_checkpoint(config.init_checkpoint)
+        return model.train(), dict(ckpt.get("extra", {}))
+    torch.manual_seed(config.seed)
+    overrides: dict[str, Any] = {"features": config.features}
+    if config.attention_kwargs:
+        overrides["attention_kwargs"] = dict(config.attention_kwargs)
+    return build_model(config.model, **overrides), {}
+
+
+def _milestones(config: TrainConfig) -> list[int]:
+    return sorted({max(1, round(m * config.steps)) for m in config.milestones})
+
+
+def _fingerprint(model: nn.Module) -> float:
+    """A number that differs when any weight differs (to compare ranks)."""
+    return float(
+        sum((i + 1) * p.detach().double().sum() for i, p in enumerate(model.parameters()))
+    )
+
+
+class _JsonLog:
+    def __init__(self, path: Path | None, rank: int) -> None:
+        self.path, self.rank = path, rank
+
+    def write(self, event: dict) -> dict:
+        event = {**event, "rank": self.rank} if self.rank else event
+        if self.path is not None:
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(event) + "\n")
+        return event
+
+
+def run_training(
+    config: TrainConfig,
+    train_subjects: Sequence[Any],
+    val_subjects: Sequence[Any],
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    should_stop: Callable[[], bool] | None = None,
+    window: WindowSettings | None = None,
+) -> Iterator[dict]:
+    """Train, yielding events; see the module docstring.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's settings.
+    train_subjects, val_subjects : sequence
+        Loaded subjects (:class:`~napari_fanet.engine.subjects.SegSubject` or
+        :class:`~napari_fanet.engine.subjects.QSMSubject`); ``val_subjects`` may be empty.
+    out_dir : str or Path
+        Folder for ``log.jsonl``, ``last.pt`` and ``best.pt`` (created if missing).
+    resume : bool
+        Continue from ``out_dir/last.pt``.
+    should_stop : callable, optional
+        Checked after every step; when true the run saves ``last.pt`` and ends with a
+        ``"stopped"`` event.
+    window : WindowSettings, optional
+        Sliding-window settings for validation (default: the patch size, overlap 0.25).
+
+    Yields
+    ------
+    dict
+        ``start``, ``step``, ``validation``, ``checkpoint``, then ``done`` or ``stopped``.
+    """
+    if not train_subjects:
+        raise ValueError("no training subjects: need at least one")
+    rank, world = _distributed()
+    device = resolve_device(config.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    out_dir = Path(out_dir)
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    logger = _JsonLog(out_dir / "log.jsonl" if rank == 0 else None, rank)
+    window = window or WindowSettings(roi_size=config.patch_size, overlap=0.25, device=str(device))
+
+    model, extra = _build(config)
+    task = model.config.task
+    expected = "segmentation" if hasattr(train_subjects[0], "image") else "qsm"
+    if task != expected:
+        raise ValueError(
+            f"model {model.config.name!r} is for {task} but the training data is {expected} data"
+        )
+    if task == "qsm":
+        extra.setdefault("preprocessing", tasks.qsm_scales(train_subjects))
+        scales = extra["preprocessing"]
+    extra["voxel_size"] = list(train_subjects[0].voxel_size)
+    extra["train_config"] = config.to_dict()
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, _milestones(config), config.gamma)
+    metric_name, higher_better = tasks.PRIMARY_METRIC[task]
+    step, best = 0, None
+    if resume:
+        last = out_dir / "last.pt"
+        ckpt = read_checkpoint(last)
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["extra"]["scheduler"])
+        step, best = int(ckpt["epoch"]), ckpt["extra"].get("best")
+    net: nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    def save(name: str, metrics: dict | None = None) -> dict:
+        extra.update(scheduler=scheduler.state_dict(), best=best)
+        path = save_checkpoint(
+            out_dir / name, model, optimizer=optimizer, epoch=step, metrics=metrics, extra=extra
+        )
+        return logger.write(
+            {"event": "checkpoint", "step": step, "kind": name[:-3], "path": str(path)}
+        )
+
+    def validate() -> Iterator[dict]:
+        nonlocal best
+        if rank != 0 or not val_subjects:
+            return
+        if task == "segmentation":
+            metrics = tasks.seg_validate(model, val_subjects, window)
+        else:
+            metrics = tasks.qsm_validate(model, val_subjects, window, scales)
+        model.to(device).train()
+        yield logger.write({"event": "validation", "step": step, **metrics})
+        value = metrics[metric_name]
+        if best is None or (value > best if higher_better else value < best):
+            best = value
+            yield save("best.pt", metrics)
+
+    yield logger.write(
+        {
+            "event": "start",
+            "step": step,
+            "steps": config.steps,
+            "task": task,
+            "world": world,
+            "device": str(device),
+            "model": model.config.name,
+            "resumed": resume,
+        }
+    )
+    use_amp = config.amp and device.type == "cuda"
+    started = time.perf_counter()
+    model.train()
+    while step < config.steps:
+        rng = np.random.default_rng([config.seed, rank, step])
+        if task == "segmentation":
+            batch = tasks.seg_batch(train_subjects, rng, config)
+        else:
+            batch = tasks.qsm_batch(train_subjects, rng, config, scales)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
+        with amp:
+            loss = (
+                tasks.seg_loss(net, batch)
+                if task == "segmentation"
+                else tasks.qsm_batch_loss(net, batch)
+            )
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        yield logger.write(
+            {
+                "event": "step",
+                "step": step,
+                "steps": config.steps,
+                "loss": loss.item(),
+                "lr": optimizer.param_groups[0]["lr"],
+                "elapsed_s": time.perf_counter() - started,
+            }
+        )
+        stop = _any_rank_stops(bool(should_stop and should_stop()), world, device)
+        if config.val_every and step % config.val_every == 0 and step < config.steps:
+            yield from validate()
+        if stop:
+            if rank == 0:
+                yield save("last.pt")
+            yield logger.write({"event": "stopped", "step": step})
+            return
+    yield from validate()
+    if rank == 0:
+        yield save("last.pt")
+    yield logger.write(
+        {"event": "done", "step": step, "best": best, "weights_fingerprint": _fingerprint(model)}
+    )
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
