@@ -59,14 +59,23 @@ def sample_seg_patch(
 
 
 def augment_seg(
-    image: np.ndarray, label: np.ndarray, rng: np.random.Generator, *, p: float = 0.5
+    image: np.ndarray,
+    label: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    p_elastic: float = 0.3,
+    p_shift: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Elastic deformation (MONAI ``Rand3DElastic``) and intensity shift, each with prob. ``p``."""
+    """Elastic deformation (MONAI ``Rand3DElastic``) and a per-channel intensity shift.
+
+    The image channels and two label channels (lesion, unlabelled) are warped together in one
+    call with linear interpolation; the label is rebuilt by thresholding at 0.5.
+    """
     from monai.transforms import Rand3DElastic, RandShiftIntensity
 
-    if rng.random() < p:
+    if rng.random() < p_elastic:
         elastic = Rand3DElastic(
-            sigma_range=(5.0, 8.0),
+            sigma_range=(4.0, 6.0),
             magnitude_range=(20.0, 60.0),
             prob=1.0,
             rotate_range=(0.15, 0.15, 0.15),
@@ -74,12 +83,12 @@ def augment_seg(
             padding_mode="zeros",
         )
         elastic.set_random_state(seed=int(rng.integers(2**31)))
-        stacked = np.concatenate([image, label[None].astype(np.float32)])
-        out = np.asarray(elastic(stacked, mode="nearest"))
-        image = np.asarray(elastic(image, randomize=False, mode="bilinear"), dtype=np.float32)
-        label = np.rint(out[-1]).astype(label.dtype)
-        label[(label != 0) & (label != 1)] = IGNORE_INDEX
-    if rng.random() < p:
+        stacked = np.concatenate([image, (label == 1)[None], (label == IGNORE_INDEX)[None]])
+        warped = np.asarray(elastic(stacked.astype(np.float32), mode="bilinear"))
+        image = warped[:-2].astype(np.float32)
+        label = (warped[-2] > 0.5).astype(label.dtype)
+        label[warped[-1] > 0.5] = IGNORE_INDEX
+    if rng.random() < p_shift:
         shift = RandShiftIntensity(offsets=0.2, prob=1.0, channel_wise=True)
         shift.set_random_state(seed=int(rng.integers(2**31)))
         image = np.asarray(shift(image), dtype=np.float32)
