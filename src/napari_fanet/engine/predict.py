@@ -102,7 +102,8 @@ def _as_canonical(inputs: dict[str, Volume | np.ndarray], voxel_size):
         canon_voxel = next(iter(pairs.values()))[0].voxel_size
         arrays = {k: p[0].data.astype(np.float32) for k, p in pairs.items()}
         _check_arrays(arrays)
-        return arrays, canon_voxel, lambda a: from_canonical(a, orientation)
+        linear = next(iter(pairs.values()))[0].affine[:3, :3]
+        return arrays, canon_voxel, lambda a: from_canonical(a, orientation), linear
     if any(isinstance(v, Volume) for v in inputs.values()):
         raise TypeError("pass either all Volumes or all arrays, not a mix")
     arrays = {k: np.asarray(v, dtype=np.float32) for k, v in inputs.items()}
@@ -111,7 +112,7 @@ def _as_canonical(inputs: dict[str, Volume | np.ndarray], voxel_size):
         raise ValueError(
             f"voxel_size must be 3 positive numbers for array input, got {voxel_size!r}"
         )
-    return arrays, tuple(float(v) for v in voxel_size), lambda a: a
+    return arrays, tuple(float(v) for v in voxel_size), lambda a: a, None
 
 
 def segment(
@@ -136,7 +137,7 @@ def segment(
     inputs = {"T1": t1, "T2": t2, "FLAIR": flair}
     if brain_mask is not None:
         inputs["brain mask"] = brain_mask
-    arrays, vox, back = _as_canonical(inputs, voxel_size)
+    arrays, vox, back, _ = _as_canonical(inputs, voxel_size)
     if brain_mask is not None:
         brain = arrays.pop("brain mask") > 0.5
     else:
@@ -173,16 +174,27 @@ def reconstruct_qsm(
     brain_mask: Volume | np.ndarray,
     *,
     voxel_size: Sequence[float] | None = None,
+    b0_dir: Sequence[float] | None = None,
     settings: WindowSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> PredictionResult:
-    """Reconstruct susceptibility (ppm) from a local field (ppm); output ``chi`` (float32)."""
+    """Reconstruct susceptibility (ppm) from a local field (ppm); output ``chi`` (float32).
+
+    ``b0_dir`` is the main-field direction: in scanner (world) axes for :class:`Volume` input,
+    in array axes for array input; default ``(0, 0, 1)``.
+    """
     if model.config.task != "qsm":
         raise ValueError(f"model {model.config.name!r} is a {model.config.task} model, not qsm")
-    arrays, vox, back = _as_canonical(
+    arrays, vox, back, linear = _as_canonical(
         {"local field": field_ppm, "brain mask": brain_mask}, voxel_size
     )
+    b0 = np.asarray(b0_dir if b0_dir is not None else (0.0, 0.0, 1.0), dtype=np.float64)
+    if b0.shape != (3,) or not np.linalg.norm(b0) > 0:
+        raise ValueError(f"b0_dir must be 3 numbers, not all zero; got {b0_dir!r}")
+    if linear is not None:  # world (scanner) direction -> canonical array axes
+        b0 = np.linalg.solve(linear, b0)
+    b0 = b0 / np.linalg.norm(b0)
     mask = arrays["brain mask"] > 0.5
     if not mask.any():
         raise ValueError("brain mask is empty: expected a mask with at least one voxel inside")
@@ -196,12 +208,17 @@ def reconstruct_qsm(
         field = _zoom_to_shape(field, grid, 1)
         mask = _zoom_to_shape(mask.astype(np.float32), grid, 0) > 0.5
     result = PredictionResult({})
+    model_vox = tuple(
+        float(v) for v in np.asarray(vox) * np.asarray(shape) / np.asarray(field.shape)
+    )
     chi = predict_qsm_map(
         model,
         field,
         mask,
         scales,
         settings or WindowSettings(),
+        b0_dir=b0,
+        voxel_size=model_vox,
         progress=progress,
         should_stop=should_stop,
         report=result.report,

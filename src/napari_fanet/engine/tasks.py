@@ -15,6 +15,7 @@ from torch import nn
 
 from ..metrics import nrmse, segmentation_metrics
 from ..qsm_kernels import dipole_kernel, padded_shape
+from .b0_alignment import Z_AXIS, align_to_b0, rotate_back
 from .inference import WindowSettings, predict_volume
 from .losses import qsm_loss, segmentation_loss
 from .sampling import augment_seg, rotate_in_plane, sample_qsm_patch, sample_seg_patch
@@ -72,11 +73,19 @@ def seg_validate(
 
 
 # ----------------------------------------------------------------------------- QSM
+def aligned_subject(subject: QSMSubject) -> QSMSubject:
+    """The subject resampled so that B0 is along the array's z axis (see ``b0_alignment``)."""
+    field, mask, chi, _ = align_to_b0(
+        subject.field, subject.mask, subject.b0_dir, subject.voxel_size, subject.chi
+    )
+    return QSMSubject(subject.name, field, chi, mask, subject.voxel_size, Z_AXIS.copy())
+
+
 def qsm_scales(subjects: Sequence[QSMSubject]) -> dict[str, float]:
     """Input and output scaling: standard deviations of field and chi inside the masks."""
     field = np.concatenate([s.field[s.mask] for s in subjects])
     chi = np.concatenate([s.chi[s.mask] for s in subjects if s.chi is not None])
-    return {"field_scale": float(field.std()), "chi_scale": float(chi.std())}
+    return {"field_scale": float(field.std()), "chi_scale": float(chi.std()), "align_b0": True}
 
 
 def qsm_batch(
@@ -116,12 +125,28 @@ def predict_qsm_map(
     mask: np.ndarray,
     scales: dict,
     settings: WindowSettings,
+    *,
+    b0_dir: Sequence[float] = (0.0, 0.0, 1.0),
+    voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
     **callbacks: Callable,
 ) -> np.ndarray:
-    """Susceptibility ``(D, H, W)`` in ppm from a local field in ppm (0 outside ``mask``)."""
-    x = torch.from_numpy((field * mask / scales["field_scale"]).astype(np.float32))[None, None]
-    out = predict_volume(model, x, settings, **callbacks)[0, 0].numpy()
-    return (out * scales["chi_scale"] * mask).astype(np.float32)
+    """Susceptibility ``(D, H, W)`` in ppm from a local field in ppm (0 outside ``mask``).
+
+    When the model was trained on B0-aligned data (``scales["align_b0"]``), the field is first
+    rotated so that ``b0_dir`` (array axes) is along z, and the prediction rotated back.
+    """
+    rotation = None
+    if scales.get("align_b0") and not np.allclose(
+        np.asarray(b0_dir) / np.linalg.norm(b0_dir), Z_AXIS
+    ):
+        field, mask_in, _, rotation = align_to_b0(field, mask, b0_dir, voxel_size)
+    else:
+        mask_in = mask
+    x = torch.from_numpy((field * mask_in / scales["field_scale"]).astype(np.float32))[None, None]
+    out = predict_volume(model, x, settings, **callbacks)[0, 0].numpy() * scales["chi_scale"]
+    if rotation is not None:
+        out = rotate_back(out * mask_in, rotation, voxel_size)
+    return (out * mask).astype(np.float32)
 
 
 def qsm_validate(
@@ -130,7 +155,9 @@ def qsm_validate(
     """Mean validation loss (susceptibility L1 inside the mask, ppm) and NRMSE (%)."""
     rows = []
     for s in subjects:
-        chi = predict_qsm_map(model, s.field, s.mask, scales, settings)
+        chi = predict_qsm_map(
+            model, s.field, s.mask, scales, settings, b0_dir=s.b0_dir, voxel_size=s.voxel_size
+        )
         l1 = float(np.abs(chi - s.chi)[s.mask].mean())
         rows.append({"val_loss": l1 / scales["chi_scale"], "nrmse": nrmse(chi, s.chi, s.mask)})
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}

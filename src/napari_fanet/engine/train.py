@@ -144,6 +144,8 @@ def run_training(
             f"model {model.config.name!r} is for {task} but the training data is {expected} data"
         )
     if task == "qsm":
+        train_subjects = [tasks.aligned_subject(s) for s in train_subjects]
+        val_subjects = [tasks.aligned_subject(s) for s in val_subjects]
         extra.setdefault("preprocessing", tasks.qsm_scales(train_subjects))
         scales = extra["preprocessing"]
     extra["voxel_size"] = list(train_subjects[0].voxel_size)
