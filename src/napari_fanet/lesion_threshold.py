@@ -5,12 +5,14 @@ matter (synthetic lesions are easy; a network must beat this)". The pipeline is
 
 1. :func:`correct_bias`: homomorphic bias correction of the FLAIR (a simple stand-in for N4);
 2. :func:`white_matter_mask`: 3-class multi-Otsu on T1 inside the brain, brightest class,
-   dilated and hole-filled so T1-dark lesions inside or next to the WM are not excluded;
+   dilated by a ball in mm (2 mm by default, whatever the voxel size) and hole-filled so
+   T1-dark lesions inside or next to the WM are not excluded;
 3. :func:`flair_threshold_segment`: robust z-score of the corrected FLAIR inside that WM mask
    (median and MAD of the WM voxels), thresholded, small components removed;
 4. :func:`tune_flair_threshold`: the threshold with the best mean Dice (or L-F1) over cases.
 
-Inputs are numpy arrays ``(D, H, W)``; masks are boolean (or 0/1).
+Inputs are numpy arrays ``(D, H, W)``; masks are boolean (or 0/1). Every length is in mm and
+every function that needs one takes ``voxel_size`` (mm along array axes 0, 1, 2).
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from ._metric_checks import (
     check_same_shape,
     check_voxel_size,
 )
-from .segmentation_metrics import LESION_STRUCTURE, dice, label_lesions, lesion_metrics
+from .segmentation_metrics import dice, label_lesions, lesion_metrics
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "correct_bias",
+    "ellipsoid_structure",
     "flair_threshold_segment",
     "flair_zscore",
     "tune_flair_threshold",
@@ -107,17 +110,67 @@ def correct_bias(
     return out.astype(np.result_type(np.asarray(image).dtype, np.float32), copy=False)
 
 
+def _check_length_mm(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{name} must be a number (mm), got {type(value).__name__}")
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0 (mm), got {value!r}")
+    return float(value)
+
+
+def ellipsoid_structure(radius_mm: float, voxel_size: Sequence[float]) -> np.ndarray:
+    """Ball of radius ``radius_mm`` in physical space as a voxel structuring element.
+
+    Voxel offset ``(i, j, k)`` is in the element when
+    ``(i v0)^2 + (j v1)^2 + (k v2)^2 <= radius_mm^2`` (``v`` the voxel size), so on
+    anisotropic grids the element is an ellipsoid in voxels and a ball in mm. The centre is
+    always in; a radius below the smallest voxel size gives the single centre voxel.
+
+    Parameters
+    ----------
+    radius_mm : float
+        Radius in mm (>= 0).
+    voxel_size : sequence of float
+        Voxel size in mm along array axes 0, 1, 2.
+
+    Returns
+    -------
+    np.ndarray
+        Boolean array of shape ``(2 r0 + 1, 2 r1 + 1, 2 r2 + 1)`` with
+        ``r_i = floor(radius_mm / v_i)``.
+    """
+    r = _check_length_mm(radius_mm, "radius_mm")
+    vs = check_voxel_size(voxel_size)
+    # a relative tolerance keeps offsets that lie exactly on the sphere (e.g. 2 mm at 2 mm voxels)
+    tol = 1e-9 * max(r, 1.0)
+    half = [int(np.floor((r + tol) / v)) for v in vs]
+    grids = np.ogrid[tuple(slice(-h, h + 1) for h in half)]
+    dist2 = sum((g * v) ** 2 for g, v in zip(grids, vs, strict=True))
+    return np.asarray(dist2 <= (r + tol) ** 2)
+
+
 def white_matter_mask(
-    t1: np.ndarray, brain_mask: np.ndarray, *, dilation: int = 2, fill_holes: bool = True
+    t1: np.ndarray,
+    brain_mask: np.ndarray,
+    *,
+    dilation_mm: float = 2.0,
+    voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+    fill_holes: bool = True,
 ) -> np.ndarray:
     """White matter from a T1-weighted image: brightest of 3 multi-Otsu classes in the brain.
 
     ``skimage.filters.threshold_multiotsu(t1[brain], classes=3)`` splits CSF, GM and WM; WM
     is the brightest class on T1-weighted images. MS lesions are dark on T1 and would be cut
-    out, so the class is then dilated by ``dilation`` voxels (26-connectivity; juxtacortical and
-    periventricular lesions at the WM border) and its enclosed holes are filled in 3D (lesions
-    inside the WM; this also adds enclosed regions such as the ventricles, which are dark on
-    FLAIR). The result is restricted to the brain mask.
+    out, so the class is then dilated by a ball of ``dilation_mm`` millimetres
+    (:func:`ellipsoid_structure`, so the same physical margin on any grid, anisotropic ones
+    included; juxtacortical and periventricular lesions at the WM border) and its enclosed
+    holes are filled in 3D (lesions inside the WM; this also adds enclosed regions such as the
+    ventricles, which are dark on FLAIR). The result is restricted to the brain mask.
+
+    The dilation is in mm, not voxels: a fixed number of voxels grows the mask by more tissue
+    on coarse grids (at 2 mm, two 26-connected dilations cover most of the grey matter and the
+    z-score statistics then come from GM rather than WM). Along an axis whose voxel size
+    exceeds ``dilation_mm`` the mask does not grow (2 mm on 3 mm voxels: no dilation at all).
 
     Parameters
     ----------
@@ -125,8 +178,10 @@ def white_matter_mask(
         T1-weighted image, shape ``(D, H, W)``.
     brain_mask : np.ndarray
         Boolean brain mask, same shape, not empty.
-    dilation : int
-        Dilation in voxels (>= 0).
+    dilation_mm : float
+        Dilation radius in mm (>= 0; 0 means no dilation).
+    voxel_size : sequence of float
+        Voxel size in mm along array axes 0, 1, 2.
     fill_holes : bool
         Fill enclosed holes of the (dilated) WM class.
 
@@ -136,14 +191,13 @@ def white_matter_mask(
         Boolean WM mask, shape ``(D, H, W)``.
     """
     img, m = _image_and_mask(t1, brain_mask, "t1")
-    if isinstance(dilation, bool) or not isinstance(dilation, (int, np.integer)) or dilation < 0:
-        raise ValueError(f"dilation must be an integer >= 0 (voxels), got {dilation!r}")
+    structure = ellipsoid_structure(_check_length_mm(dilation_mm, "dilation_mm"), voxel_size)
     values = img[m]
     if np.unique(values).size < 3:
         raise ValueError("t1 needs at least 3 distinct values inside the brain for 3 classes")
     wm = m & (img > threshold_multiotsu(values, classes=3)[-1])
-    if dilation:
-        wm = ndimage.binary_dilation(wm, structure=LESION_STRUCTURE, iterations=int(dilation))
+    if structure.size > 1:
+        wm = ndimage.binary_dilation(wm, structure=structure)
     if fill_holes:
         wm = ndimage.binary_fill_holes(wm)
     return wm & m
@@ -170,7 +224,7 @@ def flair_zscore(
     brain_mask, wm_mask : np.ndarray
         Boolean masks, same shape; ``wm_mask`` must have voxels inside the brain.
     voxel_size : sequence of float
-        Voxel size in mm (for the bias correction).
+        Voxel size in mm (for the bias correction; give :func:`white_matter_mask` the same).
     sigma_mm : float
         Width of the bias-correction Gaussian in mm.
     bias_correct : bool
@@ -275,17 +329,19 @@ def tune_flair_threshold(
     min_size: int = 3,
     sigma_mm: float = 30.0,
     bias_correct: bool = True,
+    wm_dilation_mm: float = 2.0,
 ) -> tuple[float, dict[float, float]]:
     """Pick the z-score threshold with the best mean score over validation cases.
 
-    Each case is segmented with :func:`white_matter_mask` (from its T1) and
-    :func:`flair_threshold_segment`; the z-score map is computed once per case.
+    Each case is segmented with :func:`white_matter_mask` (from its T1, with the case's
+    voxel size) and :func:`flair_threshold_segment`; the z-score map is computed once per case.
 
     Parameters
     ----------
     cases : sequence of dict
         Each with ``"flair"``, ``"t1"``, ``"brain_mask"``, ``"lesion_mask"`` (arrays
-        ``(D, H, W)``) and optionally ``"voxel_size"`` (mm, default 1 mm isotropic).
+        ``(D, H, W)``) and optionally ``"voxel_size"`` (mm, default 1 mm isotropic; used for
+        the WM dilation and the bias correction).
     candidates : sequence of float
         Thresholds to try (default 1.5 to 6.0 in steps of 0.25).
     metric : {"dice", "lf1"}
@@ -297,6 +353,8 @@ def tune_flair_threshold(
         Width of the bias-correction Gaussian in mm.
     bias_correct : bool
         Bias-correct the FLAIR first (default).
+    wm_dilation_mm : float
+        ``dilation_mm`` of :func:`white_matter_mask`.
 
     Returns
     -------
@@ -313,13 +371,16 @@ def tune_flair_threshold(
     if not values:
         raise ValueError("candidates must contain at least one threshold, got none")
     min_size = check_min_size(min_size)
+    _check_length_mm(wm_dilation_mm, "wm_dilation_mm")
     totals = dict.fromkeys(values, 0.0)
     for i, case in enumerate(cases):
         missing = [k for k in _CASE_KEYS if k not in case]
         if missing:
             raise ValueError(f"case {i} is missing keys {missing}; expected {list(_CASE_KEYS)}")
         vs = case.get("voxel_size", (1.0, 1.0, 1.0))
-        wm = white_matter_mask(case["t1"], case["brain_mask"])
+        wm = white_matter_mask(
+            case["t1"], case["brain_mask"], dilation_mm=wm_dilation_mm, voxel_size=vs
+        )
         z = flair_zscore(
             case["flair"],
             case["brain_mask"],

@@ -1,0 +1,330 @@
+"""End to end: ``napari-fanet train``, ``segment`` and ``qsm`` through ``cli.main`` on tiny data.
+
+Subjects are 24 x 28 x 20 voxels of 4 mm, written with an oblique, flipped affine (a rotation
+about z and a flipped first axis), so the commands must reorient to canonical and back: every
+output has to come back on the input's own grid and with its affine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_fanet.cli import main
+from napari_fanet.io import save_volume
+from napari_fanet.models import read_checkpoint
+from napari_fanet.qsm import forward_field
+
+SHAPE = (24, 28, 20)
+VOXEL = 4.0
+ANGLE = np.deg2rad(20.0)
+ROTATION = np.array(
+    [
+        [np.cos(ANGLE), -np.sin(ANGLE), 0.0],
+        [np.sin(ANGLE), np.cos(ANGLE), 0.0],
+        [0.0, 0.0, 1.0],
+    ]
+)
+OBLIQUE = np.eye(4)
+OBLIQUE[:3, :3] = ROTATION @ np.diag([-VOXEL, VOXEL, VOXEL])  # flipped x, rotated 20 deg
+OBLIQUE[:3, 3] = (40.0, -60.0, -35.0)
+
+TINY_MODEL = ["--features", "8", "8", "8", "8", "16", "--patch-size", "16", "16", "16"]
+CPU = ["--device", "cpu"]
+TILE = ["--tile", "16", "16", "16", "--no-progress"]
+
+
+def _ellipsoid(radii):
+    grid = np.indices(SHAPE, dtype=float)
+    centre = (np.array(SHAPE) - 1) / 2
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True)) <= 1
+
+
+def write_ms_subject(folder, seed, affine=OBLIQUE):
+    """T1/T2/FLAIR of a noisy ellipsoid brain with one box lesion (bright on T2/FLAIR)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    brain = _ellipsoid((10, 12, 8))
+    lesion = np.zeros(SHAPE, dtype=bool)
+    c = rng.integers([8, 9, 7], [15, 18, 12])
+    lesion[c[0] - 2 : c[0] + 2, c[1] - 2 : c[1] + 2, c[2] - 1 : c[2] + 2] = True
+    base = brain * (1.0 + 0.1 * rng.standard_normal(SHAPE))
+    images = {"t1": base - 0.5 * lesion, "t2": base + 0.8 * lesion, "flair": base + lesion}
+    for name, data in images.items():
+        save_volume(folder / f"{name}.nii.gz", data.astype(np.float32), affine)
+    save_volume(folder / "lesion_mask.nii.gz", lesion.astype(np.uint8), affine)
+    save_volume(folder / "brain_mask.nii.gz", brain.astype(np.uint8), affine)
+    return folder
+
+
+def write_qsm_subject(folder, seed, affine=OBLIQUE):
+    """Smooth random susceptibility in an ellipsoid and its local field (dipole forward model)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    mask = _ellipsoid((10, 12, 8))
+    chi = ndimage.gaussian_filter(rng.standard_normal(SHAPE), 1.5) * 0.3 * mask
+    field = forward_field(chi, (VOXEL,) * 3, (0.0, 0.0, 1.0)) * mask
+    save_volume(folder / "chi.nii.gz", chi.astype(np.float32), affine)
+    save_volume(folder / "local_field.nii.gz", field.astype(np.float32), affine)
+    save_volume(folder / "brain_mask.nii.gz", mask.astype(np.uint8), affine)
+    (folder / "meta.json").write_text(json.dumps({"b0_dir": [0.0, 0.0, 1.0]}))
+    return folder
+
+
+def train_argv(data, out, model, *extra):
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--val",
+        str(data),
+        "--model",
+        model,
+        *TINY_MODEL,
+        "--steps",
+        "2",
+        "--val-every",
+        "1",
+        *CPU,
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def run_quietly(argv):
+    """``main(argv)`` with stdout and stderr swallowed (for module-scoped fixtures)."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return main(argv)
+
+
+@pytest.fixture(scope="module")
+def ms_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ms")
+    for i in range(2):
+        write_ms_subject(root / f"sub-{i:04d}", seed=i)
+    return root
+
+
+@pytest.fixture(scope="module")
+def qsm_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("qsm")
+    for i in range(2):
+        write_qsm_subject(root / f"sub-{i:04d}", seed=100 + i)
+    return root
+
+
+@pytest.fixture(scope="module")
+def seg_run(ms_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("seg_run")
+    assert run_quietly(train_argv(ms_data, out, "unet-seg")) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def qsm_run(qsm_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("qsm_run")
+    assert run_quietly(train_argv(qsm_data, out, "qsmnet")) == 0
+    return out
+
+
+def parse_events(stdout):
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    return [json.loads(line) for line in lines]  # every stdout line is one JSON event
+
+
+# -- train ---------------------------------------------------------------------------------------
+
+
+def test_train_prints_json_events_writes_checkpoints_and_resumes(ms_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_argv(ms_data, run, "unet-seg", "--events")) == 0
+    events = parse_events(capsys.readouterr().out)
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    assert [e["step"] for e in events if e["event"] == "step"] == [1, 2]
+    assert kinds.count("validation") == 2  # --val-every 1
+    assert events[0]["resumed"] is False and events[0]["model"] == "unet-seg"
+    for name in ("last.pt", "best.pt", "log.jsonl"):
+        assert (run / name).is_file()
+    assert read_checkpoint(run / "last.pt")["epoch"] == 2
+
+    # --resume continues from last.pt up to the new --steps
+    argv = train_argv(ms_data, run, "unet-seg", "--events", "--resume")
+    argv[argv.index("--steps") + 1] = "4"
+    assert main(argv) == 0
+    events = parse_events(capsys.readouterr().out)
+    assert events[0]["event"] == "start" and events[0]["resumed"] is True
+    assert [e["step"] for e in events if e["event"] == "step"] == [3, 4]
+    assert events[-1]["event"] == "done"
+    assert read_checkpoint(run / "last.pt")["epoch"] == 4
+
+
+def test_train_resume_without_last_checkpoint_exits_2(ms_data, tmp_path, capsys):
+    run = tmp_path / "empty_run"
+    assert main(train_argv(ms_data, run, "unet-seg", "--resume")) == 2
+    err = capsys.readouterr().err
+    assert "napari-fanet train: error: --resume: no" in err and "last.pt" in err
+    assert not (run / "last.pt").exists()
+
+
+def test_train_without_data_or_simulate_exits_2(tmp_path, capsys):
+    argv = ["train", "--model", "unet-seg", *CPU, "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    assert "give --data DIR (a folder of subjects) or --simulate N" in capsys.readouterr().err
+
+
+def test_train_on_a_folder_without_subjects_exits_1(tmp_path, capsys):
+    empty = tmp_path / "nothing"
+    (empty / "sub-0000").mkdir(parents=True)  # a subject folder without a FLAIR is not a subject
+    argv = ["train", "--data", str(empty), "--model", "unet-seg", *CPU, "--out", str(tmp_path)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"{empty} holds no segmentation subjects" in err and "flair.nii.gz" in err
+    assert "Traceback" not in err
+
+
+# -- segment -------------------------------------------------------------------------------------
+
+
+def segment_argv(folder, model, out):
+    return [
+        "segment",
+        *[a for m in ("t1", "t2", "flair") for a in (f"--{m}", str(folder / f"{m}.nii.gz"))],
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        *CPU,
+        *TILE,
+    ]
+
+
+def test_segment_writes_maps_on_the_input_grid(seg_run, tmp_path, capsys):
+    case = write_ms_subject(tmp_path / "case", seed=7)
+    out = tmp_path / "out"
+    assert main(segment_argv(case, seg_run / "last.pt", out)) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["model"] == "unet-seg" and summary["device"] == "cpu"
+    flair = nib.load(case / "flair.nii.gz")
+    prob = nib.load(out / "lesion_probability.nii.gz")
+    mask = nib.load(out / "lesion_mask.nii.gz")
+    assert summary["files"] == {
+        "lesion_probability": str(out / "lesion_probability.nii.gz"),
+        "lesion_mask": str(out / "lesion_mask.nii.gz"),
+    }
+    for img in (prob, mask):
+        assert img.shape == flair.shape == SHAPE
+        np.testing.assert_array_equal(img.affine, flair.affine)
+        np.testing.assert_allclose(img.affine, OBLIQUE, atol=1e-5)
+    p, m = prob.get_fdata(), np.asarray(mask.dataobj)
+    assert mask.get_data_dtype() == np.uint8 and set(np.unique(m)) <= {0, 1}
+    assert p.min() >= 0 and p.max() <= 1
+    np.testing.assert_array_equal(m, (p > 0.5).astype(np.uint8))
+    assert summary["lesion_voxels"] == int(m.sum())
+
+    # The same image stored in (nibabel's) closest canonical orientation gives the same maps
+    # once nibabel reorients ours: the output really lies on the input grid, not the canonical
+    canon = tmp_path / "canonical"
+    canon.mkdir()
+    for name in ("t1", "t2", "flair"):
+        nib.save(
+            nib.as_closest_canonical(nib.load(case / f"{name}.nii.gz")), canon / f"{name}.nii.gz"
+        )
+    assert main(segment_argv(canon, seg_run / "last.pt", tmp_path / "out_canon")) == 0
+    reference = nib.load(tmp_path / "out_canon" / "lesion_probability.nii.gz").get_fdata()
+    assert not np.allclose(reference, np.flip(reference, 0))  # the check can see a flip
+    np.testing.assert_allclose(nib.as_closest_canonical(prob).get_fdata(), reference, atol=1e-6)
+
+
+def test_segment_missing_input_exits_1_naming_the_file(seg_run, ms_data, tmp_path, capsys):
+    argv = segment_argv(ms_data / "sub-0000", seg_run / "last.pt", tmp_path / "out")
+    missing = tmp_path / "no_such_t2.nii.gz"
+    argv[argv.index("--t2") + 1] = str(missing)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "napari-fanet segment: error: T2 (no_such_t2.nii.gz): file not found" in err
+    assert str(missing) in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_segment_2d_input_exits_1_with_the_io_message(seg_run, ms_data, tmp_path, capsys):
+    flat = tmp_path / "flair_2d.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((24, 28), dtype=np.float32), np.eye(4)), flat)
+    argv = segment_argv(ms_data / "sub-0000", seg_run / "last.pt", tmp_path / "out")
+    argv[argv.index("--flair") + 1] = str(flat)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "FLAIR (flair_2d.nii.gz): expected a 3D volume, got 2D data of shape (24, 28)" in err
+
+
+def test_segment_unknown_model_name_exits_1_listing_shipped_models(ms_data, tmp_path, capsys):
+    from napari_fanet.engine.predict import shipped_weights
+
+    argv = segment_argv(ms_data / "sub-0000", "no-such-model", tmp_path / "out")
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "no checkpoint file no-such-model and no shipped model of that name" in err
+    assert f"(shipped: {sorted(shipped_weights()) or 'none'})" in err
+
+
+# -- qsm -----------------------------------------------------------------------------------------
+
+
+def qsm_argv(folder, model, out):
+    return [
+        "qsm",
+        "--field",
+        str(folder / "local_field.nii.gz"),
+        "--mask",
+        str(folder / "brain_mask.nii.gz"),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        *CPU,
+        *TILE,
+    ]
+
+
+def test_qsm_writes_chi_on_the_field_grid(qsm_run, tmp_path, capsys):
+    case = write_qsm_subject(tmp_path / "case", seed=7)
+    out = tmp_path / "out"
+    assert main(qsm_argv(case, qsm_run / "last.pt", out)) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["model"] == "qsmnet" and summary["files"] == {"chi": str(out / "chi.nii.gz")}
+    field = nib.load(case / "local_field.nii.gz")
+    chi = nib.load(out / "chi.nii.gz")
+    assert chi.shape == field.shape == SHAPE
+    np.testing.assert_array_equal(chi.affine, field.affine)
+    data = chi.get_fdata()
+    assert np.isfinite(data).all() and np.any(data != 0)
+
+
+def test_qsm_with_a_segmentation_checkpoint_exits_1(seg_run, qsm_data, tmp_path, capsys):
+    argv = qsm_argv(qsm_data / "sub-0000", seg_run / "last.pt", tmp_path / "out")
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "napari-fanet qsm: error: model 'unet-seg' is a segmentation model, not qsm" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_qsm_missing_mask_exits_1_naming_the_file(qsm_run, qsm_data, tmp_path, capsys):
+    argv = qsm_argv(qsm_data / "sub-0000", qsm_run / "last.pt", tmp_path / "out")
+    argv[argv.index("--mask") + 1] = str(tmp_path / "mask.nii.gz")
+    assert main(argv) == 1
+    assert f"brain mask (mask.nii.gz): file not found: {tmp_path / 'mask.nii.gz'}" in (
+        capsys.readouterr().err
+    )
+
+
+def test_qsm_unknown_model_name_exits_1_listing_shipped_models(qsm_data, tmp_path, capsys):
+    argv = qsm_argv(qsm_data / "sub-0000", "fanet-qsm-v9", tmp_path / "out")
+    assert main(argv) == 1
+    assert "no shipped model of that name (shipped: " in capsys.readouterr().err
