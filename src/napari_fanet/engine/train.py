@@ -243,6 +243,8 @@ def run_training(
         stop = _any_rank_stops(bool(should_stop and should_stop()), world, device)
         if config.val_every and step % config.val_every == 0 and step < config.steps:
             yield from validate()
+            if rank == 0 and not stop:  # a crash or a killed session loses at most val_every steps
+                yield save("last.pt")
         if stop:
             if rank == 0:
                 yield save("last.pt")
