@@ -138,6 +138,14 @@ def add_qsm_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``napari-fanet qsm``."""
     parser.add_argument("--field", type=Path, required=True, help="local field NIfTI, in ppm")
     parser.add_argument("--mask", type=Path, required=True, help="brain mask NIfTI")
+    parser.add_argument(
+        "--b0-dir",
+        type=float,
+        nargs=3,
+        default=(0.0, 0.0, 1.0),
+        metavar=("X", "Y", "Z"),
+        help="main-field direction in scanner (world) axes (default 0 0 1)",
+    )
     add_common(parser, "fanet-qsm")
 
 
@@ -150,7 +158,13 @@ def run_qsm(args: argparse.Namespace) -> int:
     bar, update = _progress_bar(args, "qsm")
     try:
         result = reconstruct_qsm(
-            model, ckpt, field, mask, settings=_settings(args), progress=update
+            model,
+            ckpt,
+            field,
+            mask,
+            b0_dir=tuple(args.b0_dir),
+            settings=_settings(args),
+            progress=update,
         )
     except (ValueError, TypeError) as exc:
         raise CommandError(str(exc)) from exc
