@@ -219,13 +219,14 @@ register_command(
 
 def _register_module_commands() -> None:
     """Register the commands of :mod:`cli_train` and :mod:`cli_predict` (imports are light)."""
-    from . import cli_evaluate, cli_predict, cli_train
+    from . import cli_demo, cli_evaluate, cli_predict, cli_train
 
     for command in (
         cli_train.COMMAND,
         cli_predict.SEGMENT,
         cli_predict.QSM,
         cli_evaluate.COMMAND,
+        cli_demo.COMMAND,
     ):
         if command.name not in COMMANDS:
             register_command(command)

@@ -14,7 +14,13 @@ import torch
 
 from ._qsm_utils import check_b0_dir, check_pad_factor, check_voxel_size
 
-__all__ = ["dipole_kernel", "gradient_kernel", "padded_shape"]
+__all__ = [
+    "array_to_world_direction",
+    "dipole_kernel",
+    "gradient_kernel",
+    "padded_shape",
+    "world_to_array_direction",
+]
 
 
 def padded_shape(shape: Sequence[int], pad_factor: float = 1.5) -> tuple[int, int, int]:
@@ -154,3 +160,30 @@ def gradient_kernel(
     kx, ky, kz = _frequencies(shape, (1.0, 1.0, 1.0), torch.float64, device)
     e2 = 4.0 * (torch.sin(math.pi * kx) ** 2 + torch.sin(math.pi * ky) ** 2)  # (D, H, 1)
     return (e2 + 4.0 * torch.sin(math.pi * kz) ** 2).to(dtype)  # (D, H, W)
+
+
+def _unit_columns(affine: Any) -> Any:
+    import numpy as np
+
+    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
+    return linear / np.linalg.norm(linear, axis=0)
+
+
+def world_to_array_direction(direction: Sequence[float], affine: Any) -> Any:
+    """A world (scanner, mm) direction in the array axes of the grid ``affine``, as a unit vector.
+
+    Only the rotation and flips of the affine matter (its columns are normalised), so the result
+    is right for anisotropic voxels: it is the direction the dipole kernel expects.
+    """
+    import numpy as np
+
+    out = np.linalg.solve(_unit_columns(affine), np.asarray(direction, dtype=np.float64))
+    return out / np.linalg.norm(out)
+
+
+def array_to_world_direction(direction: Sequence[float], affine: Any) -> Any:
+    """Inverse of :func:`world_to_array_direction`."""
+    import numpy as np
+
+    out = _unit_columns(affine) @ np.asarray(direction, dtype=np.float64)
+    return out / np.linalg.norm(out)

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from napari_fanet.qsm_kernels import world_to_array_direction
 from napari_fanet.simulation._random import spawn_streams
 from napari_fanet.simulation.deform import DeformationParams, random_anatomy
 from napari_fanet.simulation.qsm_phantom import (
@@ -12,11 +13,7 @@ from napari_fanet.simulation.qsm_phantom import (
     QSMParams,
     simulate_qsm_subject,
 )
-from napari_fanet.simulation.qsm_structures import (
-    NUCLEI,
-    random_b0_direction,
-    world_to_array_direction,
-)
+from napari_fanet.simulation.qsm_structures import NUCLEI, random_b0_direction
 from napari_fanet.simulation.template import mni_grid
 
 RIGID = DeformationParams(

@@ -19,6 +19,7 @@ from .. import lesion_threshold as lt
 from .. import qsm
 from ..io import Volume
 from ..metrics import qsm_metrics, segmentation_metrics
+from ..qsm_kernels import world_to_array_direction
 from .inference import WindowSettings
 from .predict import reconstruct_qsm, segment
 
@@ -75,9 +76,7 @@ def simulated_cases(task: str, seeds: Sequence[int], voxel_size=(2.0, 2.0, 2.0))
 
 
 def _b0_array(case: EvalCase) -> np.ndarray:
-    affine = case.inputs["local_field"].affine
-    b0 = np.linalg.solve(affine[:3, :3], np.asarray(case.b0_world, dtype=np.float64))
-    return b0 / np.linalg.norm(b0)
+    return world_to_array_direction(case.b0_world, case.inputs["local_field"].affine)
 
 
 def tune_classical(task: str, val_cases: Sequence[EvalCase]) -> dict[str, float]:

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..io import Volume, check_same_grid, from_canonical, to_canonical
 from ..models import load_checkpoint
+from ..qsm_kernels import world_to_array_direction
 from .inference import InferenceReport, WindowSettings
 from .subjects import zscore_in_mask
 from .tasks import predict_qsm_map, predict_seg_probability
@@ -193,7 +194,7 @@ def reconstruct_qsm(
     if b0.shape != (3,) or not np.linalg.norm(b0) > 0:
         raise ValueError(f"b0_dir must be 3 numbers, not all zero; got {b0_dir!r}")
     if linear is not None:  # world (scanner) direction -> canonical array axes
-        b0 = np.linalg.solve(linear, b0)
+        b0 = world_to_array_direction(b0, linear)
     b0 = b0 / np.linalg.norm(b0)
     mask = arrays["brain mask"] > 0.5
     if not mask.any():

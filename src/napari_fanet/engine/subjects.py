@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import Volume, check_same_grid, load_volume, to_canonical
+from ..qsm_kernels import array_to_world_direction, world_to_array_direction
 from .losses import IGNORE_INDEX
 
 SEG_MODALITIES = ("t1", "t2", "flair")
@@ -142,7 +143,7 @@ def _b0_direction(folder: Path, affine: np.ndarray) -> np.ndarray:
     else:
         world = np.asarray(meta.get("b0_dir_world", (0.0, 0.0, 1.0)), dtype=np.float64)
         # direction in array axes: solve R @ b = world with R the affine's linear part
-        b0 = np.linalg.solve(affine[:3, :3], world)
+        b0 = world_to_array_direction(world, affine)
     norm = np.linalg.norm(b0)
     if b0.shape != (3,) or not np.isfinite(norm) or norm == 0:
         raise ValueError(f"{folder}/meta.json: b0 direction must be 3 finite numbers, got {b0}")
@@ -161,8 +162,7 @@ def load_qsm_subject(folder: str | Path, *, require_reference: bool = True) -> Q
     canon, _ = to_canonical(field_vol)
     b0 = _b0_direction(folder, field_vol.affine)
     # B0 in canonical array axes: the same world vector through the canonical affine
-    b0 = np.linalg.solve(canon.affine[:3, :3], field_vol.affine[:3, :3] @ b0)
-    b0 /= np.linalg.norm(b0)
+    b0 = world_to_array_direction(array_to_world_direction(b0, field_vol.affine), canon.affine)
     arrays = {k: _canonical(v)[0] for k, v in vols.items()}
     mask = arrays["brain_mask"] > 0.5
     if not mask.any():

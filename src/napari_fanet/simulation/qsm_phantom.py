@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..qsm_kernels import world_to_array_direction
 from ._random import (
     lattice_field,
     rician,
@@ -60,7 +61,6 @@ from .qsm_structures import (
     random_b0_direction,
     vein_map,
     vein_paths,
-    world_to_array_direction,
 )
 from .template import check_voxel_size, grid_world_coords
 

@@ -5,7 +5,6 @@ See :mod:`napari_fanet.simulation.qsm_phantom` for the susceptibility values and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,14 +45,6 @@ def random_b0_direction(rng: np.random.Generator, max_tilt_deg: float) -> np.nda
     sin_t = np.sqrt(max(0.0, 1.0 - cos_t * cos_t))
     phi = rng.uniform(0.0, 2.0 * np.pi)
     return np.array([sin_t * np.cos(phi), sin_t * np.sin(phi), cos_t])
-
-
-def world_to_array_direction(direction: Sequence[float], affine: np.ndarray) -> np.ndarray:
-    """Express a world-space direction in array axes (unit vector) for the grid ``affine``."""
-    columns = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
-    # world = columns @ a for a direction a in (unit-step) array axes.
-    out = np.linalg.solve(columns, np.asarray(direction, dtype=float))
-    return out / np.linalg.norm(out)
 
 
 def nuclei_map(
