@@ -14,14 +14,11 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from napari_fanet.cli import main
-from napari_fanet.io import save_volume
 from napari_fanet.models import read_checkpoint
-from napari_fanet.qsm import forward_field
 
-SHAPE = (24, 28, 20)
+SHAPE = (24, 28, 20)  # the subjects of tests/conftest.py
 VOXEL = 4.0
 ANGLE = np.deg2rad(20.0)
 ROTATION = np.array(
@@ -38,43 +35,6 @@ OBLIQUE[:3, 3] = (40.0, -60.0, -35.0)
 TINY_MODEL = ["--features", "8", "8", "8", "8", "16", "--patch-size", "16", "16", "16"]
 CPU = ["--device", "cpu"]
 TILE = ["--tile", "16", "16", "16", "--no-progress"]
-
-
-def _ellipsoid(radii):
-    grid = np.indices(SHAPE, dtype=float)
-    centre = (np.array(SHAPE) - 1) / 2
-    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True)) <= 1
-
-
-def write_ms_subject(folder, seed, affine=OBLIQUE):
-    """T1/T2/FLAIR of a noisy ellipsoid brain with one box lesion (bright on T2/FLAIR)."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    brain = _ellipsoid((10, 12, 8))
-    lesion = np.zeros(SHAPE, dtype=bool)
-    c = rng.integers([8, 9, 7], [15, 18, 12])
-    lesion[c[0] - 2 : c[0] + 2, c[1] - 2 : c[1] + 2, c[2] - 1 : c[2] + 2] = True
-    base = brain * (1.0 + 0.1 * rng.standard_normal(SHAPE))
-    images = {"t1": base - 0.5 * lesion, "t2": base + 0.8 * lesion, "flair": base + lesion}
-    for name, data in images.items():
-        save_volume(folder / f"{name}.nii.gz", data.astype(np.float32), affine)
-    save_volume(folder / "lesion_mask.nii.gz", lesion.astype(np.uint8), affine)
-    save_volume(folder / "brain_mask.nii.gz", brain.astype(np.uint8), affine)
-    return folder
-
-
-def write_qsm_subject(folder, seed, affine=OBLIQUE):
-    """Smooth random susceptibility in an ellipsoid and its local field (dipole forward model)."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    mask = _ellipsoid((10, 12, 8))
-    chi = ndimage.gaussian_filter(rng.standard_normal(SHAPE), 1.5) * 0.3 * mask
-    field = forward_field(chi, (VOXEL,) * 3, (0.0, 0.0, 1.0)) * mask
-    save_volume(folder / "chi.nii.gz", chi.astype(np.float32), affine)
-    save_volume(folder / "local_field.nii.gz", field.astype(np.float32), affine)
-    save_volume(folder / "brain_mask.nii.gz", mask.astype(np.uint8), affine)
-    (folder / "meta.json").write_text(json.dumps({"b0_dir": [0.0, 0.0, 1.0]}))
-    return folder
 
 
 def train_argv(data, out, model, *extra):
@@ -105,18 +65,18 @@ def run_quietly(argv):
 
 
 @pytest.fixture(scope="module")
-def ms_data(tmp_path_factory):
+def ms_data(tmp_path_factory, write_ms_subject):
     root = tmp_path_factory.mktemp("ms")
     for i in range(2):
-        write_ms_subject(root / f"sub-{i:04d}", seed=i)
+        write_ms_subject(root / f"sub-{i:04d}", seed=i, affine=OBLIQUE)
     return root
 
 
 @pytest.fixture(scope="module")
-def qsm_data(tmp_path_factory):
+def qsm_data(tmp_path_factory, write_qsm_subject):
     root = tmp_path_factory.mktemp("qsm")
     for i in range(2):
-        write_qsm_subject(root / f"sub-{i:04d}", seed=100 + i)
+        write_qsm_subject(root / f"sub-{i:04d}", seed=100 + i, affine=OBLIQUE)
     return root
 
 
@@ -206,8 +166,8 @@ def segment_argv(folder, model, out):
     ]
 
 
-def test_segment_writes_maps_on_the_input_grid(seg_run, tmp_path, capsys):
-    case = write_ms_subject(tmp_path / "case", seed=7)
+def test_segment_writes_maps_on_the_input_grid(seg_run, write_ms_subject, tmp_path, capsys):
+    case = write_ms_subject(tmp_path / "case", seed=7, affine=OBLIQUE)
     out = tmp_path / "out"
     assert main(segment_argv(case, seg_run / "last.pt", out)) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -293,8 +253,8 @@ def qsm_argv(folder, model, out):
     ]
 
 
-def test_qsm_writes_chi_on_the_field_grid(qsm_run, tmp_path, capsys):
-    case = write_qsm_subject(tmp_path / "case", seed=7)
+def test_qsm_writes_chi_on_the_field_grid(qsm_run, write_qsm_subject, tmp_path, capsys):
+    case = write_qsm_subject(tmp_path / "case", seed=7, affine=OBLIQUE)
     out = tmp_path / "out"
     assert main(qsm_argv(case, qsm_run / "last.pt", out)) == 0
     summary = json.loads(capsys.readouterr().out)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from .cli import Command, CommandError, positive_int
@@ -80,6 +82,38 @@ def _save(out: Path, outputs: dict, reference, dtypes: dict) -> dict[str, str]:
     return written
 
 
+def _predict(args: argparse.Namespace, desc: str, run: Callable):
+    """Call ``run(settings=..., progress=...)`` under a progress bar; bad input -> CommandError."""
+    bar, update = _progress_bar(args, desc)
+    try:
+        return run(settings=_settings(args), progress=update)
+    except (ValueError, TypeError) as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        bar.close()
+
+
+def _write_and_report(
+    args: argparse.Namespace,
+    model,
+    result,
+    outputs: dict,
+    reference,
+    dtypes: dict,
+    **extra: object,
+) -> int:
+    """Save ``outputs`` under ``args.out`` and print a JSON summary (``extra`` after "device")."""
+    summary = {
+        "model": model.config.name,
+        "device": result.report.device,
+        **extra,
+        "files": _save(args.out, outputs, reference, dtypes),
+        "messages": result.report.messages,
+    }
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``napari-fanet segment``."""
     for modality in ("t1", "t2", "flair"):
@@ -101,37 +135,31 @@ def run_segment(args: argparse.Namespace) -> int:
     vols = {m: _load(getattr(args, m), m.upper()) for m in ("t1", "t2", "flair")}
     mask = _load(args.brain_mask, "brain mask") if args.brain_mask else None
     model, ckpt = _model(args.model)
-    bar, update = _progress_bar(args, "segment")
-    try:
-        result = segment(
-            model,
-            ckpt,
-            vols["t1"],
-            vols["t2"],
-            vols["flair"],
-            brain_mask=mask,
-            threshold=args.threshold,
-            settings=_settings(args),
-            progress=update,
-        )
-    except (ValueError, TypeError) as exc:
-        raise CommandError(str(exc)) from exc
-    finally:
-        bar.close()
+    run = partial(
+        segment,
+        model,
+        ckpt,
+        vols["t1"],
+        vols["t2"],
+        vols["flair"],
+        brain_mask=mask,
+        threshold=args.threshold,
+    )
+    result = _predict(args, "segment", run)
     outputs = {
         "lesion_probability": result.outputs["probability"],
         "lesion_mask": result.outputs["mask"],
     }
-    written = _save(args.out, outputs, vols["flair"], {"lesion_mask": "uint8"})
-    summary = {
-        "model": model.config.name,
-        "device": result.report.device,
-        "lesion_voxels": int(result.outputs["mask"].sum()),
-        "files": written,
-        "messages": result.report.messages,
-    }
-    print(json.dumps(summary, indent=1))
-    return 0
+    lesion_voxels = int(result.outputs["mask"].sum())
+    return _write_and_report(
+        args,
+        model,
+        result,
+        outputs,
+        vols["flair"],
+        {"lesion_mask": "uint8"},
+        lesion_voxels=lesion_voxels,
+    )
 
 
 def add_qsm_arguments(parser: argparse.ArgumentParser) -> None:
@@ -155,34 +183,9 @@ def run_qsm(args: argparse.Namespace) -> int:
 
     field, mask = _load(args.field, "local field"), _load(args.mask, "brain mask")
     model, ckpt = _model(args.model)
-    bar, update = _progress_bar(args, "qsm")
-    try:
-        result = reconstruct_qsm(
-            model,
-            ckpt,
-            field,
-            mask,
-            b0_dir=tuple(args.b0_dir),
-            settings=_settings(args),
-            progress=update,
-        )
-    except (ValueError, TypeError) as exc:
-        raise CommandError(str(exc)) from exc
-    finally:
-        bar.close()
-    written = _save(args.out, {"chi": result.outputs["chi"]}, field, {})
-    print(
-        json.dumps(
-            {
-                "model": model.config.name,
-                "device": result.report.device,
-                "files": written,
-                "messages": result.report.messages,
-            },
-            indent=1,
-        )
-    )
-    return 0
+    run = partial(reconstruct_qsm, model, ckpt, field, mask, b0_dir=tuple(args.b0_dir))
+    result = _predict(args, "qsm", run)
+    return _write_and_report(args, model, result, {"chi": result.outputs["chi"]}, field, {})
 
 
 SEGMENT = Command(

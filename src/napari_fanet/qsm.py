@@ -17,7 +17,7 @@ Conventions (``shared/EVALUATION.md``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -75,14 +75,40 @@ def forward_field(
         Field in ppm of B0 (Lorentz-corrected: zero inside a uniformly magnetised sphere),
         same shape, type, dtype and device as ``chi``.
     """
-    x, was_numpy = as_tensor(chi, "chi")
+    x, was_numpy = _spatial_input(chi, "chi", voxel_size, b0_dir)
+    return _filter_by_dipole(x, was_numpy, voxel_size, b0_dir, pad_factor, None, lambda d: d)
+
+
+def _spatial_input(
+    data: Array, name: str, voxel_size: Sequence[float], b0_dir: Sequence[float]
+) -> tuple[torch.Tensor, bool]:
+    """Check the input volume and the geometry shared by every dipole-kernel operation."""
+    x, was_numpy = as_tensor(data, name)
     check_voxel_size(voxel_size)
     check_b0_dir(b0_dir)
+    return x, was_numpy
+
+
+def _filter_by_dipole(
+    x: torch.Tensor,
+    was_numpy: bool,
+    voxel_size: Sequence[float],
+    b0_dir: Sequence[float],
+    pad_factor: float,
+    mask: Array | None,
+    from_dipole: Callable[[torch.Tensor], torch.Tensor],
+) -> Array:
+    """``ifftn(F(x) * from_dipole(D))`` on the padded grid, cropped, masked, in ``x``'s type.
+
+    ``from_dipole`` maps the dipole kernel ``D`` of the padded grid (unshifted layout, ``x``'s
+    dtype and device) to the kernel actually applied.
+    """
 
     def kernel(shape: tuple[int, ...]) -> torch.Tensor:
-        return dipole_kernel(shape, voxel_size, b0_dir, dtype=x.dtype, device=x.device)
+        d = dipole_kernel(shape, voxel_size, b0_dir, dtype=x.dtype, device=x.device)
+        return from_dipole(d)
 
-    return restore(fft_apply(x, kernel, pad_factor), was_numpy)
+    return restore(apply_mask(fft_apply(x, kernel, pad_factor), mask), was_numpy)
 
 
 def field_to_hz(field_ppm: Array, b0_tesla: float, gamma_mhz_per_t: float = 42.577) -> Array:
@@ -172,19 +198,16 @@ def tkd(
     torch.Tensor or np.ndarray
         Susceptibility in ppm, same shape, type, dtype and device as ``field``.
     """
-    x, was_numpy = as_tensor(field, "field")
-    check_voxel_size(voxel_size)
-    check_b0_dir(b0_dir)
+    x, was_numpy = _spatial_input(field, "field", voxel_size, b0_dir)
     t = check_number(threshold, "threshold", positive=True)
 
-    def kernel(shape: tuple[int, ...]) -> torch.Tensor:
-        d = dipole_kernel(shape, voxel_size, b0_dir, dtype=x.dtype, device=x.device)
+    def inverse(d: torch.Tensor) -> torch.Tensor:
         inv = torch.sign(d) / t
         big = d.abs() > t
         inv[big] = 1.0 / d[big]
         return inv
 
-    return restore(apply_mask(fft_apply(x, kernel, pad_factor), mask), was_numpy)
+    return _filter_by_dipole(x, was_numpy, voxel_size, b0_dir, pad_factor, mask, inverse)
 
 
 def cfl2(
@@ -223,20 +246,17 @@ def cfl2(
     torch.Tensor or np.ndarray
         Susceptibility in ppm, same shape, type, dtype and device as ``field``.
     """
-    x, was_numpy = as_tensor(field, "field")
-    check_voxel_size(voxel_size)
-    check_b0_dir(b0_dir)
+    x, was_numpy = _spatial_input(field, "field", voxel_size, b0_dir)
     lam_value = check_number(lam, "lam", positive=False)
 
-    def kernel(shape: tuple[int, ...]) -> torch.Tensor:
-        d = dipole_kernel(shape, voxel_size, b0_dir, dtype=x.dtype, device=x.device)
-        denom = d**2 + lam_value * gradient_kernel(shape, dtype=x.dtype, device=x.device)
+    def inverse(d: torch.Tensor) -> torch.Tensor:
+        denom = d**2 + lam_value * gradient_kernel(tuple(d.shape), dtype=x.dtype, device=x.device)
         inv = torch.zeros_like(d)
         ok = denom > 0
         inv[ok] = d[ok] / denom[ok]
         return inv
 
-    return restore(apply_mask(fft_apply(x, kernel, pad_factor), mask), was_numpy)
+    return _filter_by_dipole(x, was_numpy, voxel_size, b0_dir, pad_factor, mask, inverse)
 
 
 def tune_parameter(

@@ -20,12 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import NormSpec, make_norm
-from .folding import check_volume
-
-
-def _check_count(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+from .folding import check_count, check_volume
 
 
 class AttentionGate3d(nn.Module):
@@ -66,11 +61,11 @@ class AttentionGate3d(nn.Module):
         norm: NormSpec = "batch",
     ) -> None:
         super().__init__()
-        _check_count("skip_channels", skip_channels)
-        _check_count("gating_channels", gating_channels)
+        check_count("skip_channels", skip_channels)
+        check_count("gating_channels", gating_channels)
         if inter_channels is None:
             inter_channels = max(skip_channels // 2, 1)
-        _check_count("inter_channels", inter_channels)
+        check_count("inter_channels", inter_channels)
         self.skip_channels = skip_channels
         self.gating_channels = gating_channels
         self.inter_channels = inter_channels

@@ -14,12 +14,7 @@ import torch
 from torch import nn
 
 from .blocks import ConvNormAct, NormSpec
-from .folding import autocast_off, check_volume
-
-
-def _check_channels(channels: int) -> None:
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"channels must be a positive integer, got {channels!r}")
+from .folding import attention_softmax, check_count, check_volume
 
 
 class PositionAttention3d(nn.Module):
@@ -44,7 +39,7 @@ class PositionAttention3d(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        _check_channels(channels)
+        check_count("channels", channels)
         self.channels = channels
         self.key_channels = max(channels // 8, 1)
         self.query = nn.Conv3d(channels, self.key_channels, kernel_size=1)
@@ -71,10 +66,7 @@ class PositionAttention3d(nn.Module):
         q = self.query(x).reshape(b, ck, n)  # (B, Ck, N)
         k = self.key(x).reshape(b, ck, n)  # (B, Ck, N)
         v = self.value(x).reshape(b, c, n)  # (B, C, N)
-        with autocast_off(x.device):
-            acc = torch.promote_types(q.dtype, torch.float32)
-            energy = q.to(acc).mT @ k.to(acc)  # (B, N, Ck) @ (B, Ck, N) -> (B, N, N)
-            attn = torch.softmax(energy, dim=-1)  # (B, N, N), each row sums to 1
+        attn = attention_softmax(q.mT, k)  # (B, N, Ck) @ (B, Ck, N) -> (B, N, N), float32+
         out = v @ attn.to(v.dtype).mT  # (B, C, N) @ (B, N, N) -> (B, C, N)
         return self.gamma * out.reshape(b, c, d, h, w) + x  # (B, C, D, H, W)
 
@@ -99,7 +91,7 @@ class ChannelAttention3d(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        _check_channels(channels)
+        check_count("channels", channels)
         self.channels = channels
         self.gamma = nn.Parameter(torch.zeros(1))
 
@@ -119,10 +111,7 @@ class ChannelAttention3d(nn.Module):
         check_volume(x, self.channels)
         b, c = x.shape[:2]
         f = x.reshape(b, c, -1)  # (B, C, N)
-        with autocast_off(x.device):
-            acc = torch.promote_types(f.dtype, torch.float32)
-            energy = f.to(acc) @ f.to(acc).mT  # (B, C, N) @ (B, N, C) -> (B, C, C)
-            attn = torch.softmax(-energy, dim=-1)  # (B, C, C), each row sums to 1
+        attn = attention_softmax(f, f.mT, negate=True)  # (B, C, N) @ (B, N, C) -> (B, C, C)
         out = attn.to(f.dtype) @ f  # (B, C, C) @ (B, C, N) -> (B, C, N)
         return self.gamma * out.reshape(x.shape) + x  # (B, C, D, H, W)
 
@@ -154,7 +143,7 @@ class DualAttention3d(nn.Module):
 
     def __init__(self, channels: int, *, norm: NormSpec = "batch", dropout: float = 0.1) -> None:
         super().__init__()
-        _check_channels(channels)
+        check_count("channels", channels)
         if (
             isinstance(dropout, bool)
             or not isinstance(dropout, (int, float))

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .folding import AXES, autocast_off, check_volume, fold, unfold
+from .folding import AXES, autocast_off, check_count, check_volume, fold, unfold
 
 Variant = Literal["authors", "pure"]
 Implementation = Literal["fast", "literal"]
@@ -100,8 +100,7 @@ class FoldedAttention3d(nn.Module):
         implementation: Implementation = "fast",
     ) -> None:
         super().__init__()
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels must be a positive integer, got {channels!r}")
+        check_count("channels", channels)
         if variant not in ("authors", "pure"):
             raise ValueError(f"variant must be 'authors' or 'pure', got {variant!r}")
         if channel_sign not in (-1, 1):

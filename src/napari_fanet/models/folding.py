@@ -2,7 +2,8 @@
 
 These are the literal operations of the FA paper (Fig. 3): *unfold* moves one axis to the front
 and flattens the rest, *fold* undoes it. They define the straightforward ("literal") Folded
-Attention implementation and the reference the fast implementation is tested against.
+Attention implementation and the reference the fast implementation is tested against. The
+small argument and precision helpers the attention modules share live here too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,20 @@ import torch
 #: Order of the four folded-attention steps and the tensor dimension each acts on.
 AXES: tuple[str, ...] = ("D", "H", "W", "C")
 AXIS_DIM: dict[str, int] = {"C": 1, "D": 2, "H": 3, "W": 4}
+
+
+def check_count(name: str, value: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is a positive ``int`` (``bool`` is rejected).
+
+    Parameters
+    ----------
+    name : str
+        Argument name used in the error message.
+    value : int
+        Value to check.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def check_volume(x: torch.Tensor, channels: int | None = None, *, name: str = "input") -> None:
@@ -75,3 +90,29 @@ def autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
         return torch.autocast(device.type, enabled=False)
     except RuntimeError:
         return contextlib.nullcontext()
+
+
+def attention_softmax(
+    query: torch.Tensor, key: torch.Tensor, *, negate: bool = False
+) -> torch.Tensor:
+    """Row softmax of the unscaled energy ``query @ key``, in at least float32, autocast off.
+
+    Parameters
+    ----------
+    query : torch.Tensor
+        Shape ``(B, L, K)``.
+    key : torch.Tensor
+        Shape ``(B, K, L)``, same dtype as ``query``.
+    negate : bool
+        Take the softmax of ``-(query @ key)`` instead (DANet's channel attention).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(B, L, L)``, each row summing to one, in ``query``'s dtype promoted to at
+        least float32.
+    """
+    with autocast_off(query.device):
+        acc = torch.promote_types(query.dtype, torch.float32)
+        energy = query.to(acc) @ key.to(acc)  # (B, L, K) @ (B, K, L) -> (B, L, L)
+        return torch.softmax(-energy if negate else energy, dim=-1)  # rows sum to 1

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import NormSpec, make_norm
-from .folding import autocast_off, check_volume
+from .folding import attention_softmax, check_count, check_volume
 
 
 class NonLocal3d(nn.Module):
@@ -61,8 +61,7 @@ class NonLocal3d(nn.Module):
         fused: bool = False,
     ) -> None:
         super().__init__()
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels must be a positive integer, got {channels!r}")
+        check_count("channels", channels)
         if inter_channels is None:
             inter_channels = max(channels // 2, 1)
         if (
@@ -99,10 +98,7 @@ class NonLocal3d(nn.Module):
     @staticmethod
     def _attend_explicit(t: torch.Tensor, p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Aggregate ``v`` with the explicit affinity; all inputs and the output ``(B, Ci, N)``."""
-        with autocast_off(t.device):
-            acc = torch.promote_types(t.dtype, torch.float32)
-            energy = t.to(acc).mT @ p.to(acc)  # (B, N, Ci) @ (B, Ci, N) -> (B, N, N)
-            attn = torch.softmax(energy, dim=-1)  # (B, N, N), each row sums to 1
+        attn = attention_softmax(t.mT, p)  # (B, N, Ci) @ (B, Ci, N) -> (B, N, N), float32+
         return v @ attn.to(v.dtype).mT  # (B, Ci, N) @ (B, N, N) -> (B, Ci, N)
 
     @staticmethod

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .folding import autocast_off, check_volume, fold, unfold
+from .folding import attention_softmax, check_count, check_volume, fold, unfold
 
 #: The three slice-wise steps, in the order they are applied.
 SPATIAL_AXES: tuple[str, ...] = ("D", "H", "W")
@@ -44,8 +44,7 @@ class SliceWiseAttention3d(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels must be a positive integer, got {channels!r}")
+        check_count("channels", channels)
         self.channels = channels
         self.theta = nn.ModuleList(
             nn.Conv3d(channels, channels, kernel_size=1) for _ in SPATIAL_AXES
@@ -79,11 +78,8 @@ class SliceWiseAttention3d(nn.Module):
             t = self.theta[idx](y)  # (B, C, D, H, W)
             p = self.phi[idx](y)  # (B, C, D, H, W)
             v = self.g[idx](y)  # (B, C, D, H, W)
-            with autocast_off(y.device):
-                acc = torch.promote_types(t.dtype, torch.float32)
-                # (B, L, N*C/L) @ (B, N*C/L, L) -> (B, L, L)
-                energy = unfold(t.to(acc), axis) @ unfold(p.to(acc), axis).mT
-                attn = torch.softmax(energy, dim=-1)  # (B, L, L), each row sums to 1
+            # (B, L, N*C/L) @ (B, N*C/L, L) -> (B, L, L), float32 or wider
+            attn = attention_softmax(unfold(t, axis), unfold(p, axis).mT)
             # (B, L, L) @ (B, L, N*C/L) -> (B, L, N*C/L) -> fold -> (B, C, D, H, W)
             step = fold(attn.to(v.dtype) @ unfold(v, axis), axis, v.shape)
             y = y + self.gamma[idx] * step  # (B, C, D, H, W)

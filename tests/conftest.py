@@ -1,0 +1,77 @@
+"""Fixtures shared by the whole suite: tiny on-disk subjects in the simulator's folder layout.
+
+The subject writers are fixtures that return functions (``tests/`` is not a package, so a helper
+module could not be imported reliably). Subjects are 24 x 28 x 20 voxels of 4 mm with an
+ellipsoid brain, made without the simulator.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_fanet.io import save_volume
+from napari_fanet.qsm import forward_field
+
+SUBJECT_SHAPE = (24, 28, 20)
+SUBJECT_VOXEL = 4.0
+
+
+def _ellipsoid(radii):
+    grid = np.indices(SUBJECT_SHAPE, dtype=float)
+    centre = (np.array(SUBJECT_SHAPE) - 1) / 2
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True)) <= 1
+
+
+def _default_affine(affine):
+    return np.diag([SUBJECT_VOXEL] * 3 + [1.0]) if affine is None else affine
+
+
+def _write_ms_subject(folder, seed, affine=None):
+    """T1/T2/FLAIR of a noisy ellipsoid brain with one box lesion (bright on T2/FLAIR)."""
+    affine = _default_affine(affine)
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    brain = _ellipsoid((10, 12, 8))
+    lesion = np.zeros(SUBJECT_SHAPE, dtype=bool)
+    c = rng.integers([8, 9, 7], [15, 18, 12])
+    lesion[c[0] - 2 : c[0] + 2, c[1] - 2 : c[1] + 2, c[2] - 1 : c[2] + 2] = True
+    base = brain * (1.0 + 0.1 * rng.standard_normal(SUBJECT_SHAPE))
+    images = {"t1": base - 0.5 * lesion, "t2": base + 0.8 * lesion, "flair": base + lesion}
+    for name, data in images.items():
+        save_volume(folder / f"{name}.nii.gz", data.astype(np.float32), affine)
+    save_volume(folder / "lesion_mask.nii.gz", lesion.astype(np.uint8), affine)
+    save_volume(folder / "brain_mask.nii.gz", brain.astype(np.uint8), affine)
+    return folder
+
+
+def _write_qsm_subject(folder, seed, affine=None, b0_dir=(0.0, 0.0, 1.0)):
+    """Smooth random susceptibility in an ellipsoid and its local field (dipole forward model).
+
+    ``b0_dir`` (array axes) is normalised, used for the field and stored in ``meta.json``.
+    """
+    affine = _default_affine(affine)
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    mask = _ellipsoid((10, 12, 8))
+    chi = ndimage.gaussian_filter(rng.standard_normal(SUBJECT_SHAPE), 1.5) * 0.3 * mask
+    b0 = np.asarray(b0_dir, dtype=float) / np.linalg.norm(b0_dir)
+    field = forward_field(chi, (SUBJECT_VOXEL,) * 3, tuple(b0)) * mask
+    save_volume(folder / "chi.nii.gz", chi.astype(np.float32), affine)
+    save_volume(folder / "local_field.nii.gz", field.astype(np.float32), affine)
+    save_volume(folder / "brain_mask.nii.gz", mask.astype(np.uint8), affine)
+    (folder / "meta.json").write_text(json.dumps({"b0_dir": b0.tolist()}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def write_ms_subject():
+    """``write_ms_subject(folder, seed, affine=None) -> folder`` (default affine: 4 mm, axial)."""
+    return _write_ms_subject
+
+
+@pytest.fixture(scope="session")
+def write_qsm_subject():
+    """``write_qsm_subject(folder, seed, affine=None, b0_dir=(0, 0, 1)) -> folder``."""
+    return _write_qsm_subject
