@@ -42,7 +42,7 @@ def test_inference_main_tiny_both_modes(bench, tmp_path):
     # One FA-Net per task (11 models x 2 modes would take minutes: one fresh process each).
     argv = [
         "--shape", "20", "24", "20", "--features", "8", "8", "8", "8", "8",
-        "--roi", "16", "16", "16", "--budget", "0", "--threads", "1",
+        "--roi", "16", "16", "16", "--budget", "0", "--threads", "1", "--wait-idle", "0",
         "--models", "fanet-seg", "fanet-qsm", "--out", str(tmp_path),
     ]  # fmt: skip
     inference.main(argv)
