@@ -44,6 +44,17 @@ def _distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def _finish_distributed(world: int) -> None:
+    """Wait for every rank, then tear the process group down (a live group aborts at exit)."""
+    if world <= 1:
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _any_rank_stops(flag: bool, world: int, device: torch.device) -> bool:
     if world == 1:
         return flag
@@ -249,6 +260,7 @@ def run_training(
             if rank == 0:
                 yield save("last.pt")
             yield logger.write({"event": "stopped", "step": step})
+            _finish_distributed(world)
             return
     yield from validate()
     if rank == 0:
@@ -256,5 +268,6 @@ def run_training(
     yield logger.write(
         {"event": "done", "step": step, "best": best, "weights_fingerprint": _fingerprint(model)}
     )
+    _finish_distributed(world)
     if device.type == "cuda":
         torch.cuda.empty_cache()
