@@ -88,37 +88,32 @@ def register_command(command: Command) -> Command:
 # -- argument types ----------------------------------------------------------------------------
 
 
+def _parse_number(text: str, kind: type, minimum: float, inclusive: bool, what: str):
+    """Parse ``text`` as ``kind`` and check it against ``minimum`` (argparse ``type`` helper)."""
+    try:
+        value = kind(text)
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+    ok = value >= minimum if inclusive else value > minimum
+    if not (ok and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """Parse an integer >= 1 (argparse ``type``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+    return _parse_number(text, int, 1, True, "an integer >= 1")
 
 
 def non_negative_int(text: str) -> int:
     """Parse an integer >= 0 (argparse ``type``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+    return _parse_number(text, int, 0, True, "an integer >= 0")
 
 
 def positive_float(text: str) -> float:
     """Parse a finite number > 0 (argparse ``type``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value > 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+    return _parse_number(text, float, 0.0, False, "a positive number")
 
 
 # -- simulate ----------------------------------------------------------------------------------

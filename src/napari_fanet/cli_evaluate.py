@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import Command, CommandError, non_negative_int, positive_int
+from .cli import Command, CommandError, non_negative_int, positive_float, positive_int
 
 METRICS = {
     "ms": ("dice", "ltpr", "lppv", "lf1", "seconds"),
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="added to the test and validation seeds",
     )
-    parser.add_argument("--voxel-size", type=float, nargs=3, default=(2.0, 2.0, 2.0))
+    parser.add_argument("--voxel-size", type=positive_float, nargs=3, default=(2.0, 2.0, 2.0))
     parser.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     parser.add_argument("--tile", type=positive_int, nargs=3, default=(64, 64, 64))
     parser.add_argument("--out", type=Path, help="write evaluation.md and evaluation.json here")

@@ -13,7 +13,14 @@ import signal
 import sys
 from pathlib import Path
 
-from .cli import Command, CommandError, UsageError, non_negative_int, positive_int
+from .cli import (
+    Command,
+    CommandError,
+    UsageError,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 SEED_STRIDE = {"train": 0, "val": 10_000}
 
@@ -38,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument(
         "--voxel-size",
-        type=float,
+        type=positive_float,
         nargs=3,
         default=(2.0, 2.0, 2.0),
         metavar=("X", "Y", "Z"),
