@@ -75,3 +75,22 @@ def write_ms_subject():
 def write_qsm_subject():
     """``write_qsm_subject(folder, seed, affine=None, b0_dir=(0, 0, 1)) -> folder``."""
     return _write_qsm_subject
+
+
+@pytest.fixture
+def fanet_plugin():
+    """napari's global npe2 plugin manager with napari-fanet in it.
+
+    An installed package is found by discovery; a bare checkout run with ``PYTHONPATH=src``
+    has no entry point, so the repository's ``napari.yaml`` is registered instead.
+    """
+    from pathlib import Path
+
+    from npe2 import PluginManager, PluginManifest
+
+    pm = PluginManager.instance()
+    pm.discover()
+    if "napari-fanet" not in {mf.name for mf in pm.iter_manifests()}:
+        manifest = Path(__file__).resolve().parents[1] / "napari.yaml"
+        pm.register(PluginManifest.from_file(manifest))
+    return pm

@@ -96,6 +96,19 @@ def test_wheel_contains_manifest_as_real_file(built_dists: dict[str, Path]) -> N
     assert f"{PLUGIN_NAME} = napari_fanet:napari.yaml" in text
 
 
+def test_wheel_carries_the_sample_data(built_dists: dict[str, Path]) -> None:
+    with zipfile.ZipFile(built_dists["wheel"]) as whl:
+        names = set(whl.namelist())
+        for case in ("ms/sub-0000/flair.nii.gz", "qsm/sub-0000/local_field.nii.gz"):
+            packaged = whl.read(f"napari_fanet/sample_data/{case}")
+            assert packaged == (REPO_ROOT / "sample_data" / case).read_bytes()
+    assert {
+        "napari_fanet/sample_data/baselines.json",
+        "napari_fanet/sample_data/ms/sub-0000/lesion_mask.nii.gz",
+        "napari_fanet/sample_data/qsm/sub-0000/meta.json",
+    } <= names
+
+
 def test_wheel_manifest_found_by_npe2_in_fresh_venv(
     built_dists: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -131,6 +144,15 @@ def test_wheel_manifest_found_by_npe2_in_fresh_venv(
     manifest_file = Path(where).parent / "napari.yaml"
     assert not manifest_file.is_symlink()
     assert manifest_file.read_bytes() == (REPO_ROOT / "napari.yaml").read_bytes()
+
+    # The sample data is found inside the installed package (sample_files needs no numpy).
+    code = "from napari_fanet.sample_files import sample_data_folder as f; print(f())"
+    data = _run(
+        [vpy, "-c", code],
+        env=env,
+        cwd=tmp_path,
+    ).stdout.strip()
+    assert Path(data) == Path(where).parent / "sample_data"
 
     proc = _run([venv / "bin" / "npe2", "validate", PLUGIN_NAME], env=env, cwd=tmp_path)
     assert "valid" in (proc.stdout + proc.stderr).lower()

@@ -1,14 +1,15 @@
 """``napari-fanet demo``: both tasks on the sample cases, every model beside the baselines.
 
 :func:`run_demo` segments MS lesions in ``ms/sub-0000`` and reconstructs susceptibility from
-``qsm/sub-0000`` of the sample data (the repository's ``sample_data/``; without it the same
-cases are simulated again, seed 90000, bit-identical) with every shipped model of each task, or
-the checkpoints given, and with the classical baselines of ``shared/EVALUATION.md`` (FLAIR
-threshold; TKD and CFL2) at the parameters in ``sample_data/baselines.json``, which were tuned on
-validation subjects, never on the sample cases. It writes NIfTI maps with the source images'
-affines, ``metrics.md``, ``metrics.json`` and ``figures/{ms,qsm}.png``. Everything is computed
-before the first file is written, and each file is written atomically. GUI-free: matplotlib is
-imported (Agg canvas, no pyplot) only when the figures are drawn.
+``qsm/sub-0000`` of the sample data (the copy in the wheel or the repository's ``sample_data/``,
+found by :mod:`napari_fanet.sample_files`; without it the same cases are simulated again, seed
+90000, bit-identical) with every shipped model of each task, or the checkpoints given, and with
+the classical baselines of ``shared/EVALUATION.md`` (FLAIR threshold; TKD and CFL2) at the
+parameters in ``sample_data/baselines.json``, which were tuned on validation subjects, never on
+the sample cases. It writes NIfTI maps with the source images' affines, ``metrics.md``,
+``metrics.json`` and ``figures/{ms,qsm}.png``. Everything is computed before the first file is
+written, and each file is written atomically. GUI-free: matplotlib is imported (Agg canvas, no
+pyplot) only when the figures are drawn.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from .atomic import atomic_write
 from .demo_figures import figure_ms, figure_qsm
 from .io import Volume, check_same_grid, load_volume, save_volume
 from .qsm_kernels import array_to_world_direction, world_to_array_direction
+from .sample_files import SAMPLE_SEED, SUBJECT, simulate_sample_data
+from .sample_files import shipped_sample_data as repository_sample_data  # its old name
 
 logger = logging.getLogger(__name__)
 Log = Callable[[str], None]
 
-SUBJECT = "sub-0000"
-SAMPLE_SEED = 90000
 SEG_THRESHOLD = 0.5
 #: Copy of the tuned values in ``sample_data/baselines.json``, used only where that file is
 #: missing (an installed package without the repository); a test keeps the two equal.
@@ -124,22 +125,6 @@ class DemoResult:
 
 
 # -- inputs ---------------------------------------------------------------------------------------
-
-
-def repository_sample_data() -> Path | None:
-    """``sample_data/`` of a source checkout (beside ``src/``), or None."""
-    folder = Path(__file__).resolve().parents[2] / "sample_data"
-    return folder if all((folder / t / SUBJECT).is_dir() for t in ("ms", "qsm")) else None
-
-
-def simulate_sample_data(folder: Path) -> Path:
-    """Simulate the two sample cases into ``folder`` (the shipped files are bit-identical)."""
-    from .simulation.dataset import iter_simulate_dataset
-
-    for task in ("ms", "qsm"):
-        for _ in iter_simulate_dataset(folder / task, task, 1, SAMPLE_SEED, voxel_size=2.0):
-            pass
-    return folder
 
 
 def load_parameters(baselines: Path) -> dict[str, dict]:
@@ -427,7 +412,7 @@ def run_demo(
         the task it was trained for. A task without a model runs its baselines only.
     data : str or PathLike, optional
         Folder with ``ms/sub-0000``, ``qsm/sub-0000`` and ``baselines.json`` (default: the
-        repository's ``sample_data``, else the two cases are simulated again).
+        shipped ``sample_data``, else the two cases are simulated again).
     tile, overlap : sequence of 3 int, float
         Sliding-window size in voxels and overlap fraction.
     log : callable, optional

@@ -1,0 +1,124 @@
+"""npe2 reader: ``.nii``/``.nii.gz`` volumes as layers at their world position, affine kept.
+
+Each file becomes one layer (see :mod:`napari_fanet.layer_io` for the placement and the
+``metadata["nifti"]`` entry that lets the plugin's writers restore the source affine). Integer
+masks (a file name containing ``mask``, ``label`` or ``seg``, values small non-negative
+integers) open as labels, everything else as float32 images. The reader never raises for a
+file it cannot use: it says why and returns None so that napari can try another reader.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .io import NIFTI_SUFFIXES, load_volume
+from .layer_io import (
+    NIFTI_METADATA_KEY,
+    OBLIQUE_TOLERANCE_DEGREES,
+    oblique_warning,
+    volume_to_layer_data,
+)
+
+logger = logging.getLogger(__name__)
+
+LABEL_WORDS = ("mask", "label", "seg")
+#: Largest value of a file opened as labels (larger integer images open as images).
+MAX_LABEL = 65535
+
+LayerData = tuple[np.ndarray, dict, str]
+PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
+
+
+def _notify(message: str) -> None:
+    """Log ``message``, and show it in napari when napari is running."""
+    logger.warning("%s", message)
+    if "napari" in sys.modules:
+        from napari.utils.notifications import show_warning
+
+        show_warning(message)
+
+
+def _is_nifti(path: object) -> bool:
+    return isinstance(path, (str, os.PathLike)) and str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def layer_name(path: str | os.PathLike) -> str:
+    """The file name without ``.nii``/``.nii.gz``."""
+    name = Path(path).name
+    for suffix in NIFTI_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def napari_get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData] | None] | None:
+    """Return :func:`read_nifti` if ``path`` is a NIfTI file (or a list of them), else None.
+
+    Parameters
+    ----------
+    path : str or list of str
+        What napari asks to open.
+    """
+    paths = [path] if isinstance(path, (str, os.PathLike)) else path
+    if not isinstance(paths, (list, tuple)) or not paths:
+        return None
+    return read_nifti if all(_is_nifti(p) for p in paths) else None
+
+
+def _is_labels(name: str, data: np.ndarray) -> bool:
+    """Whether a volume looks like a mask or label map (by its name and values)."""
+    if not any(word in name.lower() for word in LABEL_WORDS) or data.dtype.kind not in "iuf":
+        return False
+    if data.dtype.kind == "f" and not np.array_equal(data, np.round(data)):
+        return False
+    return data.size > 0 and data.min() >= 0 and data.max() <= MAX_LABEL
+
+
+def read_layer(path: str | os.PathLike) -> LayerData | None:
+    """One NIfTI file as a layer data tuple, or None (with a message) if it cannot be shown."""
+    name = layer_name(path)
+    try:
+        volume = load_volume(path, allow_4d=True, dtype=None, name=Path(path).name)
+    except Exception as exc:  # unreadable, corrupt, missing, not real-valued ...
+        _notify(f"napari-fanet cannot open {path}: {exc}")
+        return None
+    if volume.ndim != 3:
+        _notify(
+            f"napari-fanet cannot open {path}: expected a 3D volume, got {volume.ndim}D data of "
+            f"shape {volume.data.shape} (napari-fanet opens 3D volumes only)"
+        )
+        return None
+    if _is_labels(name, volume.data):
+        layer_type = "labels"
+    else:
+        volume.data = volume.data.astype(np.float32, copy=False)
+        layer_type = "image"
+    layer = volume_to_layer_data(volume, name=name, layer_type=layer_type)
+    degrees = layer[1]["metadata"][NIFTI_METADATA_KEY]["oblique_degrees"]
+    if degrees > OBLIQUE_TOLERANCE_DEGREES:
+        _notify(oblique_warning(name, degrees))
+    return layer
+
+
+def read_nifti(path: PathOrPaths) -> list[LayerData] | None:
+    """Read one or more NIfTI files; files that cannot be shown are skipped with a message.
+
+    Parameters
+    ----------
+    path : str or list of str
+        ``.nii``/``.nii.gz`` files.
+
+    Returns
+    -------
+    list of LayerDataTuple or None
+        One tuple per readable 3D file; None when no file could be read.
+    """
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    layers = [layer for p in paths if (layer := read_layer(p)) is not None]
+    return layers or None

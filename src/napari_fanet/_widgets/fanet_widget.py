@@ -1,0 +1,360 @@
+"""The FA-Net dock widget: MS lesion segmentation or QSM reconstruction of the chosen layers.
+
+Layout and wiring only. The checks and the prediction are
+:class:`napari_fanet.engine.prediction_request.PredictionRequest`, the comparison is
+:mod:`napari_fanet.comparison`; the work runs in a napari ``thread_worker`` generator (through
+:func:`napari_fanet.engine.streaming.stream_job`) so the viewer stays responsive and Cancel works.
+Torch is imported when the widget is created, not when napari starts.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+    TextEdit,
+)
+from napari.layers import Image, Labels
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info
+
+from ._jobs import CANCELLED, JobError, streamed
+from ._layers import (
+    NONE_CHOICE,
+    add_image,
+    add_labels,
+    error_colormap,
+    layer_picker,
+    select_by_guess,
+    selected_layer,
+)
+
+TASKS = {"MS lesion segmentation": "segmentation", "QSM reconstruction": "qsm"}
+RUN_TEXT = {"segmentation": "Segment", "qsm": "Reconstruct QSM"}
+IMAGE_OR_LABELS = (Image, Labels)
+
+
+class FANetWidget(Container):
+    """Dock widget: pick a task, its input layers and a model; run; compare with a reference."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__(labels=True)
+        from ..engine import model_catalog, prediction_request
+
+        self._viewer = napari_viewer
+        self._catalog = model_catalog
+        self._requests = prediction_request
+        self._worker: Any = None
+        self._cancel = threading.Event()
+        self.last_comparison: Any = None
+
+        v = napari_viewer
+        self.task = ComboBox(label="Task", choices=list(TASKS), tooltip="What to compute.")
+        self.t1 = layer_picker(v, "T1", tooltip="T1-weighted image (3D Image layer).")
+        self.t2 = layer_picker(v, "T2", tooltip="T2-weighted image on the same grid as T1.")
+        self.flair = layer_picker(v, "FLAIR", tooltip="FLAIR image on the same grid as T1.")
+        self.field = layer_picker(
+            v, "Local field", tooltip="Background-removed local field in ppm of B0 (3D Image)."
+        )
+        self.mask = layer_picker(
+            v,
+            "Brain mask",
+            IMAGE_OR_LABELS,
+            optional=True,
+            tooltip="Brain mask (non-zero inside). Required for QSM; for segmentation, "
+            "(none) uses the non-zero FLAIR voxels (skull-stripped input).",
+        )
+        self.b0 = LineEdit(
+            label="B0 direction",
+            value="0, 0, 1",
+            tooltip="Main-field direction in the layer's array axes (x, y, z); filled from "
+            "the layer's metadata when the file provides it.",
+        )
+        self.model = ComboBox(
+            label="Model", choices=self._model_choices, tooltip="Shipped weights or added files."
+        )
+        self.checkpoint = FileEdit(
+            label="Add checkpoint",
+            mode="r",
+            filter="*.pt",
+            tooltip="A checkpoint written by napari-fanet train; it joins the model list.",
+        )
+        self.device = ComboBox(
+            label="Device",
+            choices=["auto", "cuda", "mps", "cpu"],
+            tooltip="auto: CUDA, then Apple MPS, then CPU.",
+        )
+        self.tile = SpinBox(
+            label="Tile size",
+            value=64,
+            min=16,
+            max=256,
+            step=16,
+            tooltip="Sliding-window size in voxels (multiples of 16). Smaller uses less memory.",
+        )
+        self.overlap = FloatSpinBox(
+            label="Overlap",
+            value=0.5,
+            min=0.0,
+            max=0.9,
+            step=0.05,
+            tooltip="Fraction of overlap between neighbouring tiles (Gaussian blending).",
+        )
+        self.threshold = FloatSpinBox(
+            label="Threshold",
+            value=0.5,
+            min=0.01,
+            max=0.99,
+            step=0.05,
+            tooltip="Lesion probability above which a voxel joins the mask.",
+        )
+        self.reference = layer_picker(
+            v,
+            "Reference",
+            IMAGE_OR_LABELS,
+            optional=True,
+            tooltip="Optional ground truth (lesion mask or susceptibility in ppm): adds error "
+            "maps and metrics.",
+        )
+        self.problems = Label(label="", value="")
+        self.run_button = PushButton(text="Segment", tooltip="Run the model on the chosen layers.")
+        self.cancel_button = PushButton(text="Cancel", enabled=False, tooltip="Stop the run.")
+        self.progress = ProgressBar(label="Progress", min=0, max=100, value=0)
+        self.metrics = TextEdit(label="Metrics", value="")
+        self.metrics.read_only = True
+        self.copy_button = PushButton(text="Copy metrics", tooltip="Copy the metrics as text.")
+        self.extend(
+            [
+                self.task, self.t1, self.t2, self.flair, self.field, self.mask, self.b0,
+                self.model, self.checkpoint, self.device, self.tile, self.overlap,
+                self.threshold, self.reference, self.problems, self.run_button,
+                self.cancel_button, self.progress, self.metrics, self.copy_button,
+            ]
+        )  # fmt: skip
+
+        self.task.changed.connect(self._on_task)
+        self.checkpoint.changed.connect(self._on_checkpoint)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.copy_button.changed.connect(self._copy_metrics)
+        for w in (self.t1, self.t2, self.flair, self.field, self.mask, self.b0, self.model):
+            w.changed.connect(self._refresh_problems)
+        self.field.changed.connect(self._fill_b0)
+        for event in (v.layers.events.inserted, v.layers.events.removed):
+            event.connect(self.reset_choices)
+        self.reset_choices()
+        self._on_task()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def task_name(self) -> str:
+        """``"segmentation"`` or ``"qsm"``."""
+        return TASKS[self.task.value]
+
+    def _model_choices(self, _: Any = None) -> list[str]:
+        return [e.name for e in self._catalog.available_models(TASKS[self.task.value])]
+
+    def reset_choices(self, *_: Any) -> None:
+        """Refresh layer and model lists, then guess unset layers from their names."""
+        super().reset_choices()
+        guess = self._requests.guess_layer
+        for picker, role in (
+            (self.t1, "T1"), (self.t2, "T2"), (self.flair, "FLAIR"),
+            (self.field, "local field"), (self.mask, "brain mask"),
+        ):  # fmt: skip
+            select_by_guess(picker, role, guess)
+        ref_role = (
+            "lesion reference"
+            if self.task_name == "segmentation"
+            else ("susceptibility reference")
+        )
+        select_by_guess(self.reference, ref_role, guess)
+        self._refresh_problems()
+
+    def _on_task(self, *_: Any) -> None:
+        seg = self.task_name == "segmentation"
+        for w in (self.t1, self.t2, self.flair, self.threshold):
+            w.visible = seg
+        for w in (self.field, self.b0):
+            w.visible = not seg
+        self.run_button.text = RUN_TEXT[self.task_name]
+        self.reference.value = NONE_CHOICE
+        self.reset_choices()
+        self._fill_b0()
+
+    def _fill_b0(self, *_: Any) -> None:
+        layer = selected_layer(self._viewer, self.field)
+        if layer is not None:
+            b0 = self._requests.b0_direction_from_metadata(layer.metadata)
+            if b0 is not None:
+                self.b0.value = ", ".join(f"{c:.4g}" for c in b0)
+
+    def _on_checkpoint(self, *_: Any) -> None:
+        path = self.checkpoint.value
+        if not path or not path.is_file():
+            return
+        try:
+            entry = self._catalog.add_model(path)
+        except (OSError, ValueError) as exc:
+            show_error(f"FA-Net: cannot use {path.name}: {exc}")
+            return
+        tasks = {v: k for k, v in TASKS.items()}
+        self.task.value = tasks[entry.task]
+        self.model.reset_choices()
+        self.model.value = entry.name
+
+    def _roles(self) -> dict[str, Any]:
+        if self.task_name == "segmentation":
+            return {"T1": self.t1, "T2": self.t2, "FLAIR": self.flair, "brain mask": self.mask}
+        return {"local field": self.field, "brain mask": self.mask}
+
+    def build_request(self) -> Any:
+        """The :class:`PredictionRequest` the current fields describe."""
+        from ..engine.inference import WindowSettings
+
+        inputs = {}
+        for role, picker in self._roles().items():
+            layer = selected_layer(self._viewer, picker)
+            inputs[role] = (
+                None
+                if layer is None
+                else self._requests.InputArray(
+                    layer.name, np.asarray(layer.data), tuple(layer.scale)
+                )
+            )
+        b0 = None
+        if self.task_name == "qsm":
+            try:
+                b0 = tuple(float(c) for c in self.b0.value.replace(",", " ").split())
+            except ValueError:
+                b0 = (0.0,)  # reported by problems()
+        settings = WindowSettings(
+            roi_size=(self.tile.value,) * 3, overlap=self.overlap.value, device=self.device.value
+        )
+        entries = {e.name: e for e in self._catalog.available_models(self.task_name)}
+        entry = entries.get(self.model.value)
+        model = "" if entry is None else str(entry.path)
+        return self._requests.PredictionRequest(
+            self.task_name, inputs, model, settings, b0, self.threshold.value
+        )
+
+    def _refresh_problems(self, *_: Any) -> list[str]:
+        found = self.build_request().problems()
+        if not self.model.value:
+            found.append(f"no {self.task_name} model available: add a checkpoint")
+        self.problems.value = "\n".join(f"• {p}" for p in found)
+        self.run_button.enabled = not found and self._worker is None
+        return found
+
+    # ------------------------------------------------------------------ running
+    def run(self, *_: Any) -> Any:
+        """Start the prediction in a worker; returns the worker (None if inputs are invalid)."""
+        if self._worker is not None or self._refresh_problems():
+            return None
+        request = self.build_request()
+        source = selected_layer(
+            self._viewer, self.t1 if request.task == "segmentation" else self.field
+        )
+        ref_layer = selected_layer(self._viewer, self.reference)
+        reference = None if ref_layer is None else np.asarray(ref_layer.data)
+        mask_layer = selected_layer(self._viewer, self.mask)
+        mask = None if mask_layer is None else np.asarray(mask_layer.data)
+        self._cancel.clear()
+        worker = thread_worker(_predict_and_compare, start_thread=False, ignore_errors=True)(
+            request, reference, mask, self._cancel
+        )
+        worker.yielded.connect(self._on_progress)
+        name = self.model.value
+        worker.returned.connect(lambda out: self._on_result(out, request, name, source, ref_layer))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.progress.value = 0
+        worker.start()
+        return worker
+
+    def cancel(self, *_: Any) -> None:
+        """Ask the running prediction to stop after the current tiles; nothing is added."""
+        self._cancel.set()
+
+    def _on_progress(self, event: Any) -> None:
+        self.progress.value = round(100 * event.fraction)
+        if event.total:
+            self.progress.label = f"Tiles {event.done}/{event.total}"
+
+    def _on_result(self, out: Any, request: Any, name: str, source: Any, ref_layer: Any) -> None:
+        if out is CANCELLED:
+            show_info("FA-Net: run cancelled; no layer was added")
+            return
+        result, comparison = out
+        v = self._viewer
+        if request.task == "segmentation":
+            add_image(v, result.outputs["probability"], source, f"lesion probability ({name})",
+                      colormap="magma", contrast_limits=(0, 1), visible=False)  # fmt: skip
+            add_labels(v, result.outputs["mask"], source, f"lesion mask ({name})", opacity=0.6)
+        else:
+            add_image(v, result.outputs["chi"], source, f"susceptibility ({name}, ppm)",
+                      colormap="gray", contrast_limits=(-0.15, 0.15))  # fmt: skip
+        self.last_comparison = comparison
+        if comparison is not None:
+            if "errors" in comparison.maps:
+                add_labels(v, comparison.maps["errors"], ref_layer, f"errors TP/FP/FN ({name})",
+                           colormap=error_colormap(), opacity=0.7)  # fmt: skip
+            else:
+                add_image(v, comparison.maps["signed error"], ref_layer,
+                          f"signed error ({name}, ppm)", colormap="bwr",
+                          contrast_limits=(-0.1, 0.1))  # fmt: skip
+                add_image(v, comparison.maps["absolute error"], ref_layer,
+                          f"absolute error ({name}, ppm)", colormap="magma",
+                          contrast_limits=(0, 0.1), visible=False)  # fmt: skip
+            self.metrics.value = comparison.text
+        notes = "; ".join(result.report.messages)
+        show_info(f"FA-Net: {RUN_TEXT[request.task]} done with {name} on "
+                  f"{result.report.device}" + (f" ({notes})" if notes else ""))  # fmt: skip
+
+    def _on_error(self, exc: BaseException) -> None:
+        what = "" if isinstance(exc, JobError) else f"{type(exc).__name__}: "
+        show_error(f"FA-Net: {what}{exc}")
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self.cancel_button.enabled = False
+        self.progress.label = "Progress"
+        self._refresh_problems()
+
+    def _copy_metrics(self, *_: Any) -> None:
+        from qtpy.QtGui import QGuiApplication
+
+        QGuiApplication.clipboard().setText(self.metrics.value)
+
+
+def _predict_and_compare(request: Any, reference: Any, mask: Any, cancel: threading.Event):
+    """Worker body: stream the prediction's progress, then compare with the reference."""
+    from ..comparison import compare_masks, compare_susceptibility
+
+    def job(progress: Any, should_stop: Any) -> Any:
+        return request.run(progress, lambda: should_stop() or cancel.is_set())
+
+    result = yield from streamed(job)
+    if result is CANCELLED:
+        return result
+    comparison = None
+    if reference is not None:
+        if request.task == "segmentation":
+            comparison = compare_masks(result.outputs["mask"], reference)
+        else:
+            comparison = compare_susceptibility(result.outputs["chi"], reference, mask)
+    return result, comparison

@@ -1,0 +1,156 @@
+"""The npe2 reader: NIfTI files as layers at their world position, never raising."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+pytest.importorskip("qtpy", reason="needs the [qt] extra")
+
+import nibabel as nib
+
+from napari_fanet._reader import napari_get_reader, read_nifti
+from napari_fanet.io import Orientation, save_volume
+from napari_fanet.layer_io import NIFTI_METADATA_KEY, oblique_warning
+
+SHAPE = (6, 7, 5)
+LAS = np.array([[-1.5, 0, 0, 10], [0, 2, 0, -6], [0, 0, 3, -4], [0, 0, 0, 1]], dtype=float)
+
+
+def write(path, data, affine=LAS):
+    save_volume(path, data, affine, dtype=data.dtype)
+    return str(path)
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    data = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE)
+    return write(tmp_path / "sub-01_FLAIR.nii.gz", data)
+
+
+@pytest.mark.parametrize(
+    "path", ["a.nii", "a.nii.gz", "A.NII.GZ", ["a.nii.gz", "b.nii"], ("a.nii",)]
+)
+def test_get_reader_accepts_nifti_paths(path):
+    assert napari_get_reader(path) is read_nifti
+
+
+@pytest.mark.parametrize(
+    "path", ["a.txt", "a.tif", "folder", "a.nii.zip", ["a.nii.gz", "b.tif"], [], None]
+)
+def test_get_reader_declines_other_paths(path):
+    assert napari_get_reader(path) is None
+
+
+def test_reader_returns_a_float32_image_at_its_world_position(image_file):
+    ((data, kwargs, layer_type),) = napari_get_reader(image_file)(image_file)
+    assert layer_type == "image"
+    assert kwargs["name"] == "sub-01_FLAIR"
+    assert data.dtype == np.float32
+    # LAS -> RAS flips x: the displayed array is the source reversed along its first axis.
+    source = np.asarray(nib.load(image_file).dataobj)
+    np.testing.assert_array_equal(data, source[::-1])
+    assert kwargs["scale"] == pytest.approx((1.5, 2.0, 3.0))
+    assert kwargs["translate"] == pytest.approx((10 - 1.5 * (SHAPE[0] - 1), -6, -4))
+    nifti = kwargs["metadata"][NIFTI_METADATA_KEY]
+    np.testing.assert_array_equal(nifti["affine"], nib.load(image_file).affine)
+    assert nifti["path"] == image_file
+    assert isinstance(nifti["orientation"], Orientation)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "layer_type", "dtype"),
+    [
+        ("lesion_mask.nii.gz", np.array([0, 1], dtype=np.uint8), "labels", np.uint8),
+        ("aseg.nii", np.array([0, 41], dtype=np.int16), "labels", np.int16),
+        ("brain_mask.nii.gz", np.array([0.0, 1.0], dtype=np.float32), "labels", np.uint8),
+        ("T1_labels.nii.gz", np.array([-1, 2], dtype=np.int16), "image", np.float32),
+        ("roi_seg.nii.gz", np.array([0, 70000], dtype=np.int32), "image", np.float32),
+        ("prob_mask.nii.gz", np.array([0.0, 0.5], dtype=np.float32), "image", np.float32),
+        ("t1.nii.gz", np.array([0, 1], dtype=np.uint8), "image", np.float32),
+    ],
+)
+def test_masks_open_as_labels_by_name_and_values(tmp_path, name, data, layer_type, dtype):
+    volume = np.full(SHAPE, data[0], dtype=data.dtype)
+    volume[2:4, 3:5, 1:3] = data[1]
+    path = write(tmp_path / name, volume)
+    ((layer_data, _, kind),) = read_nifti(path)
+    assert kind == layer_type
+    assert layer_data.dtype == dtype
+    np.testing.assert_array_equal(np.unique(layer_data), np.unique(volume))
+
+
+def test_reader_reads_a_list_of_files(tmp_path, image_file):
+    mask = write(tmp_path / "mask.nii", np.ones(SHAPE, dtype=np.uint8))
+    layers = read_nifti([image_file, mask])
+    assert [(kw["name"], kind) for _, kw, kind in layers] == [
+        ("sub-01_FLAIR", "image"),
+        ("mask", "labels"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"this is not a NIfTI file", "expected a readable NIfTI image"),
+        (b"", "expected a readable NIfTI image"),
+        (None, "file not found"),
+    ],
+    ids=["corrupt", "empty", "missing"],
+)
+def test_unreadable_files_give_none_and_a_message(tmp_path, caplog, content, expected):
+    path = tmp_path / "broken.nii"
+    if content is not None:
+        path.write_bytes(content)
+    reader = napari_get_reader(str(path))
+    with caplog.at_level(logging.WARNING, logger="napari_fanet"):
+        assert reader(str(path)) is None
+    assert f"napari-fanet cannot open {path}" in caplog.text
+    assert expected in caplog.text
+
+
+def test_a_4d_file_gives_none_and_says_3d_is_expected(tmp_path, caplog):
+    path = write(tmp_path / "bold.nii.gz", np.zeros((*SHAPE, 4), dtype=np.float32))
+    with caplog.at_level(logging.WARNING, logger="napari_fanet"):
+        assert read_nifti(path) is None
+    assert "expected a 3D volume, got 4D data of shape (6, 7, 5, 4)" in caplog.text
+    assert "3D volumes only" in caplog.text
+
+
+def test_a_readable_file_beside_a_4d_one_still_opens(tmp_path, image_file):
+    bold = write(tmp_path / "bold.nii.gz", np.zeros((*SHAPE, 4), dtype=np.float32))
+    layers = read_nifti([bold, image_file])
+    assert [kw["name"] for _, kw, _ in layers] == ["sub-01_FLAIR"]
+
+
+def test_oblique_files_open_with_a_warning(tmp_path, monkeypatch):
+    from napari.utils import notifications
+
+    shown = []
+    monkeypatch.setattr(notifications, "show_warning", shown.append)
+    c, s = np.cos(np.radians(15)), np.sin(np.radians(15))
+    oblique = np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]) @ LAS
+    path = write(tmp_path / "tilted.nii.gz", np.ones(SHAPE, dtype=np.float32), oblique)
+    ((_, kwargs, _),) = read_nifti(path)
+    degrees = kwargs["metadata"][NIFTI_METADATA_KEY]["oblique_degrees"]
+    assert degrees == pytest.approx(15.0)
+    assert shown == [oblique_warning("tilted", degrees)]
+
+    shown.clear()
+    read_nifti(write(tmp_path / "straight.nii.gz", np.ones(SHAPE, dtype=np.float32)))
+    assert shown == []
+
+
+def test_viewer_opens_nifti_through_the_plugin(make_napari_viewer, fanet_plugin, image_file):
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(image_file, plugin="napari-fanet")
+    assert layer.name == "sub-01_FLAIR"
+    assert layer.source.reader_plugin == "napari-fanet"
+    np.testing.assert_allclose(layer.scale, (1.5, 2.0, 3.0))
+    np.testing.assert_allclose(layer.translate, (10 - 1.5 * (SHAPE[0] - 1), -6, -4))
+    assert NIFTI_METADATA_KEY in layer.metadata
+    # The world coordinate of source voxel (0, 0, 0) is where napari shows its value.
+    world = (LAS @ [0, 0, 0, 1])[:3]
+    assert layer.data[tuple(np.round(layer.world_to_data(world)).astype(int))] == 0
