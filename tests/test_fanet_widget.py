@@ -186,3 +186,52 @@ def test_runtime_error_in_the_core_is_reported_not_swallowed(widget, qtbot, monk
     w.run_button.clicked.emit()
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
     assert shown == ["FA-Net: RuntimeError: CUDA error: device-side assert"]
+
+
+def test_sample_ms_through_the_plugin_segment_and_save_with_source_affine(
+    make_napari_viewer, qtbot, tmp_path
+) -> None:
+    from napari_fanet._widgets.fanet_widget import FANetWidget
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-fanet", "ms")
+    w = FANetWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    assert (w.t1.value, w.t2.value, w.flair.value) == ("T1", "T2", "FLAIR")
+    assert w.reference.value == "lesion mask (reference)"
+    w.device.value = "cpu"
+    w.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=300_000)
+    mask = viewer.layers["lesion mask (fanet-seg)"]
+    assert w.last_comparison.metrics["dice"] > 0.5  # the shipped model finds the lesions
+    out = tmp_path / "mask.nii.gz"
+    mask.save(str(out), plugin="napari-fanet")
+    saved = nib.load(out)
+    flair = nib.load(SAMPLE / "ms" / "sub-0000" / "flair.nii.gz")
+    np.testing.assert_allclose(saved.affine, flair.affine)
+    assert saved.shape == flair.shape
+    np.testing.assert_array_equal(np.asarray(saved.dataobj) > 0, mask.data > 0)
+
+
+def test_sample_qsm_fills_b0_from_metadata_and_runs(make_napari_viewer, qtbot, tmp_path) -> None:
+    import json
+
+    from napari_fanet._widgets.fanet_widget import FANetWidget
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-fanet", "qsm")
+    w = FANetWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.checkpoint.value = _tiny_qsm_checkpoint(tmp_path / "tiny-qsm.pt")
+    meta = json.loads((SAMPLE / "qsm" / "sub-0000" / "meta.json").read_text())
+    shown = [float(c) for c in w.b0.value.split(",")]
+    np.testing.assert_allclose(shown, meta["b0_dir"], atol=1e-3)
+    assert w.field.value == "local field (ppm)"
+    assert w.reference.value == "susceptibility (reference, ppm)"
+    w.device.value = "cpu"
+    w.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=300_000)
+    chi = viewer.layers["susceptibility (tiny-qsm, ppm)"]
+    assert chi.data.shape == viewer.layers["local field (ppm)"].data.shape
+    assert tuple(chi.scale) == tuple(viewer.layers["local field (ppm)"].scale)
+    assert "NRMSE" in w.metrics.value

@@ -27,6 +27,7 @@ from .tasks import predict_qsm_map, predict_seg_probability
 
 log = logging.getLogger(__name__)
 RESAMPLE_TOLERANCE = 0.1  # relative voxel-size difference below which no resampling is done
+SEG_CHANNELS = ("T1", "T2", "FLAIR")  # network input channels of the segmentation models
 
 
 def shipped_weights() -> dict[str, Path]:
@@ -51,7 +52,8 @@ def load_model(name_or_path: str | Path) -> tuple[nn.Module, dict]:
     return load_checkpoint(path)
 
 
-def _zoom_to_shape(array: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
+def zoom_to_shape(array: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
+    """``array`` resampled onto a grid of ``shape`` covering the same field of view."""
     factors = [t / s for t, s in zip(shape, array.shape, strict=True)]
     out = ndimage.zoom(array, factors, order=order, mode="nearest", grid_mode=True)
     fixed = np.zeros(shape, dtype=out.dtype)  # zoom may be off by one voxel: crop or pad
@@ -60,7 +62,8 @@ def _zoom_to_shape(array: np.ndarray, shape: Sequence[int], order: int) -> np.nd
     return fixed
 
 
-def _model_grid(shape, voxel_size, model_voxel) -> tuple[int, ...] | None:
+def model_grid(shape, voxel_size, model_voxel) -> tuple[int, ...] | None:
+    """Shape of the grid at the model's voxel size, or None when no resampling is needed."""
     if model_voxel is None:
         return None
     rel = np.abs(np.asarray(voxel_size) / np.asarray(model_voxel) - 1)
@@ -94,7 +97,7 @@ def _check_arrays(arrays: dict[str, np.ndarray]) -> None:
             raise ValueError(f"{k}: contains NaN or Inf values; expected finite intensities")
 
 
-def _as_canonical(inputs: dict[str, Volume | np.ndarray], voxel_size):
+def as_canonical(inputs: dict[str, Volume | np.ndarray], voxel_size):
     """Arrays in canonical orientation, their voxel size and a function mapping results back."""
     if all(isinstance(v, Volume) for v in inputs.values()):
         check_same_grid(inputs)
@@ -114,6 +117,97 @@ def _as_canonical(inputs: dict[str, Volume | np.ndarray], voxel_size):
             f"voxel_size must be 3 positive numbers for array input, got {voxel_size!r}"
         )
     return arrays, tuple(float(v) for v in voxel_size), lambda a: a, None
+
+
+def seg_model_input(
+    arrays: dict[str, np.ndarray], voxel_size: Sequence[float], checkpoint: dict
+) -> tuple[np.ndarray, np.ndarray, tuple[int, ...] | None]:
+    """The network input of :func:`segment`, on the grid the model runs on.
+
+    Parameters
+    ----------
+    arrays : dict
+        Canonical float arrays ``"T1"``, ``"T2"``, ``"FLAIR"`` and optionally ``"brain mask"``
+        (without it the non-zero FLAIR voxels are the brain: skull-stripped input).
+    voxel_size : sequence of 3 float
+        Voxel size of the arrays (mm).
+    checkpoint : dict
+        The model's checkpoint; ``extra["voxel_size"]`` is the grid the model was trained on.
+
+    Returns
+    -------
+    image : np.ndarray
+        ``(3, D, H, W)`` float32: T1, T2, FLAIR z-scored inside the brain.
+    brain : np.ndarray
+        ``(D, H, W)`` bool brain mask.
+    grid : tuple of int or None
+        ``(D, H, W)`` when the inputs were resampled to the model's voxel size, else None.
+    """
+    if "brain mask" in arrays:
+        brain = arrays["brain mask"] > 0.5
+    else:
+        brain = arrays["FLAIR"] != 0  # skull-stripped inputs: the brain is what is not zero
+    channels = {k: arrays[k] for k in SEG_CHANNELS}
+    grid = model_grid(brain.shape, voxel_size, checkpoint.get("extra", {}).get("voxel_size"))
+    if grid is not None:
+        channels = {k: zoom_to_shape(v, grid, 1) for k, v in channels.items()}
+        brain = zoom_to_shape(brain.astype(np.float32), grid, 0) > 0.5
+    image = np.stack([zscore_in_mask(channels[k], brain) for k in SEG_CHANNELS])
+    return image, brain, grid
+
+
+def b0_in_array_axes(b0_dir: Sequence[float] | None, linear: np.ndarray | None) -> np.ndarray:
+    """Unit B0 direction in canonical array axes (default z); ``linear`` maps world to array."""
+    b0 = np.asarray(b0_dir if b0_dir is not None else (0.0, 0.0, 1.0), dtype=np.float64)
+    if b0.shape != (3,) or not np.linalg.norm(b0) > 0:
+        raise ValueError(f"b0_dir must be 3 numbers, not all zero; got {b0_dir!r}")
+    if linear is not None:  # world (scanner) direction -> canonical array axes
+        b0 = world_to_array_direction(b0, linear)
+    return b0 / np.linalg.norm(b0)
+
+
+def qsm_model_input(
+    arrays: dict[str, np.ndarray], voxel_size: Sequence[float], checkpoint: dict
+) -> tuple[np.ndarray, np.ndarray, tuple[int, ...] | None, tuple[float, ...], dict]:
+    """Local field and mask of :func:`reconstruct_qsm`, on the grid the model runs on.
+
+    Parameters
+    ----------
+    arrays : dict
+        Canonical float arrays ``"local field"`` (ppm) and ``"brain mask"``.
+    voxel_size : sequence of 3 float
+        Voxel size of the arrays (mm).
+    checkpoint : dict
+        The model's checkpoint: ``extra["preprocessing"]`` holds the field and chi scales,
+        ``extra["voxel_size"]`` the grid the model was trained on.
+
+    Returns
+    -------
+    field, mask : np.ndarray
+        ``(D, H, W)`` field (ppm, not yet scaled) and bool mask on the model grid.
+    grid : tuple of int or None
+        The model grid's shape when the inputs were resampled, else None.
+    model_voxel : tuple of float
+        Voxel size of the model grid (mm).
+    scales : dict
+        The checkpoint's preprocessing scales (see :func:`~.tasks.qsm_network_input`).
+    """
+    mask = arrays["brain mask"] > 0.5
+    if not mask.any():
+        raise ValueError("brain mask is empty: expected a mask with at least one voxel inside")
+    scales = checkpoint.get("extra", {}).get("preprocessing")
+    if not scales:
+        raise ValueError("checkpoint lacks the QSM preprocessing scales (extra['preprocessing'])")
+    field = arrays["local field"]
+    shape = field.shape
+    grid = model_grid(shape, voxel_size, checkpoint.get("extra", {}).get("voxel_size"))
+    if grid is not None:
+        field = zoom_to_shape(field, grid, 1)
+        mask = zoom_to_shape(mask.astype(np.float32), grid, 0) > 0.5
+    model_voxel = tuple(
+        float(v) for v in np.asarray(voxel_size) * np.asarray(shape) / np.asarray(field.shape)
+    )
+    return field, mask, grid, model_voxel, scales
 
 
 def segment(
@@ -138,17 +232,9 @@ def segment(
     inputs = {"T1": t1, "T2": t2, "FLAIR": flair}
     if brain_mask is not None:
         inputs["brain mask"] = brain_mask
-    arrays, vox, back, _ = _as_canonical(inputs, voxel_size)
-    if brain_mask is not None:
-        brain = arrays.pop("brain mask") > 0.5
-    else:
-        brain = arrays["FLAIR"] != 0  # skull-stripped inputs: the brain is what is not zero
-    shape = brain.shape
-    grid = _model_grid(shape, vox, checkpoint.get("extra", {}).get("voxel_size"))
-    if grid is not None:
-        arrays = {k: _zoom_to_shape(arrays[k], grid, 1) for k in ("T1", "T2", "FLAIR")}
-        brain = _zoom_to_shape(brain.astype(np.float32), grid, 0) > 0.5
-    image = np.stack([zscore_in_mask(arrays[k], brain) for k in ("T1", "T2", "FLAIR")])
+    arrays, vox, back, _ = as_canonical(inputs, voxel_size)
+    shape = arrays["FLAIR"].shape
+    image, brain, grid = seg_model_input(arrays, vox, checkpoint)
     result = PredictionResult({})
     prob = (
         predict_seg_probability(
@@ -162,7 +248,7 @@ def segment(
         * brain
     )
     if grid is not None:
-        prob = _zoom_to_shape(prob.astype(np.float32), shape, 1)
+        prob = zoom_to_shape(prob.astype(np.float32), shape, 1)
     prob = back(prob.astype(np.float32))
     result.outputs = {"probability": prob, "mask": (prob > threshold).astype(np.uint8)}
     return result
@@ -187,31 +273,13 @@ def reconstruct_qsm(
     """
     if model.config.task != "qsm":
         raise ValueError(f"model {model.config.name!r} is a {model.config.task} model, not qsm")
-    arrays, vox, back, linear = _as_canonical(
+    arrays, vox, back, linear = as_canonical(
         {"local field": field_ppm, "brain mask": brain_mask}, voxel_size
     )
-    b0 = np.asarray(b0_dir if b0_dir is not None else (0.0, 0.0, 1.0), dtype=np.float64)
-    if b0.shape != (3,) or not np.linalg.norm(b0) > 0:
-        raise ValueError(f"b0_dir must be 3 numbers, not all zero; got {b0_dir!r}")
-    if linear is not None:  # world (scanner) direction -> canonical array axes
-        b0 = world_to_array_direction(b0, linear)
-    b0 = b0 / np.linalg.norm(b0)
-    mask = arrays["brain mask"] > 0.5
-    if not mask.any():
-        raise ValueError("brain mask is empty: expected a mask with at least one voxel inside")
-    scales = checkpoint.get("extra", {}).get("preprocessing")
-    if not scales:
-        raise ValueError("checkpoint lacks the QSM preprocessing scales (extra['preprocessing'])")
-    field = arrays["local field"]
-    shape = field.shape
-    grid = _model_grid(shape, vox, checkpoint.get("extra", {}).get("voxel_size"))
-    if grid is not None:
-        field = _zoom_to_shape(field, grid, 1)
-        mask = _zoom_to_shape(mask.astype(np.float32), grid, 0) > 0.5
+    b0 = b0_in_array_axes(b0_dir, linear)
+    shape = arrays["local field"].shape
+    field, mask, grid, model_vox, scales = qsm_model_input(arrays, vox, checkpoint)
     result = PredictionResult({})
-    model_vox = tuple(
-        float(v) for v in np.asarray(vox) * np.asarray(shape) / np.asarray(field.shape)
-    )
     chi = predict_qsm_map(
         model,
         field,
@@ -225,6 +293,6 @@ def reconstruct_qsm(
         report=result.report,
     )
     if grid is not None:
-        chi = _zoom_to_shape(chi, shape, 1) * (arrays["brain mask"] > 0.5)
+        chi = zoom_to_shape(chi, shape, 1) * (arrays["brain mask"] > 0.5)
     result.outputs = {"chi": back(chi.astype(np.float32))}
     return result

@@ -119,6 +119,29 @@ def qsm_batch_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Te
     return qsm_loss(model(batch["field"]), batch["chi"], batch["mask"], batch["dipole"])
 
 
+def qsm_network_input(
+    field: np.ndarray,
+    mask: np.ndarray,
+    scales: dict,
+    b0_dir: Sequence[float],
+    voxel_size: Sequence[float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """What a QSM network sees: the masked field over ``field_scale``, B0-aligned if trained so.
+
+    Returns the ``(D, H, W)`` float32 network input, the mask in the same frame, and the
+    rotation of :func:`~.b0_alignment.align_to_b0` (None when no rotation was needed: the model
+    was not trained on aligned data, or ``b0_dir`` already is the array's z axis).
+    """
+    rotation = None
+    if scales.get("align_b0") and not np.allclose(
+        np.asarray(b0_dir) / np.linalg.norm(b0_dir), Z_AXIS
+    ):
+        field, mask_in, _, rotation = align_to_b0(field, mask, b0_dir, voxel_size)
+    else:
+        mask_in = mask
+    return (field * mask_in / scales["field_scale"]).astype(np.float32), mask_in, rotation
+
+
 def predict_qsm_map(
     model: nn.Module,
     field: np.ndarray,
@@ -135,14 +158,8 @@ def predict_qsm_map(
     When the model was trained on B0-aligned data (``scales["align_b0"]``), the field is first
     rotated so that ``b0_dir`` (array axes) is along z, and the prediction rotated back.
     """
-    rotation = None
-    if scales.get("align_b0") and not np.allclose(
-        np.asarray(b0_dir) / np.linalg.norm(b0_dir), Z_AXIS
-    ):
-        field, mask_in, _, rotation = align_to_b0(field, mask, b0_dir, voxel_size)
-    else:
-        mask_in = mask
-    x = torch.from_numpy((field * mask_in / scales["field_scale"]).astype(np.float32))[None, None]
+    scaled, mask_in, rotation = qsm_network_input(field, mask, scales, b0_dir, voxel_size)
+    x = torch.from_numpy(scaled)[None, None]
     out = predict_volume(model, x, settings, **callbacks)[0, 0].numpy() * scales["chi_scale"]
     if rotation is not None:
         out = rotate_back(out * mask_in, rotation, voxel_size)

@@ -47,6 +47,15 @@ def _check_positive_ints(name: str, values: Sequence[int], length: int | None = 
             raise ValueError(f"{name} must contain positive integers, got {tuple(values)!r}")
 
 
+def padding(size: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """``(before, after)`` padding per spatial axis that :class:`UNet3d` adds (and crops off).
+
+    Each axis grows to the next multiple of 16: half of the extra voxels before, the rest after.
+    """
+    extra = [(-s) % MULTIPLE for s in size]
+    return tuple((e // 2, e - e // 2) for e in extra)
+
+
 class UNet3d(nn.Module):
     """3D U-Net with four down-samplings and an optional attention block at the bottleneck.
 
@@ -142,18 +151,24 @@ class UNet3d(nn.Module):
 
     def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         size = tuple(x.shape[2:])
-        extra = [(-s) % MULTIPLE for s in size]
-        if not any(extra):
+        widths = padding(size)
+        if not any(b + a for b, a in widths):
             return x, size
         # F.pad takes (W_left, W_right, H_left, H_right, D_left, D_right).
-        pads = [p for e in reversed(extra) for p in (e // 2, e - e // 2)]
+        pads = [p for pair in reversed(widths) for p in pair]
         mode = self.pad_mode
-        if mode == "reflect" and any(e >= s for e, s in zip(extra, size, strict=True)):
+        if mode == "reflect" and any(b + a >= s for (b, a), s in zip(widths, size, strict=True)):
             mode = "replicate"  # reflect padding cannot exceed the input size
         return F.pad(x, pads, mode=mode), size
 
     def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
-        """Bottleneck features (after attention) of an input whose sizes are multiples of 16."""
+        """Bottleneck features (after attention) of an input, padded as :meth:`forward` pads it.
+
+        Runs the encoder only: ``(B, in_channels, D, H, W)`` -> ``(B, f4, D'/16, H'/16, W'/16)``
+        where ``D'`` is ``D`` padded to a multiple of 16 (see :func:`padding`).
+        """
+        check_volume(x, self.in_channels)
+        x, _ = self._pad(x)  # (B, Cin, D', H', W'), multiples of 16
         return self._encode(x)[-1]
 
     def _encode(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -1,0 +1,134 @@
+"""Take the README's screenshots from the real napari viewer (run under Xvfb on a server).
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshots.py
+
+Opens the plugin's sample cases, runs the FA-Net widget exactly as a user would (fields set,
+button pressed, worker awaited) and saves the whole window to ``docs/images/``:
+``segmentation.png`` (FLAIR with the FA-Net lesion mask and TP/FP/FN errors), ``qsm.png``
+(FA-Net susceptibility map and its signed error) and, when the attention inspector is installed,
+``inspector.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import napari
+from qtpy.QtWidgets import QApplication
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
+SIZE = (1500, 950)
+
+
+def wait_for(predicate, timeout: float = 600.0) -> None:
+    """Process Qt events until ``predicate()`` is true."""
+    start = time.monotonic()
+    while not predicate():
+        QApplication.processEvents()
+        time.sleep(0.02)
+        if time.monotonic() - start > timeout:
+            raise TimeoutError("the widget did not finish in time")
+    for _ in range(20):
+        QApplication.processEvents()
+
+
+def axial_view(viewer: napari.Viewer, z: int) -> None:
+    """Axial slice ``z`` of (x, y, z) RAS arrays, anterior up, patient's left on the right."""
+    viewer.dims.ndisplay = 2
+    viewer.dims.order = (2, 1, 0)
+    viewer.camera.orientation = ("towards", "up", "right")
+    layer = viewer.layers[0]
+    viewer.reset_view()
+    viewer.dims.set_point(2, z * layer.scale[2] + layer.translate[2])
+
+
+def quiet_toasts() -> None:
+    """Show only errors as pop-ups, so that info toasts do not cover the canvas."""
+    from napari.settings import get_settings
+
+    get_settings().application.gui_notification_level = "error"
+
+
+def fanet_viewer(sample: str) -> tuple[napari.Viewer, object]:
+    from napari_fanet._widgets.fanet_widget import FANetWidget
+
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(*SIZE)
+    viewer.open_sample("napari-fanet", sample)
+    widget = FANetWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="FA-Net", area="right")
+    widget.device.value = "cpu"
+    return viewer, widget
+
+
+def segmentation() -> Path:
+    viewer, w = fanet_viewer("ms")
+    w.run_button.clicked.emit()
+    wait_for(lambda: w._worker is None)
+    for name in ("T1", "T2", "lesion mask (reference)", "lesion probability (fanet-seg)"):
+        viewer.layers[name].visible = False
+    viewer.layers["lesion mask (fanet-seg)"].visible = False
+    viewer.layers.selection.active = viewer.layers["errors TP/FP/FN (fanet-seg)"]
+    axial_view(viewer, 50)
+    path = OUT / "segmentation.png"
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    viewer.close()
+    return path
+
+
+def qsm(model: str) -> Path:
+    viewer, w = fanet_viewer("qsm")
+    w.task.value = "QSM reconstruction"
+    w.model.value = model
+    w.run_button.clicked.emit()
+    wait_for(lambda: w._worker is None)
+    for layer in viewer.layers:
+        layer.visible = layer.name in (f"susceptibility ({model}, ppm)", f"signed error ({model}, ppm)")
+    viewer.grid.enabled = True
+    viewer.grid.shape = (1, 2)
+    axial_view(viewer, 45)
+    path = OUT / "qsm.png"
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    viewer.close()
+    return path
+
+
+def inspector() -> Path:
+    from napari_fanet._widgets.attention_inspector import AttentionInspectorWidget
+
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(*SIZE)
+    viewer.open_sample("napari-fanet", "ms")
+    widget = AttentionInspectorWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="FA attention inspector", area="right")
+    axial_view(viewer, 50)
+    widget.inspect_voxel((45, 60, 50))
+    wait_for(lambda: widget.busy is False)
+    for name in ("T1", "T2", "brain mask", "lesion mask (reference)"):
+        viewer.layers[name].visible = False
+    path = OUT / "inspector.png"
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    viewer.close()
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=("segmentation", "qsm", "inspector"))
+    parser.add_argument("--qsm-model", default="fanet-qsm")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    quiet_toasts()
+    todo = args.only or ("segmentation", "qsm", "inspector")
+    if "segmentation" in todo:
+        print(segmentation())
+    if "qsm" in todo:
+        print(qsm(args.qsm_model))
+    if "inspector" in todo:
+        print(inspector())
+
+
+if __name__ == "__main__":
+    main()

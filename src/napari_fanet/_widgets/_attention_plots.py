@@ -1,0 +1,81 @@
+"""The attention inspector's plots: four factor rows and four affinity matrices (matplotlib).
+
+Drawing only: the numbers come from an
+:class:`~napari_fanet.engine.attention_inspection.AttentionView`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+#: The layer's array axes the factor axes run along (RAS canonical arrays).
+AXIS_NAMES = {"D": "x", "H": "y", "W": "z", "C": "channel"}
+
+
+def _canvas() -> tuple[FigureCanvasQTAgg, dict[str, Any]]:
+    figure = Figure(figsize=(4, 3.4), layout="constrained")
+    axes = dict(zip("DHWC", figure.subplots(2, 2).ravel(), strict=True))
+    canvas = FigureCanvasQTAgg(figure)
+    canvas.setMinimumHeight(260)
+    return canvas, axes
+
+
+def _marks(view: Any) -> dict[str, int]:
+    """The clicked position on each axis: the cell (k, i, j) and the output channel q."""
+    marks = dict(zip("DHW", view.cell, strict=True))
+    if view.channel >= 0:
+        marks["C"] = view.channel
+    return marks
+
+
+class FactorPlots:
+    """Two Qt canvases: the factor rows (always shown) and the matrices (on request).
+
+    Attributes
+    ----------
+    factor_canvas, matrix_canvas : FigureCanvasQTAgg
+        The widgets to put in a dock.
+    factor_lines, matrix_images : dict
+        The artists last drawn, by axis ``"D"``, ``"H"``, ``"W"``, ``"C"``.
+    """
+
+    def __init__(self) -> None:
+        self.factor_canvas, self.factor_axes = _canvas()
+        self.matrix_canvas, self.matrix_axes = _canvas()
+        self.matrix_canvas.setVisible(False)
+        self.factor_lines: dict[str, Any] = {}
+        self.matrix_images: dict[str, Any] = {}
+
+    def show_factors(self, view: Any) -> None:
+        """Plot the four rows with the clicked position marked (cyan; input channel green)."""
+        marks = _marks(view)
+        for a, ax in self.factor_axes.items():
+            ax.clear()
+            (self.factor_lines[a],) = ax.plot(
+                view.rank_one.factors[a], marker=".", color="tab:orange", lw=1
+            )
+            if a in marks:
+                ax.axvline(marks[a], color="tab:cyan", lw=1.5)
+            if a == "C" and view.source_channel >= 0:
+                ax.axvline(view.source_channel, color="tab:green", lw=1, ls="--")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            which = f"row {marks[a]}" if a in marks else "mean row"
+            ax.set_title(f"{a} ({AXIS_NAMES[a]}): {which}", fontsize=8)
+            ax.tick_params(labelsize=7)
+        self.factor_canvas.draw_idle()
+
+    def show_matrices(self, view: Any) -> None:
+        """Heat maps of the four matrices (raw ``A_a`` or effective ``M_a``), row marked."""
+        marks = _marks(view)
+        for a, ax in self.matrix_axes.items():
+            ax.clear()
+            self.matrix_images[a] = ax.imshow(view.rank_one.matrices[a], cmap="magma")
+            if a in marks:
+                ax.axhline(marks[a], color="tab:cyan", lw=1)
+            ax.set_title(f"{'M' if view.effective else 'A'}_{a}", fontsize=8)
+            ax.tick_params(labelsize=7)
+        self.matrix_canvas.draw_idle()

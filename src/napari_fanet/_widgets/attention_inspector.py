@@ -1,0 +1,398 @@
+"""The FA attention inspector dock widget: click a voxel, see its rank-one attention factors.
+
+Layout and wiring only. The computation is
+:class:`napari_fanet.engine.attention_inspection.AttentionInspector` (definitions in that
+module's docstring); it runs in a napari ``thread_worker`` generator (through
+:func:`._jobs.streamed`) and reuses its forward pass when only the display options change.
+The plots are :class:`._attention_plots.FactorPlots`. A click in the canvas (2D: the voxel
+under the cursor; 3D: the brightest voxel on the ray through the cursor) or the typed
+coordinates choose the voxel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Image, Labels
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info
+
+from ._attention_plots import FactorPlots
+from ._jobs import streamed
+from ._layers import add_image, layer_picker, placement, select_by_guess, selected_layer
+from .fanet_widget import TASKS
+
+IMAGE_OR_LABELS = (Image, Labels)
+#: Rows shown: effective ``M_a = I + beta_a A_a`` (what the block applies) or raw softmax.
+ROWS = {"effective M = I + β·A": True, "raw softmax A": False}
+MAP_NAME = "FA attention map"
+MARKER_NAME = "FA inspected voxel"
+CLICK_PIXELS = 3  # a press and release further apart than this (screen pixels) is a drag
+
+
+class AttentionInspectorWidget(Container):
+    """Dock widget: pick inputs and an FA model, click a voxel, see its attention factors."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__(labels=True)
+        from ..engine import attention_inspection, model_catalog, prediction_request
+
+        self._viewer = napari_viewer
+        self._core = attention_inspection
+        self._catalog = model_catalog
+        self._requests = prediction_request
+        self._inspector = attention_inspection.AttentionInspector()
+        self._worker: Any = None
+        self._pending = False
+        self._map_layer: Any = None
+        self._marker_layer: Any = None
+        self.last_view: Any = None
+
+        v = napari_viewer
+        self.task = ComboBox(
+            label="Task", choices=list(TASKS), tooltip="Which network to inspect."
+        )
+        self.t1 = layer_picker(v, "T1", tooltip="T1-weighted image (3D Image layer).")
+        self.t2 = layer_picker(v, "T2", tooltip="T2-weighted image on the same grid as T1.")
+        self.flair = layer_picker(v, "FLAIR", tooltip="FLAIR image on the same grid as T1.")
+        self.field = layer_picker(v, "Local field", tooltip="Local field in ppm (3D Image).")
+        self.mask = layer_picker(
+            v,
+            "Brain mask",
+            IMAGE_OR_LABELS,
+            optional=True,
+            tooltip="Brain mask (non-zero inside), as for prediction. Required for QSM.",
+        )
+        self.b0 = LineEdit(
+            label="B0 direction",
+            value="0, 0, 1",
+            tooltip="QSM: main-field direction in the layer's array axes (x, y, z); the "
+            "voxel is followed through the rotation that aligns B0 with z.",
+        )
+        self.model = ComboBox(
+            label="Model",
+            choices=self._model_choices,
+            tooltip="Models with a folded-attention (FA) block: shipped or added checkpoints.",
+        )
+        self.checkpoint = FileEdit(
+            label="Add checkpoint",
+            mode="r",
+            filter="*.pt",
+            tooltip="An FA-Net checkpoint written by napari-fanet train; it joins the list.",
+        )
+        self.window = SpinBox(
+            label="Window",
+            value=64,
+            min=16,
+            max=256,
+            step=16,
+            tooltip="Window around the voxel (voxels of the model grid, multiple of 16) that the "
+            "network sees; its bottleneck is the window / 16 per axis. 64 = a prediction tile.",
+        )
+        self.rows = ComboBox(
+            label="Rows",
+            choices=list(ROWS),
+            tooltip="Effective rows M = I + β·A (what the trained block applies to g(X)) or "
+            "the raw softmax rows A.",
+        )
+        self.channel = SpinBox(
+            label="Output channel",
+            value=-1,
+            min=-1,
+            max=4095,
+            tooltip="Channel q of the clicked element: its row of the channel matrix is "
+            "plotted; -1 = the mean of all rows.",
+        )
+        self.source_channel = SpinBox(
+            label="Input channel",
+            value=-1,
+            min=-1,
+            max=4095,
+            tooltip="Feature map q' of g(X) whose weights the map shows; -1 = summed over all "
+            "(the channel choice only scales the rank-one map).",
+        )
+        self.show_matrices = CheckBox(
+            text="Show matrices", tooltip="Also show the four affinity matrices as heat maps."
+        )
+        self.on_click = CheckBox(
+            text="Inspect on click",
+            value=True,
+            tooltip="Left click in the canvas inspects the voxel under the cursor (2D) or the "
+            "brightest voxel along the ray (3D). Dragging still pans and rotates.",
+        )
+        self.x = SpinBox(label="x", max=100_000, tooltip="Voxel index along the first axis.")
+        self.y = SpinBox(label="y", max=100_000, tooltip="Voxel index along the second axis.")
+        self.z = SpinBox(label="z", max=100_000, tooltip="Voxel index along the third axis.")
+        self.inspect_button = PushButton(
+            text="Inspect", tooltip="Inspect the typed voxel (x, y, z) of the input layers."
+        )
+        self.status = Label(label="", value="Click a voxel or type its coordinates.")
+        self.beta_label = Label(label="β (D, H, W, C)", value="")
+        self.extend(
+            [
+                self.task, self.t1, self.t2, self.flair, self.field, self.mask, self.b0,
+                self.model, self.checkpoint, self.window, self.rows, self.channel,
+                self.source_channel, self.show_matrices, self.on_click, self.x, self.y,
+                self.z, self.inspect_button, self.status, self.beta_label,
+            ]
+        )  # fmt: skip
+
+        self.plots = FactorPlots()
+        self.native.layout().addWidget(self.plots.factor_canvas)
+        self.native.layout().addWidget(self.plots.matrix_canvas)
+
+        self.task.changed.connect(self._on_task)
+        self.checkpoint.changed.connect(self._on_checkpoint)
+        self.inspect_button.changed.connect(self.inspect)
+        for w in (self.rows, self.channel, self.source_channel):
+            w.changed.connect(self._refresh)
+        self.show_matrices.changed.connect(self._on_show_matrices)
+        self.field.changed.connect(self._fill_b0)
+        for event in (v.layers.events.inserted, v.layers.events.removed):
+            event.connect(self.reset_choices)
+        callbacks = v.mouse_drag_callbacks
+        callback = self._on_mouse
+        callbacks.append(callback)
+        self.native.destroyed.connect(
+            lambda *_: callbacks.remove(callback) if callback in callbacks else None
+        )
+        self.reset_choices()
+        self._on_task()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def task_name(self) -> str:
+        """``"segmentation"`` or ``"qsm"``."""
+        return TASKS[self.task.value]
+
+    def _model_entries(self) -> dict[str, Any]:
+        return {e.name: e for e in self._core.fa_models(self.task_name)}
+
+    def _model_choices(self, _: Any = None) -> list[str]:
+        return list(self._model_entries())
+
+    def reset_choices(self, *_: Any) -> None:
+        """Refresh layer and model lists, then guess unset layers from their names."""
+        super().reset_choices()
+        for picker, role in (
+            (self.t1, "T1"), (self.t2, "T2"), (self.flair, "FLAIR"),
+            (self.field, "local field"), (self.mask, "brain mask"),
+        ):  # fmt: skip
+            select_by_guess(picker, role, self._requests.guess_layer)
+
+    def _on_task(self, *_: Any) -> None:
+        seg = self.task_name == "segmentation"
+        for w in (self.t1, self.t2, self.flair):
+            w.visible = seg
+        for w in (self.field, self.b0):
+            w.visible = not seg
+        self.reset_choices()
+        self._fill_b0()
+
+    def _fill_b0(self, *_: Any) -> None:
+        layer = selected_layer(self._viewer, self.field)
+        if layer is not None:
+            b0 = self._requests.b0_direction_from_metadata(layer.metadata)
+            if b0 is not None:
+                self.b0.value = ", ".join(f"{c:.4g}" for c in b0)
+
+    def _on_checkpoint(self, *_: Any) -> None:
+        path = self.checkpoint.value
+        if not path or not path.is_file():
+            return
+        try:
+            entry = self._catalog.add_model(path)
+        except (OSError, ValueError) as exc:
+            show_error(f"FA attention inspector: cannot use {path.name}: {exc}")
+            return
+        self.task.value = {t: k for k, t in TASKS.items()}[entry.task]
+        self.model.reset_choices()
+        if entry.name not in self.model.choices:
+            show_error(f"FA attention inspector: {path.name} has no folded-attention block")
+            return
+        self.model.value = entry.name
+
+    def _source_layer(self) -> Any:
+        """The layer whose grid the voxel indices and the map refer to (T1 or local field)."""
+        return selected_layer(
+            self._viewer, self.t1 if self.task_name == "segmentation" else self.field
+        )
+
+    def build_request(self) -> Any:
+        """The inputs, model and B0 direction as a :class:`PredictionRequest`."""
+        roles = (
+            {"T1": self.t1, "T2": self.t2, "FLAIR": self.flair, "brain mask": self.mask}
+            if self.task_name == "segmentation"
+            else {"local field": self.field, "brain mask": self.mask}
+        )
+        inputs = {}
+        for role, picker in roles.items():
+            layer = selected_layer(self._viewer, picker)
+            inputs[role] = (
+                None
+                if layer is None
+                else self._requests.InputArray(
+                    layer.name, np.asarray(layer.data), tuple(layer.scale)
+                )
+            )
+        b0 = None
+        if self.task_name == "qsm":
+            try:
+                b0 = tuple(float(c) for c in self.b0.value.replace(",", " ").split())
+            except ValueError:
+                b0 = (0.0,)  # reported by problems()
+        entry = self._model_entries().get(self.model.value or "")
+        model = str(entry.path) if entry is not None else ""
+        return self._requests.PredictionRequest(self.task_name, inputs, model, b0_dir=b0)
+
+    # ------------------------------------------------------------------ clicking
+    def _on_mouse(self, viewer: Any, event: Any) -> Any:
+        """Mouse-drag callback: a left click without dragging inspects the voxel under it."""
+        if not self.on_click.value or getattr(event, "button", 1) != 1:
+            return
+        position = np.asarray(event.position, dtype=float)
+        screen = np.asarray(getattr(event, "pos", position), dtype=float)
+        direction = getattr(event, "view_direction", None)
+        displayed = list(getattr(event, "dims_displayed", []))
+        dragged = False
+        yield
+        while event.type == "mouse_move":
+            moved = np.asarray(getattr(event, "pos", event.position), dtype=float) - screen
+            dragged = dragged or float(np.abs(moved).max()) > CLICK_PIXELS
+            yield
+        if not dragged:
+            self.pick(position, view_direction=direction, dims_displayed=displayed)
+
+    def pick(
+        self,
+        position: Any,
+        *,
+        view_direction: Any = None,
+        dims_displayed: Any = None,
+    ) -> Any:
+        """Inspect the voxel at world ``position`` (3D view: the brightest one on the ray)."""
+        source = self._source_layer()
+        if source is None:
+            show_error("FA attention inspector: choose the input layers first")
+            return None
+        data = np.asarray(source.data)
+        if view_direction is not None and dims_displayed is not None and len(dims_displayed) == 3:
+            start, end = source.get_ray_intersections(
+                position, view_direction, list(dims_displayed), world=True
+            )
+            if start is None:
+                return None  # the ray misses the volume
+            voxel = self._core.voxel_on_ray(data, start[-3:], end[-3:])
+        else:
+            voxel = tuple(int(c) for c in np.rint(source.world_to_data(position))[-3:])
+        if not all(0 <= c < n for c, n in zip(voxel, data.shape[-3:], strict=True)):
+            show_info(f"FA attention inspector: voxel {voxel} is outside {source.name!r}")
+            return None
+        for box, c in zip((self.x, self.y, self.z), voxel, strict=True):
+            box.value = c
+        return self.inspect()
+
+    # ------------------------------------------------------------------ running
+    def inspect(self, *_: Any) -> Any:
+        """Inspect the typed voxel in a worker; returns the worker (None if not started)."""
+        request = self.build_request()
+        found = request.problems()
+        if not request.model:
+            found.append(f"no {self.task_name} model with a folded-attention block: add one")
+        if found:
+            show_error("FA attention inspector: " + "; ".join(found))
+            return None
+        if self._worker is not None:  # run again with the newest fields when this one ends
+            self._pending = True
+            return None
+        voxel = (self.x.value, self.y.value, self.z.value)
+        options = {
+            "window": self.window.value,
+            "effective": ROWS[self.rows.value],
+            "channel": self.channel.value,
+            "source_channel": self.source_channel.value,
+        }
+        source = self._source_layer()
+        worker = thread_worker(_inspect, start_thread=False, ignore_errors=True)(
+            self._inspector, request, voxel, options
+        )
+        worker.returned.connect(lambda view: self._show(view, source))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.status.value = f"Inspecting voxel {voxel}..."
+        worker.start()
+        return worker
+
+    def _refresh(self, *_: Any) -> None:
+        if self.last_view is not None:
+            self.inspect()  # the forward pass is reused: only the factors are recomputed
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.status.value = f"Failed: {exc}"
+        show_error(f"FA attention inspector: {type(exc).__name__}: {exc}")
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        if self._pending:
+            self._pending = False
+            self.inspect()
+
+    # ------------------------------------------------------------------ output
+    def _show(self, view: Any, source: Any) -> None:
+        self.last_view = view
+        v = self._viewer
+        name = f"{MAP_NAME} {view.voxel}"
+        top = float(view.image_map.max())
+        limits = (0.0, top if top > 0 else 1.0)
+        layer = self._map_layer
+        if layer is None or layer not in v.layers:
+            layer = add_image(v, view.image_map, source, name, colormap="inferno",
+                              blending="additive", contrast_limits=limits)  # fmt: skip
+            self._map_layer = layer
+        else:
+            for key, value in placement(source).items():
+                setattr(layer, key, value)
+            layer.data = view.image_map
+            layer.contrast_limits = limits
+            layer.name = name
+        marker = self._marker_layer
+        if marker is None or marker not in v.layers:
+            self._marker_layer = v.add_points(
+                [view.voxel], name=MARKER_NAME, size=3, face_color="cyan", **placement(source)
+            )
+        else:
+            for key, value in placement(source).items():
+                setattr(marker, key, value)
+            marker.data = [view.voxel]
+        self.channel.max = self.source_channel.max = view.bottleneck_shape[0] - 1
+        self.beta_label.value = ", ".join(f"{b:+.4f}" for b in view.beta)
+        kind = "effective M" if view.effective else "raw A"
+        self.status.value = (
+            f"voxel {view.voxel} -> bottleneck cell {view.cell} of "
+            f"{view.bottleneck_shape[1:]} ({kind}; window {view.window_shape})"
+        )
+        self.plots.show_factors(view)
+        if self.show_matrices.value:
+            self.plots.show_matrices(view)
+
+    def _on_show_matrices(self, *_: Any) -> None:
+        self.plots.matrix_canvas.setVisible(self.show_matrices.value)
+        if self.show_matrices.value and self.last_view is not None:
+            self.plots.show_matrices(self.last_view)
+
+
+def _inspect(inspector: Any, request: Any, voxel: Any, options: dict):
+    """Worker body: the inspection in a thread, yielding so napari can abort it."""
+    return (yield from streamed(lambda *_: inspector.inspect_request(request, voxel, **options)))

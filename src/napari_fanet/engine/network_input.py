@@ -1,0 +1,179 @@
+"""Where a voxel of the input layers goes on its way to the FA block, and back.
+
+The attention inspector (:mod:`.attention_inspection`) needs three maps, kept here:
+
+- input arrays -> network input: :func:`prepare_network_input` prepares the whole volume with the
+  helpers of :func:`~.predict.segment` and :func:`~.predict.reconstruct_qsm` (canonical arrays,
+  resampling to the model's voxel size, z-scoring or QSM scaling and B0 alignment);
+  :meth:`NetworkInput.to_network` maps a voxel, :meth:`NetworkInput.to_input` a volume back
+  (nearest neighbour; through the B0 rotation for QSM).
+- network input -> window: :func:`window_bounds` centres a window on the voxel inside the volume.
+- window -> bottleneck: the U-Net pads the window to a multiple of 16
+  (:func:`~napari_fanet.models.unet.padding`) and max-pools it four times, so padded voxel ``p``
+  lies in cell ``p // 16`` (:func:`bottleneck_cell`); :func:`cells_to_window` is the inverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..models.unet import MULTIPLE, padding
+from .b0_alignment import rotate_volume
+from .predict import (
+    as_canonical,
+    b0_in_array_axes,
+    qsm_model_input,
+    seg_model_input,
+    zoom_to_shape,
+)
+from .prediction_request import OPTIONAL_ROLES, TASK_ROLES
+from .tasks import qsm_network_input
+
+
+@dataclass
+class NetworkInput:
+    """The whole network input of one task, and how its grid relates to the input arrays.
+
+    Attributes
+    ----------
+    image : np.ndarray
+        ``(C_in, D, H, W)`` float32, what the network sees (model grid; B0-aligned for QSM).
+    input_shape : tuple of int
+        Shape of the input arrays.
+    grid : tuple of int or None
+        Shape of the model grid when the inputs were resampled to the model's voxel size.
+    voxel_size : tuple of float
+        Voxel size of the model grid (mm).
+    rotation : np.ndarray or None
+        QSM only: the rotation into the B0-aligned frame, None when none was needed.
+    """
+
+    image: np.ndarray
+    input_shape: tuple[int, ...]
+    grid: tuple[int, ...] | None
+    voxel_size: tuple[float, ...]
+    rotation: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Spatial shape of :attr:`image`."""
+        return tuple(self.image.shape[1:])
+
+    def to_network(self, voxel: Sequence[int]) -> tuple[int, int, int]:
+        """The voxel of :attr:`image` that input voxel ``voxel`` lands on (nearest)."""
+        v = np.asarray(voxel, dtype=np.float64)
+        shape = np.asarray(self.shape, dtype=np.float64)
+        if self.grid is not None:  # scipy's zoom with grid_mode=True maps voxel centres so
+            v = (v + 0.5) * shape / np.asarray(self.input_shape) - 0.5
+        if self.rotation is not None:  # a structure at q (mm from the centre) moves to R @ q
+            centre = (shape - 1) / 2
+            mm = np.asarray(self.voxel_size)
+            v = self.rotation @ ((v - centre) * mm) / mm + centre
+        return tuple(int(c) for c in np.clip(np.rint(v), 0, shape - 1))
+
+    def to_input(self, volume: np.ndarray) -> np.ndarray:
+        """A volume on :attr:`image`'s grid mapped onto the input grid (nearest neighbour)."""
+        out = np.asarray(volume, dtype=np.float32)
+        if self.rotation is not None:
+            out = rotate_volume(out, self.rotation.T, self.voxel_size, order=0)
+        if self.grid is not None:
+            out = zoom_to_shape(out, self.input_shape, 0)
+        return out.astype(np.float32)
+
+
+def prepare_network_input(
+    task: str,
+    arrays: dict[str, np.ndarray],
+    voxel_size: Sequence[float],
+    checkpoint: dict,
+    *,
+    b0_dir: Sequence[float] | None = None,
+) -> NetworkInput:
+    """The network input of the whole volume, prepared as the prediction functions do.
+
+    Parameters
+    ----------
+    task : {"segmentation", "qsm"}
+        What the model predicts.
+    arrays : dict
+        Canonical (RAS) arrays by role (:data:`~.prediction_request.TASK_ROLES`).
+    voxel_size : sequence of 3 float
+        Voxel size of the arrays (mm).
+    checkpoint : dict
+        The model's checkpoint (voxel size and QSM scales in ``extra``).
+    b0_dir : sequence of 3 float, optional
+        QSM only: main-field direction in array axes (default z).
+    """
+    if task not in TASK_ROLES:
+        raise ValueError(f"task must be one of {list(TASK_ROLES)}, got {task!r}")
+    missing = [r for r in TASK_ROLES[task] if r not in arrays and r not in OPTIONAL_ROLES[task]]
+    if missing:
+        raise ValueError(f"{task} needs the inputs {missing}; got {sorted(arrays)}")
+    canon, vox, _, _ = as_canonical({k: np.asarray(v) for k, v in arrays.items()}, voxel_size)
+    shape = next(iter(canon.values())).shape
+    if task == "segmentation":
+        image, _, grid = seg_model_input(canon, vox, checkpoint)
+        sizes = zip(vox, shape, image.shape[1:], strict=True)
+        model_vox = tuple(float(v * n / g) for v, n, g in sizes)
+        return NetworkInput(image, shape, grid, model_vox)
+    field, mask, grid, model_vox, scales = qsm_model_input(canon, vox, checkpoint)
+    b0 = b0_in_array_axes(b0_dir, None)
+    scaled, _, rotation = qsm_network_input(field, mask, scales, b0, model_vox)
+    return NetworkInput(scaled[None], shape, grid, model_vox, rotation)
+
+
+def window_bounds(centre: int, window: int, length: int) -> tuple[int, int]:
+    """``(start, size)`` of a window of ``window`` voxels centred on ``centre`` along one axis.
+
+    The window is clamped inside ``[0, length)``; an axis shorter than the window is taken whole
+    (the U-Net pads it, as in the sliding-window prediction).
+    """
+    size = min(window, length)
+    return min(max(centre - size // 2, 0), length - size), size
+
+
+def bottleneck_cell(offset: Sequence[int], window_shape: Sequence[int]) -> tuple[int, ...]:
+    """Bottleneck cell of the voxel at ``offset`` in a window of ``window_shape`` fed to the U-Net.
+
+    The U-Net pads the window to a multiple of 16 per axis and halves it four times, so padded
+    voxel ``p`` lies in cell ``p // 16``.
+    """
+    if len(offset) != len(window_shape) or not all(
+        0 <= o < s for o, s in zip(offset, window_shape, strict=True)
+    ):
+        raise ValueError(f"offset {tuple(offset)} is outside the window {tuple(window_shape)}")
+    pads = padding(window_shape)
+    return tuple((o + b) // MULTIPLE for o, (b, _) in zip(offset, pads, strict=True))
+
+
+def cells_to_window(cells: np.ndarray, window_shape: Sequence[int]) -> np.ndarray:
+    """Repeat each bottleneck cell over its 16^3 voxels and crop the U-Net's padding off."""
+    up = cells
+    for axis in range(3):
+        up = np.repeat(up, MULTIPLE, axis=axis)
+    pads = padding(window_shape)
+    padded = tuple(s + b + a for s, (b, a) in zip(window_shape, pads, strict=True))
+    if up.shape != padded:
+        raise ValueError(
+            f"a bottleneck of shape {cells.shape} does not belong to a window of shape "
+            f"{tuple(window_shape)} (expected {tuple(p // MULTIPLE for p in padded)})"
+        )
+    return up[tuple(slice(b, b + s) for s, (b, _) in zip(window_shape, pads, strict=True))]
+
+
+def voxel_on_ray(volume: np.ndarray, start: Sequence[float], end: Sequence[float]) -> tuple:
+    """The voxel of largest value on the segment ``start``-``end`` (data coordinates).
+
+    A 3D click gives a ray through the volume; with maximum-intensity rendering the brightest
+    voxel on the ray is the one the user sees.
+    """
+    start, end = np.asarray(start, dtype=float), np.asarray(end, dtype=float)
+    shape = np.asarray(volume.shape)
+    steps = max(int(np.ceil(np.abs(end - start).max())) * 2, 1) + 1
+    points = start + np.linspace(0.0, 1.0, steps)[:, None] * (end - start)
+    idx = np.clip(np.rint(points).astype(int), 0, shape - 1)
+    values = np.asarray(volume)[tuple(idx.T)]
+    return tuple(int(c) for c in idx[int(np.argmax(values))])

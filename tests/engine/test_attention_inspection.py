@@ -1,0 +1,326 @@
+"""The attention inspector's core against FA_SPEC's rank-one view, computed independently."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from napari_fanet.engine import model_catalog
+from napari_fanet.engine.attention_inspection import (
+    AttentionInspector,
+    fa_models,
+    rank_one_factors,
+)
+from napari_fanet.engine.b0_alignment import align_to_b0
+from napari_fanet.engine.network_input import (
+    bottleneck_cell,
+    cells_to_window,
+    prepare_network_input,
+    voxel_on_ray,
+    window_bounds,
+)
+from napari_fanet.engine.prediction_request import InputArray, PredictionRequest
+from napari_fanet.models import FoldedAttention3d, build_model, save_checkpoint
+
+SHAPE = (56, 40, 20)
+SEG_CKPT = {"extra": {"voxel_size": [2.0, 2.0, 2.0]}}
+QSM_SCALES = {"field_scale": 0.05, "chi_scale": 0.1, "align_b0": True}
+QSM_CKPT = {"extra": {"voxel_size": [2.0, 2.0, 2.0], "preprocessing": QSM_SCALES}}
+TINY = (8, 8, 8, 8, 16)
+
+
+def seg_arrays(shape=SHAPE, seed=0):
+    rng = np.random.default_rng(seed)
+    brain = np.zeros(shape, dtype=np.float32)
+    brain[3:-3, 2:-2, 2:-2] = 1
+    arrays = {k: (rng.standard_normal(shape) + 3) * brain for k in ("T1", "T2", "FLAIR")}
+    return {**{k: v.astype(np.float32) for k, v in arrays.items()}, "brain mask": brain}
+
+
+def seg_model(seed=0, betas=(0.7, -0.4, 1.3, 0.5)):
+    torch.manual_seed(seed)
+    model = build_model("fanet-seg", features=TINY).eval()
+    with torch.no_grad():
+        model.attention.beta.copy_(torch.tensor(betas))
+        # Smaller projections keep the softmaxes away from saturation, so every entry matters.
+        model.attention.theta.weight.mul_(0.6)
+        model.attention.phi.weight.mul_(0.6)
+    return model
+
+
+def zscore(image, mask):
+    inside = image[mask > 0.5]
+    return np.where(mask > 0.5, (image - inside.mean()) / inside.std(), 0.0)
+
+
+def softmax_rows(energy):
+    e = np.exp(energy - energy.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def reference(model, x):
+    """FA_SPEC by hand, in float64: bottleneck X, g(X), A_a, M_a and the block's output Z."""
+    seen = {}
+    hook = model.attention.register_forward_hook(
+        lambda m, i, o: seen.update(x=i[0][0].double().numpy(), z=o[0].double().numpy())
+    )
+    with torch.no_grad():
+        model(x)  # the full network, which pads the window itself
+    hook.remove()
+    fa = model.attention
+
+    def conv(layer):
+        w = layer.weight.detach().double().numpy()[:, :, 0, 0, 0]
+        b = layer.bias.detach().double().numpy()
+        return np.einsum("oc,cdhw->odhw", w, seen["x"]) + b[:, None, None, None]
+
+    t, p, g = conv(fa.theta), conv(fa.phi), conv(fa.g)
+    energies = {
+        "D": np.einsum("ckhw,clhw->kl", t, p),
+        "H": np.einsum("cdkw,cdlw->kl", t, p),
+        "W": np.einsum("cdhk,cdhl->kl", t, p),
+        "C": -np.einsum("cdhw,edhw->ce", t, p),  # softmax(-E_C), the default channel sign
+    }
+    raw = {a: softmax_rows(e) for a, e in energies.items()}
+    beta = dict(zip("DHWC", fa.beta.detach().double().numpy(), strict=True))
+    eff = {a: np.eye(len(m)) + beta[a] * m for a, m in raw.items()}
+    return {"raw": raw, "effective": eff, "g": g, "z": seen["z"]}
+
+
+@pytest.mark.parametrize("effective", [True, False])
+@pytest.mark.parametrize(("channel", "source"), [(-1, -1), (3, -1), (-1, 5), (11, 2)])
+def test_map_equals_the_explicit_rank_one_contraction(effective, channel, source):
+    arrays = seg_arrays()
+    model = seg_model()
+    voxel = (30, 12, 7)
+    view = AttentionInspector().inspect(
+        "segmentation", arrays, (2.0, 2.0, 2.0), model, SEG_CKPT, voxel, window=48,
+        effective=effective, channel=channel, source_channel=source,
+    )  # fmt: skip
+
+    # The window by hand: 48 centred on x = 30 inside 56 voxels; y (40) and z (20) are whole.
+    assert view.window_start == (6, 0, 0)
+    assert view.window_shape == (48, 40, 20)
+    # The U-Net pads y by (4, 4) and z by (6, 6): offsets (24, 12 + 4, 7 + 6) // 16.
+    assert view.cell == (1, 1, 0)
+    assert view.bottleneck_shape == (16, 3, 3, 2)
+    np.testing.assert_allclose(view.beta, [0.7, -0.4, 1.3, 0.5], rtol=1e-6)
+
+    # Network input by hand: z-scored channels in the brain, cropped to the window.
+    image = np.stack([zscore(arrays[k], arrays["brain mask"]) for k in ("T1", "T2", "FLAIR")])
+    x = torch.from_numpy(image[:, 6:54].astype(np.float32))[None]
+    ref = reference(model, x)
+    mats = ref["effective" if effective else "raw"]
+    k, i, j = view.cell
+    for a in "DHWC":
+        np.testing.assert_allclose(view.rank_one.matrices[a], mats[a], rtol=1e-4, atol=1e-6)
+
+    # Rank-one tensors of the elements (q, k, i, j), q = 0..C-1: m_C[q] x m_D[k] x m_H[i] x m_W[j].
+    tensors = np.einsum("qa,b,c,d->qabcd", mats["C"], mats["D"][k], mats["H"][i], mats["W"][j])
+    if effective:  # they are what the block applies: Z[q, k, i, j] = <tensor_q, g(X)>
+        np.testing.assert_allclose(
+            np.einsum("qabcd,abcd->q", tensors, ref["g"]), ref["z"][:, k, i, j], rtol=1e-4,
+            atol=1e-5,
+        )  # fmt: skip
+    chosen = tensors[channel] if channel >= 0 else tensors.mean(axis=0)
+    expected = chosen.sum(axis=0) if source < 0 else chosen[source]
+    np.testing.assert_allclose(view.rank_one.spatial_map, expected, rtol=1e-4, atol=1e-7)
+    c_row = mats["C"][channel] if channel >= 0 else mats["C"].mean(axis=0)
+    np.testing.assert_allclose(view.rank_one.factors["C"], c_row, rtol=1e-4, atol=1e-7)
+    for a, idx in zip("DHW", view.cell, strict=True):
+        np.testing.assert_allclose(view.rank_one.factors[a], mats[a][idx], rtol=1e-4, atol=1e-7)
+
+    # Image space: every window voxel shows the weight of its cell; zero outside the window.
+    grid = np.indices(SHAPE)
+    inside = (grid[0] >= 6) & (grid[0] < 54)
+    cells = [(grid[0] - 6) // 16, (grid[1] + 4) // 16, (grid[2] + 6) // 16]
+    want = np.where(inside, expected[tuple(np.clip(c, 0, 2) for c in cells)], 0.0)
+    np.testing.assert_allclose(view.image_map, want, rtol=1e-4, atol=1e-7)
+    assert view.image_map.shape == SHAPE and view.image_map.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("offset", "window", "cell"),
+    [
+        ((0, 0, 0), (64, 64, 64), (0, 0, 0)),
+        ((15, 16, 63), (64, 64, 64), (0, 1, 3)),
+        ((31, 32, 47), (64, 64, 64), (1, 2, 2)),
+        ((11, 12, 0), (40, 20, 48), (0, 1, 0)),  # padded by (4, 4) and (6, 6)
+        ((39, 19, 47), (40, 20, 48), (2, 1, 2)),
+    ],
+)
+def test_bottleneck_cell_table(offset, window, cell):
+    assert bottleneck_cell(offset, window) == cell
+
+
+@pytest.mark.parametrize(
+    ("args", "bounds"),
+    [((30, 48, 56), (6, 48)), ((2, 48, 56), (0, 48)), ((55, 48, 56), (8, 48)),
+     ((10, 48, 40), (0, 40))],
+)  # fmt: skip
+def test_window_bounds_table(args, bounds):
+    assert window_bounds(*args) == bounds
+
+
+def test_cells_to_window_inverts_bottleneck_cell():
+    window = (40, 20, 48)
+    cells = np.arange(3 * 2 * 3, dtype=float).reshape(3, 2, 3)
+    up = cells_to_window(cells, window)
+    assert up.shape == window
+    for offset in [(0, 0, 0), (11, 12, 47), (39, 19, 16), (27, 3, 31)]:
+        assert up[offset] == cells[bottleneck_cell(offset, window)]
+    with pytest.raises(ValueError, match="does not belong to a window"):
+        cells_to_window(cells, (64, 20, 48))
+    with pytest.raises(ValueError, match="outside the window"):
+        bottleneck_cell((40, 0, 0), window)
+
+
+def test_forward_pass_is_reused_until_something_changes():
+    arrays, model = seg_arrays(), seg_model()
+    inspector = AttentionInspector()
+
+    def look(voxel, arr=arrays, net=model, **kw):
+        return inspector.inspect("segmentation", arr, (2, 2, 2), net, SEG_CKPT, voxel,
+                                 window=32, **kw)  # fmt: skip
+
+    first = look((2, 12, 7))
+    assert not first.reused_forward
+    # Same window (clamped at the border), other options: no new pass.
+    again = look((3, 13, 8), effective=False, channel=2, source_channel=1)
+    assert again.reused_forward and inspector.forward_passes == 1
+    assert look((30, 12, 7)).window_start != first.window_start  # another window
+    assert inspector.forward_passes == 2
+    changed = {**arrays, "T1": arrays["T1"] * 2}  # z-scoring hides a pure scale: shift instead
+    changed["T1"][10, 10, 10] += 5
+    look((30, 12, 7), arr=changed)
+    look((30, 12, 7), arr=changed, net=seg_model(seed=1))
+    assert inspector.forward_passes == 4
+
+
+def test_resampled_inputs_map_voxels_and_maps_back():
+    shape = (40, 36, 24)  # 1 mm, the model runs at 2 mm: a (20, 18, 12) grid
+    arrays = seg_arrays(shape)
+    view = AttentionInspector().inspect(
+        "segmentation", arrays, (1, 1, 1), seg_model(), SEG_CKPT, (9, 20, 23), window=16
+    )
+    assert view.network_voxel == (4, 10, 11)
+    net = prepare_network_input("segmentation", arrays, (1, 1, 1), SEG_CKPT)
+    assert net.shape == (20, 18, 12) and net.voxel_size == (2.0, 2.0, 2.0)
+    full = np.zeros(net.shape, dtype=np.float32)
+    start, size = view.window_start, view.window_shape
+    full[tuple(slice(s, s + n) for s, n in zip(start, size, strict=True))] = cells_to_window(
+        view.rank_one.spatial_map, size
+    )
+    assert view.image_map.shape == shape
+    for v in [(0, 0, 0), (9, 20, 23), (39, 35, 0), (17, 3, 12)]:
+        assert view.image_map[v] == full[net.to_network(v)]
+
+
+def test_qsm_voxels_follow_the_b0_rotation():
+    torch.manual_seed(0)
+    model = build_model("fanet-qsm", features=TINY).eval()
+    rng = np.random.default_rng(1)
+    mask = np.zeros(SHAPE, dtype=np.float32)
+    mask[4:-4, 4:-4, 3:-3] = 1
+    field = (0.02 * rng.standard_normal(SHAPE) * mask).astype(np.float32)
+    arrays = {"local field": field, "brain mask": mask}
+    vox = (2.0, 2.0, 2.0)
+
+    # B0 along z: no rotation, the network sees the masked field over its scale.
+    net = prepare_network_input("qsm", arrays, vox, QSM_CKPT, b0_dir=(0, 0, 1))
+    assert net.rotation is None
+    np.testing.assert_array_equal(net.image[0], field * mask / np.float32(0.05))
+
+    # Tilted B0: a blob at the voxel lands where to_network says after the real alignment.
+    b0, voxel = (0.4, -0.2, 1.0), (20, 26, 12)
+    net = prepare_network_input("qsm", arrays, vox, QSM_CKPT, b0_dir=b0)
+    assert net.rotation is not None
+    blob = np.zeros(SHAPE, dtype=np.float32)
+    blob[tuple(slice(c - 1, c + 2) for c in voxel)] = 1
+    aligned, *_ = align_to_b0(blob, np.ones(SHAPE), np.asarray(b0) / np.linalg.norm(b0), vox)
+    peak = np.unravel_index(np.argmax(aligned), SHAPE)
+    assert np.abs(np.subtract(peak, net.to_network(voxel))).max() <= 1
+
+    view = AttentionInspector().inspect(
+        "qsm", arrays, vox, model, QSM_CKPT, voxel, window=32, b0_dir=b0
+    )
+    assert view.network_voxel == net.to_network(voxel)
+    assert view.image_map.shape == SHAPE and view.image_map[voxel] > 0
+    assert view.bottleneck_shape[1:] == (2, 2, 2)
+
+
+def test_request_and_model_loading(tmp_path, monkeypatch):
+    monkeypatch.setattr(model_catalog, "_added", {})
+    fa = save_checkpoint(tmp_path / "tiny-fa.pt", seg_model(), extra=SEG_CKPT["extra"])
+    plain = build_model("unet-seg", features=TINY)
+    save_checkpoint(tmp_path / "tiny-unet.pt", plain, extra=SEG_CKPT["extra"])
+    model_catalog.add_model(fa)
+    model_catalog.add_model(tmp_path / "tiny-unet.pt")
+    names = [e.name for e in fa_models("segmentation")]
+    assert "tiny-fa" in names and "tiny-unet" not in names
+    assert all(e.task == "qsm" for e in fa_models("qsm"))
+
+    arrays = seg_arrays()
+    inputs = {role: InputArray(role, a, (2.0, 2.0, 2.0)) for role, a in arrays.items()}
+    request = PredictionRequest("segmentation", inputs, str(fa))
+    inspector = AttentionInspector()
+    view = inspector.inspect_request(request, (30, 12, 7), window=32)
+    # Window 32: x starts at 30 - 16 (offset 16), y at 0 (offset 12), z is whole (padded by 6).
+    assert view.window_start == (14, 0, 0) and view.cell == (1, 0, 0)
+    assert inspector.load(str(fa))[0] is inspector.load(str(fa))[0]
+    request.inputs["T1"] = None
+    with pytest.raises(ValueError, match="cannot inspect: choose a T1 layer"):
+        inspector.inspect_request(request, (30, 12, 7))
+
+
+def test_voxel_on_ray_picks_the_brightest_voxel():
+    volume = np.zeros((12, 10, 9))
+    volume[5, 6, 7] = 3.0
+    volume[9, 6, 7] = 1.0
+    assert voxel_on_ray(volume, (0, 6, 7), (11.9, 6, 7)) == (5, 6, 7)
+    assert voxel_on_ray(volume, (0, 0, 0), (0, 0, 0)) == (0, 0, 0)
+
+
+def test_inspector_errors():
+    arrays, model = seg_arrays(), seg_model()
+    inspector = AttentionInspector()
+
+    def look(task="segmentation", net=model, voxel=(30, 12, 7), **kw):
+        return inspector.inspect(task, arrays, (2, 2, 2), net, SEG_CKPT, voxel, **kw)
+
+    with pytest.raises(ValueError, match="positive multiple of 16 voxels, got 40"):
+        look(window=40)
+    with pytest.raises(TypeError, match="window must be an integer"):
+        look(window=32.0)
+    with pytest.raises(ValueError, match="is a segmentation model, not qsm"):
+        look("qsm")
+    with pytest.raises(ValueError, match=r"voxel \(56, 0, 0\) is outside the volume"):
+        look(voxel=(56, 0, 0))
+    with pytest.raises(ValueError, match=r"channel must be -1 \(all\) or in \[0, 15\]"):
+        look(channel=16, window=32)
+    with pytest.raises(TypeError, match="source_channel must be an integer"):
+        look(source_channel=0.5, window=32)
+    full_res = nn.Sequential(nn.Conv3d(3, 8, 1), FoldedAttention3d(8))  # FA not at 1/16
+    with pytest.raises(ValueError, match="expects a U-Net bottleneck"):
+        look(net=full_res, window=16)
+    with pytest.raises(ValueError, match="task must be one of"):
+        prepare_network_input("denoise", arrays, (2, 2, 2), SEG_CKPT)
+    with pytest.raises(ValueError, match=r"segmentation needs the inputs \['FLAIR'\]"):
+        prepare_network_input(
+            "segmentation", {k: arrays[k] for k in ("T1", "T2")}, (2, 2, 2), SEG_CKPT
+        )
+    record = inspector._forward[2]
+    with pytest.raises(TypeError, match="channel must be an integer"):
+        rank_one_factors(record, (0, 0, 0), channel=True)
+
+
+def test_qsm_input_errors():
+    mask = np.zeros(SHAPE, dtype=np.float32)
+    arrays = {"local field": np.zeros(SHAPE, dtype=np.float32), "brain mask": mask}
+    with pytest.raises(ValueError, match="brain mask is empty"):
+        prepare_network_input("qsm", arrays, (2, 2, 2), QSM_CKPT)
+    mask[10:20, 10:20, 5:15] = 1
+    with pytest.raises(ValueError, match=r"lacks the QSM preprocessing scales"):
+        prepare_network_input("qsm", arrays, (2, 2, 2), SEG_CKPT)
+    with pytest.raises(ValueError, match="b0_dir must be 3 numbers, not all zero"):
+        prepare_network_input("qsm", arrays, (2, 2, 2), QSM_CKPT, b0_dir=(0, 0, 0))
