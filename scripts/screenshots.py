@@ -52,6 +52,7 @@ def quiet_toasts() -> None:
 
 
 def fanet_viewer(sample: str) -> tuple[napari.Viewer, object]:
+    """A viewer with a plugin sample open and the FA-Net widget docked."""
     from napari_fanet._widgets.fanet_widget import FANetWidget
 
     viewer = napari.Viewer(show=True)
@@ -64,6 +65,7 @@ def fanet_viewer(sample: str) -> tuple[napari.Viewer, object]:
 
 
 def segmentation() -> Path:
+    """Segment the MS sample; show FLAIR with the TP/FP/FN error labels."""
     viewer, w = fanet_viewer("ms")
     w.run_button.clicked.emit()
     wait_for(lambda: w._worker is None)
@@ -79,13 +81,15 @@ def segmentation() -> Path:
 
 
 def qsm(model: str) -> Path:
+    """Reconstruct the QSM sample; show the map and its signed error side by side."""
     viewer, w = fanet_viewer("qsm")
     w.task.value = "QSM reconstruction"
     w.model.value = model
     w.run_button.clicked.emit()
     wait_for(lambda: w._worker is None)
     for layer in viewer.layers:
-        layer.visible = layer.name in (f"susceptibility ({model}, ppm)", f"signed error ({model}, ppm)")
+        shown = (f"susceptibility ({model}, ppm)", f"signed error ({model}, ppm)")
+        layer.visible = layer.name in shown
     viewer.grid.enabled = True
     viewer.grid.shape = (1, 2)
     axial_view(viewer, 45)
@@ -96,6 +100,7 @@ def qsm(model: str) -> Path:
 
 
 def inspector() -> Path:
+    """Inspect one voxel of the MS sample with the attention inspector."""
     from napari_fanet._widgets.attention_inspector import AttentionInspectorWidget
 
     viewer = napari.Viewer(show=True)
@@ -104,8 +109,9 @@ def inspector() -> Path:
     widget = AttentionInspectorWidget(viewer)
     viewer.window.add_dock_widget(widget, name="FA attention inspector", area="right")
     axial_view(viewer, 50)
-    widget.inspect_voxel((45, 60, 50))
-    wait_for(lambda: widget.busy is False)
+    widget.x.value, widget.y.value, widget.z.value = 45, 60, 50
+    widget.inspect_button.clicked.emit()
+    wait_for(lambda: widget._worker is None and widget.last_view is not None)
     for name in ("T1", "T2", "brain mask", "lesion mask (reference)"):
         viewer.layers[name].visible = False
     path = OUT / "inspector.png"
@@ -115,6 +121,7 @@ def inspector() -> Path:
 
 
 def main() -> None:
+    """Take the screenshots named by ``--only`` (default: all)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=("segmentation", "qsm", "inspector"))
     parser.add_argument("--qsm-model", default="fanet-qsm")
