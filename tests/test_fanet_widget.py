@@ -122,7 +122,7 @@ def test_added_checkpoint_runs_qsm_with_error_maps(widget, qtbot, tmp_path) -> N
 def test_bad_checkpoint_file_is_a_notification_not_a_crash(widget, tmp_path, monkeypatch) -> None:
     _, w = widget
     shown = []
-    monkeypatch.setattr("napari_fanet._widgets.fanet_widget.show_error", shown.append)
+    monkeypatch.setattr("napari_fanet._widgets._inputs.show_error", shown.append)
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a checkpoint")
     w.checkpoint.value = bad

@@ -17,10 +17,7 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
-    FileEdit,
     Label,
-    LineEdit,
     PushButton,
     SpinBox,
 )
@@ -29,9 +26,9 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
 from ._attention_plots import FactorPlots
+from ._inputs import TaskInputs
 from ._jobs import streamed
-from ._layers import add_image, layer_picker, placement, select_by_guess, selected_layer
-from .fanet_widget import TASKS
+from ._layers import add_image, placement
 
 IMAGE_OR_LABELS = (Image, Labels)
 #: Rows shown: effective ``M_a = I + beta_a A_a`` (what the block applies) or raw softmax.
@@ -41,56 +38,26 @@ MARKER_NAME = "FA inspected voxel"
 CLICK_PIXELS = 3  # a press and release further apart than this (screen pixels) is a drag
 
 
-class AttentionInspectorWidget(Container):
+class AttentionInspectorWidget(TaskInputs):
     """Dock widget: pick inputs and an FA model, click a voxel, see its attention factors."""
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__(labels=True)
-        from ..engine import attention_inspection, model_catalog, prediction_request
+        super().__init__(
+            napari_viewer,
+            title="FA attention inspector",
+            model_tooltip="Models with a folded-attention (FA) block: shipped or added "
+            "checkpoints (models without one are not listed).",
+        )
+        from ..engine import attention_inspection
 
-        self._viewer = napari_viewer
         self._core = attention_inspection
-        self._catalog = model_catalog
-        self._requests = prediction_request
         self._inspector = attention_inspection.AttentionInspector()
         self._worker: Any = None
         self._pending = False
         self._map_layer: Any = None
         self._marker_layer: Any = None
         self.last_view: Any = None
-
         v = napari_viewer
-        self.task = ComboBox(
-            label="Task", choices=list(TASKS), tooltip="Which network to inspect."
-        )
-        self.t1 = layer_picker(v, "T1", tooltip="T1-weighted image (3D Image layer).")
-        self.t2 = layer_picker(v, "T2", tooltip="T2-weighted image on the same grid as T1.")
-        self.flair = layer_picker(v, "FLAIR", tooltip="FLAIR image on the same grid as T1.")
-        self.field = layer_picker(v, "Local field", tooltip="Local field in ppm (3D Image).")
-        self.mask = layer_picker(
-            v,
-            "Brain mask",
-            IMAGE_OR_LABELS,
-            optional=True,
-            tooltip="Brain mask (non-zero inside), as for prediction. Required for QSM.",
-        )
-        self.b0 = LineEdit(
-            label="B0 direction",
-            value="0, 0, 1",
-            tooltip="QSM: main-field direction in the layer's array axes (x, y, z); the "
-            "voxel is followed through the rotation that aligns B0 with z.",
-        )
-        self.model = ComboBox(
-            label="Model",
-            choices=self._model_choices,
-            tooltip="Models with a folded-attention (FA) block: shipped or added checkpoints.",
-        )
-        self.checkpoint = FileEdit(
-            label="Add checkpoint",
-            mode="r",
-            filter="*.pt",
-            tooltip="An FA-Net checkpoint written by napari-fanet train; it joins the list.",
-        )
         self.window = SpinBox(
             label="Window",
             value=64,
@@ -141,8 +108,7 @@ class AttentionInspectorWidget(Container):
         self.beta_label = Label(label="β (D, H, W, C)", value="")
         self.extend(
             [
-                self.task, self.t1, self.t2, self.flair, self.field, self.mask, self.b0,
-                self.model, self.checkpoint, self.window, self.rows, self.channel,
+                *self.input_fields(), self.window, self.rows, self.channel,
                 self.source_channel, self.show_matrices, self.on_click, self.x, self.y,
                 self.z, self.inspect_button, self.status, self.beta_label,
             ]
@@ -152,109 +118,27 @@ class AttentionInspectorWidget(Container):
         self.native.layout().addWidget(self.plots.factor_canvas)
         self.native.layout().addWidget(self.plots.matrix_canvas)
 
-        self.task.changed.connect(self._on_task)
-        self.checkpoint.changed.connect(self._on_checkpoint)
         self.inspect_button.changed.connect(self.inspect)
         for w in (self.rows, self.channel, self.source_channel):
             w.changed.connect(self._refresh)
         self.show_matrices.changed.connect(self._on_show_matrices)
-        self.field.changed.connect(self._fill_b0)
-        for event in (v.layers.events.inserted, v.layers.events.removed):
-            event.connect(self.reset_choices)
         callbacks = v.mouse_drag_callbacks
         callback = self._on_mouse
         callbacks.append(callback)
         self.native.destroyed.connect(
             lambda *_: callbacks.remove(callback) if callback in callbacks else None
         )
-        self.reset_choices()
-        self._on_task()
+        self.connect_inputs()
 
-    # ------------------------------------------------------------------ state
-    @property
-    def task_name(self) -> str:
-        """``"segmentation"`` or ``"qsm"``."""
-        return TASKS[self.task.value]
+    def model_entries(self) -> dict[str, Any]:
+        """Only models with a folded-attention block."""
+        from ..engine.attention_inspection import fa_models
 
-    def _model_entries(self) -> dict[str, Any]:
-        return {e.name: e for e in self._core.fa_models(self.task_name)}
-
-    def _model_choices(self, _: Any = None) -> list[str]:
-        return list(self._model_entries())
-
-    def reset_choices(self, *_: Any) -> None:
-        """Refresh layer and model lists, then guess unset layers from their names."""
-        super().reset_choices()
-        for picker, role in (
-            (self.t1, "T1"), (self.t2, "T2"), (self.flair, "FLAIR"),
-            (self.field, "local field"), (self.mask, "brain mask"),
-        ):  # fmt: skip
-            select_by_guess(picker, role, self._requests.guess_layer)
-
-    def _on_task(self, *_: Any) -> None:
-        seg = self.task_name == "segmentation"
-        for w in (self.t1, self.t2, self.flair):
-            w.visible = seg
-        for w in (self.field, self.b0):
-            w.visible = not seg
-        self.reset_choices()
-        self._fill_b0()
-
-    def _fill_b0(self, *_: Any) -> None:
-        layer = selected_layer(self._viewer, self.field)
-        if layer is not None:
-            b0 = self._requests.b0_direction_from_metadata(layer.metadata)
-            if b0 is not None:
-                self.b0.value = ", ".join(f"{c:.4g}" for c in b0)
-
-    def _on_checkpoint(self, *_: Any) -> None:
-        path = self.checkpoint.value
-        if not path or not path.is_file():
-            return
-        try:
-            entry = self._catalog.add_model(path)
-        except (OSError, ValueError) as exc:
-            show_error(f"FA attention inspector: cannot use {path.name}: {exc}")
-            return
-        self.task.value = {t: k for k, t in TASKS.items()}[entry.task]
-        self.model.reset_choices()
-        if entry.name not in self.model.choices:
-            show_error(f"FA attention inspector: {path.name} has no folded-attention block")
-            return
-        self.model.value = entry.name
-
-    def _source_layer(self) -> Any:
-        """The layer whose grid the voxel indices and the map refer to (T1 or local field)."""
-        return selected_layer(
-            self._viewer, self.t1 if self.task_name == "segmentation" else self.field
-        )
+        return {e.name: e for e in fa_models(self.task_name)}
 
     def build_request(self) -> Any:
         """The inputs, model and B0 direction as a :class:`PredictionRequest`."""
-        roles = (
-            {"T1": self.t1, "T2": self.t2, "FLAIR": self.flair, "brain mask": self.mask}
-            if self.task_name == "segmentation"
-            else {"local field": self.field, "brain mask": self.mask}
-        )
-        inputs = {}
-        for role, picker in roles.items():
-            layer = selected_layer(self._viewer, picker)
-            inputs[role] = (
-                None
-                if layer is None
-                else self._requests.InputArray(
-                    layer.name, np.asarray(layer.data), tuple(layer.scale)
-                )
-            )
-        b0 = None
-        if self.task_name == "qsm":
-            try:
-                b0 = tuple(float(c) for c in self.b0.value.replace(",", " ").split())
-            except ValueError:
-                b0 = (0.0,)  # reported by problems()
-        entry = self._model_entries().get(self.model.value or "")
-        model = str(entry.path) if entry is not None else ""
-        return self._requests.PredictionRequest(self.task_name, inputs, model, b0_dir=b0)
+        return self.request()
 
     # ------------------------------------------------------------------ clicking
     def _on_mouse(self, viewer: Any, event: Any) -> Any:
@@ -282,7 +166,7 @@ class AttentionInspectorWidget(Container):
         dims_displayed: Any = None,
     ) -> Any:
         """Inspect the voxel at world ``position`` (3D view: the brightest one on the ray)."""
-        source = self._source_layer()
+        source = self.source_layer()
         if source is None:
             show_error("FA attention inspector: choose the input layers first")
             return None
@@ -323,7 +207,7 @@ class AttentionInspectorWidget(Container):
             "channel": self.channel.value,
             "source_channel": self.source_channel.value,
         }
-        source = self._source_layer()
+        source = self.source_layer()
         worker = thread_worker(_inspect, start_thread=False, ignore_errors=True)(
             self._inspector, request, voxel, options
         )

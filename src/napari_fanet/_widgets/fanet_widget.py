@@ -15,20 +15,17 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import (
     ComboBox,
-    Container,
-    FileEdit,
     FloatSpinBox,
     Label,
-    LineEdit,
     ProgressBar,
     PushButton,
     SpinBox,
     TextEdit,
 )
-from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
+from ._inputs import IMAGE_OR_LABELS, TaskInputs
 from ._jobs import CANCELLED, JobError, streamed
 from ._layers import (
     NONE_CHOICE,
@@ -40,56 +37,22 @@ from ._layers import (
     selected_layer,
 )
 
-TASKS = {"MS lesion segmentation": "segmentation", "QSM reconstruction": "qsm"}
 RUN_TEXT = {"segmentation": "Segment", "qsm": "Reconstruct QSM"}
-IMAGE_OR_LABELS = (Image, Labels)
+REFERENCE_ROLE = {"segmentation": "lesion reference", "qsm": "susceptibility reference"}
 
 
-class FANetWidget(Container):
+class FANetWidget(TaskInputs):
     """Dock widget: pick a task, its input layers and a model; run; compare with a reference."""
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__(labels=True)
-        from ..engine import model_catalog, prediction_request
-
-        self._viewer = napari_viewer
-        self._catalog = model_catalog
-        self._requests = prediction_request
+        super().__init__(
+            napari_viewer, title="FA-Net", model_tooltip="Shipped weights or added files."
+        )
         self._worker: Any = None
         self._cancel = threading.Event()
         self.last_comparison: Any = None
 
         v = napari_viewer
-        self.task = ComboBox(label="Task", choices=list(TASKS), tooltip="What to compute.")
-        self.t1 = layer_picker(v, "T1", tooltip="T1-weighted image (3D Image layer).")
-        self.t2 = layer_picker(v, "T2", tooltip="T2-weighted image on the same grid as T1.")
-        self.flair = layer_picker(v, "FLAIR", tooltip="FLAIR image on the same grid as T1.")
-        self.field = layer_picker(
-            v, "Local field", tooltip="Background-removed local field in ppm of B0 (3D Image)."
-        )
-        self.mask = layer_picker(
-            v,
-            "Brain mask",
-            IMAGE_OR_LABELS,
-            optional=True,
-            tooltip="Brain mask (non-zero inside). Required for QSM; for segmentation, "
-            "(none) uses the non-zero FLAIR voxels (skull-stripped input).",
-        )
-        self.b0 = LineEdit(
-            label="B0 direction",
-            value="0, 0, 1",
-            tooltip="Main-field direction in the layer's array axes (x, y, z); filled from "
-            "the layer's metadata when the file provides it.",
-        )
-        self.model = ComboBox(
-            label="Model", choices=self._model_choices, tooltip="Shipped weights or added files."
-        )
-        self.checkpoint = FileEdit(
-            label="Add checkpoint",
-            mode="r",
-            filter="*.pt",
-            tooltip="A checkpoint written by napari-fanet train; it joins the model list.",
-        )
         self.device = ComboBox(
             label="Device",
             choices=["auto", "cuda", "mps", "cpu"],
@@ -136,118 +99,40 @@ class FANetWidget(Container):
         self.copy_button = PushButton(text="Copy metrics", tooltip="Copy the metrics as text.")
         self.extend(
             [
-                self.task, self.t1, self.t2, self.flair, self.field, self.mask, self.b0,
-                self.model, self.checkpoint, self.device, self.tile, self.overlap,
+                *self.input_fields(), self.device, self.tile, self.overlap,
                 self.threshold, self.reference, self.problems, self.run_button,
                 self.cancel_button, self.progress, self.metrics, self.copy_button,
             ]
         )  # fmt: skip
 
-        self.task.changed.connect(self._on_task)
-        self.checkpoint.changed.connect(self._on_checkpoint)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.copy_button.changed.connect(self._copy_metrics)
         for w in (self.t1, self.t2, self.flair, self.field, self.mask, self.b0, self.model):
             w.changed.connect(self._refresh_problems)
-        self.field.changed.connect(self._fill_b0)
-        for event in (v.layers.events.inserted, v.layers.events.removed):
-            event.connect(self.reset_choices)
-        self.reset_choices()
-        self._on_task()
-
-    # ------------------------------------------------------------------ state
-    @property
-    def task_name(self) -> str:
-        """``"segmentation"`` or ``"qsm"``."""
-        return TASKS[self.task.value]
-
-    def _model_choices(self, _: Any = None) -> list[str]:
-        return [e.name for e in self._catalog.available_models(TASKS[self.task.value])]
+        self.connect_inputs()
 
     def reset_choices(self, *_: Any) -> None:
-        """Refresh layer and model lists, then guess unset layers from their names."""
+        """Refresh layer and model lists, guess unset layers, re-check the inputs."""
         super().reset_choices()
-        guess = self._requests.guess_layer
-        for picker, role in (
-            (self.t1, "T1"), (self.t2, "T2"), (self.flair, "FLAIR"),
-            (self.field, "local field"), (self.mask, "brain mask"),
-        ):  # fmt: skip
-            select_by_guess(picker, role, guess)
-        ref_role = (
-            "lesion reference"
-            if self.task_name == "segmentation"
-            else ("susceptibility reference")
-        )
-        select_by_guess(self.reference, ref_role, guess)
+        role = REFERENCE_ROLE[self.task_name]
+        select_by_guess(self.reference, role, self._requests.guess_layer)
         self._refresh_problems()
 
     def _on_task(self, *_: Any) -> None:
-        seg = self.task_name == "segmentation"
-        for w in (self.t1, self.t2, self.flair, self.threshold):
-            w.visible = seg
-        for w in (self.field, self.b0):
-            w.visible = not seg
+        self.threshold.visible = self.task_name == "segmentation"
         self.run_button.text = RUN_TEXT[self.task_name]
         self.reference.value = NONE_CHOICE
-        self.reset_choices()
-        self._fill_b0()
-
-    def _fill_b0(self, *_: Any) -> None:
-        layer = selected_layer(self._viewer, self.field)
-        if layer is not None:
-            b0 = self._requests.b0_direction_from_metadata(layer.metadata)
-            if b0 is not None:
-                self.b0.value = ", ".join(f"{c:.4g}" for c in b0)
-
-    def _on_checkpoint(self, *_: Any) -> None:
-        path = self.checkpoint.value
-        if not path or not path.is_file():
-            return
-        try:
-            entry = self._catalog.add_model(path)
-        except (OSError, ValueError) as exc:
-            show_error(f"FA-Net: cannot use {path.name}: {exc}")
-            return
-        tasks = {v: k for k, v in TASKS.items()}
-        self.task.value = tasks[entry.task]
-        self.model.reset_choices()
-        self.model.value = entry.name
-
-    def _roles(self) -> dict[str, Any]:
-        if self.task_name == "segmentation":
-            return {"T1": self.t1, "T2": self.t2, "FLAIR": self.flair, "brain mask": self.mask}
-        return {"local field": self.field, "brain mask": self.mask}
+        super()._on_task()
 
     def build_request(self) -> Any:
         """The :class:`PredictionRequest` the current fields describe."""
         from ..engine.inference import WindowSettings
 
-        inputs = {}
-        for role, picker in self._roles().items():
-            layer = selected_layer(self._viewer, picker)
-            inputs[role] = (
-                None
-                if layer is None
-                else self._requests.InputArray(
-                    layer.name, np.asarray(layer.data), tuple(layer.scale)
-                )
-            )
-        b0 = None
-        if self.task_name == "qsm":
-            try:
-                b0 = tuple(float(c) for c in self.b0.value.replace(",", " ").split())
-            except ValueError:
-                b0 = (0.0,)  # reported by problems()
         settings = WindowSettings(
             roi_size=(self.tile.value,) * 3, overlap=self.overlap.value, device=self.device.value
         )
-        entries = {e.name: e for e in self._catalog.available_models(self.task_name)}
-        entry = entries.get(self.model.value)
-        model = "" if entry is None else str(entry.path)
-        return self._requests.PredictionRequest(
-            self.task_name, inputs, model, settings, b0, self.threshold.value
-        )
+        return self.request(settings=settings, threshold=self.threshold.value)
 
     def _refresh_problems(self, *_: Any) -> list[str]:
         found = self.build_request().problems()
@@ -263,9 +148,7 @@ class FANetWidget(Container):
         if self._worker is not None or self._refresh_problems():
             return None
         request = self.build_request()
-        source = selected_layer(
-            self._viewer, self.t1 if request.task == "segmentation" else self.field
-        )
+        source = self.source_layer()
         ref_layer = selected_layer(self._viewer, self.reference)
         reference = None if ref_layer is None else np.asarray(ref_layer.data)
         mask_layer = selected_layer(self._viewer, self.mask)

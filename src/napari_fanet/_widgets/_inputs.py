@@ -1,0 +1,179 @@
+"""The part every FA-Net dock widget shares: task, input layers, B0 direction and model.
+
+:class:`TaskInputs` builds those fields, guesses the layers from their names, fills the B0
+direction from layer metadata, adds checkpoint files to the model list, and turns the fields into
+a :class:`~napari_fanet.engine.prediction_request.PredictionRequest`. Subclasses add their own
+fields and buttons (``extend``) and call :meth:`connect_inputs` at the end of ``__init__``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error
+
+from ._layers import layer_picker, select_by_guess, selected_layer
+
+TASKS = {"MS lesion segmentation": "segmentation", "QSM reconstruction": "qsm"}
+IMAGE_OR_LABELS = (Image, Labels)
+
+
+class TaskInputs(Container):
+    """Base dock widget with the task, input-layer, B0 and model fields.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer whose layers are offered.
+    title : str
+        Prefix of notifications (the widget's name).
+    model_tooltip : str
+        Tooltip of the model list.
+    """
+
+    def __init__(self, napari_viewer: Any, *, title: str, model_tooltip: str) -> None:
+        super().__init__(labels=True)
+        from ..engine import model_catalog, prediction_request
+
+        self._viewer = napari_viewer
+        self._catalog = model_catalog
+        self._requests = prediction_request
+        self.title = title
+        v = napari_viewer
+        self.task = ComboBox(label="Task", choices=list(TASKS), tooltip="What to compute.")
+        self.t1 = layer_picker(v, "T1", tooltip="T1-weighted image (3D Image layer).")
+        self.t2 = layer_picker(v, "T2", tooltip="T2-weighted image on the same grid as T1.")
+        self.flair = layer_picker(v, "FLAIR", tooltip="FLAIR image on the same grid as T1.")
+        self.field = layer_picker(
+            v, "Local field", tooltip="Background-removed local field in ppm of B0 (3D Image)."
+        )
+        self.mask = layer_picker(
+            v,
+            "Brain mask",
+            IMAGE_OR_LABELS,
+            optional=True,
+            tooltip="Brain mask (non-zero inside). Required for QSM; for segmentation, "
+            "(none) uses the non-zero FLAIR voxels (skull-stripped input).",
+        )
+        self.b0 = LineEdit(
+            label="B0 direction",
+            value="0, 0, 1",
+            tooltip="QSM: main-field direction in the layer's array axes (x, y, z); filled "
+            "from the layer's metadata when the file provides it.",
+        )
+        self.model = ComboBox(label="Model", choices=self._model_choices, tooltip=model_tooltip)
+        self.checkpoint = FileEdit(
+            label="Add checkpoint",
+            mode="r",
+            filter="*.pt",
+            tooltip="A checkpoint written by napari-fanet train; it joins the model list.",
+        )
+
+    # ------------------------------------------------------------------ fields
+    def input_fields(self) -> list[Any]:
+        """The shared fields, in display order (for ``extend``)."""
+        return [
+            self.task, self.t1, self.t2, self.flair, self.field, self.mask, self.b0,
+            self.model, self.checkpoint,
+        ]  # fmt: skip
+
+    def connect_inputs(self) -> None:
+        """Wire the shared fields and the viewer's layer list; call once, last in __init__."""
+        self.task.changed.connect(self._on_task)
+        self.checkpoint.changed.connect(self._on_checkpoint)
+        self.field.changed.connect(self._fill_b0)
+        for event in (self._viewer.layers.events.inserted, self._viewer.layers.events.removed):
+            event.connect(self.reset_choices)
+        self.reset_choices()
+        self._on_task()
+
+    @property
+    def task_name(self) -> str:
+        """``"segmentation"`` or ``"qsm"``."""
+        return TASKS[self.task.value]
+
+    def model_entries(self) -> dict[str, Any]:
+        """The models offered for the current task, by name (override to filter)."""
+        return {e.name: e for e in self._catalog.available_models(self.task_name)}
+
+    def _model_choices(self, _: Any = None) -> list[str]:
+        return list(self.model_entries())
+
+    def roles(self) -> dict[str, ComboBox]:
+        """Input role -> layer picker, for the current task."""
+        if self.task_name == "segmentation":
+            return {"T1": self.t1, "T2": self.t2, "FLAIR": self.flair, "brain mask": self.mask}
+        return {"local field": self.field, "brain mask": self.mask}
+
+    def source_layer(self) -> Any:
+        """The layer whose grid results are placed on (T1, or the local field)."""
+        return selected_layer(
+            self._viewer, self.t1 if self.task_name == "segmentation" else self.field
+        )
+
+    def request(self, **kwargs: Any) -> Any:
+        """The :class:`PredictionRequest` of the current fields (``kwargs``: its options)."""
+        inputs = {}
+        for role, picker in self.roles().items():
+            layer = selected_layer(self._viewer, picker)
+            inputs[role] = (
+                None
+                if layer is None
+                else self._requests.InputArray(
+                    layer.name, np.asarray(layer.data), tuple(layer.scale)
+                )
+            )
+        b0 = None
+        if self.task_name == "qsm":
+            try:
+                b0 = tuple(float(c) for c in self.b0.value.replace(",", " ").split())
+            except ValueError:
+                b0 = (0.0,)  # reported by problems()
+        entry = self.model_entries().get(self.model.value or "")
+        model = "" if entry is None else str(entry.path)
+        return self._requests.PredictionRequest(self.task_name, inputs, model, b0_dir=b0, **kwargs)
+
+    # ------------------------------------------------------------------ reactions
+    def reset_choices(self, *_: Any) -> None:
+        """Refresh layer and model lists, then guess unset layers from their names."""
+        super().reset_choices()
+        for picker, role in (
+            (self.t1, "T1"), (self.t2, "T2"), (self.flair, "FLAIR"),
+            (self.field, "local field"), (self.mask, "brain mask"),
+        ):  # fmt: skip
+            select_by_guess(picker, role, self._requests.guess_layer)
+
+    def _on_task(self, *_: Any) -> None:
+        seg = self.task_name == "segmentation"
+        for w in (self.t1, self.t2, self.flair):
+            w.visible = seg
+        for w in (self.field, self.b0):
+            w.visible = not seg
+        self.reset_choices()
+        self._fill_b0()
+
+    def _fill_b0(self, *_: Any) -> None:
+        layer = selected_layer(self._viewer, self.field)
+        if layer is not None:
+            b0 = self._requests.b0_direction_from_metadata(layer.metadata)
+            if b0 is not None:
+                self.b0.value = ", ".join(f"{c:.4g}" for c in b0)
+
+    def _on_checkpoint(self, *_: Any) -> None:
+        path = self.checkpoint.value
+        if not path or not path.is_file():
+            return
+        try:
+            entry = self._catalog.add_model(path)
+        except (OSError, ValueError) as exc:
+            show_error(f"{self.title}: cannot use {path.name}: {exc}")
+            return
+        self.task.value = {t: k for k, t in TASKS.items()}[entry.task]
+        self.model.reset_choices()
+        if entry.name not in self.model.choices:
+            show_error(f"{self.title}: {path.name} cannot be used here (see the model tooltip)")
+            return
+        self.model.value = entry.name
