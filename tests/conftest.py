@@ -94,3 +94,14 @@ def fanet_plugin():
         manifest = Path(__file__).resolve().parents[1] / "napari.yaml"
         pm.register(PluginManifest.from_file(manifest))
     return pm
+
+
+@pytest.fixture
+def catalog(monkeypatch):
+    """The session model catalog, emptied (no added, trained or subscribed entries)."""
+    from napari_fanet.engine import model_catalog
+
+    monkeypatch.setattr(model_catalog, "_added", {})
+    monkeypatch.setattr(model_catalog, "_trained", [])
+    monkeypatch.setattr(model_catalog, "_subscribers", [])
+    return model_catalog

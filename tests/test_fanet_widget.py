@@ -27,7 +27,7 @@ def _add_plain_ms(viewer, crop=(slice(20, 68), slice(30, 78), slice(24, 72))):
 
 
 @pytest.fixture
-def widget(make_napari_viewer):
+def widget(make_napari_viewer, catalog):
     from napari_fanet._widgets.fanet_widget import FANetWidget
 
     viewer = make_napari_viewer()
@@ -213,7 +213,9 @@ def test_sample_ms_through_the_plugin_segment_and_save_with_source_affine(
     np.testing.assert_array_equal(np.asarray(saved.dataobj) > 0, mask.data > 0)
 
 
-def test_sample_qsm_fills_b0_from_metadata_and_runs(make_napari_viewer, qtbot, tmp_path) -> None:
+def test_sample_qsm_fills_b0_from_metadata_and_runs(
+    make_napari_viewer, qtbot, tmp_path, catalog
+) -> None:
     import json
 
     from napari_fanet._widgets.fanet_widget import FANetWidget

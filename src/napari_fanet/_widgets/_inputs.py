@@ -64,6 +64,7 @@ class TaskInputs(Container):
             tooltip="QSM: main-field direction in the layer's array axes (x, y, z); filled "
             "from the layer's metadata when the file provides it.",
         )
+        self._model_tooltip = model_tooltip
         self.model = ComboBox(label="Model", choices=self._model_choices, tooltip=model_tooltip)
         self.checkpoint = FileEdit(
             label="Add checkpoint",
@@ -85,10 +86,14 @@ class TaskInputs(Container):
         self.task.changed.connect(self._on_task)
         self.checkpoint.changed.connect(self._on_checkpoint)
         self.field.changed.connect(self._fill_b0)
+        self.model.changed.connect(self._show_model_card)
         for event in (self._viewer.layers.events.inserted, self._viewer.layers.events.removed):
             event.connect(self.reset_choices)
+        unsubscribe = self._catalog.subscribe(self._on_catalog_changed)
+        self.native.destroyed.connect(lambda *_: unsubscribe())
         self.reset_choices()
         self._on_task()
+        self._show_model_card()
 
     @property
     def task_name(self) -> str:
@@ -161,6 +166,17 @@ class TaskInputs(Container):
             b0 = self._requests.b0_direction_from_metadata(layer.metadata)
             if b0 is not None:
                 self.b0.value = ", ".join(f"{c:.4g}" for c in b0)
+
+    def _on_catalog_changed(self, entry: Any) -> None:
+        """List a newly added model; select it if it is for this task and offered here."""
+        self.model.reset_choices()
+        if entry.task == self.task_name and entry.name in self.model.choices:
+            self.model.value = entry.name
+
+    def _show_model_card(self, *_: Any) -> None:
+        entry = self.model_entries().get(self.model.value or "")
+        card = "" if entry is None else "\n\n" + self._catalog.card_summary(entry)
+        self.model.tooltip = self._model_tooltip + card
 
     def _on_checkpoint(self, *_: Any) -> None:
         path = self.checkpoint.value
