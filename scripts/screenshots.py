@@ -6,7 +6,7 @@ Opens the plugin's sample cases, runs the FA-Net widget exactly as a user would 
 button pressed, worker awaited) and saves the whole window to ``docs/images/``:
 ``segmentation.png`` (FLAIR with the FA-Net lesion mask and TP/FP/FN errors), ``qsm.png``
 (FA-Net susceptibility map and its signed error) and, when the attention inspector is installed,
-``inspector.png``.
+``inspector.png`` and ``training.png`` (a short fine-tuning run in the Train widget).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from qtpy.QtWidgets import QApplication
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 SIZE = (1500, 950)
+SHOTS = ("segmentation", "qsm", "inspector", "training")
 
 
 def wait_for(predicate, timeout: float = 600.0) -> None:
@@ -120,21 +121,50 @@ def inspector() -> Path:
     return path
 
 
+def training() -> Path:
+    """Fine-tune fanet-seg on the MS sample's reference mask for a few steps (Train widget)."""
+    import tempfile
+
+    from napari_fanet._widgets.train_widget import TrainWidget
+
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(*SIZE)
+    viewer.open_sample("napari-fanet", "ms")
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="FA-Net training", area="right")
+    widget.annotation.value = "lesion mask (reference)"
+    widget.model.value = "fanet-seg"
+    widget.steps.value, widget.patch.value, widget.val_every.value = 40, 32, 10
+    widget.device.value, widget.validation.value = "cpu", "same case"
+    widget.runs_root.value = tempfile.mkdtemp(prefix="fanet-screenshot-runs-")
+    widget.start_button.clicked.emit()
+    wait_for(lambda: widget._worker is None)
+    for name in ("T1", "T2", "brain mask"):
+        viewer.layers[name].visible = False
+    axial_view(viewer, 50)
+    path = OUT / "training.png"
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    viewer.close()
+    return path
+
+
 def main() -> None:
     """Take the screenshots named by ``--only`` (default: all)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", choices=("segmentation", "qsm", "inspector"))
+    parser.add_argument("--only", nargs="*", choices=SHOTS)
     parser.add_argument("--qsm-model", default="fanet-qsm")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     quiet_toasts()
-    todo = args.only or ("segmentation", "qsm", "inspector")
+    todo = args.only or SHOTS
     if "segmentation" in todo:
         print(segmentation())
     if "qsm" in todo:
         print(qsm(args.qsm_model))
     if "inspector" in todo:
         print(inspector())
+    if "training" in todo:
+        print(training())
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox
+from magicgui.widgets import ComboBox, Label
 from napari.layers import Image, Labels, Layer
 from napari.utils.colormaps import DirectLabelColormap
 
@@ -83,3 +83,10 @@ def add_labels(viewer: Any, data: np.ndarray, source: Layer, name: str, **kwargs
 def error_colormap() -> DirectLabelColormap:
     """Green true positives, red false positives, blue false negatives, clear background."""
     return DirectLabelColormap(color_dict=ERROR_COLORS)
+
+
+def message_label(value: str = "", label: str = "") -> Label:
+    """A read-only text line that wraps, so long messages do not widen the dock."""
+    widget = Label(label=label, value=value)
+    widget.native.setWordWrap(True)
+    return widget

@@ -28,7 +28,7 @@ from napari.utils.notifications import show_error, show_info
 from ._attention_plots import FactorPlots
 from ._inputs import TaskInputs
 from ._jobs import streamed
-from ._layers import add_image, placement
+from ._layers import add_image, message_label, placement
 
 IMAGE_OR_LABELS = (Image, Labels)
 #: Rows shown: effective ``M_a = I + beta_a A_a`` (what the block applies) or raw softmax.
@@ -104,7 +104,7 @@ class AttentionInspectorWidget(TaskInputs):
         self.inspect_button = PushButton(
             text="Inspect", tooltip="Inspect the typed voxel (x, y, z) of the input layers."
         )
-        self.status = Label(label="", value="Click a voxel or type its coordinates.")
+        self.status = message_label("Click a voxel or type its coordinates.")
         self.beta_label = Label(label="β (D, H, W, C)", value="")
         self.extend(
             [

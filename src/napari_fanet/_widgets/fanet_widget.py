@@ -16,7 +16,6 @@ import numpy as np
 from magicgui.widgets import (
     ComboBox,
     FloatSpinBox,
-    Label,
     ProgressBar,
     PushButton,
     SpinBox,
@@ -33,6 +32,7 @@ from ._layers import (
     add_labels,
     error_colormap,
     layer_picker,
+    message_label,
     select_by_guess,
     selected_layer,
 )
@@ -90,7 +90,7 @@ class FANetWidget(TaskInputs):
             tooltip="Optional ground truth (lesion mask or susceptibility in ppm): adds error "
             "maps and metrics.",
         )
-        self.problems = Label(label="", value="")
+        self.problems = message_label()
         self.run_button = PushButton(text="Segment", tooltip="Run the model on the chosen layers.")
         self.cancel_button = PushButton(text="Cancel", enabled=False, tooltip="Stop the run.")
         self.progress = ProgressBar(label="Progress", min=0, max=100, value=0)

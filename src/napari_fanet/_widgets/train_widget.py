@@ -24,7 +24,6 @@ import numpy as np
 from magicgui.widgets import (
     ComboBox,
     FileEdit,
-    Label,
     ProgressBar,
     PushButton,
     SpinBox,
@@ -36,7 +35,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ._inputs import IMAGE_OR_LABELS, TaskInputs
 from ._jobs import JobError
-from ._layers import add_labels, layer_picker, select_by_guess, selected_layer
+from ._layers import add_labels, layer_picker, message_label, select_by_guess, selected_layer
 from ._lesion_clicks import CLICK_HELP, lesion_click
 from ._loss_plot import LossPlot
 
@@ -100,7 +99,7 @@ class TrainWidget(TaskInputs):
             tooltip="Add an editable Labels copy of the prediction (lesion = 1) on its grid and "
             "choose it as the annotation.",
         )
-        self.click_help = Label(label="", value=CLICK_HELP)
+        self.click_help = message_label(CLICK_HELP)
         self.steps = SpinBox(
             label="Steps", value=200, min=1, max=100_000, step=50, tooltip="Optimiser steps."
         )
@@ -154,13 +153,13 @@ class TrainWidget(TaskInputs):
             tooltip="Each run gets a new sub-folder <date-time> with the exported layers, the "
             "log and the checkpoints ($NAPARI_FANET_RUNS sets the default).",
         )
-        self.problems = Label(label="", value="")
+        self.problems = message_label()
         self.start_button = PushButton(text="Start training", tooltip="Export and train.")
         self.stop_button = PushButton(
             text="Stop", enabled=False, tooltip="Stop after the current step, keeping last.pt."
         )
         self.progress = ProgressBar(label="Progress", min=0, max=100, value=0)
-        self.status = Label(label="Status", value="idle")
+        self.status = message_label("idle", label="Status")
         self.plot = LossPlot()
         self.log = TextEdit(label="Log", value="")
         self.log.read_only = True
