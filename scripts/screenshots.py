@@ -5,7 +5,7 @@
 Opens the plugin's sample cases, runs the FA-Net widget exactly as a user would (fields set,
 button pressed, worker awaited) and saves the whole window to ``docs/images/``:
 ``segmentation.png`` (FLAIR with the FA-Net lesion mask and TP/FP/FN errors), ``qsm.png``
-(FA-Net susceptibility map and its signed error) and, when the attention inspector is installed,
+(reference, FA-Net susceptibility map and its signed error) and, when the attention inspector is installed,
 ``inspector.png`` and ``training.png`` (a short fine-tuning run in the Train widget).
 """
 
@@ -89,10 +89,14 @@ def qsm(model: str) -> Path:
     w.run_button.clicked.emit()
     wait_for(lambda: w._worker is None)
     for layer in viewer.layers:
-        shown = (f"susceptibility ({model}, ppm)", f"signed error ({model}, ppm)")
+        shown = (
+            "susceptibility (reference, ppm)",
+            f"susceptibility ({model}, ppm)",
+            f"signed error ({model}, ppm)",
+        )
         layer.visible = layer.name in shown
     viewer.grid.enabled = True
-    viewer.grid.shape = (1, 2)
+    viewer.grid.shape = (1, 3)
     axial_view(viewer, 45)
     path = OUT / "qsm.png"
     viewer.screenshot(str(path), canvas_only=False, flash=False)
