@@ -213,8 +213,11 @@ class TrainWidget(TaskInputs):
         self.chi.visible = not seg
         super()._on_task()
         last = self._catalog.last_trained(self.task_name)
-        if last is not None and last.name in self.model.choices:
+        existing = [c for c in self.model.choices if c != NEW_MODEL]
+        if last is not None and last.name in existing:
             self.model.value = last.name
+        elif self.model.value == NEW_MODEL and existing:
+            self.model.value = existing[0]  # fine-tune a real model unless asked otherwise
         self._on_start_model()
 
     def _on_validation(self, *_: Any) -> None:
