@@ -78,3 +78,39 @@ def test_attention_cost_main_tiny(bench, tmp_path):
         assert _finite(row["median_ms"]) and row["flops_all"] > 0, name
     assert set(data["sweep"]) == {"8"}
     assert (tmp_path / "attention_cost_cpu.png").stat().st_size > 0
+
+
+def test_fa_vs_backbone_report_pairs_by_seed_and_subject(bench):
+    mod = bench("fa_vs_backbone")
+    args = mod.argparse.Namespace(
+        task="qsm", seeds=[0, 1], steps=10, patch=16, subjects=2, n_test=2
+    )
+
+    def rows(nrmse):
+        return [{"nrmse": v, "hfen": v / 2, "ssim": 0.5} for v in nrmse]
+
+    result = {
+        "per_subject": {
+            "fanet-qsm-s0": rows([40.0, 42.0]),
+            "qsmnet-s0": rows([41.0, 44.0]),  # FA better by 1.5 on average
+            "fanet-qsm-s1": rows([45.0, 45.0]),
+            "qsmnet-s1": rows([44.0, 44.0]),  # backbone better by 1.0
+            "CFL2": rows([50.0, 50.0]),
+        }
+    }
+    text = mod.report(args, result)
+    assert "| nrmse | 0 | 41.000 | 42.500 | -1.500 | fanet-qsm |" in text
+    assert "| nrmse | 1 | 45.000 | 44.000 | +1.000 | qsmnet |" in text
+    assert "| nrmse | mean over seeds | | | -0.250 (sd 1.768) | |" in text
+    assert "| ssim | 0 | 0.500 | 0.500 | +0.000 | tie |" in text
+    assert "Classical CFL2 on the same subjects: nrmse 50.000" in text
+
+
+def test_fa_vs_backbone_train_command_is_the_documented_recipe(bench, tmp_path):
+    mod = bench("fa_vs_backbone")
+    args = mod.argparse.Namespace(subjects=8, steps=600, patch=48, device="cpu", threads=1)
+    cmd = mod.train_command(args, "fanet-qsm", 2, tmp_path / "run")
+    assert cmd[1:4] == ["-m", "napari_fanet", "train"]
+    joined = " ".join(cmd[4:])
+    assert "--model fanet-qsm --simulate 8 --simulate-val 2 --steps 600" in joined
+    assert "--patch-size 48 48 48 --val-every 300 --seed 2 --device cpu --threads 1" in joined
