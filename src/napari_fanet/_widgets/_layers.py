@@ -90,3 +90,10 @@ def message_label(value: str = "", label: str = "") -> Label:
     widget = Label(label=label, value=value)
     widget.native.setWordWrap(True)
     return widget
+
+
+def device_picker(tooltip: str = "auto: CUDA, then Apple MPS, then CPU.") -> ComboBox:
+    """The device choice (``auto``, ``cuda``, ``mps``, ``cpu``) of the widgets."""
+    from ..engine.training_run import DEVICES  # torch-free constant
+
+    return ComboBox(label="Device", choices=list(DEVICES), tooltip=tooltip)

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import (
-    ComboBox,
     FloatSpinBox,
     ProgressBar,
     PushButton,
@@ -30,6 +29,7 @@ from ._layers import (
     NONE_CHOICE,
     add_image,
     add_labels,
+    device_picker,
     error_colormap,
     layer_picker,
     message_label,
@@ -53,11 +53,7 @@ class FANetWidget(TaskInputs):
         self.last_comparison: Any = None
 
         v = napari_viewer
-        self.device = ComboBox(
-            label="Device",
-            choices=["auto", "cuda", "mps", "cpu"],
-            tooltip="auto: CUDA, then Apple MPS, then CPU.",
-        )
+        self.device = device_picker()
         self.tile = SpinBox(
             label="Tile size",
             value=64,

@@ -35,7 +35,14 @@ from napari.utils.notifications import show_error, show_info
 
 from ._inputs import IMAGE_OR_LABELS, TaskInputs
 from ._jobs import JobError
-from ._layers import add_labels, layer_picker, message_label, select_by_guess, selected_layer
+from ._layers import (
+    add_labels,
+    device_picker,
+    layer_picker,
+    message_label,
+    select_by_guess,
+    selected_layer,
+)
 from ._lesion_clicks import CLICK_HELP, lesion_click
 from ._loss_plot import LossPlot
 
@@ -125,10 +132,8 @@ class TrainWidget(TaskInputs):
             max=100_000,
             tooltip="Validate (and save last.pt, best.pt) every N steps; 0: only at the end.",
         )
-        self.device = ComboBox(
-            label="Device",
-            choices=list(training_run.DEVICES),
-            tooltip="auto: CUDA, then Apple MPS, then CPU. The GPU is released when it ends.",
+        self.device = device_picker(
+            "auto: CUDA, then Apple MPS, then CPU. The GPU is released when it ends."
         )
         self.threads = SpinBox(
             label="CPU threads",
