@@ -4,9 +4,9 @@
 
 Opens the plugin's sample cases, runs the FA-Net widget exactly as a user would (fields set,
 button pressed, worker awaited) and saves the whole window to ``docs/images/``:
-``segmentation.png`` (FLAIR with the FA-Net lesion mask and TP/FP/FN errors), ``qsm.png``
-(reference, FA-Net susceptibility map and its signed error) and, when the attention inspector is installed,
-``inspector.png`` and ``training.png`` (a short fine-tuning run in the Train widget).
+``segmentation.png`` (FLAIR with the FA-Net TP/FP/FN error labels), ``qsm.png`` (reference,
+FA-Net susceptibility map and its signed error), ``inspector.png`` (the attention inspector) and
+``training.png`` (a short fine-tuning run in the Train widget).
 """
 
 from __future__ import annotations
@@ -52,15 +52,29 @@ def quiet_toasts() -> None:
     get_settings().application.gui_notification_level = "error"
 
 
-def fanet_viewer(sample: str) -> tuple[napari.Viewer, object]:
-    """A viewer with a plugin sample open and the FA-Net widget docked."""
-    from napari_fanet._widgets.fanet_widget import FANetWidget
-
+def docked_viewer(sample: str, widget_class: type, title: str) -> tuple[napari.Viewer, object]:
+    """A viewer with a plugin sample open and ``widget_class`` docked on the right."""
     viewer = napari.Viewer(show=True)
     viewer.window.resize(*SIZE)
     viewer.open_sample("napari-fanet", sample)
-    widget = FANetWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="FA-Net", area="right")
+    widget = widget_class(viewer)
+    viewer.window.add_dock_widget(widget, name=title, area="right")
+    return viewer, widget
+
+
+def save_and_close(viewer: napari.Viewer, name: str) -> Path:
+    """Screenshot the whole window to ``docs/images/NAME`` and close the viewer."""
+    path = OUT / name
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    viewer.close()
+    return path
+
+
+def fanet_viewer(sample: str) -> tuple[napari.Viewer, object]:
+    """A viewer with a plugin sample open and the FA-Net widget docked (CPU)."""
+    from napari_fanet._widgets.fanet_widget import FANetWidget
+
+    viewer, widget = docked_viewer(sample, FANetWidget, "FA-Net")
     widget.device.value = "cpu"
     return viewer, widget
 
@@ -75,10 +89,7 @@ def segmentation() -> Path:
     viewer.layers["lesion mask (fanet-seg)"].visible = False
     viewer.layers.selection.active = viewer.layers["errors TP/FP/FN (fanet-seg)"]
     axial_view(viewer, 50)
-    path = OUT / "segmentation.png"
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
-    viewer.close()
-    return path
+    return save_and_close(viewer, "segmentation.png")
 
 
 def qsm(model: str) -> Path:
@@ -98,31 +109,21 @@ def qsm(model: str) -> Path:
     viewer.grid.enabled = True
     viewer.grid.shape = (1, 3)
     axial_view(viewer, 45)
-    path = OUT / "qsm.png"
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
-    viewer.close()
-    return path
+    return save_and_close(viewer, "qsm.png")
 
 
 def inspector() -> Path:
     """Inspect one voxel of the MS sample with the attention inspector."""
     from napari_fanet._widgets.attention_inspector import AttentionInspectorWidget
 
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(*SIZE)
-    viewer.open_sample("napari-fanet", "ms")
-    widget = AttentionInspectorWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="FA attention inspector", area="right")
+    viewer, widget = docked_viewer("ms", AttentionInspectorWidget, "FA attention inspector")
     axial_view(viewer, 50)
     widget.x.value, widget.y.value, widget.z.value = 45, 60, 50
     widget.inspect_button.clicked.emit()
     wait_for(lambda: widget._worker is None and widget.last_view is not None)
     for name in ("T1", "T2", "brain mask", "lesion mask (reference)"):
         viewer.layers[name].visible = False
-    path = OUT / "inspector.png"
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
-    viewer.close()
-    return path
+    return save_and_close(viewer, "inspector.png")
 
 
 def training() -> Path:
@@ -131,11 +132,7 @@ def training() -> Path:
 
     from napari_fanet._widgets.train_widget import TrainWidget
 
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(*SIZE)
-    viewer.open_sample("napari-fanet", "ms")
-    widget = TrainWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="FA-Net training", area="right")
+    viewer, widget = docked_viewer("ms", TrainWidget, "FA-Net training")
     widget.annotation.value = "lesion mask (reference)"
     widget.model.value = "fanet-seg"
     widget.steps.value, widget.patch.value, widget.val_every.value = 40, 32, 10
@@ -146,10 +143,7 @@ def training() -> Path:
     for name in ("T1", "T2", "brain mask"):
         viewer.layers[name].visible = False
     axial_view(viewer, 50)
-    path = OUT / "training.png"
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
-    viewer.close()
-    return path
+    return save_and_close(viewer, "training.png")
 
 
 def main() -> None:
