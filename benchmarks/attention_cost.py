@@ -20,15 +20,24 @@ Usage::
     python benchmarks/attention_cost.py                       # CPU, (1, 64, 32, 32, 32) + sweep
     python benchmarks/attention_cost.py --device cuda         # on a GPU
     python benchmarks/attention_cost.py --sizes 8 16 --main-size 16 --channels 16   # quick
+    python benchmarks/attention_cost.py --ratio --busy        # FA / one 3x3x3 conv, CPU
 
 It prints markdown tables (and writes them with a JSON dump and a Fig. 4-style plot to
 ``--out``, default ``benchmarks/out/``).
+
+``--ratio`` measures only the time of FA against one ``3x3x3`` convolution ``C -> C`` on the same
+tensor (issue 13: at most 0.5), in a fresh process with ``--threads`` threads (default 2), the
+two timed alternately so both see the same machine state; the ratio is the median over rounds of
+FA's time over the convolution's. ``--busy`` repeats that while a competing process, started by
+this script and stopped after at most ``--busy-seconds``, keeps one core busy. No
+``torch.set_flush_denormal`` in this mode: FA must be fast without it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -45,6 +54,7 @@ from napari_fanet.models import (
     NonLocal3d,
     SliceWiseAttention3d,
 )
+from napari_fanet.models.folded_attention import cpu_contended
 
 #: Module name -> constructor for C channels.  AG takes a gating signal (see ``make_inputs``).
 MODULES = {
@@ -185,6 +195,143 @@ def fast_vs_literal(c: int, size: tuple, device: str) -> dict[str, float]:
     return {"max_abs_diff": float((a - b).abs().max()), "max_abs": float(b.abs().max())}
 
 
+#: FA variants timed against one 3x3x3 convolution by ``--ratio``.
+RATIO_MODULES = {
+    "FA": lambda c: FoldedAttention3d(c),  # cpu_threads="auto"
+    "FA (cpu_threads=None)": lambda c: FoldedAttention3d(c, cpu_threads=None),
+    "FA (cpu_threads=1)": lambda c: FoldedAttention3d(c, cpu_threads=1),
+    "FA (literal)": lambda c: FoldedAttention3d(c, implementation="literal", cpu_threads=None),
+}
+#: Issue 13's target: FA takes at most this fraction of one 3x3x3 convolution's time.
+RATIO_TARGET = 0.5
+
+
+def busy_process(seconds: float) -> subprocess.Popen:
+    """Start a process that keeps one core busy (pure Python loop) for at most ``seconds``."""
+    code = (
+        "import time\n"
+        f"end = time.monotonic() + {float(seconds)}\n"
+        "while time.monotonic() < end:\n"
+        "    pass\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def measure_ratio(c: int, size: tuple[int, int, int], repeats: int) -> dict:
+    """Alternate a 3x3x3 conv and each FA variant ``repeats`` times, in this process.
+
+    Returns ``{"rows": {name: {"median_ms", "min_ms", "cpu_ms", "ratio"}}, "contended": bool}``
+    (``cpu_ms``: median process CPU time of a call, all threads, spinning included),
+    ``ratio`` being the median over rounds of the module's time over the convolution's time in
+    the same round, ``contended`` what :func:`cpu_contended` said at the end.
+    """
+    torch.manual_seed(0)
+    x = torch.randn(1, c, *size)
+    conv = torch.nn.Conv3d(c, c, kernel_size=3, padding=1).eval()
+    calls = {"conv 3x3x3": conv}
+    for name, make in RATIO_MODULES.items():
+        torch.manual_seed(0)
+        module = make(c).eval()
+        with torch.no_grad():
+            module.beta.fill_(0.5)  # non-trivial gates
+        calls[name] = module
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
+    with torch.no_grad():
+        for module in calls.values():  # warm-up
+            module(x)
+            module(x)
+        for _ in range(repeats):
+            for name, module in calls.items():
+                c0, t0 = time.process_time(), time.perf_counter()
+                module(x)
+                times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
+    conv_times = times["conv 3x3x3"]
+    rows = {
+        name: {
+            "median_ms": 1e3 * statistics.median(t),
+            "min_ms": 1e3 * min(t),
+            "cpu_ms": 1e3 * statistics.median(cpu[name]),
+            "ratio": statistics.median(a / b for a, b in zip(t, conv_times, strict=True)),
+        }
+        for name, t in times.items()
+    }
+    # What FA's cpu_threads="auto" saw at the end (1 thread when contended).
+    return {"rows": rows, "contended": cpu_contended()}
+
+
+def run_ratio(c: int, size: tuple, threads: int, repeats: int, busy_s: float | None) -> dict:
+    """One fresh process measuring :func:`measure_ratio`; with ``busy_s``, beside a busy one."""
+    cmd = [
+        sys.executable, __file__, "--ratio-child", "--channels", str(c),
+        "--child-size", *map(str, size), "--threads", str(threads), "--repeats", str(repeats),
+    ]  # fmt: skip
+    load_before = os.getloadavg()
+    competitor = busy_process(busy_s) if busy_s else None
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    finally:
+        if competitor is not None:
+            competitor.kill()
+            competitor.wait()
+    if out.returncode != 0:
+        tail = out.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"ratio child failed with exit {out.returncode}: {tail[0]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return {**result, "load_before": load_before, "load_after": os.getloadavg()}
+
+
+def ratio_table(results: dict[str, dict], threads: int) -> str:
+    """Markdown: one row per condition (idle, busy) and module."""
+    lines = [
+        "| condition | module | median ms | min ms | CPU ms (all threads) "
+        "| time / conv 3x3x3 (median of rounds) | target <= 0.5 | load average before "
+        "| CPU contended (auto: 1 thread) |",
+        "|---|---|---:|---:|---:|---:|---|---|---|",
+    ]
+    for condition, res in results.items():
+        load = ", ".join(f"{v:.2f}" for v in res["load_before"])
+        contended = "yes" if res["contended"] else "no"
+        for name, r in res["rows"].items():
+            verdict = (
+                ""
+                if name.startswith("conv")
+                else ("PASS" if r["ratio"] <= RATIO_TARGET else "FAIL")
+            )
+            lines.append(
+                f"| {condition}, {threads} threads | {name} | {r['median_ms']:.2f} "
+                f"| {r['min_ms']:.2f} | {r['cpu_ms']:.1f} | {r['ratio']:.3f} | {verdict} "
+                f"| {load} | {contended} |"
+            )
+    return "\n".join(lines)
+
+
+def main_ratio(args: argparse.Namespace) -> None:
+    """``--ratio``: FA against one 3x3x3 convolution, idle and (``--busy``) beside a busy core."""
+    size = (args.main_size,) * 3
+    results = {
+        "idle": run_ratio(args.channels, size, args.threads, args.repeats, None),
+    }
+    if args.busy:
+        results["busy (1 competing process)"] = run_ratio(
+            args.channels, size, args.threads, args.repeats, args.busy_seconds
+        )
+    text = "\n".join(
+        [
+            f"## FA / one 3x3x3 conv, input (1, {args.channels}, {size[0]}, {size[1]}, "
+            f"{size[2]}), CPU ({os.cpu_count()} cores), {args.threads} threads, "
+            f"torch {torch.__version__}",
+            "",
+            ratio_table(results, args.threads),
+        ]
+    )
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "attention_ratio_cpu.md").write_text(text + "\n")
+    (args.out / "attention_ratio_cpu.json").write_text(json.dumps(results, indent=1))
+
+
 def fmt_bytes(b: float | None) -> str:
     return "n/a" if b is None else f"{b / 2**20:,.1f}"
 
@@ -278,10 +425,25 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         help="skip SA/DA memory and time when N*N*4 bytes exceed this (default 6 CPU, 24 CUDA)",
     )
+    p.add_argument(
+        "--ratio", action="store_true", help="only FA / one 3x3x3 conv (CPU), see above"
+    )
+    p.add_argument("--busy", action="store_true", help="--ratio also beside a busy process")
+    p.add_argument(
+        "--busy-seconds", type=float, default=300.0, help="upper bound on the busy process"
+    )
+    p.add_argument("--repeats", type=int, default=15, help="--ratio rounds per condition")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--child-size", type=int, nargs=3, help=argparse.SUPPRESS)
+    p.add_argument("--ratio-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.ratio_child:
+        print(json.dumps(measure_ratio(args.channels, tuple(args.child_size), args.repeats)))
+        return
+    if args.ratio:
+        main_ratio(args)
+        return
     if args.child:
         size = tuple(args.child_size)
         res = {n: measure(n, args.channels, size, args.device, args.budget) for n in args.child}

@@ -178,6 +178,7 @@ def test_segment_writes_maps_on_the_input_grid(seg_run, write_ms_subject, tmp_pa
     assert summary["files"] == {
         "lesion_probability": str(out / "lesion_probability.nii.gz"),
         "lesion_mask": str(out / "lesion_mask.nii.gz"),
+        "lesions": str(out / "lesions.csv"),
     }
     for img in (prob, mask):
         assert img.shape == flair.shape == SHAPE

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from ._format import format_numbers
+
 
 def as_volume(x: Any, name: str) -> np.ndarray:
     """A finite, real, 3D ``(D, H, W)`` array as float64."""
@@ -65,10 +67,12 @@ def check_voxel_size(voxel_size: Sequence[float]) -> tuple[float, float, float]:
         values = tuple(float(v) for v in voxel_size)
     except (TypeError, ValueError):
         raise ValueError(
-            f"voxel_size must be 3 positive numbers (mm), got {voxel_size!r}"
+            f"voxel_size must be 3 positive numbers (mm), got {format_numbers(voxel_size)}"
         ) from None
     if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"voxel_size must be 3 positive numbers (mm), got {voxel_size!r}")
+        raise ValueError(
+            f"voxel_size must be 3 positive numbers (mm), got {format_numbers(voxel_size)}"
+        )
     return values  # type: ignore[return-value]
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._format import format_numbers
 from ._metric_checks import check_voxel_size
 
 __all__ = [
@@ -67,12 +68,16 @@ def check_b0_dir(b0_dir: Sequence[float]) -> tuple[float, float, float]:
     try:
         values = tuple(float(v) for v in b0_dir)
     except (TypeError, ValueError):
-        raise ValueError(f"b0_dir must be 3 numbers, not all zero, got {b0_dir!r}") from None
-    if len(values) != 3 or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"b0_dir must be 3 numbers, not all zero, got {b0_dir!r}")
+        raise ValueError(
+            f"b0_dir must be 3 numbers (finite, not all zero), got {format_numbers(b0_dir)}"
+        ) from None
+    if len(values) != 3:
+        raise ValueError(f"b0_dir must be 3 numbers, got {len(values)}: {format_numbers(values)}")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"b0_dir must be 3 finite numbers, got {format_numbers(values)}")
     norm = math.sqrt(sum(v * v for v in values))
     if norm == 0:
-        raise ValueError(f"b0_dir must be 3 numbers, not all zero, got {b0_dir!r}")
+        raise ValueError(f"b0_dir must be 3 numbers, not all zero, got {format_numbers(values)}")
     return tuple(v / norm for v in values)  # type: ignore[return-value]
 
 

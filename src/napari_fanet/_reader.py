@@ -3,8 +3,10 @@
 Each file becomes one layer (see :mod:`napari_fanet.layer_io` for the placement and the
 ``metadata["nifti"]`` entry that lets the plugin's writers restore the source affine). Integer
 masks (a file name containing ``mask``, ``label`` or ``seg``, values small non-negative
-integers) open as labels, everything else as float32 images. The reader never raises for a
-file it cannot use: it says why and returns None so that napari can try another reader.
+integers) open as labels, everything else as float32 images. An empty viewer shows them as axial
+slices, anterior up, in the radiological convention (:mod:`napari_fanet._napari_view`). The
+reader never raises for a file it cannot use: it says why and returns None so that napari can try
+another reader.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._napari_view import request_axial_view
 from .io import NIFTI_SUFFIXES, load_volume
 from .layer_io import (
     NIFTI_METADATA_KEY,
@@ -121,4 +124,6 @@ def read_nifti(path: PathOrPaths) -> list[LayerData] | None:
     """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     layers = [layer for p in paths if (layer := read_layer(p)) is not None]
+    if layers:
+        request_axial_view()  # an empty viewer shows them axial
     return layers or None

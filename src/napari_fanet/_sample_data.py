@@ -2,7 +2,9 @@
 
 The files come from :func:`napari_fanet.sample_files.sample_data_folder` (packaged, from the
 checkout, or simulated once into a local cache). Every layer carries ``metadata["nifti"]`` (see
-:mod:`napari_fanet.layer_io`), so results computed from it can be saved on the source grid.
+:mod:`napari_fanet.layer_io`), so results computed from it can be saved on the source grid. An
+empty viewer shows them as axial slices, anterior up, radiological
+(:mod:`napari_fanet._napari_view`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._napari_view import request_axial_view
 from .io import load_volume
 from .layer_io import volume_to_layer_data
 from .sample_files import SUBJECT, sample_data_folder
@@ -57,6 +60,7 @@ def ms_sample() -> list[LayerData]:
         layer_type="labels",
         opacity=0.5,
     )
+    request_axial_view()  # an empty viewer shows them axial
     return [*layers, mask_layer, lesions]
 
 
@@ -89,4 +93,5 @@ def qsm_sample() -> list[LayerData]:
     layers = [magnitude, field, mask_layer, chi]
     for _, kwargs, _ in layers:
         kwargs["metadata"].update({key: list(value) for key, value in b0.items()})
+    request_axial_view()
     return layers

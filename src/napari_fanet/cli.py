@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -116,6 +117,66 @@ def positive_float(text: str) -> float:
     return _parse_number(text, float, 0.0, False, "a positive number")
 
 
+#: Sliding-window tile sizes (voxels): below 16 the U-Net pads every tile to 16, above 512 one
+#: tile alone needs tens of GiB.
+TILE_RANGE = (16, 512)
+
+
+def _in_range(
+    text: str, kind: type, low: float, high: float, *, open_low: bool, open_high: bool
+) -> int | float:
+    """Parse ``text`` as a finite ``kind`` in the range ``low``..``high`` (argparse helper)."""
+    noun = "an integer" if kind is int else "a number"
+    what = f"{noun} {'>' if open_low else '>='} {low:g} and {'<' if open_high else '<='} {high:g}"
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    above = value > low if open_low else value >= low
+    below = value < high if open_high else value <= high
+    if not (math.isfinite(value) and above and below):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """Parse any finite number (argparse ``type``; refuses ``nan`` and ``inf``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    """Parse a number strictly between 0 and 1, such as a threshold (argparse ``type``)."""
+    return _in_range(text, float, 0.0, 1.0, open_low=True, open_high=True)
+
+
+def overlap_fraction(text: str) -> float:
+    """Parse a tile overlap in ``[0, 1)`` (argparse ``type``)."""
+    return _in_range(text, float, 0.0, 1.0, open_low=False, open_high=True)
+
+
+def learning_rate(text: str) -> float:
+    """Parse a learning rate in ``(0, 1]`` (argparse ``type``)."""
+    return _in_range(text, float, 0.0, 1.0, open_low=True, open_high=False)
+
+
+def tile_size(text: str) -> int:
+    """Parse a tile or patch edge in voxels, within :data:`TILE_RANGE` (argparse ``type``)."""
+    return _in_range(text, int, *TILE_RANGE, open_low=False, open_high=False)
+
+
+def voxel_size_mm(text: str) -> float:
+    """Parse a voxel size (mm) in :data:`~napari_fanet.io.VOXEL_SIZE_RANGE` (argparse type)."""
+    from .io import VOXEL_SIZE_RANGE
+
+    return _in_range(text, float, *VOXEL_SIZE_RANGE, open_low=False, open_high=False)
+
+
 # -- simulate ----------------------------------------------------------------------------------
 
 
@@ -145,12 +206,20 @@ def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         nargs=3,
         default=(2.0, 2.0, 2.0),
         metavar=("X", "Y", "Z"),
-        help="voxel size in mm (default: 2 2 2; anisotropic allowed, e.g. 1 1 3)",
+        help="voxel size in mm, 0.25-10 (default: 2 2 2; anisotropic allowed, e.g. 1 1 3)",
     )
     parser.add_argument(
         "--overwrite",
         action="store_true",
         help="write into DIR even if it is not empty (replaces dataset.json and sub-* folders)",
+    )
+    parser.add_argument(
+        "--family",
+        choices=("phantom", "randomised", "fullrange"),
+        default="phantom",
+        help="generator family: phantom (default); for --task ms, randomised "
+        "(domain-randomised contrast, lesion load 0.1-80 mL, scanner artefacts; use "
+        "--voxel-size 1 1 1); for --task qsm, fullrange (see napari-fanet train --help)",
     )
     parser.add_argument(
         "--no-noise", action="store_true", help="noise-free data (for tests and debugging)"
@@ -172,6 +241,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
             voxel_size=tuple(args.voxel_size),
             overwrite=args.overwrite,
             noise=not args.no_noise,
+            family=args.family,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc

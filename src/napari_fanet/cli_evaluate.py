@@ -7,13 +7,21 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import Command, CommandError, non_negative_int, positive_float, positive_int
+from .cli import (
+    Command,
+    CommandError,
+    non_negative_int,
+    positive_int,
+    tile_size,
+    voxel_size_mm,
+)
 
 METRICS = {
     "ms": ("dice", "ltpr", "lppv", "lf1", "seconds"),
     "qsm": ("nrmse", "nrmse_demeaned", "hfen", "ssim", "xsim", "psnr", "seconds"),
 }
 PAIRED = {"ms": ("dice", "lf1"), "qsm": ("nrmse", "hfen", "ssim")}
+OUTPUT_NAMES = ("evaluation.md", "evaluation.json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,19 +45,75 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="added to the test and validation seeds",
     )
-    parser.add_argument("--voxel-size", type=positive_float, nargs=3, default=(2.0, 2.0, 2.0))
+    parser.add_argument(
+        "--voxel-size",
+        type=voxel_size_mm,
+        nargs=3,
+        default=(2.0, 2.0, 2.0),
+        help="voxel size of the simulated subjects in mm, 0.25-10 (default 2 2 2)",
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
-    parser.add_argument("--tile", type=positive_int, nargs=3, default=(64, 64, 64))
+    parser.add_argument(
+        "--tile",
+        type=tile_size,
+        nargs=3,
+        default=(64, 64, 64),
+        help="sliding-window tile size in voxels, 16-512 (default 64 64 64)",
+    )
     parser.add_argument("--out", type=Path, help="write evaluation.md and evaluation.json here")
+    suite = parser.add_argument_group("out-of-distribution suite (--task qsm)")
+    suite.add_argument(
+        "--suite",
+        choices=("test", "ood"),
+        default="test",
+        help="test: the simulated test split (default); ood: phantom families training never "
+        "draws (geometric, haemorrhage, calcification, voxel sizes, B0 tilts, noise levels), "
+        "baselines tuned on each family's own validation draws",
+    )
+    suite.add_argument(
+        "--families",
+        nargs="+",
+        metavar="NAME",
+        help="with --suite ood: only these families (default: all)",
+    )
+    real = parser.add_argument_group("real scans (--task ms)")
+    real.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="evaluate on labelled subjects in DIR instead of simulated ones: one folder each "
+        "with flair, optional t1/t2, lesion_mask or consensus_lesions, optional brain_mask "
+        "(NIfTI); the FLAIR-threshold baseline is tuned leave-one-out on the other subjects",
+    )
+    real.add_argument(
+        "--modes",
+        nargs="+",
+        choices=("flair", "t1-flair", "t2-flair", "t1-t2-flair"),
+        default=("flair", "t1-flair", "t1-t2-flair"),
+        help="with --data: input modes to score (default flair t1-flair t1-t2-flair)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``napari-fanet evaluate``."""
-    from .atomic import atomic_write
+    if args.data is not None:
+        from .cli_evaluate_real import run_real
+
+        return run_real(args)
+    if args.suite == "ood":
+        from .cli_evaluate_ood import run_ood
+
+        return run_ood(args)
+    from .atomic import check_output_folder, write_files_atomically
     from .engine import evaluation as ev
     from .engine.inference import WindowSettings
     from .engine.predict import load_model
 
+    if args.out:  # before the evaluation, which takes minutes
+        try:
+            check_output_folder(args.out, OUTPUT_NAMES)
+        except OSError as exc:
+            raise CommandError(f"--out: {exc}") from exc
     settings = WindowSettings(roi_size=tuple(args.tile), overlap=0.5, device=args.device)
     methods = {}
     for name in args.models:
@@ -60,7 +124,12 @@ def run(args: argparse.Namespace) -> int:
         want = "segmentation" if args.task == "ms" else "qsm"
         if model.config.task != want:
             raise CommandError(f"{name} is a {model.config.task} model, not {want}")
-        methods[Path(name).stem] = ev.model_method(args.task, model, ckpt, settings)
+        if args.task == "qsm":  # the default pipeline and, for the ablation, the raw network
+            from .engine.qsm_suite import network_methods
+
+            methods.update(network_methods({Path(name).stem: (model, ckpt)}, settings))
+        else:
+            methods[Path(name).stem] = ev.model_method(args.task, model, ckpt, settings)
     vox = tuple(args.voxel_size)
     print(f"simulating {args.n_val} validation subjects, tuning baselines", file=sys.stderr)
     val = ev.simulated_cases(
@@ -94,7 +163,6 @@ def run(args: argparse.Namespace) -> int:
     report = "\n".join(text)
     print(report)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
         payload = {
             "task": args.task,
             "methods": names,
@@ -104,10 +172,16 @@ def run(args: argparse.Namespace) -> int:
             "paired": paired,
             "test_cases": [c.name for c in test],
         }
-        atomic_write(args.out / "evaluation.md", lambda p: p.write_text(report + "\n"))
-        atomic_write(
-            args.out / "evaluation.json", lambda p: p.write_text(json.dumps(payload, indent=1))
-        )
+        writers = {
+            "evaluation.md": lambda p: p.write_text(report + "\n"),
+            "evaluation.json": lambda p: p.write_text(json.dumps(payload, indent=1)),
+        }
+        try:
+            write_files_atomically(args.out, writers)  # both files or neither
+        except OSError as exc:
+            raise CommandError(
+                f"writing to {args.out} failed; no output was written: {exc}"
+            ) from exc
     return 0
 
 

@@ -17,9 +17,11 @@ from .cli import (
     Command,
     CommandError,
     UsageError,
+    learning_rate,
     non_negative_int,
-    positive_float,
     positive_int,
+    tile_size,
+    voxel_size_mm,
 )
 
 SEED_STRIDE = {"train": 0, "val": 10_000}
@@ -37,6 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="simulate N training subjects in memory instead of --data",
     )
     data.add_argument(
+        "--family",
+        choices=("phantom", "randomised", "fullrange"),
+        default="phantom",
+        help="with --simulate: generator family. MS: randomised (domain-randomised contrast, "
+        "lesion loads and scanner artefacts; use --voxel-size 1 1 1). QSM: fullrange (extra "
+        "sources over the whole susceptibility range, B0 tilts up to 30 degrees)",
+    )
+    data.add_argument(
         "--simulate-val",
         type=non_negative_int,
         default=0,
@@ -45,11 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument(
         "--voxel-size",
-        type=positive_float,
+        type=voxel_size_mm,
         nargs=3,
         default=(2.0, 2.0, 2.0),
         metavar=("X", "Y", "Z"),
-        help="voxel size of simulated subjects (mm)",
+        help="voxel size of simulated subjects in mm, 0.25-10 (default 2 2 2)",
     )
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="fanet-seg", help="registry name (default fanet-seg)")
@@ -69,8 +79,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("optimisation")
     run.add_argument("--steps", type=positive_int, default=1000, help="optimiser steps")
     run.add_argument("--batch-size", type=positive_int, default=2, help="patches per step")
-    run.add_argument("--patch-size", type=positive_int, nargs=3, default=(64, 64, 64))
-    run.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    run.add_argument(
+        "--patch-size",
+        type=tile_size,
+        nargs=3,
+        default=(64, 64, 64),
+        help="training patch size in voxels, 16-512 (default 64 64 64)",
+    )
+    run.add_argument(
+        "--lr",
+        type=learning_rate,
+        default=1e-3,
+        help="Adam learning rate in (0, 1] (default 1e-3)",
+    )
     run.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
     run.add_argument(
         "--val-every",
@@ -81,6 +102,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     run.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     run.add_argument("--no-augment", action="store_true", help="no data augmentation")
+    run.add_argument(
+        "--modality-dropout",
+        action="store_true",
+        help="segmentation: train for missing modalities (each patch keeps FLAIR and a random "
+        "subset of T1/T2, the others zeroed); the model then accepts FLAIR alone, T1 + FLAIR, "
+        "T2 + FLAIR or all three",
+    )
     run.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, required=True, help="run folder (log, checkpoints)")
@@ -93,12 +121,25 @@ def _load_subjects(args: argparse.Namespace, task: str) -> tuple[list, list]:
 
     if args.simulate:
         from .engine.simulated import simulate_subjects
+        from .simulation.dataset import check_family
 
+        try:
+            family = check_family("ms" if task == "segmentation" else "qsm", args.family)
+        except ValueError as exc:
+            raise UsageError(f"--family: {exc}") from exc
         train = simulate_subjects(
-            task, args.simulate, SEED_STRIDE["train"] + args.seed, tuple(args.voxel_size)
+            task,
+            args.simulate,
+            SEED_STRIDE["train"] + args.seed,
+            tuple(args.voxel_size),
+            family=family,
         )
         val = simulate_subjects(
-            task, args.simulate_val, SEED_STRIDE["val"] + args.seed, tuple(args.voxel_size)
+            task,
+            args.simulate_val,
+            SEED_STRIDE["val"] + args.seed,
+            tuple(args.voxel_size),
+            family=family,
         )
         return train, val
     if args.data is None:
@@ -116,12 +157,17 @@ def run(args: argparse.Namespace) -> int:
     """Run ``napari-fanet train``."""
     import torch
 
+    from .atomic import check_output_folder
     from .engine.config import TrainConfig
     from .engine.train import run_training
     from .models import read_checkpoint
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:  # before loading any data: the run folder must take the log and checkpoints
+        check_output_folder(args.out, ("log.jsonl", "last.pt", "best.pt"))
+    except OSError as exc:
+        raise CommandError(f"--out: {exc}") from exc
     if args.resume and not (args.out / "last.pt").is_file():
         raise UsageError(f"--resume: no {args.out / 'last.pt'} to resume from")
     try:
@@ -137,9 +183,11 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             amp=not args.no_amp,
             augment=not args.no_augment,
+            modality_dropout=args.modality_dropout,
             init_checkpoint=str(args.init) if args.init else None,
         )
-        task = read_checkpoint(args.init)["config"]["task"] if args.init else config.task
+        source = args.out / "last.pt" if args.resume else args.init  # its model is trained
+        task = read_checkpoint(source)["config"]["task"] if source else config.task
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from exc
     train, val = _load_subjects(args, task)
@@ -175,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
                 bar.set_postfix(loss=f"{event['loss']:.4f}")
             elif event["event"] in ("validation", "done", "stopped") and not event.get("rank"):
                 print(json.dumps(event), file=sys.stderr)
-    except (ValueError, FloatingPointError, FileNotFoundError) as exc:
+    except (ValueError, FloatingPointError, OSError) as exc:  # OSError: disk full, permissions
         raise CommandError(str(exc)) from exc
     finally:
         if bar is not None:

@@ -8,8 +8,11 @@ the :class:`Orientation` with which :func:`from_canonical` maps a result back on
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import os
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +22,17 @@ import numpy as np
 from nibabel import orientations as nio
 from numpy.typing import DTypeLike
 
+from ._format import format_numbers
 from .atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+#: Ending of the message refusing 4D data (front ends without ``allow_4d`` replace it).
+FOUR_D_HINT = "; pass allow_4d=True to load 4D data"
+#: Voxel sizes (mm) the simulator and the prediction accept: beyond them a head image is
+#: either a handful of voxels or too many to resample.
+VOXEL_SIZE_RANGE = (0.25, 10.0)
 _RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)  # nibabel ornt of a RAS+ grid
 
 
@@ -55,6 +64,28 @@ def _ndim_error(label: str, shape: tuple[int, ...], expected: str, hint: str = "
     return ValueError(
         f"{label}: expected {expected}, got {len(shape)}D data of shape {shape}{hint}"
     )
+
+
+def _check_gzip_stream(path: Path, label: str) -> None:
+    """Decompress a ``.gz`` file to its end, so a damaged stream is refused, not half read.
+
+    nibabel stops reading once it has the voxels it needs and so never reaches the gzip trailer
+    whose CRC-32 and length would reveal damaged bytes; reading to the end checks both.
+    """
+    with open(path, "rb") as raw:
+        if raw.read(2) != b"\x1f\x8b":
+            return  # not gzip at all: nibabel says it cannot read the file
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 24):
+                pass
+    except PermissionError:
+        raise
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise ValueError(
+            f"{label}: expected an intact gzip-compressed NIfTI file, got a damaged one "
+            f"({exc}); copy or export the file again"
+        ) from exc
 
 
 @dataclass(eq=False)
@@ -122,6 +153,8 @@ def load_volume(
     _nifti_suffix(path, label)
     if not path.is_file():
         raise FileNotFoundError(f"{label}: file not found: {path}")
+    if path.name.lower().endswith(".gz"):
+        _check_gzip_stream(path, label)
     try:
         img = nib.load(path, mmap=False)
         stored = np.dtype(img.get_data_dtype())
@@ -140,7 +173,7 @@ def load_volume(
         shape = shape[:-1]
     if not 3 <= len(shape) <= (4 if allow_4d else 3):
         expected = "a 3D or 4D volume" if allow_4d else "a 3D volume"
-        hint = "; pass allow_4d=True to load 4D data" if len(shape) == 4 else ""
+        hint = FOUR_D_HINT if len(shape) == 4 else ""
         raise _ndim_error(label, shape, expected, hint)
     affine = _check_affine(img.affine, label)
     raw = raw.reshape(shape)
@@ -199,7 +232,9 @@ def save_volume(
     The image goes to a hidden temporary file with the same suffix in the destination folder, is
     synced and renamed over ``path``; on any error the temporary file is removed and an existing
     ``path`` is left untouched. qform and sform are both set to the affine (keeping the
-    reference's codes, else 1 = scanner); values are stored unscaled in ``dtype``.
+    reference's codes, else 1 = scanner), unless ``reference`` is a Volume whose header already
+    gives its affine: then that header's qform and sform are kept as they were, even where they
+    differ (an unset one is filled with the affine). Values are stored unscaled in ``dtype``.
 
     Parameters
     ----------
@@ -252,8 +287,14 @@ def save_volume(
         ) from exc
     out = _cast_exact(data, out_dtype, label)
     hdr["cal_min"] = hdr["cal_max"] = 0  # the reference's display window means nothing here
-    hdr.set_qform(affine, code=int(hdr["qform_code"]) or 1)
-    hdr.set_sform(affine, code=int(hdr["sform_code"]) or 1)
+    # When the reference's own header describes this grid, its qform and sform (which may
+    # differ, for example a scanner qform beside an aligned sform) are kept as they were; an
+    # unset one (code 0) is filled with the affine
+    same = header is not None and np.allclose(header.get_best_affine(), affine, atol=1e-6)
+    if not (same and int(hdr["qform_code"]) > 0):
+        hdr.set_qform(affine, code=int(hdr["qform_code"]) or 1)
+    if not (same and int(hdr["sform_code"]) > 0):
+        hdr.set_sform(affine, code=int(hdr["sform_code"]) or 1)
     image_class = nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image
     img = image_class(out, affine, header=hdr)  # resets scl_slope/inter: `out` is stored as is
 
@@ -282,6 +323,12 @@ def check_same_grid(volumes: Mapping[str, Volume], *, atol: float = 1e-3) -> Non
         if volume.shape != ref.shape:
             raise ValueError(f"{what} same voxel grid, got shape {volume.shape} vs {ref.shape}")
         diff = float(np.max(np.abs(volume.affine - ref.affine)))
+        sizes, ref_sizes = np.asarray(volume.voxel_size), np.asarray(ref.voxel_size)
+        if diff > atol and np.max(np.abs(sizes - ref_sizes)) > atol:
+            raise ValueError(
+                f"{what} same voxel size, got {format_numbers(sizes)} mm vs "
+                f"{format_numbers(ref_sizes)} mm"
+            )
         if diff > atol:
             raise ValueError(
                 f"{what} same affine, got entries differing by up to {diff:.4g} (atol={atol:g})"
@@ -374,3 +421,61 @@ def from_canonical(array: np.ndarray, orientation: Orientation) -> np.ndarray:
         )
     back = nio.ornt_transform(_RAS, np.asarray(orientation.ornt, dtype=float))
     return np.ascontiguousarray(nio.apply_orientation(array, back))
+
+
+#: JSON keys that give the B0 direction in scanner (world) axes, in the order they are tried.
+B0_WORLD_KEYS = ("B0Dir", "B0_dir", "b0_dir_world")
+
+
+def read_b0_metadata(
+    image_path: str | Path, affine: np.ndarray | None = None
+) -> tuple[tuple[float, float, float], str] | None:
+    """The B0 direction (scanner axes) stored next to an image, and where it was found.
+
+    Looks at the BIDS-style sidecar ``NAME.json`` beside ``NAME.nii[.gz]``, then at
+    ``meta.json`` in the same folder (what ``napari-fanet simulate`` writes), for one of
+    :data:`B0_WORLD_KEYS` or, when the image's ``affine`` (4x4) is given, ``b0_dir`` in the
+    image's array axes (turned into scanner axes by the affine's linear part). Returns None
+    when neither file gives a direction.
+
+    Raises
+    ------
+    ValueError
+        If a file is not valid JSON, or its direction is not 3 finite numbers, not all zero.
+    """
+    path = Path(image_path)
+    stem = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    for candidate in (path.with_name(f"{stem}.json"), path.with_name("meta.json")):
+        if not candidate.is_file():
+            continue
+        try:
+            meta = json.loads(candidate.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{candidate}: cannot read it as JSON ({exc})") from exc
+        if not isinstance(meta, dict):
+            continue
+        for key in B0_WORLD_KEYS:
+            if key in meta:
+                return _b0_from_json(meta[key], f"{candidate} ({key})"), str(candidate)
+        if "b0_dir" in meta and affine is not None:
+            array_dir = np.asarray(_b0_from_json(meta["b0_dir"], f"{candidate} (b0_dir)"))
+            world = np.asarray(affine, dtype=np.float64)[:3, :3] @ array_dir
+            world = world / np.linalg.norm(world)
+            return tuple(float(v) for v in world), str(candidate)  # type: ignore[return-value]
+    return None
+
+
+def _b0_from_json(value: object, where: str) -> tuple[float, float, float]:
+    try:
+        numbers = tuple(float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        numbers = ()
+    if len(numbers) != 3 or not all(np.isfinite(numbers)) or not any(numbers):
+        raise ValueError(
+            f"{where}: expected the B0 direction as 3 finite numbers, not all zero, got {value!r}"
+        )
+    return numbers  # type: ignore[return-value]

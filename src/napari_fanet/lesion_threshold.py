@@ -39,6 +39,7 @@ __all__ = [
     "correct_bias",
     "ellipsoid_structure",
     "flair_threshold_segment",
+    "flair_white_matter_mask",
     "flair_zscore",
     "tune_flair_threshold",
     "white_matter_mask",
@@ -400,3 +401,46 @@ def tune_flair_threshold(
     scores = {t: total / len(cases) for t, total in totals.items()}
     best = max(values, key=lambda t: (scores[t], -t))
     return best, scores
+
+
+def flair_white_matter_mask(
+    flair: np.ndarray,
+    brain_mask: np.ndarray,
+    *,
+    dilation_mm: float = 2.0,
+    voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+) -> np.ndarray:
+    """White matter from a FLAIR alone (no T1): the middle of 3 multi-Otsu classes.
+
+    On FLAIR, CSF is darkest, white matter next, grey matter and lesions brightest, so the
+    middle class of ``threshold_multiotsu(flair[brain], classes=3)`` is mostly white matter. As
+    in :func:`white_matter_mask` it is dilated by a ball of ``dilation_mm`` and hole-filled, so
+    lesions inside or next to the white matter stay in. Coarser than the T1 version (cortex
+    partly included): the baseline for FLAIR-only input.
+
+    Parameters
+    ----------
+    flair : np.ndarray
+        FLAIR image, shape ``(D, H, W)``.
+    brain_mask : np.ndarray
+        Boolean brain mask, same shape, not empty.
+    dilation_mm : float
+        Dilation radius in mm (>= 0).
+    voxel_size : sequence of float
+        Voxel size in mm along array axes 0, 1, 2.
+
+    Returns
+    -------
+    np.ndarray
+        Boolean WM mask, shape ``(D, H, W)``.
+    """
+    img, m = _image_and_mask(flair, brain_mask, "flair")
+    structure = ellipsoid_structure(_check_length_mm(dilation_mm, "dilation_mm"), voxel_size)
+    values = img[m]
+    if np.unique(values).size < 3:
+        raise ValueError("flair needs at least 3 distinct values inside the brain for 3 classes")
+    low, high = threshold_multiotsu(values, classes=3)
+    wm = m & (img > low) & (img <= high)
+    if structure.size > 1:
+        wm = ndimage.binary_dilation(wm, structure=structure)
+    return ndimage.binary_fill_holes(wm) & m

@@ -278,7 +278,10 @@ def test_autocast_keeps_softmax_in_float32():
         ({"channels": 2.5}, "channels must be a positive integer"),
         ({"channels": 4, "variant": "folded"}, "variant must be 'authors' or 'pure'"),
         ({"channels": 4, "channel_sign": 0}, "channel_sign must be -1 or 1, got 0"),
-        ({"channels": 4, "scale": -1.0}, "scale must be None, 'sqrt' or a positive number"),
+        (
+            {"channels": 4, "scale": -1.0},
+            "scale must be None, 'none', 'sqrt' or a positive number",
+        ),
         ({"channels": 4, "scale": "log"}, "scale must be None"),
         ({"channels": 4, "implementation": "cuda"}, "implementation must be 'fast' or 'literal'"),
     ],

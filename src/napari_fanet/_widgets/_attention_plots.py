@@ -16,12 +16,31 @@ from matplotlib.ticker import MaxNLocator
 AXIS_NAMES = {"D": "x", "H": "y", "W": "z", "C": "channel"}
 
 
-def _canvas() -> tuple[FigureCanvasQTAgg, dict[str, Any]]:
+#: What the empty canvases say before the first inspection.
+FACTOR_PLACEHOLDER = (
+    "Click a voxel (or type x, y, z and press Inspect):\nits rank-one attention rows along "
+    "D, H, W\n(the bottleneck's x, y, z) and the channels\nappear here."
+)
+MATRIX_PLACEHOLDER = "The four affinity matrices of the\ninspected voxel appear here."
+
+
+def _canvas(placeholder: str) -> tuple[FigureCanvasQTAgg, dict[str, Any]]:
     figure = Figure(figsize=(4, 3.4), layout="constrained")
     axes = dict(zip("DHWC", figure.subplots(2, 2).ravel(), strict=True))
+    for ax in axes.values():
+        ax.set_axis_off()  # until the first plot: only the placeholder text shows
+    figure.text(0.5, 0.5, placeholder, ha="center", va="center", fontsize=9, color="gray")
     canvas = FigureCanvasQTAgg(figure)
     canvas.setMinimumHeight(260)
     return canvas, axes
+
+
+def _start_plotting(canvas: FigureCanvasQTAgg, axes: dict[str, Any]) -> None:
+    """Remove the placeholder text and show the axes (first plot)."""
+    for text in list(canvas.figure.texts):
+        text.remove()
+    for ax in axes.values():
+        ax.set_axis_on()
 
 
 def _marks(view: Any) -> dict[str, int]:
@@ -44,8 +63,8 @@ class FactorPlots:
     """
 
     def __init__(self) -> None:
-        self.factor_canvas, self.factor_axes = _canvas()
-        self.matrix_canvas, self.matrix_axes = _canvas()
+        self.factor_canvas, self.factor_axes = _canvas(FACTOR_PLACEHOLDER)
+        self.matrix_canvas, self.matrix_axes = _canvas(MATRIX_PLACEHOLDER)
         self.matrix_canvas.setVisible(False)
         self.factor_lines: dict[str, Any] = {}
         self.matrix_images: dict[str, Any] = {}
@@ -53,6 +72,7 @@ class FactorPlots:
     def show_factors(self, view: Any) -> None:
         """Plot the four rows with the clicked position marked (cyan; input channel green)."""
         marks = _marks(view)
+        _start_plotting(self.factor_canvas, self.factor_axes)
         for a, ax in self.factor_axes.items():
             ax.clear()
             (self.factor_lines[a],) = ax.plot(
@@ -71,6 +91,7 @@ class FactorPlots:
     def show_matrices(self, view: Any) -> None:
         """Heat maps of the four matrices (raw ``A_a`` or effective ``M_a``), row marked."""
         marks = _marks(view)
+        _start_plotting(self.matrix_canvas, self.matrix_axes)
         for a, ax in self.matrix_axes.items():
             ax.clear()
             self.matrix_images[a] = ax.imshow(view.rank_one.matrices[a], cmap="magma")

@@ -35,7 +35,7 @@ class TaskInputs(Container):
     """
 
     def __init__(self, napari_viewer: Any, *, title: str, model_tooltip: str) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         from ..engine import model_catalog, prediction_request
 
         self._viewer = napari_viewer
@@ -72,6 +72,21 @@ class TaskInputs(Container):
             filter="*.pt",
             tooltip="A checkpoint written by napari-fanet train; it joins the model list.",
         )
+
+    @property
+    def native(self) -> Any:
+        """The scroll area around the fields: what napari docks.
+
+        magicgui's ``native`` of a scrollable container is the widget inside the scroll area,
+        and napari docks ``native``: without this the scroll area would be dropped and a long
+        dock would stretch the window past a laptop screen. :attr:`form` holds the fields.
+        """
+        return self.root_native_widget
+
+    @property
+    def form(self) -> Any:
+        """The QWidget inside the scroll area whose layout holds the fields."""
+        return self.root_native_widget.widget()
 
     # ------------------------------------------------------------------ fields
     def input_fields(self) -> list[Any]:
@@ -131,12 +146,7 @@ class TaskInputs(Container):
                     layer.name, np.asarray(layer.data), tuple(layer.scale)
                 )
             )
-        b0 = None
-        if self.task_name == "qsm":
-            try:
-                b0 = tuple(float(c) for c in self.b0.value.replace(",", " ").split())
-            except ValueError:
-                b0 = (0.0,)  # reported by problems()
+        b0 = self.b0.value if self.task_name == "qsm" else None  # text: parsed by the request
         entry = self.model_entries().get(self.model.value or "")
         model = "" if entry is None else str(entry.path)
         return self._requests.PredictionRequest(self.task_name, inputs, model, b0_dir=b0, **kwargs)

@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Label
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, Widget
 from napari.layers import Image, Labels, Layer
-from napari.utils.colormaps import DirectLabelColormap
+from napari.utils.colormaps import Colormap, DirectLabelColormap, ensure_colormap
 
 NONE_CHOICE = "(none)"
 
@@ -85,11 +85,42 @@ def error_colormap() -> DirectLabelColormap:
     return DirectLabelColormap(color_dict=ERROR_COLORS)
 
 
+def signed_error_colormap() -> Colormap:
+    """Blue (negative) through clear (zero) to red (positive): small errors let the map show."""
+    colors = [[0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0]]
+    return Colormap(colors, controls=[0.0, 0.5, 1.0], name="bwr, clear zero")
+
+
+def fading_colormap(base: str) -> Colormap:
+    """The napari colormap ``base``, transparent at its low end, opaque from a quarter up.
+
+    For maps that are zero or small almost everywhere (absolute error, attention weights), so
+    that they overlay the image instead of hiding it behind a dark block.
+    """
+    colors = np.array(ensure_colormap(base).colors, dtype=np.float64)
+    ramp = np.linspace(0.0, 1.0, len(colors))
+    colors[:, 3] = np.clip(4.0 * ramp, 0.0, 1.0)
+    return Colormap(colors, controls=ramp, name=f"{base}, clear low")
+
+
 def message_label(value: str = "", label: str = "") -> Label:
     """A read-only text line that wraps, so long messages do not widen the dock."""
     widget = Label(label=label, value=value)
     widget.native.setWordWrap(True)
     return widget
+
+
+def folded_section(title: str, widgets: Sequence[Widget]) -> tuple[CheckBox, Container]:
+    """A check box ``title`` that shows or hides ``widgets`` (a labelled group, folded at first).
+
+    For options most runs leave alone, so that a dock stays short on a laptop screen.
+    """
+    toggle = CheckBox(text=title, value=False, tooltip="Show or hide these options.")
+    section = Container(widgets=list(widgets), labels=True, label="")
+    section.margins = (0, 0, 0, 0)
+    section.visible = False
+    toggle.changed.connect(lambda shown: setattr(section, "visible", bool(shown)))
+    return toggle, section
 
 
 def device_picker(tooltip: str = "auto: CUDA, then Apple MPS, then CPU.") -> ComboBox:

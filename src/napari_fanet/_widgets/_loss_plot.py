@@ -32,6 +32,15 @@ class LossPlot(Container):
         self.axes.set_xlabel("step")
         self.axes.set_ylabel("loss")
         self.axes.legend(loc="upper right", fontsize="small")
+        self.placeholder = self.axes.text(
+            0.5,
+            0.5,
+            "Training loss (each step) and\nvalidation loss appear here\nwhen a run starts.",
+            transform=self.axes.transAxes,
+            ha="center",
+            va="center",
+            color="gray",
+        )
         self.clear()
 
     def clear(self) -> None:
@@ -55,6 +64,7 @@ class LossPlot(Container):
     def _redraw(self) -> None:
         self.train_line.set_data(*self.train)
         self.val_line.set_data(*self.val)
+        self.placeholder.set_visible(not (self.train[0] or self.val[0]))
         self.axes.relim()
         self.axes.autoscale_view()
         self.canvas.draw_idle()

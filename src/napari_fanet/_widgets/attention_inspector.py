@@ -28,7 +28,7 @@ from napari.utils.notifications import show_error, show_info
 from ._attention_plots import FactorPlots
 from ._inputs import TaskInputs
 from ._jobs import streamed
-from ._layers import add_image, message_label, placement
+from ._layers import add_image, fading_colormap, folded_section, message_label, placement
 
 IMAGE_OR_LABELS = (Image, Labels)
 #: Rows shown: effective ``M_a = I + beta_a A_a`` (what the block applies) or raw softmax.
@@ -106,17 +106,20 @@ class AttentionInspectorWidget(TaskInputs):
         )
         self.status = message_label("Click a voxel or type its coordinates.")
         self.beta_label = Label(label="β (D, H, W, C)", value="")
+        self.show_advanced, self.advanced = folded_section(
+            "Advanced options", [self.window, self.rows, self.channel, self.source_channel]
+        )
         self.extend(
             [
-                *self.input_fields(), self.window, self.rows, self.channel,
-                self.source_channel, self.show_matrices, self.on_click, self.x, self.y,
-                self.z, self.inspect_button, self.status, self.beta_label,
+                *self.input_fields(), self.show_advanced, self.advanced, self.show_matrices,
+                self.on_click, self.x, self.y, self.z, self.inspect_button, self.status,
+                self.beta_label,
             ]
         )  # fmt: skip
 
         self.plots = FactorPlots()
-        self.native.layout().addWidget(self.plots.factor_canvas)
-        self.native.layout().addWidget(self.plots.matrix_canvas)
+        self.form.layout().addWidget(self.plots.factor_canvas)
+        self.form.layout().addWidget(self.plots.matrix_canvas)
 
         self.inspect_button.changed.connect(self.inspect)
         for w in (self.rows, self.channel, self.source_channel):
@@ -242,8 +245,12 @@ class AttentionInspectorWidget(TaskInputs):
         limits = (0.0, top if top > 0 else 1.0)
         layer = self._map_layer
         if layer is None or layer not in v.layers:
-            layer = add_image(v, view.image_map, source, name, colormap="inferno",
-                              blending="additive", contrast_limits=limits)  # fmt: skip
+            # Clear where the weights are low, translucent and additive: the anatomy shows.
+            layer = add_image(v, view.image_map, source, name, blending="additive", opacity=0.7,
+                              colormap=fading_colormap("inferno"),
+                              contrast_limits=limits)  # fmt: skip
+            if hasattr(layer, "colorbar"):  # napari >= 0.6: a colour bar on the canvas
+                layer.colorbar.visible = True
             self._map_layer = layer
         else:
             for key, value in placement(source).items():

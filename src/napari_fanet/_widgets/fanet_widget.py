@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import (
+    CheckBox,
     FloatSpinBox,
     ProgressBar,
     PushButton,
@@ -31,10 +32,13 @@ from ._layers import (
     add_labels,
     device_picker,
     error_colormap,
+    fading_colormap,
+    folded_section,
     layer_picker,
     message_label,
     select_by_guess,
     selected_layer,
+    signed_error_colormap,
 )
 
 RUN_TEXT = {"segmentation": "Segment", "qsm": "Reconstruct QSM"}
@@ -78,6 +82,24 @@ class FANetWidget(TaskInputs):
             step=0.05,
             tooltip="Lesion probability above which a voxel joins the mask.",
         )
+        self.data_consistency = CheckBox(
+            text="Data consistency",
+            value=True,
+            tooltip="QSM: make the network's map explain the measured field (a weighted "
+            "least-squares fit inside the brain mask, started from the network's map). Off: the "
+            "raw network output, for comparison.",
+        )
+        self.dc_lambda = FloatSpinBox(
+            label="DC lambda",
+            value=0.0,
+            min=0.0,
+            max=10.0,
+            step=0.005,
+            tooltip="QSM: weight of the network's map against the field. 0 (default): "
+            "automatic, estimated for each volume from the field's noise and from how far the "
+            "network's map is from explaining the field. Smaller trusts the field more, larger "
+            "keeps the network's map.",
+        )
         self.reference = layer_picker(
             v,
             "Reference",
@@ -93,10 +115,14 @@ class FANetWidget(TaskInputs):
         self.metrics = TextEdit(label="Metrics", value="")
         self.metrics.read_only = True
         self.copy_button = PushButton(text="Copy metrics", tooltip="Copy the metrics as text.")
+        self.show_advanced, self.advanced = folded_section(
+            "Advanced options", [self.device, self.tile, self.overlap, self.dc_lambda]
+        )
         self.extend(
             [
-                *self.input_fields(), self.device, self.tile, self.overlap,
-                self.threshold, self.reference, self.problems, self.run_button,
+                *self.input_fields(), self.threshold, self.data_consistency,
+                self.show_advanced, self.advanced, self.reference,
+                self.problems, self.run_button,
                 self.cancel_button, self.progress, self.metrics, self.copy_button,
             ]
         )  # fmt: skip
@@ -104,8 +130,14 @@ class FANetWidget(TaskInputs):
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.copy_button.changed.connect(self._copy_metrics)
+        self.data_consistency.changed.connect(self._on_data_consistency)
         for w in (self.t1, self.t2, self.flair, self.field, self.mask, self.b0, self.model):
             w.changed.connect(self._refresh_problems)
+        for w in (
+            self.task, self.t1, self.t2, self.flair, self.field, self.mask, self.b0,
+            self.model, self.threshold, self.reference,
+        ):  # fmt: skip
+            w.changed.connect(self._clear_metrics)
         self.connect_inputs()
 
     def reset_choices(self, *_: Any) -> None:
@@ -117,9 +149,14 @@ class FANetWidget(TaskInputs):
 
     def _on_task(self, *_: Any) -> None:
         self.threshold.visible = self.task_name == "segmentation"
+        self.data_consistency.visible = self.task_name == "qsm"
+        self.dc_lambda.visible = self.task_name == "qsm" and self.data_consistency.value
         self.run_button.text = RUN_TEXT[self.task_name]
         self.reference.value = NONE_CHOICE
         super()._on_task()
+
+    def _on_data_consistency(self, *_: Any) -> None:
+        self.dc_lambda.visible = self.task_name == "qsm" and self.data_consistency.value
 
     def build_request(self) -> Any:
         """The :class:`PredictionRequest` the current fields describe."""
@@ -128,7 +165,12 @@ class FANetWidget(TaskInputs):
         settings = WindowSettings(
             roi_size=(self.tile.value,) * 3, overlap=self.overlap.value, device=self.device.value
         )
-        return self.request(settings=settings, threshold=self.threshold.value)
+        return self.request(
+            settings=settings,
+            threshold=self.threshold.value,
+            data_consistency="cg" if self.data_consistency.value else "none",
+            dc_lambda=self.dc_lambda.value or "auto",
+        )
 
     def _refresh_problems(self, *_: Any) -> list[str]:
         found = self.build_request().problems()
@@ -169,6 +211,11 @@ class FANetWidget(TaskInputs):
         """Ask the running prediction to stop after the current tiles; nothing is added."""
         self._cancel.set()
 
+    def _clear_metrics(self, *_: Any) -> None:
+        """The inputs changed: the last run's metrics no longer describe them."""
+        self.metrics.value = ""
+        self.last_comparison = None
+
     def _on_progress(self, event: Any) -> None:
         self.progress.value = round(100 * event.fraction)
         if event.total:
@@ -183,23 +230,26 @@ class FANetWidget(TaskInputs):
         if request.task == "segmentation":
             add_image(v, result.outputs["probability"], source, f"lesion probability ({name})",
                       colormap="magma", contrast_limits=(0, 1), visible=False)  # fmt: skip
-            add_labels(v, result.outputs["mask"], source, f"lesion mask ({name})", opacity=0.6)
+            shown = add_labels(v, result.outputs["mask"], source, f"lesion mask ({name})",
+                               opacity=0.6)  # fmt: skip
         else:
-            add_image(v, result.outputs["chi"], source, f"susceptibility ({name}, ppm)",
-                      colormap="gray", contrast_limits=(-0.15, 0.15))  # fmt: skip
+            shown = add_image(v, result.outputs["chi"], source, f"susceptibility ({name}, ppm)",
+                              colormap="gray", contrast_limits=(-0.15, 0.15))  # fmt: skip
         self.last_comparison = comparison
         if comparison is not None:
             if "errors" in comparison.maps:
                 add_labels(v, comparison.maps["errors"], ref_layer, f"errors TP/FP/FN ({name})",
                            colormap=error_colormap(), opacity=0.7)  # fmt: skip
             else:
+                # Error maps come hidden, clear where the error is small, so the map shows.
                 add_image(v, comparison.maps["signed error"], ref_layer,
-                          f"signed error ({name}, ppm)", colormap="bwr",
-                          contrast_limits=(-0.1, 0.1))  # fmt: skip
+                          f"signed error ({name}, ppm)", colormap=signed_error_colormap(),
+                          contrast_limits=(-0.1, 0.1), opacity=0.8, visible=False)  # fmt: skip
                 add_image(v, comparison.maps["absolute error"], ref_layer,
-                          f"absolute error ({name}, ppm)", colormap="magma",
-                          contrast_limits=(0, 0.1), visible=False)  # fmt: skip
+                          f"absolute error ({name}, ppm)", colormap=fading_colormap("magma"),
+                          contrast_limits=(0, 0.1), opacity=0.8, visible=False)  # fmt: skip
             self.metrics.value = comparison.text
+        v.layers.selection.active = shown  # the result, not the last error map added
         notes = "; ".join(result.report.messages)
         show_info(f"FA-Net: {RUN_TEXT[request.task]} done with {name} on "
                   f"{result.report.device}" + (f" ({notes})" if notes else ""))  # fmt: skip
@@ -211,6 +261,7 @@ class FANetWidget(TaskInputs):
     def _on_finished(self) -> None:
         self._worker = None
         self.cancel_button.enabled = False
+        self.progress.value = 0  # finished, cancelled or failed: nothing is running
         self.progress.label = "Progress"
         self._refresh_problems()
 

@@ -17,12 +17,43 @@ from scipy import ndimage
 Z_AXIS = np.array([0.0, 0.0, 1.0])
 
 
-def rotation_to_z(b0_dir: Sequence[float]) -> np.ndarray:
-    """The smallest rotation ``R`` (3x3) with ``R @ b0 = z`` (Rodrigues' formula)."""
+def fold_b0_sign(b0_dir: Sequence[float]) -> np.ndarray:
+    """The unit B0 direction with its sign folded: ``b0`` or ``-b0``, whichever points to +z.
+
+    The dipole kernel depends on ``(k . b0)^2`` only, so ``b0`` and ``-b0`` describe the same
+    physics and must give the same map. Folding the sign before choosing the rotation into the
+    network's frame makes both take the same (smallest) rotation, instead of turning ``-z`` into
+    a 180-degree rotation that shows the network an upside-down brain. A direction in the
+    x-y plane is folded so that its first non-zero component is positive.
+    """
     b0 = np.asarray(b0_dir, dtype=np.float64)
-    norm = np.linalg.norm(b0)
-    if b0.shape != (3,) or not np.isfinite(norm) or norm == 0:
-        raise ValueError(f"b0_dir must be 3 finite numbers, not all zero; got {b0_dir!r}")
+    norm = np.linalg.norm(b0) if b0.shape == (3,) else np.nan
+    if not np.isfinite(norm) or norm == 0:
+        raise ValueError(f"b0_dir must be 3 finite numbers, not all zero; got {_as_text(b0_dir)}")
+    b0 = b0 / norm
+    for component in b0[::-1]:  # z first, then y, then x
+        if abs(component) > 1e-12:
+            return b0 if component > 0 else -b0
+    return b0
+
+
+def _as_text(values: object) -> str:
+    try:
+        return "(" + ", ".join(f"{float(v):g}" for v in values) + ")"  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return repr(values)
+
+
+def rotation_to_z(b0_dir: Sequence[float]) -> np.ndarray:
+    """The smallest rotation ``R`` (3x3) with ``R @ b0 = z`` (Rodrigues' formula).
+
+    ``b0`` pointing to ``-z`` gives a 180-degree rotation; callers that treat ``b0`` and
+    ``-b0`` alike fold the sign first (:func:`fold_b0_sign`), as :func:`align_to_b0` does.
+    """
+    b0 = np.asarray(b0_dir, dtype=np.float64)
+    norm = np.linalg.norm(b0) if b0.shape == (3,) else np.nan
+    if not np.isfinite(norm) or norm == 0:
+        raise ValueError(f"b0_dir must be 3 finite numbers, not all zero; got {_as_text(b0_dir)}")
     b0 = b0 / norm
     axis = np.cross(b0, Z_AXIS)
     s, c = np.linalg.norm(axis), float(b0 @ Z_AXIS)
@@ -58,8 +89,12 @@ def align_to_b0(
     voxel_size: Sequence[float],
     chi: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-    """Field, mask (and reference chi) in the frame where B0 is along z; and the rotation."""
-    rot = rotation_to_z(b0_dir)
+    """Field, mask (and reference chi) in the frame where B0 is along z; and the rotation.
+
+    The sign of B0 is folded first (:func:`fold_b0_sign`): ``b0`` and ``-b0`` give the same
+    frame.
+    """
+    rot = rotation_to_z(fold_b0_sign(b0_dir))
     mask_r = rotate_volume(mask.astype(np.float32), rot, voxel_size, order=1) > 0.5
     field_r = rotate_volume(field, rot, voxel_size) * mask_r
     chi_r = None if chi is None else rotate_volume(chi, rot, voxel_size) * mask_r

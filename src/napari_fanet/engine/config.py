@@ -44,6 +44,11 @@ class TrainConfig:
         Use augmentation (elastic + intensity for MS, in-plane rotation for QSM).
     p_lesion : float
         Probability that a segmentation patch is centred on a lesion.
+    modality_dropout : bool
+        Segmentation: train for missing modalities (each patch keeps FLAIR and a random subset
+        of T1/T2, the others zeroed; :func:`~.sampling.drop_modalities`). The checkpoint then
+        records ``extra["modality_dropout"] = True`` and predicts from FLAIR alone, T1 + FLAIR,
+        T2 + FLAIR or all three.
     init_checkpoint : str or None
         Fine-tune from this checkpoint's weights (new optimiser).
     attention_kwargs : dict
@@ -64,6 +69,7 @@ class TrainConfig:
     amp: bool = True
     augment: bool = True
     p_lesion: float = 0.5
+    modality_dropout: bool = False
     init_checkpoint: str | None = None
     attention_kwargs: dict[str, Any] = field(default_factory=dict)
 

@@ -23,10 +23,12 @@ import numpy as np
 from ..models.unet import MULTIPLE, padding
 from .b0_alignment import rotate_volume
 from .predict import (
+    OPTIONAL_SEG_CHANNELS,
     as_canonical,
     b0_in_array_axes,
     qsm_model_input,
     seg_model_input,
+    supports_missing_modalities,
     zoom_to_shape,
 )
 from .prediction_request import OPTIONAL_ROLES, TASK_ROLES
@@ -109,7 +111,10 @@ def prepare_network_input(
     """
     if task not in TASK_ROLES:
         raise ValueError(f"task must be one of {list(TASK_ROLES)}, got {task!r}")
-    missing = [r for r in TASK_ROLES[task] if r not in arrays and r not in OPTIONAL_ROLES[task]]
+    optional = OPTIONAL_ROLES[task]
+    if task == "segmentation" and supports_missing_modalities(checkpoint):
+        optional = (*optional, *OPTIONAL_SEG_CHANNELS)  # zero channels, as in training
+    missing = [r for r in TASK_ROLES[task] if r not in arrays and r not in optional]
     if missing:
         raise ValueError(f"{task} needs the inputs {missing}; got {sorted(arrays)}")
     canon, vox, _, _ = as_canonical({k: np.asarray(v) for k, v in arrays.items()}, voxel_size)

@@ -18,16 +18,34 @@ import numpy as np
 from scipy import ndimage
 from torch import nn
 
-from ..io import Volume, check_same_grid, from_canonical, to_canonical
+from .._format import format_numbers
+from ..io import (
+    VOXEL_SIZE_RANGE,
+    Volume,
+    check_same_grid,
+    from_canonical,
+    to_canonical,
+)
 from ..models import load_checkpoint
+from ..physics.data_consistency import DC_METHODS, DEFAULT_DC_LAMBDA
+from ..physics.data_consistency import data_consistency as apply_data_consistency
 from ..qsm_kernels import world_to_array_direction
-from .inference import InferenceReport, WindowSettings
+from .inference import InferenceCancelled, InferenceReport, WindowSettings
 from .subjects import zscore_in_mask
 from .tasks import predict_qsm_map, predict_seg_probability
 
 log = logging.getLogger(__name__)
 RESAMPLE_TOLERANCE = 0.1  # relative voxel-size difference below which no resampling is done
+#: Largest memory (bytes) one prediction may need on the model grid, and what one voxel needs:
+#: input channels, z-scored copies, resampling temporaries, blended output and its weights.
+RESAMPLE_MEMORY_BUDGET = 8 * 2**30
+BYTES_PER_GRID_VOXEL = 64
 SEG_CHANNELS = ("T1", "T2", "FLAIR")  # network input channels of the segmentation models
+#: Segmentation inputs that may be missing (all-zero channel) for models trained with modality
+#: dropout (``checkpoint["extra"]["modality_dropout"]``); FLAIR is always required.
+OPTIONAL_SEG_CHANNELS = ("T1", "T2")
+#: Data consistency of every network QSM result unless asked otherwise (chosen on validation).
+DEFAULT_DC_METHOD = "cg"
 
 
 def shipped_weights() -> dict[str, Path]:
@@ -63,7 +81,12 @@ def zoom_to_shape(array: np.ndarray, shape: Sequence[int], order: int) -> np.nda
 
 
 def model_grid(shape, voxel_size, model_voxel) -> tuple[int, ...] | None:
-    """Shape of the grid at the model's voxel size, or None when no resampling is needed."""
+    """Shape of the grid at the model's voxel size, or None when no resampling is needed.
+
+    Raises ValueError (through :func:`check_resampling`) for a voxel size outside
+    :data:`~napari_fanet.io.VOXEL_SIZE_RANGE` or a grid over :data:`RESAMPLE_MEMORY_BUDGET`.
+    """
+    check_resampling(shape, voxel_size, model_voxel)
     if model_voxel is None:
         return None
     rel = np.abs(np.asarray(voxel_size) / np.asarray(model_voxel) - 1)
@@ -71,6 +94,45 @@ def model_grid(shape, voxel_size, model_voxel) -> tuple[int, ...] | None:
         return None
     sizes = zip(shape, voxel_size, model_voxel, strict=True)
     return tuple(max(round(n * v / m), 1) for n, v, m in sizes)
+
+
+def check_resampling(
+    shape: Sequence[int], voxel_size: Sequence[float], model_voxel: Sequence[float] | None
+) -> None:
+    """Refuse an input voxel size or a model grid that cannot give a sound prediction.
+
+    Voxel sizes must lie in :data:`~napari_fanet.io.VOXEL_SIZE_RANGE`, and the grid at the
+    model's voxel size must need at most :data:`RESAMPLE_MEMORY_BUDGET` bytes.
+
+    Parameters
+    ----------
+    shape : sequence of 3 int
+        Input grid ``(D, H, W)``.
+    voxel_size : sequence of 3 float
+        Input voxel size (mm).
+    model_voxel : sequence of 3 float or None
+        Voxel size the model was trained at (None: the input grid is used as it is).
+    """
+    low, high = VOXEL_SIZE_RANGE
+    sizes = np.asarray(voxel_size, dtype=np.float64)
+    if not (np.all(np.isfinite(sizes)) and np.all(sizes >= low) and np.all(sizes <= high)):
+        raise ValueError(
+            f"expected voxel sizes between {low:g} and {high:g} mm, got "
+            f"{format_numbers(sizes)} mm (check the image's header or the layer's scale)"
+        )
+    target = sizes if model_voxel is None else np.asarray(model_voxel, dtype=np.float64)
+    grid = [max(round(n * v / m), 1) for n, v, m in zip(shape, sizes, target, strict=True)]
+    voxels = int(np.prod(grid, dtype=np.int64))
+    need = voxels * BYTES_PER_GRID_VOXEL
+    if need > RESAMPLE_MEMORY_BUDGET:
+        gib = 2.0**30
+        raise ValueError(
+            f"the input grid {' x '.join(map(str, shape))} of {format_numbers(sizes)} mm "
+            f"voxels becomes {' x '.join(map(str, grid))} voxels at the model's "
+            f"{format_numbers(target)} mm, needing about {need / gib:.1f} GiB, over the memory "
+            f"budget of {RESAMPLE_MEMORY_BUDGET / gib:.0f} GiB; crop the image or check its "
+            "voxel size"
+        )
 
 
 @dataclass
@@ -114,7 +176,8 @@ def as_canonical(inputs: dict[str, Volume | np.ndarray], voxel_size):
     _check_arrays(arrays)
     if voxel_size is None or len(voxel_size) != 3 or min(voxel_size) <= 0:
         raise ValueError(
-            f"voxel_size must be 3 positive numbers for array input, got {voxel_size!r}"
+            f"voxel_size must be 3 positive numbers for array input, got "
+            f"{format_numbers(voxel_size)}"
         )
     return arrays, tuple(float(v) for v in voxel_size), lambda a: a, None
 
@@ -127,17 +190,20 @@ def seg_model_input(
     Parameters
     ----------
     arrays : dict
-        Canonical float arrays ``"T1"``, ``"T2"``, ``"FLAIR"`` and optionally ``"brain mask"``
-        (without it the non-zero FLAIR voxels are the brain: skull-stripped input).
+        Canonical float arrays ``"FLAIR"``, optionally ``"T1"``, ``"T2"`` (see
+        :func:`check_seg_modalities`) and ``"brain mask"`` (without it the non-zero FLAIR
+        voxels are the brain: skull-stripped input).
     voxel_size : sequence of 3 float
         Voxel size of the arrays (mm).
     checkpoint : dict
-        The model's checkpoint; ``extra["voxel_size"]`` is the grid the model was trained on.
+        The model's checkpoint; ``extra["voxel_size"]`` is the grid the model was trained on,
+        ``extra["modality_dropout"]`` whether it accepts missing T1/T2.
 
     Returns
     -------
     image : np.ndarray
-        ``(3, D, H, W)`` float32: T1, T2, FLAIR z-scored inside the brain.
+        ``(3, D, H, W)`` float32: T1, T2, FLAIR z-scored inside the brain; a missing modality
+        is an all-zero channel (what modality dropout trained the model on).
     brain : np.ndarray
         ``(D, H, W)`` bool brain mask.
     grid : tuple of int or None
@@ -147,20 +213,79 @@ def seg_model_input(
         brain = arrays["brain mask"] > 0.5
     else:
         brain = arrays["FLAIR"] != 0  # skull-stripped inputs: the brain is what is not zero
-    channels = {k: arrays[k] for k in SEG_CHANNELS}
+    check_brain(arrays, brain)
+    check_seg_modalities(arrays, checkpoint)
+    channels = {k: arrays[k] for k in SEG_CHANNELS if k in arrays}
     grid = model_grid(brain.shape, voxel_size, checkpoint.get("extra", {}).get("voxel_size"))
     if grid is not None:
         channels = {k: zoom_to_shape(v, grid, 1) for k, v in channels.items()}
         brain = zoom_to_shape(brain.astype(np.float32), grid, 0) > 0.5
-    image = np.stack([zscore_in_mask(channels[k], brain) for k in SEG_CHANNELS])
+    image = np.stack(
+        [
+            zscore_in_mask(channels[k], brain) if k in channels else np.zeros(brain.shape, "f4")
+            for k in SEG_CHANNELS
+        ]
+    )
     return image, brain, grid
+
+
+def supports_missing_modalities(checkpoint: dict) -> bool:
+    """Whether a segmentation checkpoint was trained with modality dropout."""
+    return bool((checkpoint.get("extra") or {}).get("modality_dropout", False))
+
+
+def check_seg_modalities(arrays: dict, checkpoint: dict) -> None:
+    """Refuse a missing FLAIR, or a missing T1/T2 for a model not trained without them.
+
+    Parameters
+    ----------
+    arrays : dict
+        Inputs by role (``"T1"``, ``"T2"``, ``"FLAIR"``...).
+    checkpoint : dict
+        The model's checkpoint (``extra["modality_dropout"]``).
+    """
+    if "FLAIR" not in arrays:
+        raise ValueError(f"segmentation needs a FLAIR; got only {sorted(arrays)}")
+    missing = [k for k in OPTIONAL_SEG_CHANNELS if k not in arrays]
+    if missing and not supports_missing_modalities(checkpoint):
+        raise ValueError(
+            f"this model needs T1, T2 and FLAIR but {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} missing: it was not trained with modality "
+            "dropout (checkpoint extra['modality_dropout']); give every modality or use a model "
+            "trained with --modality-dropout"
+        )
+
+
+def check_brain(arrays: dict[str, np.ndarray], brain: np.ndarray) -> None:
+    """Say what is wrong when the segmentation inputs leave no brain voxel to normalise.
+
+    Parameters
+    ----------
+    arrays : dict
+        The inputs of :func:`seg_model_input` (``"FLAIR"`` and maybe ``"brain mask"``).
+    brain : np.ndarray
+        ``(D, H, W)`` bool brain mask derived from them.
+    """
+    if brain.any():
+        return
+    if "brain mask" in arrays:
+        raise ValueError(
+            "brain mask is empty: expected a mask with at least one voxel inside (values > 0.5)"
+        )
+    raise ValueError(
+        "FLAIR is all zeros: expected a skull-stripped FLAIR whose brain voxels are not zero "
+        "(without a brain mask the non-zero FLAIR voxels are the brain); check the FLAIR "
+        "file or give a brain mask"
+    )
 
 
 def b0_in_array_axes(b0_dir: Sequence[float] | None, linear: np.ndarray | None) -> np.ndarray:
     """Unit B0 direction in canonical array axes (default z); ``linear`` maps world to array."""
     b0 = np.asarray(b0_dir if b0_dir is not None else (0.0, 0.0, 1.0), dtype=np.float64)
-    if b0.shape != (3,) or not np.linalg.norm(b0) > 0:
-        raise ValueError(f"b0_dir must be 3 numbers, not all zero; got {b0_dir!r}")
+    if b0.shape != (3,) or not np.all(np.isfinite(b0)):
+        raise ValueError(f"b0_dir must be 3 finite numbers; got {format_numbers(b0_dir)}")
+    if not np.linalg.norm(b0) > 0:
+        raise ValueError(f"b0_dir must be 3 numbers, not all zero; got {format_numbers(b0_dir)}")
     if linear is not None:  # world (scanner) direction -> canonical array axes
         b0 = world_to_array_direction(b0, linear)
     return b0 / np.linalg.norm(b0)
@@ -213,8 +338,8 @@ def qsm_model_input(
 def segment(
     model: nn.Module,
     checkpoint: dict,
-    t1: Volume | np.ndarray,
-    t2: Volume | np.ndarray,
+    t1: Volume | np.ndarray | None,
+    t2: Volume | np.ndarray | None,
     flair: Volume | np.ndarray,
     *,
     brain_mask: Volume | np.ndarray | None = None,
@@ -224,18 +349,29 @@ def segment(
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> PredictionResult:
-    """Segment MS lesions; outputs ``probability`` (float32) and ``mask`` (uint8, 0/1)."""
+    """Segment MS lesions; outputs ``probability`` (float32) and ``mask`` (uint8, 0/1).
+
+    ``t1`` and ``t2`` may be None (FLAIR alone, T1 + FLAIR, T2 + FLAIR) for a model trained
+    with modality dropout (:func:`check_seg_modalities`); the missing channel is all zero.
+    """
     if model.config.task != "segmentation":
         raise ValueError(
             f"model {model.config.name!r} is a {model.config.task} model, not segmentation"
         )
-    inputs = {"T1": t1, "T2": t2, "FLAIR": flair}
+    inputs = {k: v for k, v in (("T1", t1), ("T2", t2), ("FLAIR", flair)) if v is not None}
+    check_seg_modalities(inputs, checkpoint)
     if brain_mask is not None:
         inputs["brain mask"] = brain_mask
     arrays, vox, back, _ = as_canonical(inputs, voxel_size)
     shape = arrays["FLAIR"].shape
     image, brain, grid = seg_model_input(arrays, vox, checkpoint)
     result = PredictionResult({})
+    absent = [k for k in OPTIONAL_SEG_CHANNELS if k not in arrays]
+    if absent:
+        result.report.messages.append(
+            f"no {' or '.join(absent)}: segmented from "
+            f"{' + '.join(k for k in SEG_CHANNELS if k in arrays)} (missing channels zero)"
+        )
     prob = (
         predict_seg_probability(
             model,
@@ -262,6 +398,8 @@ def reconstruct_qsm(
     *,
     voxel_size: Sequence[float] | None = None,
     b0_dir: Sequence[float] | None = None,
+    data_consistency: str = DEFAULT_DC_METHOD,
+    dc_lambda: float | str = DEFAULT_DC_LAMBDA,
     settings: WindowSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -269,8 +407,22 @@ def reconstruct_qsm(
     """Reconstruct susceptibility (ppm) from a local field (ppm); output ``chi`` (float32).
 
     ``b0_dir`` is the main-field direction: in scanner (world) axes for :class:`Volume` input,
-    in array axes for array input; default ``(0, 0, 1)``.
+    in array axes for array input; default ``(0, 0, 1)``; its sign does not matter.
+
+    The network's map is then made consistent with the measured field on the input's own grid
+    (``data_consistency``: ``"cg"``, the mask-weighted solver, by default; ``"kspace"``, the
+    closed form; ``"none"``, the raw network output), with the prior weighted by ``dc_lambda``
+    (``"auto"``, the default, estimates it per case from the field's noise and the network's
+    residual; see :mod:`napari_fanet.physics.data_consistency`).
     """
+    if data_consistency not in DC_METHODS:
+        raise ValueError(
+            f"data_consistency must be one of {', '.join(DC_METHODS)}; got {data_consistency!r}"
+        )
+    if dc_lambda != "auto" and not (
+        isinstance(dc_lambda, int | float) and np.isfinite(dc_lambda) and dc_lambda > 0
+    ):
+        raise ValueError(f"dc_lambda must be 'auto' or a finite number > 0, got {dc_lambda!r}")
     if model.config.task != "qsm":
         raise ValueError(f"model {model.config.name!r} is a {model.config.task} model, not qsm")
     arrays, vox, back, linear = as_canonical(
@@ -294,5 +446,18 @@ def reconstruct_qsm(
     )
     if grid is not None:
         chi = zoom_to_shape(chi, shape, 1) * (arrays["brain mask"] > 0.5)
-    result.outputs = {"chi": back(chi.astype(np.float32))}
+    if data_consistency != "none":
+        chi = apply_data_consistency(
+            data_consistency,
+            arrays["local field"] * (arrays["brain mask"] > 0.5),
+            chi,
+            arrays["brain mask"] > 0.5,
+            vox,
+            tuple(b0),
+            lam=dc_lambda if dc_lambda == "auto" else float(dc_lambda),
+            should_stop=should_stop,
+        )
+        if should_stop is not None and should_stop():
+            raise InferenceCancelled("inference cancelled")
+    result.outputs = {"chi": back(np.asarray(chi, dtype=np.float32))}
     return result

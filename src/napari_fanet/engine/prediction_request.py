@@ -7,13 +7,27 @@ tests and the CLI reach them without Qt.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from .._format import format_numbers
+from ..io import VOXEL_SIZE_RANGE
+from ..physics.data_consistency import DEFAULT_DC_LAMBDA
 from .inference import WindowSettings
-from .predict import PredictionResult, load_model, reconstruct_qsm, segment
+from .predict import (
+    DEFAULT_DC_METHOD,
+    OPTIONAL_SEG_CHANNELS,
+    PredictionResult,
+    load_model,
+    reconstruct_qsm,
+    segment,
+    shipped_weights,
+    supports_missing_modalities,
+)
 
 #: Input roles per task; roles in ``OPTIONAL_ROLES`` may be left empty.
 TASK_ROLES = {
@@ -56,18 +70,35 @@ class PredictionRequest:
         Shipped model name or checkpoint path.
     settings : WindowSettings
         Tile size, overlap, device.
-    b0_dir : sequence of 3 float, optional
+    b0_dir : sequence of 3 float or str, optional
         QSM only: the main-field direction in the inputs' array axes (default ``(0, 0, 1)``).
+        Text as typed in a field (``"0, 0, 1"``) is parsed; text that is not 3 numbers is kept
+        as it is and reported by :meth:`problems`.
     threshold : float
         Segmentation only: probability above which a voxel is a lesion.
+    data_consistency : {"cg", "kspace", "none"}
+        QSM only: how the network's map is made consistent with the field (``"none"``: the
+        raw network output); see :mod:`napari_fanet.physics.data_consistency`.
+    dc_lambda : float or "auto"
+        QSM only: weight of the network's map against the field in data consistency
+        (``"auto"``: estimated per case).
     """
 
     task: str
     inputs: dict[str, InputArray | None]
     model: str
     settings: WindowSettings = field(default_factory=WindowSettings)
-    b0_dir: Sequence[float] | None = None
+    b0_dir: Sequence[float] | str | None = None
     threshold: float = 0.5
+    data_consistency: str = DEFAULT_DC_METHOD
+    dc_lambda: float | str = DEFAULT_DC_LAMBDA
+
+    def __post_init__(self) -> None:
+        if isinstance(self.b0_dir, str):
+            try:
+                self.b0_dir = parse_b0_text(self.b0_dir)
+            except ValueError:
+                pass  # kept as typed: problems() says what is wrong with it
 
     def problems(self) -> list[str]:
         """Everything that would make :meth:`run` fail, as sentences for the user (empty: ok)."""
@@ -75,10 +106,13 @@ class PredictionRequest:
             return [f"task must be one of {list(TASK_ROLES)}, got {self.task!r}"]
         found: list[str] = []
         present: dict[str, InputArray] = {}
+        optional = OPTIONAL_ROLES[self.task]
+        if self.task == "segmentation" and model_accepts_missing_modalities(self.model):
+            optional = (*optional, *OPTIONAL_SEG_CHANNELS)
         for role in TASK_ROLES[self.task]:
             item = self.inputs.get(role)
             if item is None:
-                if role not in OPTIONAL_ROLES[self.task]:
+                if role not in optional:
                     found.append(f"choose a {role} layer")
                 continue
             shape = np.shape(item.data)
@@ -103,21 +137,31 @@ class PredictionRequest:
                 ):
                     found.append(
                         f"{role} (layer {item.layer!r}) has voxel size "
-                        f"{tuple(np.round(item.voxel_size[-3:], 3))} but {ref_role} has "
-                        f"{tuple(np.round(ref.voxel_size[-3:], 3))}: inputs must share one grid"
+                        f"{format_numbers(item.voxel_size[-3:])} but {ref_role} has "
+                        f"{format_numbers(ref.voxel_size[-3:])}: inputs must share one grid"
                     )
         for role, item in present.items():
+            low, high = VOXEL_SIZE_RANGE
             if min(item.voxel_size[-3:]) <= 0:
-                found.append(f"{role} (layer {item.layer!r}) has a non-positive scale")
+                found.append(
+                    f"{role} (layer {item.layer!r}) has the scale "
+                    f"{format_numbers(item.voxel_size[-3:])}: expected positive voxel sizes (mm)"
+                )
+            elif not all(low <= v <= high for v in item.voxel_size[-3:]):
+                found.append(
+                    f"{role} (layer {item.layer!r}) has the scale "
+                    f"{format_numbers(item.voxel_size[-3:])}: expected voxel sizes between "
+                    f"{low:g} and {high:g} mm"
+                )
             if not np.all(np.isfinite(item.data)):
                 found.append(f"{role} (layer {item.layer!r}) contains NaN or Inf values")
         mask = present.get("brain mask")
         if self.task == "qsm" and mask is not None and not np.any(np.asarray(mask.data) > 0.5):
             found.append(f"brain mask (layer {mask.layer!r}) is empty")
-        if self.b0_dir is not None and (
-            len(self.b0_dir) != 3 or not np.linalg.norm(np.asarray(self.b0_dir, float)) > 0
-        ):
-            found.append(f"B0 direction must be 3 numbers, not all zero; got {self.b0_dir!r}")
+        if self.b0_dir is not None:
+            problem = b0_direction_problem(self.b0_dir)
+            if problem:
+                found.append(problem)
         return found
 
     def run(
@@ -138,8 +182,8 @@ class PredictionRequest:
             return segment(
                 model,
                 checkpoint,
-                arrays["T1"],
-                arrays["T2"],
+                arrays.get("T1"),
+                arrays.get("T2"),
                 arrays["FLAIR"],
                 brain_mask=arrays.get("brain mask"),
                 voxel_size=voxel,
@@ -154,9 +198,69 @@ class PredictionRequest:
             arrays["brain mask"],
             voxel_size=voxel,
             b0_dir=self.b0_dir,
+            data_consistency=self.data_consistency,
+            dc_lambda=self.dc_lambda,
             settings=self.settings,
             **callbacks,
         )
+
+
+def parse_b0_text(text: str) -> tuple[float, ...]:
+    """Numbers typed as a B0 direction (``"0, 0, 1"`` or ``"0 0 1"``); ValueError echoes the text.
+
+    Only the parsing: :func:`b0_direction_problem` checks that they make a direction.
+    """
+    try:
+        return tuple(float(c) for c in str(text).replace(",", " ").split())
+    except ValueError:
+        raise ValueError(
+            f"B0 direction must be 3 numbers such as '0, 0, 1'; got {text!r}"
+        ) from None
+
+
+def b0_direction_problem(b0_dir: Sequence[float] | str) -> str | None:
+    """Why ``b0_dir`` (numbers, or text as typed) is not a B0 direction; None when it is one."""
+    if isinstance(b0_dir, str):
+        try:
+            b0_dir = parse_b0_text(b0_dir)
+        except ValueError as exc:
+            return str(exc)
+    try:
+        values = np.asarray(b0_dir, dtype=np.float64)
+    except (TypeError, ValueError):
+        return f"B0 direction must be 3 numbers; got {b0_dir!r}"
+    shown = format_numbers(values.ravel())
+    if values.shape != (3,):
+        return f"B0 direction must be 3 numbers; got {values.size}: {shown}"
+    if not np.all(np.isfinite(values)):
+        return f"B0 direction must be 3 finite numbers; got {shown}"
+    if not np.linalg.norm(values) > 0:
+        return f"B0 direction must be 3 numbers, not all zero; got {shown}"
+    return None
+
+
+def model_accepts_missing_modalities(model: str) -> bool:
+    """Whether segmentation model ``model`` (shipped name or file) accepts missing T1/T2.
+
+    True when its checkpoint says it was trained with modality dropout; False when it was not
+    or cannot be read (then T1 and T2 stay required).
+    """
+    path = shipped_weights().get(str(model), Path(str(model)))
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return False
+    return _accepts_missing(str(path), stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _accepts_missing(path: str, stamp: int) -> bool:
+    from ..models import read_checkpoint
+
+    try:
+        return supports_missing_modalities(read_checkpoint(path))
+    except (OSError, ValueError):
+        return False
 
 
 #: Words in a layer name that suggest a role (all must appear; lower case), first match wins.

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from .losses import IGNORE_INDEX
-from .subjects import QSMSubject, SegSubject
+from .subjects import SEG_MODALITIES, QSMSubject, SegSubject
 
 
 def crop(
@@ -93,6 +93,66 @@ def augment_seg(
         shift.set_random_state(seed=int(rng.integers(2**31)))
         image = np.asarray(shift(image), dtype=np.float32)
     return image, label
+
+
+#: Input modes of :func:`drop_modalities` (channels kept, in ``SEG_MODALITIES`` names) and their
+#: probabilities: FLAIR is always kept.
+MODALITY_DROPOUT = {
+    ("flair",): 0.3,
+    ("t1", "flair"): 0.2,
+    ("t2", "flair"): 0.1,
+    ("t1", "t2", "flair"): 0.4,
+}
+
+
+def drop_modalities(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    modes: dict[tuple[str, ...], float] | None = None,
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Zero the channels of a random input mode's missing modalities (modality dropout).
+
+    A network trained so learns to segment from FLAIR alone, T1 + FLAIR, T2 + FLAIR or all
+    three, with a missing modality given as an all-zero channel (what prediction does when one
+    is not available; the present channels are z-scored inside the brain either way).
+
+    Parameters
+    ----------
+    image : np.ndarray
+        ``(3, *P)`` patch, channels in :data:`~.subjects.SEG_MODALITIES` order (T1, T2, FLAIR).
+    rng : np.random.Generator
+        Source of the draw.
+    modes : dict, optional
+        ``{kept modalities: probability}`` (default :data:`MODALITY_DROPOUT`); the
+        probabilities must be non-negative and sum to 1.
+
+    Returns
+    -------
+    image : np.ndarray
+        ``(3, *P)`` float32 copy with the dropped channels set to 0.
+    kept : tuple of str
+        The modalities kept.
+    """
+    modes = MODALITY_DROPOUT if modes is None else modes
+    probs = np.asarray(list(modes.values()), dtype=np.float64)
+    if probs.size == 0 or np.any(probs < 0) or not np.isclose(probs.sum(), 1.0):
+        raise ValueError(
+            f"modes must map input modes to probabilities >= 0 summing to 1, got {modes!r}"
+        )
+    unknown = sorted({m for kept in modes for m in kept} - set(SEG_MODALITIES))
+    if unknown:
+        raise ValueError(f"unknown modalities {unknown} in modes; expected {SEG_MODALITIES}")
+    if image.shape[0] != len(SEG_MODALITIES):
+        raise ValueError(
+            f"image must have {len(SEG_MODALITIES)} channels {SEG_MODALITIES}, "
+            f"got shape {image.shape}"
+        )
+    kept = list(modes)[int(rng.choice(len(probs), p=probs / probs.sum()))]
+    out = np.array(image, dtype=np.float32, copy=True)
+    for channel, name in enumerate(SEG_MODALITIES):
+        if name not in kept:
+            out[channel] = 0.0
+    return out, tuple(kept)
 
 
 def sample_qsm_patch(

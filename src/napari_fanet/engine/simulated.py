@@ -10,12 +10,19 @@ from .subjects import SEG_MODALITIES, QSMSubject, SegSubject, zscore_in_mask
 
 
 def simulate_subjects(
-    task: str, n: int, first_seed: int, voxel_size: Sequence[float] = (2.0, 2.0, 2.0)
+    task: str,
+    n: int,
+    first_seed: int,
+    voxel_size: Sequence[float] = (2.0, 2.0, 2.0),
+    *,
+    family: str = "phantom",
 ) -> list[SegSubject | QSMSubject]:
     """``n`` subjects of ``task`` ("segmentation" or "qsm") with seeds ``first_seed + i``.
 
     The simulator's grids are already RAS-canonical, so no reorientation is needed; the subjects
-    are normalised exactly as :mod:`napari_fanet.engine.subjects` normalises files.
+    are normalised exactly as :mod:`napari_fanet.engine.subjects` normalises files. ``family``
+    picks the generator (:data:`~napari_fanet.simulation.dataset.FAMILIES`; segmentation may use
+    ``"randomised"``).
     """
     from ..simulation.dataset import simulate_subject
 
@@ -25,13 +32,13 @@ def simulate_subjects(
     for i in range(n):
         seed = first_seed + i
         if task == "segmentation":
-            s = simulate_subject("ms", seed, tuple(voxel_size))
+            s = simulate_subject("ms", seed, tuple(voxel_size), family=family)
             brain = s.brain_mask.astype(bool)
             image = np.stack([zscore_in_mask(getattr(s, m), brain) for m in SEG_MODALITIES])
             label = s.lesion_mask.astype(np.uint8)
             out.append(SegSubject(f"sim-{seed}", image, label, brain, s.voxel_size))
         else:
-            s = simulate_subject("qsm", seed, tuple(voxel_size))
+            s = simulate_subject("qsm", seed, tuple(voxel_size), family=family)
             mask = s.mask.astype(bool)
             out.append(
                 QSMSubject(

@@ -8,7 +8,10 @@ Layout (what ``napari-fanet simulate`` writes; also the layout for your own data
         local_field.nii.gz  chi.nii.gz  brain_mask.nii.gz  [meta.json]              # QSM
       sub-0001/ ...
 
-For MS, ``lesion_mask`` holds 0 (background) and 1 (lesion); a value of 255 marks voxels with no
+For MS, ``flair`` is required and ``t1``/``t2`` are optional (a missing one becomes an all-zero
+channel, which only models trained with modality dropout understand). The lesion mask is
+``lesion_mask`` (or ``consensus_lesions``, the name of the Lesjak et al. 2018 release); it
+holds 0 (background) and 1 (lesion); a value of 255 marks voxels with no
 annotation (sparse scribbles), which the loss ignores. ``brain_mask`` is optional (the non-zero
 voxels of the FLAIR are used otherwise). For QSM, the local field is in ppm of B0 and ``chi`` (the
 reference susceptibility, ppm) is needed for training and evaluation; ``meta.json`` may give
@@ -28,7 +31,10 @@ from ..io import Volume, check_same_grid, load_volume, to_canonical
 from ..qsm_kernels import array_to_world_direction, world_to_array_direction
 from .losses import IGNORE_INDEX
 
-SEG_MODALITIES = ("t1", "t2", "flair")
+SEG_MODALITIES = ("t1", "t2", "flair")  # network input channels, in this order
+SEG_REQUIRED = ("flair",)
+#: Accepted file names of the MS lesion mask, first found wins.
+LESION_MASK_NAMES = ("lesion_mask", "consensus_lesions")
 QSM_REQUIRED = ("local_field", "brain_mask")
 EXTENSIONS = (".nii.gz", ".nii")
 
@@ -40,7 +46,8 @@ class SegSubject:
     Attributes
     ----------
     image : np.ndarray
-        ``(3, D, H, W)`` float32: T1, T2, FLAIR, each z-scored inside the brain.
+        ``(3, D, H, W)`` float32: T1, T2, FLAIR, each z-scored inside the brain; a modality
+        the subject lacks is an all-zero channel.
     label : np.ndarray or None
         ``(D, H, W)`` uint8: 0, 1 or :data:`IGNORE_INDEX`.
     brain : np.ndarray
@@ -52,6 +59,7 @@ class SegSubject:
     label: np.ndarray | None
     brain: np.ndarray
     voxel_size: tuple[float, float, float]
+    modalities: tuple[str, ...] = SEG_MODALITIES
 
 
 @dataclass
@@ -106,13 +114,57 @@ def _canonical(vol: Volume) -> tuple[np.ndarray, tuple[float, float, float]]:
     return canon.data, tuple(float(v) for v in canon.voxel_size)
 
 
-def load_seg_subject(folder: str | Path, *, require_label: bool = True) -> SegSubject:
-    """Read an MS subject (T1, T2, FLAIR, optional lesion and brain masks) from ``folder``."""
+def find_lesion_mask(folder: Path, *, required: bool = True) -> Path | None:
+    """The lesion mask file of ``folder`` under any of :data:`LESION_MASK_NAMES`."""
+    for stem in LESION_MASK_NAMES:
+        found = find_file(folder, stem, required=False)
+        if found is not None:
+            return found
+    if required:
+        names = " or ".join(f"{n}.nii.gz" for n in LESION_MASK_NAMES)
+        raise FileNotFoundError(f"{folder}: expected a lesion mask {names}, found none")
+    return None
+
+
+def load_seg_subject(
+    folder: str | Path,
+    *,
+    require_label: bool = True,
+    modalities: tuple[str, ...] | None = None,
+) -> SegSubject:
+    """Read an MS subject (FLAIR, optional T1/T2, lesion and brain masks) from ``folder``.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Subject folder (layout in the module docstring).
+    require_label : bool
+        Raise ``FileNotFoundError`` when there is no lesion mask.
+    modalities : tuple of str, optional
+        Modalities to use (each of :data:`SEG_MODALITIES`, FLAIR included); the others are
+        all-zero channels even if their files exist. Default: every modality found.
+
+    Returns
+    -------
+    SegSubject
+        ``image`` ``(3, D, H, W)`` with absent modalities zero; ``modalities`` names the present
+        ones.
+    """
     folder = Path(folder)
-    vols = {m: load_volume(find_file(folder, m)) for m in SEG_MODALITIES}
+    wanted = SEG_MODALITIES if modalities is None else tuple(modalities)
+    unknown = [m for m in wanted if m not in SEG_MODALITIES]
+    if unknown or not all(m in wanted for m in SEG_REQUIRED):
+        raise ValueError(
+            f"modalities must be a subset of {SEG_MODALITIES} including 'flair', got {wanted!r}"
+        )
+    vols = {"flair": load_volume(find_file(folder, "flair"))}
+    for m in ("t1", "t2"):
+        path = find_file(folder, m, required=False) if m in wanted else None
+        if path is not None:
+            vols[m] = load_volume(path)
     optional = {
-        k: find_file(folder, k, required=(k == "lesion_mask" and require_label))
-        for k in ("lesion_mask", "brain_mask")
+        "lesion_mask": find_lesion_mask(folder, required=require_label),
+        "brain_mask": find_file(folder, "brain_mask", required=False),
     }
     for k, path in optional.items():
         if path is not None:
@@ -121,7 +173,13 @@ def load_seg_subject(folder: str | Path, *, require_label: bool = True) -> SegSu
     arrays = {k: _canonical(v)[0] for k, v in vols.items()}
     voxel_size = _canonical(vols["flair"])[1]
     brain = arrays["brain_mask"] > 0.5 if "brain_mask" in arrays else arrays["flair"] > 0
-    image = np.stack([zscore_in_mask(arrays[m], brain) for m in SEG_MODALITIES])
+    present = tuple(m for m in SEG_MODALITIES if m in arrays)
+    image = np.stack(
+        [
+            zscore_in_mask(arrays[m], brain) if m in arrays else np.zeros(brain.shape, np.float32)
+            for m in SEG_MODALITIES
+        ]
+    )
     label = None
     if "lesion_mask" in arrays:
         raw = np.rint(arrays["lesion_mask"]).astype(np.int64)
@@ -132,7 +190,7 @@ def load_seg_subject(folder: str | Path, *, require_label: bool = True) -> SegSu
                 f"found {bad[:5].tolist()}"
             )
         label = raw.astype(np.uint8)
-    return SegSubject(folder.name, image, label, brain, voxel_size)
+    return SegSubject(folder.name, image, label, brain, voxel_size, present)
 
 
 def _b0_direction(folder: Path, affine: np.ndarray) -> np.ndarray:

@@ -10,12 +10,14 @@ wrapped in DistributedDataParallel (gloo on CPU, NCCL on CUDA); rank 0 validates
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import build_model, load_checkpoint, read_checkpoint, save_checkpoint
+from ..atomic import remove_stale_temporaries
+from ..models import ModelConfig, build_model, load_checkpoint, read_checkpoint, save_checkpoint
+from ..models.checkpoint import model_from_checkpoint_config
 from . import tasks
 from .config import TrainConfig
 from .inference import WindowSettings, resolve_device
@@ -75,6 +79,70 @@ def _build(config: TrainConfig) -> tuple[nn.Module, dict]:
     if config.attention_kwargs:
         overrides["attention_kwargs"] = dict(config.attention_kwargs)
     return build_model(config.model, **overrides), {}
+
+
+#: TrainConfig fields a resumed run may change without comment (it continues to more steps).
+_RESUME_MAY_CHANGE = ("steps", "init_checkpoint")
+
+
+@dataclass
+class _Resumed:
+    """What ``--resume`` continues: the checkpoint's own model, its extras and state."""
+
+    path: Path
+    ckpt: dict
+    model: nn.Module
+    extra: dict
+    config: TrainConfig
+    notes: list[str]
+
+    def restore(self, optimizer: torch.optim.Optimizer, scheduler: Any) -> tuple[int, Any]:
+        """Load the optimiser and scheduler state; return ``(step, best)``."""
+        try:
+            optimizer.load_state_dict(self.ckpt["optimizer"])
+            scheduler.load_state_dict(self.ckpt["extra"]["scheduler"])
+            return int(self.ckpt["epoch"]), self.ckpt["extra"].get("best")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{self.path}: cannot resume, expected the optimiser and scheduler state of a "
+                f"training run, got an unusable one ({type(exc).__name__}: {exc})"
+            ) from exc
+
+
+def _resume(config: TrainConfig, last: Path) -> _Resumed:
+    """Rebuild the model of ``last`` from its own config; note where the command line differs.
+
+    The run continues the checkpoint's network whatever ``config.model`` and
+    ``config.features`` say; every other setting that differs from the checkpoint's run is
+    taken from the command line and reported.
+    """
+    ckpt = read_checkpoint(last)
+    model = model_from_checkpoint_config(ckpt, last)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"{last}: weights do not match their own config: {exc}") from exc
+    stored = ModelConfig.from_dict(ckpt["config"])
+    notes = []
+    if not config.init_checkpoint and config.model != stored.name:
+        notes.append(
+            f"continuing the checkpoint's model {stored.name!r}, not --model {config.model!r}"
+        )
+    if tuple(config.features) != tuple(stored.features):
+        notes.append(
+            f"continuing the checkpoint's features {list(stored.features)}, not --features "
+            f"{list(config.features)}"
+        )
+    extra = dict(ckpt.get("extra") or {})
+    previous = extra.get("train_config")
+    if isinstance(previous, dict):
+        now = config.to_dict()
+        for key in sorted(set(previous) & set(now)):
+            if key in ("model", "features", *_RESUME_MAY_CHANGE) or previous[key] == now[key]:
+                continue
+            notes.append(f"{key} changes from {previous[key]!r} to {now[key]!r}")
+    config = dataclasses.replace(config, model=stored.name, features=tuple(stored.features))
+    return _Resumed(last, ckpt, model.train(), extra, config, notes)
 
 
 def _milestones(config: TrainConfig) -> list[int]:
@@ -147,7 +215,16 @@ def run_training(
     logger = _JsonLog(out_dir / "log.jsonl" if rank == 0 else None, rank)
     window = window or WindowSettings(roi_size=config.patch_size, overlap=0.25, device=str(device))
 
-    model, extra = _build(config)
+    if rank == 0:
+        for stale in remove_stale_temporaries(out_dir, ("last.pt", "best.pt")):
+            log.warning("removed %s, left by an interrupted checkpoint write", stale.name)
+    resumed = _resume(config, out_dir / "last.pt") if resume else None
+    if resumed is not None:
+        model, extra, config = resumed.model, resumed.extra, resumed.config
+        for note in resumed.notes:
+            log.warning("--resume: %s", note)
+    else:
+        model, extra = _build(config)
     task = model.config.task
     expected = "segmentation" if hasattr(train_subjects[0], "image") else "qsm"
     if task != expected:
@@ -159,6 +236,8 @@ def run_training(
         val_subjects = [tasks.aligned_subject(s) for s in val_subjects]
         extra.setdefault("preprocessing", tasks.qsm_scales(train_subjects))
         scales = extra["preprocessing"]
+    if task == "segmentation":  # prediction refuses missing modalities unless this is set
+        extra["modality_dropout"] = bool(config.modality_dropout)
     extra["voxel_size"] = list(train_subjects[0].voxel_size)
     extra["train_config"] = config.to_dict()
     model.to(device)
@@ -166,13 +245,8 @@ def run_training(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, _milestones(config), config.gamma)
     metric_name, higher_better = tasks.PRIMARY_METRIC[task]
     step, best = 0, None
-    if resume:
-        last = out_dir / "last.pt"
-        ckpt = read_checkpoint(last)
-        model.load_state_dict(ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["extra"]["scheduler"])
-        step, best = int(ckpt["epoch"]), ckpt["extra"].get("best")
+    if resumed is not None:
+        step, best = resumed.restore(optimizer, scheduler)
     net: nn.Module = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -195,7 +269,9 @@ def run_training(
         if rank != 0 or not val_subjects:
             return
         if task == "segmentation":
-            metrics = tasks.seg_validate(model, val_subjects, window)
+            metrics = tasks.seg_validate(
+                model, val_subjects, window, flair_only=config.modality_dropout
+            )
         else:
             metrics = tasks.qsm_validate(model, val_subjects, window, scales)
         model.to(device).train()
@@ -215,6 +291,7 @@ def run_training(
             "device": str(device),
             "model": model.config.name,
             "resumed": resume,
+            **({"notes": resumed.notes} if resumed is not None and resumed.notes else {}),
         }
     )
     use_amp = config.amp and device.type == "cuda"

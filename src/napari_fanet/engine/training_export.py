@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .._format import format_numbers
 from ..atomic import atomic_write
 from ..io import save_volume
 from ..layer_io import NIFTI_METADATA_KEY, layer_to_nifti
@@ -208,7 +209,9 @@ def export_qsm_case(
     chi_data = _check_on_grid(chi, field, "reference susceptibility")
     b0 = np.asarray((0.0, 0.0, 1.0) if b0_dir is None else b0_dir, dtype=np.float64)
     if b0.shape != (3,) or not np.isfinite(b0).all() or not np.linalg.norm(b0) > 0:
-        raise ValueError(f"B0 direction must be 3 finite numbers, not all zero; got {b0_dir!r}")
+        raise ValueError(
+            f"B0 direction must be 3 finite numbers, not all zero; got {format_numbers(b0_dir)}"
+        )
     world = array_to_world_direction(b0 / np.linalg.norm(b0), _displayed_affine(field))
     run_dir = Path(run_dir)
     folder = _fresh_subject_folder(run_dir)

@@ -19,6 +19,7 @@ the catalog. GUI-free.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import logging
 import os
@@ -92,10 +93,11 @@ class TrainRequest:
             )
         checks = {
             "steps": self.steps >= 1,
-            "lr": self.lr > 0,
+            "lr": 0 < self.lr <= 1,  # as ``train --lr``; refuses NaN
             "batch_size": self.batch_size >= 1,
             "val_every": self.val_every >= 0,
-            "patch_size": len(self.patch_size) == 3 and min(self.patch_size) >= 1,
+            "patch_size": len(self.patch_size) == 3  # as ``train --patch-size``
+            and all(16 <= p <= 512 for p in self.patch_size),
             "device": self.device in DEVICES,
             "threads": self.threads is None or self.threads >= 1,
             "seed": self.seed >= 0,
@@ -126,6 +128,16 @@ class TrainRequest:
         if not self.augment:
             cmd.append("--no-augment")
         return [*cmd, "--events"]
+
+
+def _absolute_paths(request: TrainRequest) -> TrainRequest:
+    """``request`` with its folders and checkpoint as absolute paths."""
+    paths = {
+        name: Path(getattr(request, name)).resolve()
+        for name in ("data", "out", "init", "val")
+        if getattr(request, name) is not None
+    }
+    return dataclasses.replace(request, **paths)
 
 
 def parse_event_line(line: str) -> dict:
@@ -222,7 +234,8 @@ class TrainingRun:
 
     def __init__(self, request: TrainRequest, *, python: str | None = None) -> None:
         self.request = request
-        self.command = request.command(python)
+        # absolute paths: the child runs in the run folder (see :meth:`_env`)
+        self.command = _absolute_paths(request).command(python)
         self.run_dir = Path(request.out)
         self.log_path = self.run_dir / CHILD_LOG
         self._proc: subprocess.Popen | None = None
@@ -232,10 +245,19 @@ class TrainingRun:
 
     # ------------------------------------------------------------------ process
     def _env(self) -> dict[str, str]:
+        """The child's environment: napari_fanet importable, and nothing from napari's folder.
+
+        ``python -m`` puts the working directory first on ``sys.path``, so a file such as
+        ``argparse.py`` in the folder napari was started from would be imported by the child.
+        ``PYTHONSAFEPATH`` (Python 3.11+) stops that, and the child also runs in the run folder
+        (:meth:`start`), which holds only what the run writes.
+        """
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parents[2])  # the folder holding napari_fanet
-        paths = [package_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        extra = filter(None, env.get("PYTHONPATH", "").split(os.pathsep))
+        paths = [package_root, *(str(Path(p).resolve()) for p in extra)]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        env["PYTHONSAFEPATH"] = "1"
         env["PYTHONUNBUFFERED"] = "1"
         if self.request.threads:
             env["OMP_NUM_THREADS"] = str(self.request.threads)
@@ -258,6 +280,7 @@ class TrainingRun:
                 errors="replace",
                 bufsize=1,
                 env=self._env(),
+                cwd=self.run_dir.resolve(),
                 start_new_session=posix,
                 creationflags=0 if posix else subprocess.CREATE_NEW_PROCESS_GROUP,
             )

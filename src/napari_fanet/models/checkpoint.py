@@ -98,12 +98,50 @@ def read_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
             f"{path} is not a napari-fanet checkpoint: expected a dict with keys "
             f"{list(REQUIRED_KEYS)}, found {found}"
         )
+    if isinstance(ckpt["format"], bool) or not isinstance(ckpt["format"], int):
+        raise ValueError(
+            f"{path} is not a napari-fanet checkpoint: expected an integer format, got "
+            f"{ckpt['format']!r}"
+        )
     if ckpt["format"] > CHECKPOINT_FORMAT:
         raise ValueError(
             f"{path} uses checkpoint format {ckpt['format']}, newer than this napari-fanet "
             f"supports ({CHECKPOINT_FORMAT}); upgrade napari-fanet"
         )
+    try:
+        ModelConfig.from_dict(ckpt["config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{path}: expected a model config of ModelConfig fields, got a malformed one "
+            f"({exc}); the checkpoint cannot be used"
+        ) from exc
     return ckpt
+
+
+def model_from_checkpoint_config(ckpt: dict, path: str | os.PathLike) -> nn.Module:
+    """Build the (untrained) network a checkpoint's own ``config`` describes.
+
+    Parameters
+    ----------
+    ckpt : dict
+        A checkpoint from :func:`read_checkpoint`.
+    path : str or PathLike
+        Its file, named in messages.
+
+    Raises
+    ------
+    ValueError
+        The stored config is not a dict of :class:`ModelConfig` fields, or describes no network
+        that can be built (unknown keys, missing fields, wrong types or values).
+    """
+    config = ckpt.get("config")
+    try:
+        return model_from_config(config)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ValueError(
+            f"{path}: expected a model config that builds a network, got a malformed one "
+            f"({type(exc).__name__}: {exc}); the checkpoint cannot be used"
+        ) from exc
 
 
 def load_checkpoint(
@@ -126,7 +164,7 @@ def load_checkpoint(
         The whole checkpoint (config, optimizer state, epoch, metrics, extra).
     """
     ckpt = read_checkpoint(path, map_location=map_location)
-    model = model_from_config(ckpt["config"])
+    model = model_from_checkpoint_config(ckpt, path)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:

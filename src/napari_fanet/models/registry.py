@@ -40,7 +40,10 @@ class ModelConfig:
     attention : {None, "fa", "sa", "da", "rsa"}
         Bottleneck attention block.
     attention_kwargs : dict
-        Keyword arguments of the attention block.
+        Keyword arguments of the attention block (for FA, for example ``{"scale": "sqrt"}``).
+    attention_levels : tuple of int
+        Resolution levels with an attention block: ``(4,)``, the bottleneck (default), or finer
+        levels such as ``(2,)`` (1/4 resolution) or ``(3, 4)``; see :class:`UNet3d`.
     skip_gates : bool
         Attention gates on the three deepest skips (AG-Net).
     pad_mode : str
@@ -57,6 +60,7 @@ class ModelConfig:
     dropout: float = 0.0
     attention: str | None = None
     attention_kwargs: dict[str, Any] = field(default_factory=dict)
+    attention_levels: tuple[int, ...] = (4,)
     skip_gates: bool = False
     pad_mode: str = "constant"
 
@@ -64,6 +68,7 @@ class ModelConfig:
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         object.__setattr__(self, "features", tuple(self.features))
+        object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
         if isinstance(self.norm, list):  # a (name, kwargs) pair that went through a file
             object.__setattr__(self, "norm", tuple(self.norm))
 
@@ -71,6 +76,7 @@ class ModelConfig:
         """Plain-Python form (safe for ``torch.load(weights_only=True)`` and JSON)."""
         out = dataclasses.asdict(self)
         out["features"] = list(self.features)
+        out["attention_levels"] = list(self.attention_levels)
         out["norm"] = list(self.norm) if isinstance(self.norm, tuple) else self.norm
         return out
 
@@ -140,6 +146,7 @@ def model_from_config(config: ModelConfig | dict[str, Any]) -> nn.Module:
         config.dropout,
         attention=config.attention,
         attention_kwargs=config.attention_kwargs,
+        attention_levels=config.attention_levels,
         skip_gates=config.skip_gates,
         pad_mode=config.pad_mode,
     )

@@ -78,6 +78,12 @@ class UNet3d(nn.Module):
         Attention block inserted on the bottleneck output.
     attention_kwargs : mapping, optional
         Keyword arguments for the attention block.
+    attention_levels : sequence of int
+        Resolution levels that get an attention block (``0`` finest, ``4`` the bottleneck;
+        default ``(4,)``, as in the paper). A block at level ``l`` acts on that encoder stage's
+        output, at ``1/2**l`` of the input resolution with ``features[l]`` channels, so both the
+        skip connection and the deeper levels see attended features. The bottleneck block is
+        ``self.attention``; the others are ``self.level_attention[str(l)]``.
     skip_gates : bool
         Put additive attention gates (AG) on the skips of the three deepest levels, gated by the
         bottleneck signal.
@@ -96,6 +102,7 @@ class UNet3d(nn.Module):
         *,
         attention: str | None = None,
         attention_kwargs: Mapping[str, Any] | None = None,
+        attention_levels: Sequence[int] = (DEPTH,),
         skip_gates: bool = False,
         pad_mode: str = "constant",
     ) -> None:
@@ -111,6 +118,15 @@ class UNet3d(nn.Module):
                 f"attention must be None or one of {sorted(BOTTLENECK_ATTENTION)}, "
                 f"got {attention!r}"
             )
+        levels = tuple(attention_levels)
+        if (
+            not levels
+            or len(set(levels)) != len(levels)
+            or any(type(v) is not int or v not in range(DEPTH + 1) for v in levels)
+        ):
+            raise ValueError(
+                f"attention_levels must be distinct levels out of 0..{DEPTH}, got {levels!r}"
+            )
         if pad_mode not in ("constant", "replicate", "reflect"):
             raise ValueError(
                 f"pad_mode must be 'constant', 'replicate' or 'reflect', got {pad_mode!r}"
@@ -125,10 +141,19 @@ class UNet3d(nn.Module):
             drop = dropout if level == DEPTH else 0.0
             self.encoders.append(DoubleConv(features[level - 1], features[level], norm, act, drop))
         self.pool = nn.MaxPool3d(2)
+        self.attention_levels = levels
+
+        def make_attention(level: int) -> nn.Module:
+            return BOTTLENECK_ATTENTION[attention](features[level], **dict(attention_kwargs or {}))
+
         self.attention = (
-            BOTTLENECK_ATTENTION[attention](features[DEPTH], **dict(attention_kwargs or {}))
+            make_attention(DEPTH) if attention is not None and DEPTH in levels else None
+        )
+        # Finer-level blocks; an empty dict (no state_dict keys) in the paper's configuration.
+        self.level_attention = nn.ModuleDict(
+            {str(lv): make_attention(lv) for lv in sorted(levels) if lv < DEPTH}
             if attention is not None
-            else None
+            else {}
         )
         # Gates on skip levels 1..3 (the three deepest skips), gated by the bottleneck.
         self.gates = nn.ModuleDict(
@@ -171,12 +196,18 @@ class UNet3d(nn.Module):
         x, _ = self._pad(x)  # (B, Cin, D', H', W'), multiples of 16
         return self._encode(x)[-1]
 
+    def _attend(self, level: int, y: torch.Tensor) -> torch.Tensor:
+        if level == DEPTH:
+            return y if self.attention is None else self.attention(y)
+        if str(level) in self.level_attention:
+            return self.level_attention[str(level)](y)
+        return y
+
     def _encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        skips = [self.encoders[0](x)]  # (B, f0, D, H, W)
+        skips = [self._attend(0, self.encoders[0](x))]  # (B, f0, D, H, W)
         for level in range(1, DEPTH + 1):
-            skips.append(self.encoders[level](self.pool(skips[-1])))  # (B, f_l, D/2^l, ...)
-        if self.attention is not None:
-            skips[-1] = self.attention(skips[-1])  # (B, f4, D/16, H/16, W/16)
+            y = self.encoders[level](self.pool(skips[-1]))  # (B, f_l, D/2^l, ...)
+            skips.append(self._attend(level, y))  # same shape; (B, f4, D/16, ...) at the end
         return skips
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

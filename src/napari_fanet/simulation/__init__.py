@@ -11,6 +11,10 @@ random affine and a smooth random displacement (:mod:`.deform`), then
 - MS (:mod:`.ms_phantom`): T1, T2 and FLAIR from partial-volume tissue mixing, with white-matter
   lesions, normal periventricular FLAIR caps, bias field and Rician noise; the lesion, brain and
   white-matter masks.
+- MS, ``randomised`` family (:mod:`.ms_randomised`, ``family="randomised"``): the same files
+  with domain-randomised contrast, lesion loads from 0.1 to 80 mL (:mod:`.ms_lesion_load`) and
+  scanner effects (:mod:`.scanner_artefacts`), typically at 1 mm; ``meta.json`` records every
+  drawn setting and ``dataset.json`` the family.
 
 Seed convention (:data:`.dataset.SPLIT_SEEDS`): subject ``i`` of a dataset simulated with seed
 ``S`` uses seed ``S + i``; training sets start at 0, validation at 10 000, test at 20 000 and

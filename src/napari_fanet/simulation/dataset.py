@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 FORMAT = "napari-fanet-simulation"
 FORMAT_VERSION = 1
 TASKS = ("qsm", "ms")
+#: Generator families per task: ``phantom`` (the original phantoms); for MS, the
+#: domain-randomised ``randomised`` family (:mod:`.ms_randomised`); for QSM, the ``fullrange``
+#: training family (:data:`.qsm_families.FULL_RANGE`: extra sources over the whole physical
+#: range of susceptibility, B0 tilts up to 30 degrees).
+FAMILIES = {"qsm": ("phantom", "fullrange"), "ms": ("phantom", "randomised")}
 #: First subject seed of each split; subject ``i`` of a dataset made with ``seed`` uses
 #: ``seed + i``, so splits stay disjoint for datasets of up to 10 000 subjects.
 SPLIT_SEEDS = {"train": 0, "val": 10_000, "test": 20_000, "sample": 90_000}
@@ -79,12 +84,33 @@ def split_seed(split: str, index: int = 0) -> int:
     return SPLIT_SEEDS[split] + int(index)
 
 
+def check_family(task: str, family: str) -> str:
+    """Return ``family`` if ``task`` has it (:data:`FAMILIES`); ``ValueError`` otherwise."""
+    if family not in FAMILIES[check_task(task)]:
+        raise ValueError(
+            f"family must be one of {', '.join(FAMILIES[task])} for task {task}, got {family!r}"
+        )
+    return family
+
+
 def simulate_subject(
-    task: str, seed: int, voxel_size: float | Sequence[float] = 2.0, *, noise: bool = True
+    task: str,
+    seed: int,
+    voxel_size: float | Sequence[float] = 2.0,
+    *,
+    noise: bool = True,
+    family: str = "phantom",
 ) -> QSMSubject | MSSubject:
-    """Simulate one subject of ``task`` ("qsm" or "ms") from ``seed``."""
-    if check_task(task) == "qsm":
-        return simulate_qsm_subject(seed, voxel_size, noise=noise)
+    """Simulate one subject of ``task`` ("qsm" or "ms") and ``family`` from ``seed``."""
+    if check_family(task, family) == "randomised":
+        from .ms_randomised import simulate_randomised_ms_subject
+
+        return simulate_randomised_ms_subject(seed, voxel_size, noise=noise)
+    if task == "qsm":
+        from .qsm_families import FULL_RANGE
+
+        params = FULL_RANGE if family == "fullrange" else None
+        return simulate_qsm_subject(seed, voxel_size, noise=noise, params=params)
     return simulate_ms_subject(seed, voxel_size, noise=noise)
 
 
@@ -188,6 +214,7 @@ def iter_simulate_dataset(
     voxel_size: float | Sequence[float] = 2.0,
     overwrite: bool = False,
     noise: bool = True,
+    family: str = "phantom",
 ) -> Iterator[SubjectWritten]:
     """Simulate and write a dataset, yielding after each subject (close the generator to stop).
 
@@ -207,6 +234,8 @@ def iter_simulate_dataset(
         Allow writing into a non-empty folder.
     noise : bool
         Add noise (False: noise-free data, for tests and debugging).
+    family : str
+        Generator family (:data:`FAMILIES`): ``"phantom"`` or, for MS, ``"randomised"``.
 
     Returns
     -------
@@ -215,7 +244,7 @@ def iter_simulate_dataset(
         arguments are checked and the folder prepared when this function is called, before
         the first subject.
     """
-    check_task(task)
+    check_family(task, family)
     if isinstance(n_subjects, bool) or not isinstance(n_subjects, (int, np.integer)):
         raise TypeError(f"n_subjects must be an integer, got {type(n_subjects).__name__}")
     if n_subjects < 1:
@@ -229,7 +258,7 @@ def iter_simulate_dataset(
     width = max(4, len(str(n_subjects - 1)))
     names = [f"sub-{i:0{width}d}" for i in range(n_subjects)]
     _remove_stale_subjects(out, set(names))
-    return _generate(out, task, names, int(seed), vox, noise)
+    return _generate(out, task, names, int(seed), vox, noise, family)
 
 
 def _generate(
@@ -239,14 +268,16 @@ def _generate(
     seed: int,
     vox: tuple[float, float, float],
     noise: bool,
+    family: str = "phantom",
 ) -> Iterator[SubjectWritten]:
     n_subjects = len(names)
     seeds = [seed + i for i in range(n_subjects)]
     for index, (name, subject_seed) in enumerate(zip(names, seeds, strict=True)):
-        subject = simulate_subject(task, subject_seed, vox, noise=noise)
+        subject = simulate_subject(task, subject_seed, vox, noise=noise, family=family)
         write_subject(subject, out / name)
         yield SubjectWritten(index, n_subjects, subject_seed, out / name)
-    write_json(out / "dataset.json", dataset_description(task, seed, names, vox, noise=noise))
+    description = dataset_description(task, seed, names, vox, noise=noise, family=family)
+    write_json(out / "dataset.json", description)
 
 
 def dataset_description(
@@ -256,6 +287,7 @@ def dataset_description(
     voxel_size: tuple[float, float, float],
     *,
     noise: bool = True,
+    family: str = "phantom",
 ) -> dict[str, Any]:
     """The content of ``dataset.json``."""
     from .. import __version__
@@ -266,6 +298,7 @@ def dataset_description(
         "format_version": FORMAT_VERSION,
         "napari_fanet_version": __version__,
         "task": task,
+        "family": family,
         "seed": int(seed),
         "subject_seed_rule": "seed + index (subject i of subjects uses seed + i)",
         "n_subjects": len(subjects),
@@ -297,12 +330,13 @@ def simulate_dataset(
     overwrite: bool = False,
     noise: bool = True,
     progress: Callable[[SubjectWritten], None] | None = None,
+    family: str = "phantom",
 ) -> Path:
     """Simulate and write a whole dataset (see :func:`iter_simulate_dataset`).
 
     Parameters
     ----------
-    out, task, n_subjects, seed, voxel_size, overwrite, noise
+    out, task, n_subjects, seed, voxel_size, overwrite, noise, family
         As in :func:`iter_simulate_dataset`.
     progress : callable, optional
         Called with each :class:`SubjectWritten` event.
@@ -313,7 +347,14 @@ def simulate_dataset(
         The ``dataset.json`` file.
     """
     for event in iter_simulate_dataset(
-        out, task, n_subjects, seed, voxel_size=voxel_size, overwrite=overwrite, noise=noise
+        out,
+        task,
+        n_subjects,
+        seed,
+        voxel_size=voxel_size,
+        overwrite=overwrite,
+        noise=noise,
+        family=family,
     ):
         if progress is not None:
             progress(event)

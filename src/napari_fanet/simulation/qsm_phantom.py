@@ -56,6 +56,7 @@ from ._random import (
     uniform,
 )
 from .deform import DeformationParams, random_anatomy
+from .qsm_sources import SourceParams, random_sources
 from .qsm_structures import (
     nuclei_map,
     random_b0_direction,
@@ -64,7 +65,17 @@ from .qsm_structures import (
 )
 from .template import check_voxel_size, grid_world_coords
 
-STREAMS = ("anatomy", "values", "nuclei", "veins", "texture", "b0", "magnitude", "noise")
+STREAMS = (
+    "anatomy",
+    "values",
+    "nuclei",
+    "veins",
+    "texture",
+    "b0",
+    "magnitude",
+    "noise",
+    "sources",
+)
 
 
 @dataclass(frozen=True)
@@ -85,12 +96,20 @@ class QSMParams:
         Standard deviation range of the smooth texture.
     max_tilt_deg : float
         Largest angle between B0 and the world z axis.
+    min_tilt_deg : float
+        Smallest angle between B0 and the world z axis (0 by default).
     field_noise_std : tuple of float
         Range of the field noise standard deviation (ppm) at the median magnitude.
     magnitude_snr : tuple of float
         Range of the magnitude SNR (median brain signal over the noise sigma).
     deformation : DeformationParams
         Anatomy ranges.
+    sources : SourceParams
+        Extra geometric sources, haemorrhages and calcifications (none by default; see
+        :mod:`napari_fanet.simulation.qsm_sources`).
+    anatomy_contrast : bool
+        If False, the brain has no tissue contrast, nuclei, veins or texture (chi = 0 before the
+        extra sources): a purely geometric phantom inside a brain-shaped mask.
     """
 
     chi_csf: tuple[float, float] = (-0.003, 0.003)
@@ -102,13 +121,21 @@ class QSMParams:
     vein_length_mm: tuple[float, float] = (15.0, 60.0)
     texture_std: tuple[float, float] = (0.003, 0.008)
     max_tilt_deg: float = 25.0
+    min_tilt_deg: float = 0.0
     field_noise_std: tuple[float, float] = (0.0005, 0.002)
     magnitude_snr: tuple[float, float] = (20.0, 50.0)
     deformation: DeformationParams = field(default_factory=DeformationParams)
+    sources: SourceParams = field(default_factory=SourceParams)
+    anatomy_contrast: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_tilt_deg <= 90.0:
             raise ValueError(f"max_tilt_deg must be in [0, 90], got {self.max_tilt_deg!r}")
+        if not 0.0 <= self.min_tilt_deg <= self.max_tilt_deg:
+            raise ValueError(
+                f"min_tilt_deg must be in [0, max_tilt_deg={self.max_tilt_deg}], "
+                f"got {self.min_tilt_deg!r}"
+            )
         lo, hi = self.field_noise_std
         if not 0.0 <= lo <= hi:
             raise ValueError(
@@ -213,9 +240,15 @@ def simulate_qsm_subject(
     paths = vein_paths(rng["veins"], mask, affine, p)
     vein_w, vein_chi = vein_map(paths, mask, affine, edge_mm)
     chi = ((1.0 - vein_w) * chi + vein_w * vein_chi) * mask
-    chi = chi.astype(np.float32)
+    if not p.anatomy_contrast:
+        chi = np.zeros_like(chi)
+        vein_w = np.zeros_like(vein_w)
+    sources, source_info = random_sources(rng["sources"], world, mask, p.sources, edge_mm)
+    for weight, value in sources:
+        chi = (1.0 - weight) * chi + weight * value
+    chi = (chi * mask).astype(np.float32)
 
-    b0_world = random_b0_direction(rng["b0"], p.max_tilt_deg)
+    b0_world = random_b0_direction(rng["b0"], p.max_tilt_deg, p.min_tilt_deg)
     b0_array = world_to_array_direction(b0_world, affine)
     tilt = float(np.degrees(np.arccos(np.clip(b0_world[2], -1.0, 1.0))))
 
@@ -258,7 +291,9 @@ def simulate_qsm_subject(
         "tissue_chi_ppm": {k: round(v, 5) for k, v in values.items()},
         "nucleus_chi_ppm": nuclei,
         "texture_std_ppm": round(texture_std, 5),
-        "n_veins": len(paths),
+        "n_veins": len(paths) if p.anatomy_contrast else 0,
+        "anatomy_contrast": bool(p.anatomy_contrast),
+        "sources": source_info,
         "brain_voxels": int(mask.sum()),
     }
     return QSMSubject(

@@ -38,10 +38,12 @@ NUCLEI = (
 )
 
 
-def random_b0_direction(rng: np.random.Generator, max_tilt_deg: float) -> np.ndarray:
-    """Unit vector uniform over the spherical cap within ``max_tilt_deg`` of ``(0, 0, 1)``."""
+def random_b0_direction(
+    rng: np.random.Generator, max_tilt_deg: float, min_tilt_deg: float = 0.0
+) -> np.ndarray:
+    """Unit vector uniform over the spherical zone ``min_tilt_deg..max_tilt_deg`` from +z."""
     cos_max = np.cos(np.deg2rad(max_tilt_deg))
-    cos_t = rng.uniform(cos_max, 1.0)
+    cos_t = rng.uniform(cos_max, np.cos(np.deg2rad(min_tilt_deg)))
     sin_t = np.sqrt(max(0.0, 1.0 - cos_t * cos_t))
     phi = rng.uniform(0.0, 2.0 * np.pi)
     return np.array([sin_t * np.cos(phi), sin_t * np.sin(phi), cos_t])

@@ -20,6 +20,8 @@ from importlib import resources
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._format import format_numbers
+
 TEMPLATE_FILE = "mni152_2009_2mm.npz"
 NOTICE_FILE = "NOTICE-mni152-2009.txt"
 #: The MNI bounding box (min, max) in mm per world axis (x: left-right, y: back-front, z: up).
@@ -81,7 +83,9 @@ def check_voxel_size(voxel_size: float | Sequence[float]) -> tuple[float, float,
             f"voxel_size must be a number or three numbers in mm, got {voxel_size!r}"
         ) from exc
     if not (np.all(np.isfinite(values)) and np.all(values >= 0.25) and np.all(values <= 10.0)):
-        raise ValueError(f"voxel_size must be between 0.25 and 10 mm, got {voxel_size!r}")
+        raise ValueError(
+            f"voxel_size must be between 0.25 and 10 mm, got {format_numbers(voxel_size)}"
+        )
     return tuple(float(v) for v in values)
 
 

@@ -1,0 +1,157 @@
+"""Prediction refuses inputs that would give a wrong map or exhaust memory, saying why."""
+
+import re
+
+import numpy as np
+import pytest
+
+from napari_fanet._qsm_utils import check_b0_dir
+from napari_fanet.engine.predict import (
+    RESAMPLE_MEMORY_BUDGET,
+    b0_in_array_axes,
+    check_brain,
+    check_resampling,
+    model_grid,
+    seg_model_input,
+)
+from napari_fanet.engine.prediction_request import (
+    InputArray,
+    PredictionRequest,
+    b0_direction_problem,
+    parse_b0_text,
+)
+
+SHAPE = (24, 28, 20)
+
+
+@pytest.mark.parametrize(
+    ("voxel", "model_voxel", "grid"),
+    [
+        ((2.0, 2.0, 2.0), (2.0, 2.0, 2.0), None),
+        ((1.0, 1.0, 1.0), (2.0, 2.0, 2.0), (12, 14, 10)),
+        ((0.25, 0.25, 0.25), None, None),
+        ((10.0, 10.0, 10.0), (2.0, 2.0, 2.0), (120, 140, 100)),
+    ],
+)
+def test_model_grid_within_bounds(voxel, model_voxel, grid):
+    assert model_grid(SHAPE, voxel, model_voxel) == grid
+
+
+@pytest.mark.parametrize(
+    "voxel",
+    [(50.0, 50.0, 50.0), (0.01, 0.01, 0.01), (2.0, 2.0, 0.2), (2.0, float("nan"), 2.0)],
+)
+def test_voxel_size_out_of_range_is_refused(voxel):
+    shown = "(" + ", ".join(f"{v:.4g}" for v in voxel) + ")"
+    with pytest.raises(
+        ValueError,
+        match=rf"^expected voxel sizes between 0\.25 and 10 mm, got {re.escape(shown)} mm "
+        r"\(check the image's header or the layer's scale\)$",
+    ):
+        model_grid(SHAPE, voxel, (2.0, 2.0, 2.0))
+
+
+def test_resampling_over_the_memory_budget_is_refused():
+    shape = (512, 512, 400)  # 1 mm -> 0.5 mm: 1024 x 1024 x 800 voxels
+    with pytest.raises(
+        ValueError,
+        match=r"^the input grid 512 x 512 x 400 of \(1, 1, 1\) mm voxels becomes 1024 x 1024 x "
+        r"800 voxels at the model's \(0\.5, 0\.5, 0\.5\) mm, needing about 50\.0 GiB, over the "
+        r"memory budget of 8 GiB; crop the image or check its voxel size$",
+    ):
+        check_resampling(shape, (1.0, 1.0, 1.0), (0.5, 0.5, 0.5))
+    check_resampling((256, 256, 200), (1.0, 1.0, 1.0), (2.0, 2.0, 2.0))  # a usual head: fine
+    assert RESAMPLE_MEMORY_BUDGET == 8 * 2**30
+
+
+def test_all_zero_flair_without_a_mask_says_so():
+    arrays = {k: np.ones(SHAPE, np.float32) for k in ("T1", "T2")}
+    arrays["FLAIR"] = np.zeros(SHAPE, np.float32)
+    with pytest.raises(
+        ValueError, match=r"^FLAIR is all zeros: expected a skull-stripped FLAIR whose brain"
+    ):
+        seg_model_input(arrays, (2.0, 2.0, 2.0), {})
+    arrays["brain mask"] = np.zeros(SHAPE, np.float32)
+    with pytest.raises(ValueError, match=r"^brain mask is empty: expected a mask with at least"):
+        seg_model_input(arrays, (2.0, 2.0, 2.0), {})
+    check_brain(arrays, np.ones(SHAPE, bool))  # a brain voxel: nothing to say
+
+
+@pytest.mark.parametrize(
+    ("b0", "match"),
+    [
+        ((float("nan"), 0.0, 1.0), r"b0_dir must be 3 finite numbers; got \(nan, 0, 1\)"),
+        ((0.0, 0.0, 0.0), r"b0_dir must be 3 numbers, not all zero; got \(0, 0, 0\)"),
+        ((1.0, 0.0), r"b0_dir must be 3 finite numbers; got \(1, 0\)"),
+    ],
+)
+def test_b0_in_array_axes_says_what_is_wrong(b0, match):
+    with pytest.raises(ValueError, match=match):
+        b0_in_array_axes(b0, None)
+
+
+@pytest.mark.parametrize(
+    ("b0", "match"),
+    [
+        ((np.nan, 0, 1), r"^b0_dir must be 3 finite numbers, got \(nan, 0, 1\)$"),
+        ((0, 0, 0), r"^b0_dir must be 3 numbers, not all zero, got \(0, 0, 0\)$"),
+        ((0, 1), r"^b0_dir must be 3 numbers, got 2: \(0, 1\)$"),
+        (None, r"^b0_dir must be 3 numbers \(finite, not all zero\), got None$"),
+    ],
+)
+def test_check_b0_dir_says_what_is_wrong(b0, match):
+    with pytest.raises(ValueError, match=match):
+        check_b0_dir(b0)
+
+
+@pytest.mark.parametrize(
+    ("b0", "problem"),
+    [
+        ("up", "B0 direction must be 3 numbers such as '0, 0, 1'; got 'up'"),
+        ("0 1", "B0 direction must be 3 numbers; got 2: (0, 1)"),
+        ("nan, 0, 1", "B0 direction must be 3 finite numbers; got (nan, 0, 1)"),
+        ("0,0,0", "B0 direction must be 3 numbers, not all zero; got (0, 0, 0)"),
+        ((np.float64(0.0),) * 3, "B0 direction must be 3 numbers, not all zero; got (0, 0, 0)"),
+        ("0, 0, 1", None),
+        ((0.1, 0.0, 1.0), None),
+    ],
+)
+def test_b0_direction_problem_echoes_what_arrived(b0, problem):
+    assert b0_direction_problem(b0) == problem
+
+
+def test_request_parses_typed_b0_and_reports_text_it_cannot_parse():
+    field = InputArray("field", np.ones(SHAPE, np.float32), (2.0, 2.0, 2.0))
+    mask = InputArray("mask", np.ones(SHAPE, np.uint8), (2.0, 2.0, 2.0))
+    inputs = {"local field": field, "brain mask": mask}
+    assert PredictionRequest("qsm", inputs, "m", b0_dir=" 0, 0.5 1").b0_dir == (0.0, 0.5, 1.0)
+    request = PredictionRequest("qsm", inputs, "m", b0_dir="up")
+    assert request.problems() == ["B0 direction must be 3 numbers such as '0, 0, 1'; got 'up'"]
+    assert parse_b0_text("1 0 0") == (1.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match=r"^B0 direction must be 3 numbers such as '0, 0, 1'"):
+        parse_b0_text("x y z")
+
+
+def test_voxel_size_mismatch_between_layers_has_no_numpy_repr():
+    a = InputArray("t1", np.ones(SHAPE), np.array([2.0, 2.0, 2.0]))
+    b = InputArray("t2", np.ones(SHAPE), np.array([2.0, 2.0, 3.0]))
+    request = PredictionRequest("segmentation", {"T1": a, "T2": b, "FLAIR": a}, "m")
+    assert (
+        "T2 (layer 't2') has voxel size (2, 2, 3) but T1 has (2, 2, 2): inputs must share one "
+        "grid" in request.problems()
+    )
+    bad = InputArray("flair", np.ones(SHAPE), (np.float64(2.0), np.float64(0.0), 2.0))
+    problems = PredictionRequest("segmentation", {"T1": bad, "T2": bad, "FLAIR": bad}, "m")
+    assert (
+        "T1 (layer 'flair') has the scale (2, 0, 2): expected positive voxel sizes (mm)"
+        in problems.problems()
+    )
+
+
+def test_request_reports_a_layer_scale_out_of_range():
+    item = InputArray("flair", np.ones(SHAPE), (50.0, 50.0, 50.0))
+    request = PredictionRequest("segmentation", {"T1": item, "T2": item, "FLAIR": item}, "m")
+    assert (
+        "FLAIR (layer 'flair') has the scale (50, 50, 50): expected voxel sizes between 0.25 and "
+        "10 mm" in request.problems()
+    )

@@ -1,0 +1,70 @@
+"""A checkpoint whose config or format is malformed is refused with one clear message."""
+
+import pytest
+import torch
+
+from napari_fanet.models import build_model, load_checkpoint, read_checkpoint, save_checkpoint
+from napari_fanet.models.checkpoint import model_from_checkpoint_config
+
+TINY = (8, 8, 8, 8, 16)
+
+
+@pytest.fixture
+def good(tmp_path):
+    return save_checkpoint(tmp_path / "good.pt", build_model("unet-seg", features=TINY))
+
+
+def _rewrite(path, out, **changes):
+    ckpt = torch.load(path, weights_only=True)
+    ckpt.update(changes)
+    torch.save(ckpt, out)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ("unet-seg", r"a model config must be a dict, got str"),
+        ({"name": "x", "task": "segmentation"}, r"missing 2 required positional arguments"),
+        ({"name": "x", "task": "ct", "in_channels": 3, "out_channels": 2}, r"task must be one"),
+        ({"name": "x", "task": "qsm", "in_channels": 1, "out_channels": 1, "depth": 3}, "depth"),
+    ],
+)
+def test_read_checkpoint_refuses_a_malformed_config(good, tmp_path, config, match):
+    bad = _rewrite(good, tmp_path / "bad.pt", config=config)
+    with pytest.raises(
+        ValueError,
+        match=rf"bad\.pt: expected a model config of ModelConfig fields, got a malformed one "
+        rf"\(.*{match}.*\); the checkpoint cannot be used$",
+    ):
+        read_checkpoint(bad)
+
+
+def test_load_checkpoint_refuses_a_config_that_builds_no_network(good, tmp_path):
+    config = {**read_checkpoint(good)["config"], "features": [8, 8]}
+    bad = _rewrite(good, tmp_path / "bad.pt", config=config)
+    ckpt = read_checkpoint(bad)  # well-formed fields...
+    with pytest.raises(
+        ValueError,
+        match=r"bad\.pt: expected a model config that builds a network, got a malformed one "
+        r"\(ValueError: features must have 5 entries",
+    ):
+        load_checkpoint(bad)  # ...that no network has
+    with pytest.raises(ValueError, match=r"^somewhere\.pt: expected a model config that builds"):
+        model_from_checkpoint_config(ckpt, "somewhere.pt")
+
+
+@pytest.mark.parametrize("fmt", ["1", None, True, 1.5])
+def test_read_checkpoint_refuses_a_format_that_is_not_an_integer(good, tmp_path, fmt):
+    bad = _rewrite(good, tmp_path / "bad.pt", format=fmt)
+    with pytest.raises(
+        ValueError, match=r"bad\.pt is not a napari-fanet checkpoint: expected an integer format"
+    ):
+        read_checkpoint(bad)
+
+
+def test_shipped_checkpoints_are_well_formed():
+    from napari_fanet.engine.predict import shipped_weights
+
+    for name, path in shipped_weights().items():
+        assert read_checkpoint(path)["config"]["name"] == name

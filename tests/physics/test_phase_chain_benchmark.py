@@ -1,0 +1,24 @@
+"""Smoke test of benchmarks/phase_chain.py: one coarse subject, every method, finite numbers."""
+
+import json
+import math
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def test_phase_chain_benchmark_runs_on_a_coarse_subject(monkeypatch, tmp_path, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import phase_chain
+
+    out = tmp_path / "numbers.json"
+    argv = ["--subjects", "1", "--voxel", "8", "--pdf-iter", "5", "--json", str(out)]
+    subjects = phase_chain.main(argv)
+    table = capsys.readouterr().out
+    assert "| laplacian+vsharp |" in table and "oracle" in table
+    saved = json.loads(out.read_text())
+    assert saved[0]["seed"] == phase_chain.FIRST_SEED == subjects[0]["seed"]
+    for name, row in saved[0]["methods"].items():
+        assert math.isfinite(row["nrmse"]) and row["nrmse"] > 0, name
+        assert list(row["timings_s"]) == ["scale", "mask", "unwrap", "fit", "remove"]
+        assert row["scaling"] == "scanner_12bit_signed"

@@ -1,0 +1,203 @@
+"""The domain-randomised MS family: determinism, lesions, contrast rules, artefacts, writing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_fanet.cli import main
+from napari_fanet.io import load_volume
+from napari_fanet.simulation.dataset import check_family, simulate_dataset
+from napari_fanet.simulation.fast_fields import regrid, smooth_noise
+from napari_fanet.simulation.ms_lesion_load import LesionLoadParams
+from napari_fanet.simulation.ms_randomised import (
+    RandomisedMSParams,
+    simulate_randomised_ms_subject,
+)
+from napari_fanet.simulation.scanner_artefacts import (
+    ArtefactParams,
+    acquire,
+    back_to_grid,
+    thick_slices,
+)
+from napari_fanet.simulation.template import mni_grid
+
+VOX = 3.0  # 61 x 73 x 61: lesions of a few voxels are resolved, a subject takes about 1 s
+
+
+def _quiet(load_ml=(5.0, 5.0), **lesions):
+    """Noise-free params without artefacts that change intensities, for contrast checks."""
+    return RandomisedMSParams(
+        p_random_contrast=0.0,
+        lesions=LesionLoadParams(load_ml=load_ml, **lesions),
+        artefacts=ArtefactParams(
+            bias_max=0.0,
+            blur_mm=(0.0, 0.0),
+            p_thick=(),
+            log_gamma_std=0.0,
+            p_saturate=0.0,
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def quiet():
+    return simulate_randomised_ms_subject(7, VOX, params=_quiet(), noise=False)
+
+
+def test_images_are_skull_stripped_integers_and_lesions_lie_in_brain_tissue(quiet) -> None:
+    brain = quiet.brain_mask
+    for name in ("t1", "t2", "flair"):
+        image = getattr(quiet, name)
+        assert image.dtype == np.float32 and np.all(image[~brain] == 0)
+        assert np.array_equal(image, np.round(image)) and image.min() >= 0
+    assert quiet.lesion_mask.any() and not np.any(quiet.lesion_mask & ~brain)
+    # lesions are confined to white matter (juxtacortical ones may reach into the cortex)
+    assert quiet.wm_prob[quiet.lesion_mask].mean() > 0.6
+
+
+def test_lesion_load_follows_the_drawn_target(quiet) -> None:
+    volume_ml = quiet.lesion_mask.sum() * VOX**3 / 1000
+    assert quiet.meta["load_target_ml"] == 5.0
+    assert volume_ml == pytest.approx(quiet.meta["lesion_ml"])
+    assert 3.0 < volume_ml < 8.0  # overlaps and the last lesion's size make it approximate
+
+
+def test_contrast_rules_flair_and_t2_bright_t1_dark_or_iso(quiet) -> None:
+    lesion = quiet.lesion_mask
+    wm = (quiet.wm_prob > 0.95) & ~ndimage.binary_dilation(lesion, iterations=2)
+    for name, rule in (("flair", "bright"), ("t2", "bright"), ("t1", "dark")):
+        image = getattr(quiet, name)
+        ratio = np.median(image[lesion]) / np.median(image[wm])
+        assert ratio > 1.05 if rule == "bright" else ratio < 1.02, (name, ratio)
+
+
+def test_large_loads_make_confluent_periventricular_lesions() -> None:
+    params = _quiet(load_ml=(60.0, 60.0), p_confluent=1.0, confluent_fraction=(0.6, 0.6))
+    s = simulate_randomised_ms_subject(11, VOX, params=params, noise=False)
+    assert s.meta["confluent_ml"] > 20.0
+    labels, _ = ndimage.label(s.lesion_mask, np.ones((3, 3, 3)))
+    largest = np.bincount(labels.ravel())[1:].max() * VOX**3 / 1000
+    assert largest > 15.0  # one big connected lesion
+
+
+def test_every_site_hosts_lesions_down_to_3_mm() -> None:
+    params = _quiet(load_ml=(2.0, 2.0), site_weights=(1, 1, 1, 1), volume_median_mm3=30.0)
+    s = simulate_randomised_ms_subject(5, 2.0, params=params, noise=False)
+    sites = {}
+    for lesion in s.meta["lesions"]:
+        sites.setdefault(lesion["site"], []).append(lesion)
+    assert set(sites) == {"periventricular", "juxtacortical", "deep", "infratentorial"}
+    assert all(lesion["centre_mm"][2] < -5 for lesion in sites["infratentorial"])  # MNI z
+    assert min(lesion["voxels"] for lesion in s.meta["lesions"]) <= 4  # 3 mm: 14 mm^3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"p_random_contrast": 1.5}, "p_random_contrast must be in"),
+        ({"flair_lesion": (2.0, 1.0, 3.0)}, "flair_lesion must be"),
+    ],
+)
+def test_bad_params_are_refused(kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        RandomisedMSParams(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"load_ml": (0.0, 1.0)}, "load_ml"),
+        ({"site_weights": (0.0, 0.0, 0.0, 0.0)}, "site_weights"),
+        ({"confluent_fraction": (0.8, 0.2)}, "confluent_fraction"),
+    ],
+)
+def test_bad_lesion_params_are_refused(kwargs, match) -> None:
+    with pytest.raises(ValueError, match=f"invalid lesion setting {match}"):
+        LesionLoadParams(**kwargs)
+
+
+def test_regrid_is_exact_on_a_linear_ramp_between_mni_grids() -> None:
+    coarse_shape, coarse_affine = mni_grid(4.0)
+    fine_shape, fine_affine = mni_grid(2.0)
+    ramp = lambda shape, aff: np.indices(shape)[0] * aff[0, 0] + aff[0, 3]  # noqa: E731  world x
+    out = regrid(ramp(coarse_shape, coarse_affine), coarse_affine, fine_shape, fine_affine,
+                 smooth=False)  # fmt: skip
+    expected = ramp(fine_shape, fine_affine)
+    np.testing.assert_allclose(out[1:-1], expected[1:-1], atol=1e-4)
+
+
+def test_regrid_and_smooth_noise_refuse_bad_arguments() -> None:
+    oblique = np.eye(4)
+    oblique[0, 1] = 0.5
+    with pytest.raises(ValueError, match="src_affine must be a 4x4 affine with a diagonal"):
+        regrid(np.zeros((3, 3, 3)), oblique, (3, 3, 3), np.eye(4))
+    with pytest.raises(ValueError, match="correlation_vox must be positive"):
+        smooth_noise(np.random.default_rng(0), (4, 4, 4), 0.0)
+
+
+def test_smooth_noise_is_standardised_and_smooth() -> None:
+    field = smooth_noise(np.random.default_rng(1), (40, 30, 20), 6.0)
+    assert field.shape == (40, 30, 20)
+    assert abs(field.mean()) < 1e-4 and field.std() == pytest.approx(1.0, rel=1e-3)
+    neighbour = np.corrcoef(field[:-1].ravel(), field[1:].ravel())[0, 1]
+    assert neighbour > 0.9
+
+
+def test_thick_slices_average_along_one_axis_and_come_back_to_the_grid() -> None:
+    image = np.zeros((20, 20, 30), np.float32)
+    image[:, :, ::2] = 2.0  # stripes 1 voxel wide along axis 2
+    low = thick_slices(image, axis=2, factor=4.0)
+    assert low.shape == (20, 20, 8)
+    back = back_to_grid(low, image.shape, axis=2, factor=4.0)
+    assert back.shape == image.shape
+    assert back[:, :, 4:-4].std() < 0.1 * image.std()  # the stripes are averaged out
+    np.testing.assert_allclose(back[:, :, 10], image[:, :, 10:20].mean(), rtol=0.1)
+
+
+def test_acquire_scales_saturates_and_keeps_the_background_zero() -> None:
+    rng = np.random.default_rng(0)
+    mask = np.zeros((24, 24, 24), bool)
+    mask[4:20, 4:20, 4:20] = True
+    image = np.where(mask, 100.0 + 10 * rng.standard_normal(mask.shape), 0).astype(np.float32)
+    params = ArtefactParams(p_saturate=1.0, max_value=(1000.0, 1000.0))
+    out, settings = acquire(rng, image, mask, (1.0, 1.0, 1.0), "flair", params)
+    assert np.all(out[~mask] == 0) and np.array_equal(out, np.round(out))
+    assert settings["saturate_percentile"] is not None
+    assert out[mask].max() <= 1000.0 * 1.01
+    assert json.dumps(settings)  # JSON-ready
+
+
+def test_dataset_family_is_written_and_checked(tmp_path) -> None:
+    out = simulate_dataset(tmp_path / "d", "ms", 1, seed=2, voxel_size=4.0, family="randomised")
+    desc = json.loads(out.read_text())
+    meta = json.loads((tmp_path / "d" / "sub-0000" / "meta.json").read_text())
+    assert desc["family"] == "randomised" and meta["family"] == "randomised"
+    assert meta["seed"] == 2 and meta["lesion_voxels"] == int(meta["lesion_voxels"])
+    with pytest.raises(ValueError, match=r"family must be one of .* for task qsm"):
+        check_family("qsm", "randomised")
+    with pytest.raises(ValueError, match="family must be one of phantom, randomised"):
+        check_family("ms", "synthseg")
+
+
+def test_cli_simulate_family(tmp_path, capsys) -> None:
+    args = ["simulate", "--task", "ms", "--subjects", "1", "--seed", "0", "--no-progress"]
+    code = main([*args, "--family", "randomised", "--voxel-size", "4", "4", "4",
+                 "--out", str(tmp_path / "ms")])  # fmt: skip
+    assert code == 0
+    assert json.loads((tmp_path / "ms" / "dataset.json").read_text())["family"] == "randomised"
+    # the same seed gives the same subject (noise included), on the MNI grid
+    again = simulate_randomised_ms_subject(0, 4.0)
+    for name in ("flair", "lesion_mask"):
+        written = load_volume(tmp_path / "ms" / "sub-0000" / f"{name}.nii.gz")
+        np.testing.assert_array_equal(written.data, getattr(again, name))
+        np.testing.assert_allclose(written.affine, mni_grid(4.0)[1])
+    meta = json.loads((tmp_path / "ms" / "sub-0000" / "meta.json").read_text())
+    assert meta["lesions"] == again.meta["lesions"] and meta["family"] == "randomised"
+    qsm = ["simulate", "--task", "qsm", "--subjects", "1", "--seed", "0", "--no-progress"]
+    code = main([*qsm, "--family", "randomised", "--out", str(tmp_path / "qsm")])
+    assert code == 2
+    assert "for task qsm, got 'randomised'" in capsys.readouterr().err
