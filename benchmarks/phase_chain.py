@@ -14,13 +14,21 @@ Reported per method (unwrapping x background removal), mean and standard deviati
   demeaned (each map's mean inside ``M`` subtracted, challenge 2.0 style);
 - ``oracle``: the same background removal applied to the *true* total field inside the true
   mask (no noise, unwrapping or mask error): the part of the error due to background removal;
-- mask Dice against the true brain mask; seconds per step.
+- mask Dice against the true brain mask; seconds per step;
+- ``chi``: susceptibility NRMSE (%, demeaned, against the simulator's ``chi``) of the **full
+  chain** (stored phase -> laplacian+vsharp -> inversion, i.e.
+  :func:`napari_fanet.engine.phase_qsm.phase_to_susceptibility`, as ``qsm --phase`` runs it)
+  against the **local-field path** (the same inversion of the true local field in the true
+  mask, as ``qsm --field`` runs it), both scored in the chain's ``local_mask`` and the true
+  mask; inversions CFL2 and TKD at their tuned defaults, plus the shipped ``fanet-qsm`` with
+  ``--fanet`` (slow on CPU: it runs on a 2 mm grid).
 
 Usage::
 
     PYTHONPATH=src python benchmarks/phase_chain.py                 # 3 subjects at 4 mm
     PYTHONPATH=src python benchmarks/phase_chain.py --subjects 1 --voxel 3 --json out.json
     PYTHONPATH=src python benchmarks/phase_chain.py --snr 200 400   # less noise
+    PYTHONPATH=src python benchmarks/phase_chain.py --subjects 2 --fanet   # chi with FA-Net too
 """
 
 from __future__ import annotations
@@ -33,8 +41,16 @@ import time
 
 import numpy as np
 
+from napari_fanet import qsm
+from napari_fanet.engine.phase_qsm import (
+    DEFAULT_CFL2_LAMBDA,
+    DEFAULT_TKD_THRESHOLD,
+    phase_to_susceptibility,
+)
+from napari_fanet.io import Volume
 from napari_fanet.physics.background import pdf, vsharp
 from napari_fanet.physics.phase_chain import STEPS, PhaseChainSettings, run_phase_chain
+from napari_fanet.qsm_kernels import array_to_world_direction
 from napari_fanet.simulation import simulate_qsm_subject
 from napari_fanet.simulation.gre_phase import GREParams, simulate_gre_phase
 
@@ -55,7 +71,51 @@ def nrmse(est: np.ndarray, ref: np.ndarray, mask: np.ndarray, *, demean: bool = 
     return 100.0 * float(np.linalg.norm(x - r) / np.linalg.norm(r))
 
 
-def run_subject(seed: int, voxel: float, pdf_iter: int, params: GREParams) -> dict:
+def local_field_inversion(method: str, gre, world: np.ndarray, network=None) -> np.ndarray:
+    """``method`` on the true local field in the true mask (the ``qsm --field`` path)."""
+    field, brain, vox = gre.local_field_ppm, gre.mask, gre.voxel_size
+    if method == "cfl2":
+        return qsm.cfl2(field, vox, gre.b0_dir, lam=DEFAULT_CFL2_LAMBDA, mask=brain)
+    if method == "tkd":
+        return qsm.tkd(field, vox, gre.b0_dir, threshold=DEFAULT_TKD_THRESHOLD, mask=brain)
+    from napari_fanet.engine.predict import reconstruct_qsm
+
+    model, ckpt = network
+    result = reconstruct_qsm(
+        model, ckpt, Volume(field, gre.affine), Volume(brain.astype(np.float32), gre.affine),
+        b0_dir=tuple(world),
+    )  # fmt: skip
+    return result.outputs["chi"]
+
+
+def chi_comparison(gre, stored: np.ndarray, pdf_iter: int, network=None) -> dict:
+    """Chi NRMSE of the full chain against the local-field path, per inversion."""
+    world = array_to_world_direction(gre.b0_dir, gre.affine)
+    settings = PhaseChainSettings(b0_tesla=gre.b0_tesla, pdf_max_iter=pdf_iter)
+    out = {}
+    for method in ("cfl2", "tkd") + (("fanet",) if network else ()):
+        extra = {"model": network[0], "checkpoint": network[1]} if method == "fanet" else {}
+        start = time.perf_counter()
+        chain = phase_to_susceptibility(
+            stored, gre.echo_times_s, gre.affine, magnitude=gre.magnitude, b0_dir_world=world,
+            chain_settings=settings, method=method, **extra,
+        )  # fmt: skip
+        chain_s = time.perf_counter() - start
+        start = time.perf_counter()
+        direct = local_field_inversion(method, gre, world, network)
+        direct_s = time.perf_counter() - start
+        m = chain.chain.local_mask & gre.mask
+        out[method] = {
+            "chain": nrmse(chain.chi, gre.chi, m, demean=True),
+            "local_field": nrmse(direct, gre.chi, m, demean=True),
+            "chain_s": chain_s,
+            "local_field_s": direct_s,
+            "timings_s": chain.timings_s,
+        }
+    return out
+
+
+def run_subject(seed: int, voxel: float, pdf_iter: int, params: GREParams, network=None) -> dict:
     """All methods on one simulated subject."""
     start = time.perf_counter()
     gre = simulate_gre_phase(simulate_qsm_subject(seed, voxel, noise=False), seed, params=params)
@@ -98,6 +158,7 @@ def run_subject(seed: int, voxel: float, pdf_iter: int, params: GREParams) -> di
         "background_range_ppm": float(np.ptp(gre.background_field_ppm[brain])),
         "methods": rows,
         "oracle": oracle,
+        "chi": chi_comparison(gre, stored, pdf_iter, network),
     }
 
 
@@ -134,6 +195,20 @@ def summarise(subjects: list[dict]) -> str:
             f"| {name} | {_mean_sd([r['nrmse'] for r in rows])} | "
             f"{statistics.mean(r['seconds'] for r in rows):.2f} |"
         )
+    lines += [
+        "",
+        "| inversion | chi NRMSE full chain (%) | chi NRMSE local-field path (%) | "
+        "chain total (s) | inversion (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for name in subjects[0]["chi"]:
+        rows = [s["chi"][name] for s in subjects]
+        lines.append(
+            f"| {name} | {_mean_sd([r['chain'] for r in rows])} | "
+            f"{_mean_sd([r['local_field'] for r in rows])} | "
+            f"{statistics.mean(r['chain_s'] for r in rows):.2f} | "
+            f"{statistics.mean(r['timings_s']['inversion'] for r in rows):.2f} |"
+        )
     stds = [s["local_field_std_ppm"] for s in subjects]
     ranges = [s["background_range_ppm"] for s in subjects]
     lines += [
@@ -155,10 +230,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="range of the first echo's brain SNR (default: GREParams's, 40-80)",
     )  # fmt: skip
     parser.add_argument("--json", default=None, help="also write the raw numbers here")
+    parser.add_argument(
+        "--fanet", action="store_true", help="also compare chi with the shipped fanet-qsm"
+    )
     args = parser.parse_args(argv)
     params = GREParams() if args.snr is None else GREParams(snr=tuple(args.snr))
+    network = None
+    if args.fanet:
+        from napari_fanet.engine.predict import load_model
+
+        network = load_model("fanet-qsm")
     subjects = [
-        run_subject(FIRST_SEED + i, args.voxel, args.pdf_iter, params)
+        run_subject(FIRST_SEED + i, args.voxel, args.pdf_iter, params, network)
         for i in range(args.subjects)
     ]
     print(summarise(subjects))

@@ -1,6 +1,6 @@
 """Take the README's screenshots from the real napari viewer (run under Xvfb on a server).
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshots.py
+    xvfb-run -a -s "-screen 0 1366x768x24" python scripts/screenshots.py
 
 Opens the plugin's sample cases, runs the FA-Net widget exactly as a user would (fields set,
 button pressed, worker awaited) and saves the whole window to ``docs/images/``:
@@ -19,7 +19,7 @@ import napari
 from qtpy.QtWidgets import QApplication
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
-SIZE = (1500, 950)
+SIZE = (1366, 768)  # a laptop screen: the docks must fit it (they scroll)
 SHOTS = ("segmentation", "qsm", "inspector", "training")
 
 
@@ -36,12 +36,12 @@ def wait_for(predicate, timeout: float = 600.0) -> None:
 
 
 def axial_view(viewer: napari.Viewer, z: int) -> None:
-    """Axial slice ``z`` of (x, y, z) RAS arrays, anterior up, patient's left on the right."""
+    """Axial slice ``z``: the plugin's first view (anterior up, radiological), set again."""
+    from napari_fanet._napari_view import axial_view as plugin_axial_view
+
     viewer.dims.ndisplay = 2
-    viewer.dims.order = (2, 1, 0)
-    viewer.camera.orientation = ("towards", "up", "right")
+    plugin_axial_view(viewer)
     layer = viewer.layers[0]
-    viewer.reset_view()
     viewer.dims.set_point(2, z * layer.scale[2] + layer.translate[2])
 
 
@@ -93,21 +93,20 @@ def segmentation() -> Path:
 
 
 def qsm(model: str) -> Path:
-    """Reconstruct the QSM sample; show the map and its signed error side by side."""
+    """Reconstruct the QSM sample; show the map as it arrives, with the metrics in the dock.
+
+    The error maps come in hidden (the user switches them on); napari's grid mode is not used,
+    as it renders scaled layers zoomed in.
+    """
     viewer, w = fanet_viewer("qsm")
     w.task.value = "QSM reconstruction"
     w.model.value = model
     w.run_button.clicked.emit()
     wait_for(lambda: w._worker is None)
+    result = f"susceptibility ({model}, ppm)"
     for layer in viewer.layers:
-        shown = (
-            "susceptibility (reference, ppm)",
-            f"susceptibility ({model}, ppm)",
-            f"signed error ({model}, ppm)",
-        )
-        layer.visible = layer.name in shown
-    viewer.grid.enabled = True
-    viewer.grid.shape = (1, 3)
+        layer.visible = layer.name == result
+    viewer.layers.selection.active = viewer.layers[result]
     axial_view(viewer, 45)
     return save_and_close(viewer, "qsm.png")
 
@@ -143,6 +142,8 @@ def training() -> Path:
     for name in ("T1", "T2", "brain mask"):
         viewer.layers[name].visible = False
     axial_view(viewer, 50)
+    widget.native.ensureWidgetVisible(widget.plot.native)  # the dock scrolls: show the curve
+    wait_for(lambda: True)
     return save_and_close(viewer, "training.png")
 
 

@@ -2,7 +2,7 @@
 # The project's test command: bash scripts/test.sh [pytest args...]
 #
 # From a fresh clone on Debian it installs what a headless napari viewer needs (Xvfb, Mesa and
-# the X/xcb libraries PyQt5 loads; only when missing, only as root), creates .venv, installs
+# the X/xcb libraries PyQt6 loads; only when missing, only as root), creates .venv, installs
 # torch==2.13.0 (CPU build) BEFORE the package so pip never pulls a CUDA build, then
 # `pip install -e ".[qt,test]"`, and runs ruff, ruff format --check, lint-imports and pytest under
 # Xvfb. Extra arguments go to pytest. Exits non-zero if any step fails or pytest collects no test.
@@ -21,7 +21,8 @@ APT_PACKAGES=(
     xvfb xauth
     libgl1 libegl1 libglx-mesa0 libgl1-mesa-dri
     libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
-    libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0
+    libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0
+    libxcb-cursor0 # Qt >= 6.5's xcb platform plugin will not load without it
     libdbus-1-3 libfontconfig1
 )
 

@@ -37,7 +37,7 @@ def _arrays():
     brain = np.zeros(SHAPE, dtype=np.uint8)
     brain[3:-3, 2:-2, 2:-2] = 1
     arrays = {k: ((rng.standard_normal(SHAPE) + 3) * brain).astype(np.float32) for k in "ABC"}
-    arrays["A"][25, 7, 9] = 100.0  # the brightest voxel on one ray, for the 3D click
+    arrays["C"][25, 7, 9] = 100.0  # the brightest FLAIR voxel on one ray, for the 3D click
     return {"T1": arrays["A"], "T2": arrays["B"], "FLAIR": arrays["C"], "brain mask": brain}
 
 
@@ -91,11 +91,14 @@ def test_typed_voxel_adds_an_aligned_map_and_plots(widget, tiny_fa, qtbot):
     layer = viewer.layers["FA attention map (20, 10, 5)"]
     np.testing.assert_allclose(layer.data, expected.image_map, rtol=1e-6, atol=1e-9)
     assert layer.data.max() > 0 and layer.data.shape == SHAPE
-    source = viewer.layers["sub-01 T1"]
+    source = viewer.layers["sub-01 FLAIR"]
     np.testing.assert_array_equal(layer.scale, source.scale)
     np.testing.assert_array_equal(layer.translate, source.translate)
     np.testing.assert_array_equal(layer.affine.affine_matrix, source.affine.affine_matrix)
-    assert layer.colormap.name == "inferno" and layer.blending == "additive"
+    # Not an opaque block over the scan: half transparent, clear at zero, with a colour bar.
+    assert layer.colormap.name.startswith("inferno") and layer.blending != "additive"
+    assert layer.opacity <= 0.5 and layer.colormap.map([0.0])[0][3] == 0
+    assert layer.colorbar.visible
     np.testing.assert_array_equal(viewer.layers["FA inspected voxel"].data, [[20, 10, 5]])
     for a in "DHWC":
         np.testing.assert_allclose(
@@ -169,10 +172,10 @@ def test_problems_and_errors_become_notifications(widget, qtbot, monkeypatch):
     _, w = widget
     shown = []
     monkeypatch.setattr(module, "show_error", shown.append)
-    w.t1.value = None
+    w.flair.value = None
     assert w.inspect() is None
-    assert "choose a T1 layer" in shown[-1]
-    w.t1.value = "sub-01 T1"
+    assert "choose a FLAIR layer" in shown[-1]
+    w.flair.value = "sub-01 FLAIR"
     w.x.value = 40  # one past the last voxel along x
     w.inspect()
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
@@ -218,3 +221,16 @@ def test_qsm_model_follows_the_tilted_b0(make_napari_viewer, tmp_path, monkeypat
     np.testing.assert_allclose(layer.data, expected.image_map, rtol=1e-6, atol=1e-9)
     np.testing.assert_array_equal(layer.translate, TRANSLATE)
     assert layer.data[20, 18, 10] > 0
+
+
+def test_plots_say_what_they_will_show_and_options_are_folded(widget, qtbot):
+    _, w = widget
+    (text,) = w.plots.factor_canvas.figure.texts
+    assert "Click a voxel" in text.get_text()
+    assert w.advanced.native.isHidden() and not w.show_advanced.value
+    w.show_advanced.value = True
+    assert not w.advanced.native.isHidden()
+    w.x.value, w.y.value, w.z.value = 20, 10, 5
+    w.inspect_button.clicked.emit()
+    _wait(qtbot, w, (20, 10, 5))
+    assert w.plots.factor_canvas.figure.texts == []  # the plots replaced the placeholder

@@ -241,3 +241,16 @@ def test_core_call_matches_the_local_field_path_on_the_chain_output(gre):
     )
     np.testing.assert_allclose(res.chi, ref, atol=1e-6)
     assert list(res.timings_s) == ["scale", "mask", "unwrap", "fit", "remove", "inversion"]
+
+
+def test_cli_choices_are_the_cores():
+    from napari_fanet import cli_qsm_phase as cli
+    from napari_fanet.engine import phase_qsm
+    from napari_fanet.physics.background import BACKGROUND_METHODS
+    from napari_fanet.physics.unwrap import UNWRAP_METHODS
+
+    assert cli.UNWRAP_CHOICES == tuple(UNWRAP_METHODS)
+    assert cli.BFR_CHOICES == tuple(BACKGROUND_METHODS)
+    assert cli.METHOD_CHOICES == phase_qsm.QSM_METHODS
+    assert cli.CFL2_LAMBDA == phase_qsm.DEFAULT_CFL2_LAMBDA
+    assert cli.TKD_THRESHOLD == phase_qsm.DEFAULT_TKD_THRESHOLD

@@ -120,7 +120,7 @@ def test_package_import_is_light() -> None:
     code = """
         import json, sys
         import napari_fanet
-        heavy = ("torch", "monai", "napari", "qtpy", "magicgui", "PyQt5")
+        heavy = ("torch", "monai", "napari", "qtpy", "magicgui", "PyQt5", "PyQt6")
         print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
     """
     loaded = json.loads(_run_python(code).stdout.strip().splitlines()[-1])

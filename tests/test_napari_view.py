@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("qtpy", reason="needs the [qt] extra")
 
-from napari_fanet._napari_view import axial_view, camera_of, convention_note  # noqa: E402
-from napari_fanet.layer_io import NIFTI_METADATA_KEY  # noqa: E402
+from napari_fanet._napari_view import axial_view, camera_of, convention_note
+from napari_fanet.layer_io import NIFTI_METADATA_KEY
 
 #: LAS+ source grid (as many scanners write): array axis 0 runs towards the subject's left.
 LAS = np.diag([-2.0, 2.0, 2.0, 1.0])

@@ -180,6 +180,26 @@ def voxel_size_mm(text: str) -> float:
 # -- simulate ----------------------------------------------------------------------------------
 
 
+def load_models(names: Sequence[str], task: str) -> dict[str, tuple]:
+    """``{file stem: (model, checkpoint)}`` of shipped names or checkpoint files of ``task``.
+
+    ``task`` is ``"segmentation"`` or ``"qsm"``; a missing file or a model of another task is a
+    :class:`CommandError` naming it.
+    """
+    from .engine.predict import load_model  # imports torch
+
+    models = {}
+    for name in names:
+        try:
+            model, ckpt = load_model(name)
+        except (FileNotFoundError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        if model.config.task != task:
+            raise CommandError(f"{name} is a {model.config.task} model, not {task}")
+        models[Path(name).stem] = (model, ckpt)
+    return models
+
+
 def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--task",

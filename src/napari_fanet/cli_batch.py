@@ -20,7 +20,7 @@ from .cli import CommandError, UsageError
 
 #: Per-subject arguments of each task: they come from the batch folder, not the command line.
 _PER_SUBJECT = {
-    "segment": (("t1", "--t1"), ("t2", "--t2"), ("brain_mask", "--brain-mask")),
+    "segment": (("t1", "--t1"), ("t2", "--t2"), ("brain_mask", "--brain-mask"), ("chi", "--chi")),
     "qsm": (("mask", "--mask"),),
 }
 
@@ -58,6 +58,7 @@ def _subject_args(args: argparse.Namespace, task: str, subject, folder: Path):
             t1=files.get("t1"),
             t2=files.get("t2"),
             brain_mask=files.get("brain_mask"),
+            chi=files.get("chi"),
         )
     else:
         values.update(field=files["field"], mask=files["mask"], phase=None)

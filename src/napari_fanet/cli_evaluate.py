@@ -10,6 +10,7 @@ from pathlib import Path
 from .cli import (
     Command,
     CommandError,
+    load_models,
     non_negative_int,
     positive_int,
     tile_size,
@@ -107,7 +108,6 @@ def run(args: argparse.Namespace) -> int:
     from .atomic import check_output_folder, write_files_atomically
     from .engine import evaluation as ev
     from .engine.inference import WindowSettings
-    from .engine.predict import load_model
 
     if args.out:  # before the evaluation, which takes minutes
         try:
@@ -116,20 +116,14 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"--out: {exc}") from exc
     settings = WindowSettings(roi_size=tuple(args.tile), overlap=0.5, device=args.device)
     methods = {}
-    for name in args.models:
-        try:
-            model, ckpt = load_model(name)
-        except (FileNotFoundError, ValueError) as exc:
-            raise CommandError(str(exc)) from exc
-        want = "segmentation" if args.task == "ms" else "qsm"
-        if model.config.task != want:
-            raise CommandError(f"{name} is a {model.config.task} model, not {want}")
+    want = "segmentation" if args.task == "ms" else "qsm"
+    for name, (model, ckpt) in load_models(args.models, want).items():
         if args.task == "qsm":  # the default pipeline and, for the ablation, the raw network
             from .engine.qsm_suite import network_methods
 
-            methods.update(network_methods({Path(name).stem: (model, ckpt)}, settings))
+            methods.update(network_methods({name: (model, ckpt)}, settings))
         else:
-            methods[Path(name).stem] = ev.model_method(args.task, model, ckpt, settings)
+            methods[name] = ev.model_method(args.task, model, ckpt, settings)
     vox = tuple(args.voxel_size)
     print(f"simulating {args.n_val} validation subjects, tuning baselines", file=sys.stderr)
     val = ev.simulated_cases(

@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from .cli import CommandError, UsageError
+from .cli import UsageError, load_models
 
 
 def run_ood(args: argparse.Namespace) -> int:
     """Evaluate the models on every (or each chosen) family; print and save the tables."""
     from .atomic import atomic_write
     from .engine.inference import WindowSettings
-    from .engine.predict import load_model
     from .engine.qsm_suite import run_family, suite_markdown, suite_names
 
     if args.task != "qsm":
@@ -24,15 +22,7 @@ def run_ood(args: argparse.Namespace) -> int:
     if unknown:
         known = ", ".join(suite_names())
         raise UsageError(f"--families: unknown {', '.join(unknown)}; expected some of {known}")
-    models = {}
-    for name in args.models:
-        try:
-            model, ckpt = load_model(name)
-        except (FileNotFoundError, ValueError) as exc:
-            raise CommandError(str(exc)) from exc
-        if model.config.task != "qsm":
-            raise CommandError(f"{name} is a {model.config.task} model, not qsm")
-        models[Path(name).stem] = (model, ckpt)
+    models = load_models(args.models, "qsm")
     settings = WindowSettings(roi_size=tuple(args.tile), overlap=0.5, device=args.device)
     results = []
     for name in names:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from .cli import CommandError, UsageError
+from .cli import CommandError, UsageError, load_models
 
 
 def run_real(args: argparse.Namespace) -> int:
@@ -20,7 +19,6 @@ def run_real(args: argparse.Namespace) -> int:
     from .atomic import atomic_write
     from .engine import real_evaluation as rev
     from .engine.inference import WindowSettings
-    from .engine.predict import load_model
 
     if args.task != "ms":
         raise UsageError(f"--data is for --task ms (real labelled MS scans), not {args.task}")
@@ -28,15 +26,10 @@ def run_real(args: argparse.Namespace) -> int:
         cases = rev.load_real_cases(args.data)
     except (FileNotFoundError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
-    models = []
-    for name in args.models:
-        try:
-            model, ckpt = load_model(name)
-        except (FileNotFoundError, ValueError) as exc:
-            raise CommandError(str(exc)) from exc
-        if model.config.task != "segmentation":
-            raise CommandError(f"{name} is a {model.config.task} model, not segmentation")
-        models.append(rev.SegModel(Path(name).stem, model, ckpt))
+    models = [
+        rev.SegModel(name, model, ckpt)
+        for name, (model, ckpt) in load_models(args.models, "segmentation").items()
+    ]
     settings = WindowSettings(roi_size=tuple(args.tile), overlap=0.5, device=args.device)
     rows = rev.evaluate_real(
         cases, models, list(args.modes), settings, progress=lambda m: print(m, file=sys.stderr)

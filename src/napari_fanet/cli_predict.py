@@ -214,6 +214,12 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         help="brain mask (default: the non-zero FLAIR voxels: the FLAIR must be skull-stripped)",
     )
     parser.add_argument(
+        "--chi",
+        type=Path,
+        help="susceptibility map (ppm, e.g. from napari-fanet qsm), registered with the FLAIR: "
+        "adds each lesion's mean susceptibility and rim-minus-core contrast to lesions.csv",
+    )
+    parser.add_argument(
         "--threshold",
         type=probability,
         default=0.5,
@@ -244,6 +250,8 @@ def _segment_one(args: argparse.Namespace, loaded: tuple | None = None) -> dict:
 
     given = [m for m in ("flair", "t1", "t2") if getattr(args, m)]
     vols = {m: _load(getattr(args, m), m.upper()) for m in given}
+    if getattr(args, "chi", None) is not None:
+        vols["chi"] = _load(args.chi, "susceptibility map")
     mask = _load(args.brain_mask, "brain mask") if args.brain_mask else None
     vols, mask = _on_flair_grid(vols, mask)
     model, ckpt = loaded or _model(args.model)
@@ -264,7 +272,10 @@ def _segment_one(args: argparse.Namespace, loaded: tuple | None = None) -> dict:
     }
     lesion_voxels = int(result.outputs["mask"].sum())
     table = lesion_table(
-        result.outputs["mask"], vols["flair"].affine, probability=result.outputs["probability"]
+        result.outputs["mask"],
+        vols["flair"].affine,
+        probability=result.outputs["probability"],
+        chi=vols["chi"].data if "chi" in vols else None,
     )
     return _write_outputs(
         args,
@@ -449,8 +460,8 @@ SEGMENT = Command(
         "OUT/segment_summary.csv (lesion count and volume per subject); subjects with outputs "
         "are skipped unless --overwrite, a failing subject does not stop the others (exit "
         "status 1 if any failed). DIR is BIDS (sub-*/[ses-*/]anat/*_FLAIR.nii.gz, optional "
-        "*_T1w, *_T2w, *_mask) or one folder per subject (NAME/flair.nii.gz, optional t1, t2, "
-        "brain_mask)."
+        "*_T1w, *_T2w, *_mask, *_Chimap) or one folder per subject (NAME/flair.nii.gz, "
+        "optional t1, t2, brain_mask, chi)."
     ),
 )
 QSM = Command(

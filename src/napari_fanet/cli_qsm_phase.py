@@ -29,14 +29,18 @@ PHASE_ONLY = (
 )
 #: Smallest echo time (ms) --te accepts: smaller values were almost surely given in seconds.
 MIN_TE_MS = 0.1
+#: Copies of the core's choices and defaults, so that ``--help`` imports neither torch nor the
+#: physics package (a test keeps them equal to ``physics.unwrap.UNWRAP_METHODS``,
+#: ``physics.background.BACKGROUND_METHODS`` and ``engine.phase_qsm``'s).
+UNWRAP_CHOICES = ("laplacian", "quality")
+BFR_CHOICES = ("vsharp", "pdf")
+METHOD_CHOICES = ("fanet", "cfl2", "tkd")
+CFL2_LAMBDA = 0.00562
+TKD_THRESHOLD = 0.225
 
 
 def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``napari-fanet qsm --phase`` (added to the ``qsm`` parser)."""
-    from .engine.phase_qsm import DEFAULT_CFL2_LAMBDA, DEFAULT_TKD_THRESHOLD, QSM_METHODS
-    from .physics.background import BACKGROUND_METHODS
-    from .physics.unwrap import UNWRAP_METHODS
-
     group = parser.add_argument_group(
         "phase input (--phase)",
         "From multi-echo GRE phase: scale to radians (the assumed scaling is printed), brain "
@@ -61,19 +65,19 @@ def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
         "--b0-tesla", type=positive_float, help="main field strength in tesla (required)"
     )
     group.add_argument(
-        "--unwrap", choices=UNWRAP_METHODS, help="spatial unwrapping (default laplacian)"
+        "--unwrap", choices=UNWRAP_CHOICES, help="spatial unwrapping (default laplacian)"
     )
     group.add_argument(
         "--bfr",
-        choices=BACKGROUND_METHODS,
+        choices=BFR_CHOICES,
         help="background field removal (default vsharp; pdf uses the B0 direction)",
     )
     group.add_argument(
         "--method",
-        choices=QSM_METHODS,
+        choices=METHOD_CHOICES,
         default="fanet",
         help="dipole inversion: fanet (default, --model with data consistency), cfl2 (closed-form "
-        f"L2, lambda {DEFAULT_CFL2_LAMBDA:g}) or tkd (threshold {DEFAULT_TKD_THRESHOLD:g}); "
+        f"L2, lambda {CFL2_LAMBDA:g}) or tkd (threshold {TKD_THRESHOLD:g}); "
         "those two values were tuned on simulated validation subjects",
     )
 

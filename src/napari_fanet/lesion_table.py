@@ -28,7 +28,11 @@ The approximation, in the order the classes are tested:
 5. **deep white matter**: everything else.
 
 Template geometry is an average brain: enlarged ventricles (common in MS) and atrophy move the
-true boundaries by millimetres; the measured agreement on the real patients is in the README.
+true boundaries by millimetres. No per-lesion location reference exists for the real patients
+(``shared/data/open-ms-lesjak2017``, MNI-registered); ``scripts/lesion_locations_real.py``
+measured there: patient 19's large confluent lesions are 94% periventricular by volume
+(4 lesions, 46.9 of 49.8 mL), patient 26's 99%; a 2 mm shift of the scan leaves 84-100% of the
+lesions' classes unchanged (mean 89-96% per patient), the moment alignment 60-84%.
 
 With a susceptibility map on the same grid, each lesion also gets its mean susceptibility and
 its rim-minus-core contrast: rim = the voxels within ``rim_voxels`` (default 2) 26-connected

@@ -81,5 +81,7 @@ def test_data_consistency_is_on_by_default_and_helps(sample, default_map):
 def test_bad_data_consistency_options(sample):
     with pytest.raises(ValueError, match="data_consistency must be one of cg, kspace, none"):
         run(sample, data_consistency="medi")
-    with pytest.raises(ValueError, match="dc_lambda must be .auto. or a finite number > 0, got 0"):
+    with pytest.raises(
+        ValueError, match=r"dc_lambda must be .auto. or a finite number > 0, got 0$"
+    ):
         run(sample, dc_lambda=0)

@@ -22,3 +22,6 @@ def test_phase_chain_benchmark_runs_on_a_coarse_subject(monkeypatch, tmp_path, c
         assert math.isfinite(row["nrmse"]) and row["nrmse"] > 0, name
         assert list(row["timings_s"]) == ["scale", "mask", "unwrap", "fit", "remove"]
         assert row["scaling"] == "scanner_12bit_signed"
+    assert "chi NRMSE full chain" in table
+    for name, row in saved[0]["chi"].items():  # full chain against the local-field path
+        assert math.isfinite(row["chain"]) and math.isfinite(row["local_field"]), name

@@ -44,9 +44,26 @@ class TaskInputs(Container):
         self.title = title
         v = napari_viewer
         self.task = ComboBox(label="Task", choices=list(TASKS), tooltip="What to compute.")
-        self.t1 = layer_picker(v, "T1", tooltip="T1-weighted image (3D Image layer).")
-        self.t2 = layer_picker(v, "T2", tooltip="T2-weighted image on the same grid as T1.")
-        self.flair = layer_picker(v, "FLAIR", tooltip="FLAIR image on the same grid as T1.")
+        self.t1 = layer_picker(
+            v,
+            "T1",
+            optional=True,
+            tooltip="T1-weighted image on the FLAIR's grid (optional with a model trained for "
+            "missing modalities; (none) leaves it out).",
+        )
+        self.t2 = layer_picker(
+            v,
+            "T2",
+            optional=True,
+            tooltip="T2-weighted image on the FLAIR's grid (optional with a model trained for "
+            "missing modalities; (none) leaves it out).",
+        )
+        self.flair = layer_picker(
+            v,
+            "FLAIR",
+            tooltip="FLAIR image (3D Image layer), skull-stripped or with a brain mask: results "
+            "are placed on its grid.",
+        )
         self.field = layer_picker(
             v, "Local field", tooltip="Background-removed local field in ppm of B0 (3D Image)."
         )
@@ -109,6 +126,19 @@ class TaskInputs(Container):
         self.reset_choices()
         self._on_task()
         self._show_model_card()
+        self._fit_screen()
+
+    def _fit_screen(self) -> None:
+        """Let the dock shrink to a quarter of the screen (it scrolls), but not further.
+
+        napari squeezes a dock added below another one to its minimum height; a quarter of the
+        screen keeps a few fields visible in each of up to three docks on a 768-pixel screen.
+        """
+        from qtpy.QtGui import QGuiApplication
+
+        screen = QGuiApplication.primaryScreen()
+        quarter = 200 if screen is None else screen.availableGeometry().height() // 4
+        self.native.setMinimumHeight(min(self.form.sizeHint().height(), quarter))
 
     @property
     def task_name(self) -> str:
@@ -129,9 +159,9 @@ class TaskInputs(Container):
         return {"local field": self.field, "brain mask": self.mask}
 
     def source_layer(self) -> Any:
-        """The layer whose grid results are placed on (T1, or the local field)."""
+        """The layer whose grid results are placed on (the FLAIR, or the local field)."""
         return selected_layer(
-            self._viewer, self.t1 if self.task_name == "segmentation" else self.field
+            self._viewer, self.flair if self.task_name == "segmentation" else self.field
         )
 
     def request(self, **kwargs: Any) -> Any:

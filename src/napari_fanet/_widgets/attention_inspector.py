@@ -245,8 +245,10 @@ class AttentionInspectorWidget(TaskInputs):
         limits = (0.0, top if top > 0 else 1.0)
         layer = self._map_layer
         if layer is None or layer not in v.layers:
-            # Clear where the weights are low, translucent and additive: the anatomy shows.
-            layer = add_image(v, view.image_map, source, name, blending="additive", opacity=0.7,
+            # Clear where the weights are low and half transparent elsewhere, so the anatomy
+            # shows through (additive blending would saturate to a white block over bright
+            # tissue, since the map is mostly one cell at its maximum).
+            layer = add_image(v, view.image_map, source, name, opacity=0.5,
                               colormap=fading_colormap("inferno"),
                               contrast_limits=limits)  # fmt: skip
             if hasattr(layer, "colorbar"):  # napari >= 0.6: a colour bar on the canvas

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
+    ComboBox,
     FloatSpinBox,
+    LineEdit,
     ProgressBar,
     PushButton,
     SpinBox,
@@ -36,12 +38,15 @@ from ._layers import (
     folded_section,
     layer_picker,
     message_label,
+    placement,
     select_by_guess,
     selected_layer,
     signed_error_colormap,
 )
 
 RUN_TEXT = {"segmentation": "Segment", "qsm": "Reconstruct QSM"}
+#: QSM input choices: a local field, or multi-echo phase + magnitude through the phase chain.
+QSM_INPUTS = ("local field", "phase + magnitude")
 REFERENCE_ROLE = {"segmentation": "lesion reference", "qsm": "susceptibility reference"}
 
 
@@ -100,6 +105,38 @@ class FANetWidget(TaskInputs):
             "network's map is from explaining the field. Smaller trusts the field more, larger "
             "keeps the network's map.",
         )
+        # QSM from multi-echo phase (engine.prediction_request.PhaseOptions)
+        self.qsm_input = ComboBox(
+            label="QSM input",
+            choices=list(QSM_INPUTS),
+            tooltip="Local field (ppm), or multi-echo GRE phase and magnitude: scaled to "
+            "radians, masked, unwrapped, fitted over echoes (Hz) and background-removed (ppm) "
+            "before the network.",
+        )
+        self.phase = layer_picker(
+            v,
+            "Phase",
+            tooltip="Phase, (echoes, X, Y, Z) or one echo (X, Y, Z); radians or scanner units "
+            "(the scaling assumed is reported).",
+        )
+        self.magnitude = layer_picker(v, "Magnitude", tooltip="Magnitude, the phase's shape.")
+        self.te = LineEdit(
+            label="Echo times (ms)", value="4, 8, 12", tooltip="One per echo, increasing."
+        )
+        self.b0_tesla = FloatSpinBox(
+            label="B0 (T)", value=3.0, min=0.1, max=21.1, step=0.5, tooltip="Field strength."
+        )
+        self.unwrap = ComboBox(
+            label="Unwrapping", choices=["laplacian", "quality"], tooltip="3D phase unwrapping."
+        )
+        self.bfr = ComboBox(
+            label="Background removal",
+            choices=["vsharp", "pdf"],
+            tooltip="V-SHARP (erodes the mask) or PDF (uses the B0 direction).",
+        )
+        self.phase_fields = [
+            self.phase, self.magnitude, self.te, self.b0_tesla, self.unwrap, self.bfr,
+        ]  # fmt: skip
         self.reference = layer_picker(
             v,
             "Reference",
@@ -120,7 +157,8 @@ class FANetWidget(TaskInputs):
         )
         self.extend(
             [
-                *self.input_fields(), self.threshold, self.data_consistency,
+                self.qsm_input, *self.input_fields(), *self.phase_fields, self.threshold,
+                self.data_consistency,
                 self.show_advanced, self.advanced, self.reference,
                 self.problems, self.run_button,
                 self.cancel_button, self.progress, self.metrics, self.copy_button,
@@ -131,6 +169,10 @@ class FANetWidget(TaskInputs):
         self.cancel_button.changed.connect(self.cancel)
         self.copy_button.changed.connect(self._copy_metrics)
         self.data_consistency.changed.connect(self._on_data_consistency)
+        self.qsm_input.changed.connect(self._on_qsm_input)
+        for w in (self.qsm_input, *self.phase_fields):
+            w.changed.connect(self._refresh_problems)
+            w.changed.connect(self._clear_metrics)
         for w in (self.t1, self.t2, self.flair, self.field, self.mask, self.b0, self.model):
             w.changed.connect(self._refresh_problems)
         for w in (
@@ -145,6 +187,8 @@ class FANetWidget(TaskInputs):
         super().reset_choices()
         role = REFERENCE_ROLE[self.task_name]
         select_by_guess(self.reference, role, self._requests.guess_layer)
+        for picker, role in ((self.phase, "phase"), (self.magnitude, "magnitude")):
+            select_by_guess(picker, role, self._requests.guess_layer)
         self._refresh_problems()
 
     def _on_task(self, *_: Any) -> None:
@@ -154,6 +198,30 @@ class FANetWidget(TaskInputs):
         self.run_button.text = RUN_TEXT[self.task_name]
         self.reference.value = NONE_CHOICE
         super()._on_task()
+        self._on_qsm_input()
+
+    @property
+    def phase_mode(self) -> bool:
+        """QSM from phase + magnitude (else from a local field)."""
+        return self.task_name == "qsm" and self.qsm_input.value == QSM_INPUTS[1]
+
+    def _on_qsm_input(self, *_: Any) -> None:
+        self.qsm_input.visible = self.task_name == "qsm"
+        for w in self.phase_fields:
+            w.visible = self.phase_mode
+        self.field.visible = self.task_name == "qsm" and not self.phase_mode
+
+    def roles(self) -> dict[str, Any]:
+        """Input role -> layer picker; phase mode: phase, magnitude and the optional mask."""
+        if self.phase_mode:
+            return {"phase": self.phase, "magnitude": self.magnitude, "brain mask": self.mask}
+        return super().roles()
+
+    def source_layer(self) -> Any:
+        """The layer whose grid results are placed on (the phase in phase mode)."""
+        if self.phase_mode:
+            return selected_layer(self._viewer, self.phase)
+        return super().source_layer()
 
     def _on_data_consistency(self, *_: Any) -> None:
         self.dc_lambda.visible = self.task_name == "qsm" and self.data_consistency.value
@@ -170,6 +238,11 @@ class FANetWidget(TaskInputs):
             threshold=self.threshold.value,
             data_consistency="cg" if self.data_consistency.value else "none",
             dc_lambda=self.dc_lambda.value or "auto",
+            phase=None
+            if not self.phase_mode
+            else self._requests.PhaseOptions(
+                self.te.value, self.b0_tesla.value, self.unwrap.value, self.bfr.value
+            ),
         )
 
     def _refresh_problems(self, *_: Any) -> list[str]:
@@ -232,6 +305,18 @@ class FANetWidget(TaskInputs):
                       colormap="magma", contrast_limits=(0, 1), visible=False)  # fmt: skip
             shown = add_labels(v, result.outputs["mask"], source, f"lesion mask ({name})",
                                opacity=0.6)  # fmt: skip
+        elif "field_hz" in result.outputs:  # from phase: the chain's maps too, on a 3D grid
+            grid = _spatial_placement(source)
+            v.add_image(result.outputs["field_hz"], name=f"total field ({name}, Hz)",
+                        colormap="twilight_shifted", visible=False, **grid)  # fmt: skip
+            v.add_image(result.outputs["local_field"], name=f"local field ({name}, ppm)",
+                        colormap="gray", contrast_limits=(-0.05, 0.05), visible=False,
+                        **grid)  # fmt: skip
+            v.add_labels(result.outputs["mask"], name=f"brain mask ({name})", opacity=0.3,
+                         visible=False, **grid)  # fmt: skip
+            shown = v.add_image(result.outputs["chi"], name=f"susceptibility ({name}, ppm)",
+                                colormap="gray", contrast_limits=(-0.15, 0.15),
+                                **grid)  # fmt: skip
         else:
             shown = add_image(v, result.outputs["chi"], source, f"susceptibility ({name}, ppm)",
                               colormap="gray", contrast_limits=(-0.15, 0.15))  # fmt: skip
@@ -269,6 +354,22 @@ class FANetWidget(TaskInputs):
         from qtpy.QtGui import QGuiApplication
 
         QGuiApplication.clipboard().setText(self.metrics.value)
+
+
+def _spatial_placement(source: Any) -> dict[str, Any]:
+    """:func:`._layers.placement` of a 3D ``source``; of a 4D one, its last three axes.
+
+    A 4D phase layer is ``(echoes, X, Y, Z)``; the chain's maps are ``(X, Y, Z)``. Only the
+    scale and translation of the spatial axes carry over (plus the NIfTI metadata).
+    """
+    grid = placement(source)
+    if source.ndim == 3:
+        return grid
+    return {
+        "scale": grid["scale"][-3:],
+        "translate": grid["translate"][-3:],
+        "metadata": grid["metadata"],
+    }
 
 
 def _predict_and_compare(request: Any, reference: Any, mask: Any, cancel: threading.Event):

@@ -38,6 +38,7 @@ from ._jobs import JobError
 from ._layers import (
     add_labels,
     device_picker,
+    folded_section,
     layer_picker,
     message_label,
     select_by_guess,
@@ -169,12 +170,16 @@ class TrainWidget(TaskInputs):
         self.log = TextEdit(label="Log", value="")
         self.log.read_only = True
         self.log.native.document().setMaximumBlockCount(LOG_LINES)
+        self.show_advanced, self.advanced = folded_section(
+            "Advanced options",
+            [self.lr, self.batch_size, self.patch, self.val_every, self.device, self.threads],
+        )
         self.extend(
             [
                 self.task, self.t1, self.t2, self.flair, self.field, self.chi, self.b0,
                 self.mask, self.annotation, self.mode, self.prediction, self.copy_button,
-                self.click_help, self.model, self.checkpoint, self.steps, self.lr,
-                self.batch_size, self.patch, self.val_every, self.device, self.threads,
+                self.click_help, self.model, self.checkpoint, self.steps,
+                self.show_advanced, self.advanced,
                 self.validation, self.val_folder, self.runs_root, self.problems,
                 self.start_button, self.stop_button, self.progress, self.status, self.plot,
                 self.log,

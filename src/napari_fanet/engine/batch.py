@@ -3,14 +3,15 @@
 Two layouts are recognised (:func:`find_batch_subjects`):
 
 **BIDS** (``DIR/sub-*/anat/`` or ``DIR/sub-*/ses-*/anat/``): segmentation reads
-``*_FLAIR.nii[.gz]`` (required), ``*_T1w``, ``*_T2w`` and a brain mask ``*_mask`` (optional);
+``*_FLAIR.nii[.gz]`` (required), ``*_T1w``, ``*_T2w``, a brain mask ``*_mask`` and a
+susceptibility map ``*_Chimap`` (optional; adds susceptibility columns to ``lesions.csv``);
 QSM reads ``*_localfield.nii[.gz]`` (local field in ppm; BIDS has no standard suffix for it,
 this is our convention) and ``*_mask`` (required). Subjects are named ``sub-X`` or
 ``sub-X_ses-Y``. An anat folder with two candidates for one role (two runs) is reported as a
 failed subject naming both files.
 
 **Folder per subject** (what ``napari-fanet simulate`` writes): ``DIR/NAME/flair.nii.gz``
-(+ ``t1``, ``t2``, ``brain_mask``) for segmentation, ``DIR/NAME/local_field.nii.gz`` +
+(+ ``t1``, ``t2``, ``brain_mask``, ``chi``) for segmentation, ``DIR/NAME/local_field.nii.gz`` +
 ``brain_mask.nii.gz`` (+ ``meta.json`` for the B0 direction) for QSM.
 
 :func:`run_batch` calls a ``process(subject, folder)`` function for each subject with its own
@@ -50,6 +51,7 @@ _ROLES = {
         ("t1", "t1", "T1w", False),
         ("t2", "t2", "T2w", False),
         ("brain_mask", "brain_mask", "mask", False),
+        ("chi", "chi", "Chimap", False),
     ),
     "qsm": (
         ("field", "local_field", "localfield", True),

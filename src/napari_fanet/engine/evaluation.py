@@ -146,8 +146,14 @@ def classical_methods(task: str, params: dict[str, float]) -> dict[str, Callable
     return {"TKD": tkd, "CFL2": cfl2}
 
 
-def model_method(task: str, model, ckpt: dict, settings: WindowSettings) -> Callable:
-    """A loaded network as ``method(case) -> prediction array``."""
+def model_method(
+    task: str, model, ckpt: dict, settings: WindowSettings, **qsm_options: object
+) -> Callable:
+    """A loaded network as ``method(case) -> prediction array``.
+
+    ``qsm_options`` go to :func:`~.predict.reconstruct_qsm` (``data_consistency``,
+    ``dc_lambda``).
+    """
     if task == "ms":
         return lambda c: (
             segment(
@@ -169,6 +175,7 @@ def model_method(task: str, model, ckpt: dict, settings: WindowSettings) -> Call
         c.inputs["brain_mask"],
         b0_dir=c.b0_world,
         settings=settings,
+        **qsm_options,
     ).outputs["chi"]
 
 

@@ -35,6 +35,8 @@ TASK_ROLES = {
     "qsm": ("local field", "brain mask"),
 }
 OPTIONAL_ROLES = {"segmentation": ("brain mask",), "qsm": ()}
+#: QSM input roles when the request starts from multi-echo phase (:class:`PhaseOptions`).
+PHASE_ROLES = ("phase", "magnitude", "brain mask")
 VOXEL_TOLERANCE = 0.01  # relative voxel-size difference tolerated between inputs
 
 
@@ -55,6 +57,50 @@ class InputArray:
     layer: str
     data: np.ndarray
     voxel_size: Sequence[float]
+
+
+@dataclass
+class PhaseOptions:
+    """QSM from multi-echo GRE phase: the ``phase``/``magnitude`` inputs go through the chain.
+
+    The ``phase`` and ``magnitude`` inputs are ``(E, X, Y, Z)`` (echoes first, as napari shows
+    an echo slider) or ``(X, Y, Z)`` for one echo; ``brain mask`` is optional (default: Otsu on
+    the magnitude). See :func:`napari_fanet.engine.phase_qsm.phase_to_susceptibility`.
+
+    Parameters
+    ----------
+    te_ms : sequence of float or str
+        Echo times in milliseconds, or text as typed (``"4, 8, 12"``).
+    b0_tesla : float
+        Main field strength in tesla.
+    unwrap : {"laplacian", "quality"}
+        Spatial unwrapping method.
+    background : {"vsharp", "pdf"}
+        Background field removal method.
+    """
+
+    te_ms: Sequence[float] | str
+    b0_tesla: float = 3.0
+    unwrap: str = "laplacian"
+    background: str = "vsharp"
+
+    def echo_times_s(self, n_echoes: int) -> np.ndarray:
+        """Echo times in seconds for ``n_echoes`` echoes; ValueError says what is wrong."""
+        from ..physics.echo_unwrap import check_echo_times
+
+        try:
+            te = parse_b0_text(self.te_ms) if isinstance(self.te_ms, str) else self.te_ms
+        except ValueError:
+            raise ValueError(
+                f"echo times must be numbers in ms such as '4, 8, 12'; got {self.te_ms!r}"
+            ) from None
+        te = np.asarray(te, dtype=np.float64)
+        if te.size and np.nanmin(te) < 0.1:
+            raise ValueError(f"echo times are in ms; got {format_numbers(te)} (seconds?)")
+        try:
+            return check_echo_times(te / 1000.0, n_echoes)
+        except ValueError as exc:
+            raise ValueError(f"echo times (ms): {exc}") from None
 
 
 @dataclass
@@ -82,6 +128,9 @@ class PredictionRequest:
     dc_lambda : float or "auto"
         QSM only: weight of the network's map against the field in data consistency
         (``"auto"``: estimated per case).
+    phase : PhaseOptions, optional
+        QSM only: start from multi-echo phase (inputs :data:`PHASE_ROLES`); the result's
+        outputs add ``field_hz`` (Hz), ``local_field`` (ppm) and ``mask`` (uint8) to ``chi``.
     """
 
     task: str
@@ -92,6 +141,7 @@ class PredictionRequest:
     threshold: float = 0.5
     data_consistency: str = DEFAULT_DC_METHOD
     dc_lambda: float | str = DEFAULT_DC_LAMBDA
+    phase: PhaseOptions | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.b0_dir, str):
@@ -104,6 +154,8 @@ class PredictionRequest:
         """Everything that would make :meth:`run` fail, as sentences for the user (empty: ok)."""
         if self.task not in TASK_ROLES:
             return [f"task must be one of {list(TASK_ROLES)}, got {self.task!r}"]
+        if self.task == "qsm" and self.phase is not None:
+            return self._phase_problems()
         found: list[str] = []
         present: dict[str, InputArray] = {}
         optional = OPTIONAL_ROLES[self.task]
@@ -174,6 +226,8 @@ class PredictionRequest:
         if found:
             raise ValueError("cannot run: " + "; ".join(found))
         model, checkpoint = load_model(self.model)
+        if self.task == "qsm" and self.phase is not None:
+            return self._run_phase(model, checkpoint, progress, should_stop)
         arrays = {r: np.asarray(i.data) for r, i in self.inputs.items() if i is not None}
         first = next(i for i in self.inputs.values() if i is not None)
         voxel = tuple(float(v) for v in first.voxel_size[-3:])
@@ -203,6 +257,118 @@ class PredictionRequest:
             settings=self.settings,
             **callbacks,
         )
+
+    def _phase_problems(self) -> list[str]:
+        """:meth:`problems` for :class:`PhaseOptions` requests."""
+        from ..physics.background import BACKGROUND_METHODS
+        from ..physics.unwrap import UNWRAP_METHODS
+
+        opts, found = self.phase, []
+        phase, mag, mask = (self.inputs.get(r) for r in PHASE_ROLES)
+        for role, item in (("phase", phase), ("magnitude", mag)):
+            if item is None:
+                found.append(f"choose a {role} layer")
+            elif np.ndim(item.data) not in (3, 4):
+                found.append(
+                    f"{role} (layer {item.layer!r}) has shape {np.shape(item.data)}: expected "
+                    "(echoes, X, Y, Z) or one echo (X, Y, Z)"
+                )
+            elif not np.all(np.isfinite(item.data)):
+                found.append(f"{role} (layer {item.layer!r}) contains NaN or Inf values")
+        if found:
+            return found
+        if np.shape(mag.data) != np.shape(phase.data):
+            found.append(
+                f"magnitude (layer {mag.layer!r}) has shape {np.shape(mag.data)} but phase "
+                f"(layer {phase.layer!r}) has {np.shape(phase.data)}: they must match"
+            )
+        spatial = np.shape(phase.data)[-3:]
+        if mask is not None and np.shape(mask.data) != spatial:
+            found.append(
+                f"brain mask (layer {mask.layer!r}) has shape {np.shape(mask.data)}: expected "
+                f"the phase's spatial shape {spatial}"
+            )
+        low, high = VOXEL_SIZE_RANGE
+        if not all(low <= v <= high for v in phase.voxel_size[-3:]):
+            found.append(
+                f"phase (layer {phase.layer!r}) has the scale "
+                f"{format_numbers(phase.voxel_size[-3:])}: expected voxel sizes between "
+                f"{low:g} and {high:g} mm"
+            )
+        n_echoes = np.shape(phase.data)[0] if np.ndim(phase.data) == 4 else 1
+        try:
+            opts.echo_times_s(n_echoes)
+        except ValueError as exc:
+            found.append(str(exc))
+        if not (isinstance(opts.b0_tesla, int | float) and opts.b0_tesla > 0):
+            found.append(f"B0 must be a field strength > 0 T, got {opts.b0_tesla!r}")
+        if opts.unwrap not in UNWRAP_METHODS:
+            found.append(f"unwrap must be one of {UNWRAP_METHODS}, got {opts.unwrap!r}")
+        if opts.background not in BACKGROUND_METHODS:
+            found.append(
+                f"background removal must be one of {BACKGROUND_METHODS}, got {opts.background!r}"
+            )
+        if self.b0_dir is not None:
+            problem = b0_direction_problem(self.b0_dir)
+            if problem:
+                found.append(problem)
+        return found
+
+    def _run_phase(self, model, checkpoint, progress, should_stop) -> PredictionResult:
+        """The phase chain and the network (:func:`.phase_qsm.phase_to_susceptibility`).
+
+        Layer arrays are their own world axes here (affine: the voxel size), so the B0
+        direction in array axes is passed as the world direction.
+        """
+        from ..physics.phase_chain import PhaseChainCancelled, PhaseChainSettings
+        from .inference import InferenceCancelled
+        from .phase_qsm import phase_to_susceptibility
+
+        def echoes_last(item: InputArray | None) -> np.ndarray | None:
+            if item is None:
+                return None
+            data = np.asarray(item.data, dtype=np.float64)
+            return np.moveaxis(data, 0, -1) if data.ndim == 4 else data  # (X, Y, Z, E)
+
+        phase, mag, mask = (self.inputs.get(r) for r in PHASE_ROLES)
+        phase_xyze = echoes_last(phase)
+        n_echoes = phase_xyze.shape[3] if phase_xyze.ndim == 4 else 1
+        settings = PhaseChainSettings(
+            b0_tesla=float(self.phase.b0_tesla),
+            unwrap=self.phase.unwrap,
+            background=self.phase.background,
+        )
+        try:
+            res = phase_to_susceptibility(
+                phase_xyze,
+                self.phase.echo_times_s(n_echoes),
+                np.diag([*(float(v) for v in phase.voxel_size[-3:]), 1.0]),
+                magnitude=echoes_last(mag),
+                mask=None if mask is None else np.asarray(mask.data) > 0,
+                b0_dir_world=self.b0_dir if self.b0_dir is not None else (0.0, 0.0, 1.0),
+                chain_settings=settings,
+                model=model,
+                checkpoint=checkpoint,
+                data_consistency=self.data_consistency,
+                dc_lambda=self.dc_lambda,
+                window_settings=self.settings,
+                progress=None if progress is None else lambda _stage, d, t: progress(d, t),
+                should_stop=should_stop,
+            )
+        except PhaseChainCancelled as exc:  # one cancellation type for the widgets' workers
+            raise InferenceCancelled(str(exc)) from exc
+        chain = res.chain
+        result = PredictionResult(
+            {
+                "chi": res.chi,
+                "field_hz": chain.field_hz.astype(np.float32),
+                "local_field": chain.local_field_ppm.astype(np.float32),
+                "mask": chain.local_mask.astype(np.uint8),
+            }
+        )
+        result.report.device = res.device
+        result.report.messages.extend(res.messages)
+        return result
 
 
 def parse_b0_text(text: str) -> tuple[float, ...]:
@@ -269,11 +435,18 @@ _ROLE_HINTS = {
     "T2": (("t2",),),
     "FLAIR": (("flair",),),
     "local field": (("field",), ("phase",)),
+    "phase": (("phase",),),
+    "magnitude": (("magnitude",), ("mag",)),
     "brain mask": (("brain", "mask"), ("mask",)),
     "lesion reference": (("lesion", "reference"), ("lesion", "gt"), ("lesion", "truth")),
     "susceptibility reference": (("susceptibility", "reference"), ("chi", "reference"), ("chi",)),
 }
-_ROLE_EXCLUDE = {"T2": ("flair",), "brain mask": ("lesion", "error"), "local field": ("error",)}
+_ROLE_EXCLUDE = {
+    "T2": ("flair",),
+    "brain mask": ("lesion", "error"),
+    "local field": ("error",),
+    "phase": ("error", "field"),
+}
 
 
 def guess_layer(role: str, layer_names: Sequence[str]) -> str | None:

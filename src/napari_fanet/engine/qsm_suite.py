@@ -20,13 +20,13 @@ from ..simulation.qsm_families import FAMILIES, QSMFamily, family
 from .evaluation import (
     EvalCase,
     classical_methods,
+    model_method,
     paired_difference,
     run_evaluation,
     summarise,
     tune_classical,
 )
 from .inference import WindowSettings
-from .predict import reconstruct_qsm
 
 #: Metrics of the suite's tables.
 SUITE_METRICS = ("nrmse", "nrmse_demeaned", "hfen", "ssim")
@@ -63,24 +63,12 @@ def network_methods(
 ) -> dict[str, Callable[[EvalCase], np.ndarray]]:
     """Each network as ``method(case)``: default pipeline, and raw output when ``ablation``."""
     methods: dict[str, Callable[[EvalCase], np.ndarray]] = {}
-    extra = {} if dc_lambda is None else {"dc_lambda": dc_lambda}
+    default = {} if dc_lambda is None else {"dc_lambda": dc_lambda}
     for name, (model, ckpt) in models.items():
-        modes = (("", None), (" (raw)", "none")) if ablation else (("", None),)
-        for suffix, dc in modes:
-            options = dict(extra) if dc is None else {"data_consistency": dc}
-
-            def method(c: EvalCase, model=model, ckpt=ckpt, options=options) -> np.ndarray:
-                return reconstruct_qsm(
-                    model,
-                    ckpt,
-                    c.inputs["local_field"],
-                    c.inputs["brain_mask"],
-                    b0_dir=c.b0_world,
-                    settings=settings,
-                    **options,
-                ).outputs["chi"]
-
-            methods[f"{name}{suffix}"] = method
+        methods[name] = model_method("qsm", model, ckpt, settings, **default)
+        if ablation:
+            raw = model_method("qsm", model, ckpt, settings, data_consistency="none")
+            methods[f"{name} (raw)"] = raw
     return methods
 
 

@@ -147,7 +147,7 @@ def cpu_contended() -> bool:
 
 _ONEDNN_LINEAR: bool | None = None
 #: Smaller products (multiply-adds per batch item) use BLAS: oneDNN's fixed cost per call wins.
-ONEDNN_MIN_MACS = 2**20
+ONEDNN_MIN_MACS = 2**24
 
 
 def _onednn_linear_available() -> bool:
