@@ -150,6 +150,14 @@ def ellipsoid_structure(radius_mm: float, voxel_size: Sequence[float]) -> np.nda
     return np.asarray(dist2 <= (r + tol) ** 2)
 
 
+def _three_class_thresholds(values: np.ndarray, name: str) -> tuple[float, float]:
+    """The two multi-Otsu thresholds of ``values`` (brain intensities) into 3 classes."""
+    if np.unique(values).size < 3:
+        raise ValueError(f"{name} needs at least 3 distinct values inside the brain for 3 classes")
+    low, high = threshold_multiotsu(values, classes=3)
+    return float(low), float(high)
+
+
 def white_matter_mask(
     t1: np.ndarray,
     brain_mask: np.ndarray,
@@ -193,10 +201,7 @@ def white_matter_mask(
     """
     img, m = _image_and_mask(t1, brain_mask, "t1")
     structure = ellipsoid_structure(_check_length_mm(dilation_mm, "dilation_mm"), voxel_size)
-    values = img[m]
-    if np.unique(values).size < 3:
-        raise ValueError("t1 needs at least 3 distinct values inside the brain for 3 classes")
-    wm = m & (img > threshold_multiotsu(values, classes=3)[-1])
+    wm = m & (img > _three_class_thresholds(img[m], "t1")[1])
     if structure.size > 1:
         wm = ndimage.binary_dilation(wm, structure=structure)
     if fill_holes:
@@ -436,10 +441,7 @@ def flair_white_matter_mask(
     """
     img, m = _image_and_mask(flair, brain_mask, "flair")
     structure = ellipsoid_structure(_check_length_mm(dilation_mm, "dilation_mm"), voxel_size)
-    values = img[m]
-    if np.unique(values).size < 3:
-        raise ValueError("flair needs at least 3 distinct values inside the brain for 3 classes")
-    low, high = threshold_multiotsu(values, classes=3)
+    low, high = _three_class_thresholds(img[m], "flair")
     wm = m & (img > low) & (img <= high)
     if structure.size > 1:
         wm = ndimage.binary_dilation(wm, structure=structure)

@@ -188,34 +188,21 @@ def random_sources(
     info: dict = {"geometric": [], "haemorrhage": [], "calcification": []}
     if not params.any or not mask.any():
         return sources, info
+
+    def add(kind: str, drawn: tuple[np.ndarray, float, dict]) -> None:
+        weight, value, desc = drawn
+        sources.append((weight, value))
+        info[kind].append(desc)
+
     n_geo = int(rng.integers(params.n_geometric[0], params.n_geometric[1] + 1))
     for _ in range(n_geo):
-        weight, value, desc = geometric_source(rng, world, mask, params, edge_mm)
-        sources.append((weight, value))
-        info["geometric"].append(desc)
+        add("geometric", geometric_source(rng, world, mask, params, edge_mm))
+    blob = (world, mask)
     if rng.random() < params.p_haemorrhage:
-        weight, value, desc = blob_source(
-            rng,
-            world,
-            mask,
-            params.haemorrhage_chi,
-            params.haemorrhage_radius_mm,
-            edge_mm,
-            irregular=True,
-        )
-        sources.append((weight, value))
-        info["haemorrhage"].append(desc)
+        ranges = (params.haemorrhage_chi, params.haemorrhage_radius_mm)
+        add("haemorrhage", blob_source(rng, *blob, *ranges, edge_mm, irregular=True))
     n_calc = int(rng.integers(params.n_calcifications[0], params.n_calcifications[1] + 1))
     for _ in range(n_calc):
-        weight, value, desc = blob_source(
-            rng,
-            world,
-            mask,
-            params.calcification_chi,
-            params.calcification_radius_mm,
-            edge_mm,
-            irregular=False,
-        )
-        sources.append((weight, value))
-        info["calcification"].append(desc)
+        ranges = (params.calcification_chi, params.calcification_radius_mm)
+        add("calcification", blob_source(rng, *blob, *ranges, edge_mm, irregular=False))
     return sources, info
