@@ -37,7 +37,7 @@ def wait_for(predicate, timeout: float = 600.0) -> None:
 
 def axial_view(viewer: napari.Viewer, z: int) -> None:
     """Axial slice ``z``: the plugin's first view (anterior up, radiological), set again."""
-    from napari_fanet._napari_view import axial_view as plugin_axial_view
+    from napari_fanet._widgets.axial_view import axial_view as plugin_axial_view
 
     viewer.dims.ndisplay = 2
     plugin_axial_view(viewer)

@@ -4,7 +4,7 @@ Each file becomes one layer (see :mod:`napari_fanet.layer_io` for the placement 
 ``metadata["nifti"]`` entry that lets the plugin's writers restore the source affine). Integer
 masks (a file name containing ``mask``, ``label`` or ``seg``, values small non-negative
 integers) open as labels, everything else as float32 images. An empty viewer shows them as axial
-slices, anterior up, in the radiological convention (:mod:`napari_fanet._napari_view`). The
+slices, anterior up, in the radiological convention (:mod:`napari_fanet._widgets.axial_view`). The
 reader never raises for a file it cannot use: it says why and returns None so that napari can try
 another reader.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._napari_view import request_axial_view
+from ._widgets.axial_view import request_axial_view
 from .io import NIFTI_SUFFIXES, load_volume
 from .layer_io import (
     NIFTI_METADATA_KEY,

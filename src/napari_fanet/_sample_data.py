@@ -4,7 +4,7 @@ The files come from :func:`napari_fanet.sample_files.sample_data_folder` (packag
 checkout, or simulated once into a local cache). Every layer carries ``metadata["nifti"]`` (see
 :mod:`napari_fanet.layer_io`), so results computed from it can be saved on the source grid. An
 empty viewer shows them as axial slices, anterior up, radiological
-(:mod:`napari_fanet._napari_view`).
+(:mod:`napari_fanet._widgets.axial_view`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._napari_view import request_axial_view
+from ._widgets.axial_view import request_axial_view
 from .io import load_volume
 from .layer_io import volume_to_layer_data
 from .sample_files import SUBJECT, sample_data_folder

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("qtpy", reason="needs the [qt] extra")
 
-from napari_fanet._napari_view import axial_view, camera_of, convention_note
+from napari_fanet._widgets.axial_view import axial_view, camera_of, convention_note
 from napari_fanet.layer_io import NIFTI_METADATA_KEY
 
 #: LAS+ source grid (as many scanners write): array axis 0 runs towards the subject's left.
