@@ -29,7 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``napari-fanet evaluate``."""
     parser.add_argument("--task", required=True, choices=("ms", "qsm"))
     parser.add_argument(
-        "--models", nargs="+", required=True, help="shipped model names or checkpoint files"
+        "--models",
+        nargs="+",
+        required=True,
+        help="shipped model names or checkpoint files; with --data, a checkpoint path holding "
+        "{subject} is a leave-one-out family: each subject is scored by the checkpoint whose "
+        "path has its folder name there (the run trained without it)",
     )
     parser.add_argument(
         "--n-test", type=positive_int, default=10, help="simulated test subjects (seeds 20000+)"

@@ -10,8 +10,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .cli import CommandError, UsageError, load_models
+
+
+def _models(name: str, cases: list[str]) -> list:
+    """``name`` as :class:`SegModel` s: shipped or checkpoint, or a leave-one-out pattern."""
+    from .engine import real_evaluation as rev
+
+    if rev.SUBJECT_FIELD not in name:
+        return [
+            rev.SegModel(stem, m, c)
+            for stem, (m, c) in load_models([name], "segmentation").items()
+        ]
+    display = Path(name).parent.name.replace(rev.SUBJECT_FIELD, "held-out") + " (LOO)"
+
+    def loader(path: str) -> tuple:
+        return next(iter(load_models([path], "segmentation").values()))
+
+    try:
+        return [rev.LeaveOneOutModels(display, name, cases, loader)]
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def run_real(args: argparse.Namespace) -> int:
@@ -26,10 +47,7 @@ def run_real(args: argparse.Namespace) -> int:
         cases = rev.load_real_cases(args.data)
     except (FileNotFoundError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
-    models = [
-        rev.SegModel(name, model, ckpt)
-        for name, (model, ckpt) in load_models(args.models, "segmentation").items()
-    ]
+    models = [m for name in args.models for m in _models(name, [c.name for c in cases])]
     settings = WindowSettings(roi_size=tuple(args.tile), overlap=0.5, device=args.device)
     rows = rev.evaluate_real(
         cases, models, list(args.modes), settings, progress=lambda m: print(m, file=sys.stderr)

@@ -13,6 +13,7 @@ from napari_fanet.engine.inference import WindowSettings
 from napari_fanet.engine.real_evaluation import (
     BASELINE,
     NEEDS_ALL,
+    LeaveOneOutModels,
     SegModel,
     evaluate_real,
     leave_one_out_thresholds,
@@ -149,3 +150,40 @@ def test_cli_evaluate_on_a_data_folder(real_like, old_model, tmp_path, capsys) -
     assert "--data is for --task ms" in capsys.readouterr().err
     assert main([*argv[:4], str(tmp_path / "none"), *argv[5:]]) == 1
     assert "data folder not found" in capsys.readouterr().err
+
+
+def test_leave_one_out_family_scores_each_subject_with_its_own_run(
+    real_like, old_model, tmp_path
+) -> None:
+    cases = load_real_cases(real_like)
+    names = [c.name for c in cases]
+    for name in names[:2]:
+        (tmp_path / f"without-{name}").mkdir()
+        (tmp_path / f"without-{name}" / "last.pt").write_bytes(old_model.read_bytes())
+    pattern = str(tmp_path / "without-{subject}" / "last.pt")
+    with pytest.raises(FileNotFoundError, match=r"missing for 1 of 3 subjects: .*patient02"):
+        LeaveOneOutModels("loo", pattern, names, load_checkpoint)
+    with pytest.raises(ValueError, match=r"needs \{subject\}"):
+        LeaveOneOutModels("loo", str(old_model), names, load_checkpoint)
+    loaded = []
+    family = LeaveOneOutModels(
+        "loo", pattern, names[:2], lambda p: loaded.append(p) or load_checkpoint(p)
+    )
+    assert loaded == [pattern.replace("{subject}", n) for n in names[:2]]
+    assert family.for_case(names[1]) is not family.for_case(names[0])
+    rows = evaluate_real(cases[:2], [family], ["t1-t2-flair"], SETTINGS)
+    assert {r["subject"] for r in rows if r["method"] == "loo"} == set(names[:2])
+
+
+def test_cli_evaluate_leave_one_out_pattern(real_like, old_model, tmp_path, capsys) -> None:
+    pattern = str(tmp_path / "tiny-without-{subject}" / "last.pt")
+    argv = ["evaluate", "--task", "ms", "--data", str(real_like), "--models", pattern]
+    cpu = ["--device", "cpu", "--tile", "16", "16", "16", "--modes", "t1-flair"]
+    assert main([*argv, *cpu]) == 1
+    assert "leave-one-out checkpoints missing for 3 of 3" in capsys.readouterr().err
+    for name in ("patient00", "patient01", "patient02"):
+        (tmp_path / f"tiny-without-{name}").mkdir()
+        (tmp_path / f"tiny-without-{name}" / "last.pt").write_bytes(old_model.read_bytes())
+    assert main([*argv, *cpu, "--out", str(tmp_path / "ev")]) == 0
+    payload = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert payload["methods"][0] == "tiny-without-held-out (LOO)"

@@ -189,15 +189,65 @@ class SegModel:
     model: object
     checkpoint: dict
 
+    def for_case(self, case: str) -> tuple[object, dict]:
+        """``(model, checkpoint)`` that scores ``case`` (the same one for every case)."""
+        return self.model, self.checkpoint
+
+
+SUBJECT_FIELD = "{subject}"
+
+
+class LeaveOneOutModels(SegModel):
+    """A leave-one-out family: case ``X`` is scored by the checkpoint trained without ``X``.
+
+    Parameters
+    ----------
+    name : str
+        Display name.
+    pattern : str
+        Checkpoint path with the field ``{subject}``, replaced by each case's folder name (for
+        example ``runs/ms-loo/fanet-seg-without-{subject}/last.pt``).
+    cases : sequence of str
+        Case names; each needs its checkpoint (``FileNotFoundError`` naming the missing ones).
+    loader : callable
+        ``path -> (model, checkpoint)``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        pattern: str,
+        cases: Sequence[str],
+        loader: Callable[[str], tuple[object, dict]],
+    ) -> None:
+        if SUBJECT_FIELD not in pattern:
+            raise ValueError(f"a leave-one-out pattern needs {SUBJECT_FIELD}, got {pattern!r}")
+        paths = {case: pattern.replace(SUBJECT_FIELD, case) for case in cases}
+        missing = [p for p in paths.values() if not Path(p).exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"leave-one-out checkpoints missing for {len(missing)} of {len(paths)} "
+                f"subjects: {', '.join(missing)}"
+            )
+        self._loaded = {case: loader(path) for case, path in paths.items()}
+        first_model, first_checkpoint = next(iter(self._loaded.values()))
+        super().__init__(name, first_model, first_checkpoint)
+        self.pattern = pattern
+
+    def for_case(self, case: str) -> tuple[object, dict]:
+        """The checkpoint trained without ``case``."""
+        return self._loaded[case]
+
 
 def predict_mode(
     model: SegModel, case: RealCase, mode: str, settings: WindowSettings
 ) -> np.ndarray:
     """The model's lesion mask for ``case`` given only the modalities of ``mode``."""
     given = {m: case.images.get(m) if m in INPUT_MODES[mode] else None for m in ("t1", "t2")}
+    network, checkpoint = model.for_case(case.name)
     result = segment(
-        model.model,
-        model.checkpoint,
+        network,
+        checkpoint,
         given["t1"],
         given["t2"],
         case.images["flair"],

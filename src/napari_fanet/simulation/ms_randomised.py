@@ -67,14 +67,17 @@ class RandomisedMSParams:
     Attributes
     ----------
     p_random_contrast : float
-        Per channel, probability of fully random class intensities (uniform in [0.05, 1]).
+        Per T1 and T2 channel, probability of fully random class intensities (uniform in
+        [0.05, 1]). FLAIR never gets random contrast: a FLAIR is by definition the contrast
+        with dark CSF and bright lesions, and a random one hides the lesions among grey matter.
     typical_log_std : float
         Otherwise each typical intensity is multiplied by ``exp(N(0, typical_log_std))``.
     flair_lesion : tuple of float
-        FLAIR lesion intensity over WM: the subject's faintest lesions lie in ``[lo, mid]``,
-        its most severe ones in ``[mid, hi]`` (see :func:`draw_contrast`). Real lesions are
-        subtle (per-lesion FLAIR / WM 1.2-1.5 on the shared patients, about GM level for the
-        faint ones); brighter simulated lesions teach a network to miss them.
+        FLAIR lesion intensity over the brighter of WM and GM: the subject's faintest lesions
+        lie in ``[lo, mid]``, its most severe ones in ``[mid, hi]`` (see
+        :func:`draw_contrast`). Real lesions are subtle (per-lesion FLAIR / WM 1.2-1.5 on the
+        shared patients, GM / WM 1.10-1.18) but above the grey matter; brighter simulated
+        lesions teach a network to miss them, fainter ones than GM teach it nothing.
     t2_lesion : tuple of float
         T2 lesion intensity over WM, as above.
     t1_lesion : tuple of float
@@ -99,7 +102,7 @@ class RandomisedMSParams:
 
     p_random_contrast: float = 0.25
     typical_log_std: float = 0.2
-    flair_lesion: tuple[float, float, float] = (1.1, 1.35, 2.0)
+    flair_lesion: tuple[float, float, float] = (1.08, 1.25, 1.8)
     t2_lesion: tuple[float, float, float] = (1.15, 1.6, 2.6)
     t1_lesion: tuple[float, float, float] = (0.4, 0.8, 1.0)
     sharpen: tuple[float, float] = (1.0, 3.0)
@@ -135,7 +138,7 @@ def draw_contrast(rng: np.random.Generator, p: RandomisedMSParams) -> dict:
     """
     out = {}
     for c in CHANNELS:
-        random = bool(rng.random() < p.p_random_contrast)
+        random = c != "flair" and bool(rng.random() < p.p_random_contrast)
         if random:
             values = {k: float(rng.uniform(0.05, 1.0)) for k in CLASSES}
         else:
@@ -144,7 +147,8 @@ def draw_contrast(rng: np.random.Generator, p: RandomisedMSParams) -> dict:
                 for k, v in TYPICAL_INTENSITY[c].items()
             }
         lo, mid, hi = {"t1": p.t1_lesion, "t2": p.t2_lesion, "flair": p.flair_lesion}[c]
-        ref = values["wm"]
+        # FLAIR lesions are graded against the brightest parenchyma (GM is above WM on FLAIR)
+        ref = max(values["wm"], values["cgm"], values["dgm"]) if c == "flair" else values["wm"]
         if c == "t1":  # severe lesions are the dark ones
             severe, faint = float(rng.uniform(lo, mid)), float(rng.uniform(mid, hi))
         else:

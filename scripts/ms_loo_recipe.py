@@ -1,0 +1,180 @@
+r"""Train the MS segmentation recipe leave-one-out on real patients plus randomised simulations.
+
+The recipe behind the shipped ``fanet-seg`` and ``unet-seg`` (see their model cards):
+
+1. each real patient enters training as its original scan plus ``--copies`` re-acquired copies:
+   every channel goes through the randomised simulator's scanner model
+   (:func:`napari_fanet.simulation.scanner_artefacts.acquire`: bias field, blur, thick-slice 2D
+   acquisition, Rician or Gaussian noise, gamma, scaling and clipping), so the network sees
+   the patients as other scanners and protocols would show them;
+2. ``--n-sims`` domain-randomised 1 mm simulated subjects (``napari-fanet simulate --task ms
+   --family randomised --voxel-size 1 1 1``) add lesion loads, shapes and contrasts the
+   patients lack;
+3. ``napari-fanet train --modality-dropout`` fine-tunes the model from ``--init`` (default: the
+   shipped 2 mm weights of the model), one run per held-out patient ("without-<patient>") and,
+   with ``--final``, one on all patients ("without-none"): the model that ships.
+
+Only the leave-one-out runs may be scored on the real patients:
+``napari-fanet evaluate --task ms --data DATA --models 'WORK/fanet-seg-without-{subject}/last.pt'``
+scores each patient with the run that did not see it.
+
+Real scans and everything derived from them stay under ``--work`` (keep it out of git: the
+default is under the ignored ``runs/``). Finished runs are skipped and interrupted ones resume,
+so the command can be re-run across sessions.
+
+Example::
+
+    python scripts/ms_loo_recipe.py --data ../shared/data/open-ms-lesjak2017 \
+        --sims runs/ms-rand1mm --models fanet-seg unet-seg --steps 1000 --final
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from napari_fanet.engine.subjects import LESION_MASK_NAMES, SEG_MODALITIES, find_file
+from napari_fanet.simulation.scanner_artefacts import ArtefactParams, acquire
+
+
+def reacquire(patient: Path, out: Path, seed: int) -> None:
+    """Write ``out`` = ``patient`` with every modality re-acquired by the scanner model."""
+    if (out / "done.json").exists():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    flair_img = nib.load(find_file(patient, "flair"))
+    mask = np.asarray(flair_img.dataobj, dtype=np.float32) > 0
+    settings = {}
+    for channel in SEG_MODALITIES:
+        path = find_file(patient, channel, required=False)
+        if path is None:
+            continue
+        img = nib.load(path)
+        data = np.maximum(np.asarray(img.dataobj, dtype=np.float32), 0.0) * mask
+        new, settings[channel] = acquire(
+            rng, data, mask, img.header.get_zooms()[:3], channel, ArtefactParams()
+        )
+        nib.save(nib.Nifti1Image(new, img.affine), out / f"{channel}.nii.gz")
+    for name in LESION_MASK_NAMES:
+        path = find_file(patient, name, required=False)
+        if path is not None:
+            lesions = nib.load(path)
+            nib.save(
+                nib.Nifti1Image(np.asarray(lesions.dataobj, dtype=np.uint8), lesions.affine),
+                out / "lesion_mask.nii.gz",
+            )
+            break
+    (out / "done.json").write_text(json.dumps({"source": str(patient), "seed": seed, **settings}))
+
+
+def link(target: Path, link_path: Path) -> None:
+    """Symlink ``link_path`` -> ``target`` (replacing an old link)."""
+    if link_path.is_symlink():
+        link_path.unlink()
+    link_path.symlink_to(target.resolve(), target_is_directory=True)
+
+
+def training_folder(work: Path, held_out: str, real: dict, sims: list[Path]) -> Path:
+    """``work/data/without-<held_out>/``: links to the other patients' entries and the sims."""
+    folder = work / "data" / f"without-{held_out}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for patient, entries in real.items():
+        if patient == held_out:
+            continue
+        for entry in entries:
+            link(entry, folder / entry.name)
+    for sim in sims:
+        link(sim, folder / f"sim-{sim.name}")
+    return folder
+
+
+def finished(run: Path) -> bool:
+    """True when ``run/log.jsonl`` records a finished training."""
+    log = run / "log.jsonl"
+    return log.exists() and any('"event": "done"' in line for line in log.read_text().splitlines())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Re-acquire the patients, then train every (model, held-out patient) run not done yet."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="real patients, one folder each")
+    parser.add_argument("--sims", type=Path, required=True, help="randomised simulated subjects")
+    parser.add_argument("--n-sims", type=int, default=8)
+    parser.add_argument("--copies", type=int, default=3, help="re-acquired copies per patient")
+    parser.add_argument("--models", nargs="+", default=["fanet-seg"])
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--work", type=Path, default=Path("runs/ms-loo"))
+    parser.add_argument("--final", action="store_true", help="also train on all patients")
+    parser.add_argument("--only", nargs="*", default=None, help="held-out names to run")
+    args = parser.parse_args(argv)
+
+    patients = sorted(p for p in args.data.iterdir() if p.is_dir())
+    real: dict[str, list[Path]] = {}
+    for index, patient in enumerate(patients):
+        entries = [args.work / "real" / f"{patient.name}-orig"]
+        entries[0].parent.mkdir(parents=True, exist_ok=True)
+        link(patient, entries[0])
+        for copy in range(args.copies):
+            out = args.work / "real" / f"{patient.name}-acq{copy}"
+            reacquire(patient, out, seed=1000 * (index + 1) + copy)
+            entries.append(out)
+        real[patient.name] = entries
+    sims = sorted(p for p in args.sims.iterdir() if p.is_dir())[: args.n_sims]
+    held_outs = [p.name for p in patients] + (["none"] if args.final else [])
+    if args.only:
+        held_outs = [h for h in held_outs if h in args.only]
+    for model in args.models:
+        init = Path(__file__).resolve().parents[1] / "src/napari_fanet/weights" / f"{model}.pt"
+        for held_out in held_outs:
+            run = args.work / f"{model}-without-{held_out}"
+            if finished(run):
+                print(f"{run}: done, skipped", flush=True)
+                continue
+            data = training_folder(args.work, held_out, real, sims)
+            cmd = [
+                "napari-fanet",
+                "train",
+                "--data",
+                str(data),
+                "--init",
+                str(init),
+                "--steps",
+                str(args.steps),
+                "--batch-size",
+                "2",
+                "--patch-size",
+                "64",
+                "64",
+                "64",
+                "--lr",
+                str(args.lr),
+                "--seed",
+                "0",
+                "--val-every",
+                "0",
+                "--modality-dropout",
+                "--device",
+                "cpu",
+                "--threads",
+                str(args.threads),
+                "--out",
+                str(run),
+            ]
+            if (run / "last.pt").exists():
+                cmd.append("--resume")
+            print(" ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
