@@ -24,6 +24,7 @@ Usage::
     PYTHONPATH=src python benchmarks/inference.py                  # CPU, 2 threads
     PYTHONPATH=src python benchmarks/inference.py --device cuda
     PYTHONPATH=src python benchmarks/inference.py --shape 32 32 32 --features 4 4 4 4 8 --budget 0
+    PYTHONPATH=src python benchmarks/inference.py --cli-segment   # 1 mm brain via the CLI, 60 s
 
 It prints markdown tables and writes them with a JSON dump to ``--out/inference_{device}.*``
 (default ``benchmarks/out/``).
@@ -372,8 +373,24 @@ def main(argv: list[str] | None = None) -> dict:
         help="measure only these (and their task's backbone); default: all",
     )
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    p.add_argument(
+        "--cli-segment",
+        action="store_true",
+        help="instead: time `napari-fanet segment` end to end on a 1 mm whole brain "
+        "(182 x 218 x 182) against the 60 s target (benchmarks/cli_speed.py; --models picks "
+        "the segmentation models, default fanet-seg)",
+    )
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.cli_segment:
+        import cli_speed  # benchmarks/ is on sys.path when run as a script
+
+        models = [m for m in args.models or ["fanet-seg"] if m.endswith("-seg")]
+        rows = cli_speed.run(models, list(cli_speed.MODES), args.threads, args.repeats)
+        print(cli_speed.table(rows, args.threads))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "cli_segment.json").write_text(json.dumps(rows, indent=1))
+        return {"cli_segment": rows}
     torch.set_num_threads(args.threads)
     if args.child:
         print(json.dumps(measure(*args.child, args)))

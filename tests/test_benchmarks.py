@@ -114,3 +114,24 @@ def test_fa_vs_backbone_train_command_is_the_documented_recipe(bench, tmp_path):
     joined = " ".join(cmd[4:])
     assert "--model fanet-qsm --simulate 8 --simulate-val 2 --steps 600" in joined
     assert "--patch-size 48 48 48 --val-every 300 --seed 2 --device cpu --threads 1" in joined
+
+
+def test_cli_speed_table_marks_the_60_s_target(bench):
+    cli_speed = bench("cli_speed")
+    rows = [
+        {"model": "fanet-seg", "mode": "flair", "seconds": [41.0, 39.5], "median_s": 41.0,
+         "pass": True, "load": 1.0},
+        {"model": "unet-seg", "mode": "t1-t2-flair", "seconds": [75.2], "median_s": 75.2,
+         "pass": False, "load": 2.5},
+    ]  # fmt: skip
+    text = cli_speed.table(rows, 2)
+    assert "182 x 218 x 182" in text and "Target: 60 s" in text
+    assert "| fanet-seg | flair | 41.0 | 41.0, 39.5 | 1.00 | PASS |" in text
+    assert "| unet-seg | t1-t2-flair | 75.2 | 75.2 | 2.50 | FAIL |" in text
+
+
+@pytest.mark.slow
+def test_cli_speed_runs_the_real_cli(bench, tmp_path):
+    rows = bench("cli_speed").main(["--modes", "flair", "--out", str(tmp_path)])
+    assert rows[0]["model"] == "fanet-seg" and _finite(rows[0]["median_s"])
+    assert json.loads((tmp_path / "cli_segment.json").read_text())[0]["mode"] == "flair"

@@ -102,9 +102,44 @@ def test_cg_solves_the_weighted_normal_equations(case):
     rhs = a.T @ (w2 * field.ravel()) + lam * prior.ravel()
     expected = np.linalg.solve(lhs, rhs).reshape(shape) * mask
     got = weighted_data_consistency(
+        field,
+        prior,
+        mask,
+        vox,
+        b0,
+        lam=lam,
+        weights=w,
+        iterations=400,
+        tolerance=1e-12,
+        support=False,
+    )
+    np.testing.assert_allclose(got, expected, atol=1e-8)
+
+
+def test_cg_with_support_solves_for_a_brain_map_whose_mean_the_field_sets(case):
+    shape, vox, b0, mask, chi, prior, field, a = case
+    lam = 0.03
+    w = np.random.default_rng(1).uniform(0.5, 1.5, shape)
+    w2 = (w * mask).ravel() ** 2
+    m = mask.ravel().astype(float)
+    s = np.diag(m)  # supported in the brain
+    c = np.eye(m.size) - np.outer(m, m) / m.sum()  # the prior leaves the brain's mean free
+    lhs = s @ a.T @ (w2[:, None] * a) @ s + lam * c
+    rhs = s @ a.T @ (w2 * field.ravel()) + lam * c @ prior.ravel()
+    expected = np.linalg.solve(lhs, rhs).reshape(shape) * mask
+    got = weighted_data_consistency(
         field, prior, mask, vox, b0, lam=lam, weights=w, iterations=400, tolerance=1e-12
     )
     np.testing.assert_allclose(got, expected, atol=1e-8)
+    # a prior off by a constant inside the brain: the field puts the level back
+    offset = weighted_data_consistency(
+        field, chi + 0.05 * mask, mask, vox, b0, lam=lam, iterations=400, tolerance=1e-12
+    )
+    np.testing.assert_allclose(offset, chi, atol=1e-8)
+    kept_offset = weighted_data_consistency(
+        field, chi + 0.05 * mask, mask, vox, b0, lam=lam, iterations=400, support=False
+    )
+    assert abs(np.mean((kept_offset - chi)[mask]) - 0.05) < 0.02
 
 
 def test_cg_keeps_the_true_map_when_the_field_is_exact(case):
@@ -128,6 +163,8 @@ def test_large_lambda_keeps_the_prior_and_none_returns_it(case):
     _shape, vox, b0, mask, _chi, prior, field, _ = case
     for method in ("cg", "kspace"):
         kept = data_consistency(method, field, prior, mask, vox, b0, lam=1e6)
+        if method == "cg":  # the prior's shape is kept; its mean in the brain is the field's
+            kept = kept - mask * (kept[mask].mean() - prior[mask].mean())
         np.testing.assert_allclose(kept, prior * mask, atol=1e-5)
     np.testing.assert_array_equal(
         data_consistency("none", field, prior, mask, vox, b0), prior * mask

@@ -17,10 +17,12 @@ size and B0 direction), ``f`` the local field in ppm and ``W`` a weight. Two sol
   Two FFTs; exact for that problem.
 - :func:`weighted_data_consistency`: ``W`` is the brain mask (times optional reliability
   weights, e.g. the normalised magnitude), so only measured voxels are matched and nothing is
-  assumed about the field outside the brain. Solved by conjugate gradients on the normal
-  equations ``(D W^2 D + lam I) chi = D W^2 f + lam chi_net``, starting from ``chi_net`` and
-  preconditioned by the k-space solution's filter ``1 / (D^2 + lam)``, which is exact where the
-  weights are 1, so a few iterations suffice.
+  assumed about the field outside the brain. By default the map is also supported in the
+  brain (zero outside, as the local field's model assumes) and the prior sets its shape but not
+  its mean there: the mean is then set by the field at the brain's edges instead of by the
+  network's anatomical prior. Solved by conjugate gradients on the normal equations, starting
+  from ``chi_net`` and preconditioned by the k-space solution's filter ``1 / (D^2 + lam)``,
+  which is exact where the weights are 1, so a few iterations suffice.
 
 Both are linear in ``(f, chi_net)`` jointly: scaling the field and the prior by ``k`` scales the
 result by ``k``, and both depend on B0 only through ``D``, which is the same for ``b0`` and
@@ -212,12 +214,22 @@ def weighted_data_consistency(
     tolerance: float = 1e-4,
     pad_factor: float = 1.5,
     should_stop: Callable[[], bool] | None = None,
+    support: bool = True,
 ) -> Array:
     """Data consistency with the data term restricted to the brain, by conjugate gradients.
 
-    Solves ``(D M W^2 M D + lam I) chi = D M W^2 f + lam chi_net`` with ``M`` the mask and ``W``
-    the weights, starting from ``chi_net``; stops after ``iterations`` or when the residual
-    norm falls below ``tolerance`` times that of the right-hand side.
+    Solves ``(S D M W^2 M D S + lam C) chi = S D M W^2 f + lam C chi_net`` with ``M`` the mask
+    and ``W`` the weights, starting from ``chi_net``; stops after ``iterations`` or when the
+    residual norm falls below ``tolerance`` times that of the right-hand side.
+
+    With ``support`` (the default) ``S = M``: the map is supported in the brain, as the local
+    field's model assumes (the sources outside were removed with the background field); and
+    ``C`` removes the mean inside the brain, so the prior sets the map's shape but not its
+    level. A map supported in the brain does determine its own mean through the field it makes
+    at the brain's edges, so the level comes from the measurement instead of from the
+    network's anatomical prior (a network trained on brains adds about +0.005-0.01 ppm to a
+    phantom without anatomy). Without ``support``, ``S = C = I``: the map is free outside the
+    brain and its mean is the prior's.
 
     Parameters
     ----------
@@ -241,6 +253,9 @@ def weighted_data_consistency(
         Zero padding factor per axis, at least 1.
     should_stop : callable, optional
         Checked before each iteration; when it returns True the current iterate is returned.
+    support : bool
+        Solve for a map supported in the brain whose mean there is set by the field (see
+        above); False keeps the older problem (free outside the brain, the prior's mean).
 
     Returns
     -------
@@ -281,11 +296,20 @@ def weighted_data_consistency(
         y = torch.fft.irfftn(kernel * torch.fft.rfftn(x, s=pshape), s=pshape)  # (D', H', W')
         return y[: spatial[0], : spatial[1], : spatial[2]]
 
-    def normal(x: torch.Tensor) -> torch.Tensor:  # (D M W^2 M D + lam I) x
-        return filtered(w2 * filtered(x, half), half) + lam_value * x
+    brain = (m.to(f.device) != 0).to(f.dtype)
+    inside = brain if support else torch.ones_like(f)
+    n_brain = torch.clamp(brain.sum(), min=1.0)
+
+    def centred(x: torch.Tensor) -> torch.Tensor:  # C x: x less its mean inside the brain
+        if not support:
+            return x
+        return x - brain * (torch.sum(brain * x) / n_brain)
+
+    def normal(x: torch.Tensor) -> torch.Tensor:  # (S D M W^2 M D S + lam C) x
+        return inside * filtered(w2 * filtered(inside * x, half), half) + lam_value * centred(x)
 
     # preconditioned conjugate gradients, P = C F* (D^2 + lam)^-1 F C^T (symmetric, positive)
-    rhs = filtered(w2 * f, half) + lam_value * prior
+    rhs = inside * filtered(w2 * f, half) + lam_value * centred(prior)
     chi = prior.clone()
     r = rhs - normal(chi)
     z = filtered(r, inverse)

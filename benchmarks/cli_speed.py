@@ -1,0 +1,110 @@
+"""End-to-end time of ``napari-fanet segment`` on a 1 mm whole brain (182 x 218 x 182).
+
+The issue's target: segmenting a 1 mm MNI-sized brain takes 60 s or less on 2 CPU cores, end to
+end through the CLI (process start, reading, resampling, brain mask, sliding-window inference,
+post-processing, lesion table and atomic writes). The volumes are a domain-randomised 1 mm
+simulated subject (``napari-fanet simulate --task ms --family randomised --voxel-size 1 1 1``):
+content does not change the time, the grid does.
+
+Usage (also reached through ``benchmarks/inference.py --cli-segment``)::
+
+    PYTHONPATH=src python benchmarks/cli_speed.py --models fanet-seg unet-seg --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET_S = 60.0
+MODES = {"flair": ("flair",), "t1-t2-flair": ("t1", "t2", "flair")}
+
+
+def simulate_subject(folder: Path) -> Path:
+    """One randomised 1 mm MS subject (182 x 218 x 182 canonical grid) in ``folder``."""
+    cmd = [
+        sys.executable, "-m", "napari_fanet", "simulate", "--task", "ms", "--family",
+        "randomised", "--voxel-size", "1", "1", "1", "--subjects", "1", "--seed", "20000",
+        "--out", str(folder), "--no-progress",
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True)
+    return folder / "sub-0000"
+
+
+def time_segment(subject: Path, model: str, mode: str, threads: int, out: Path) -> float:
+    """Wall-clock seconds of one ``napari-fanet segment`` process, start to exit."""
+    inputs = [a for m in MODES[mode] for a in (f"--{m}", str(subject / f"{m}.nii.gz"))]
+    cmd = [
+        sys.executable, "-m", "napari_fanet", "segment", *inputs, "--model", model,
+        "--device", "cpu", "--out", str(out), "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    return time.perf_counter() - t0
+
+
+def run(models: list[str], modes: list[str], threads: int, repeats: int) -> list[dict]:
+    """Median seconds per (model, mode) and the target check, as rows."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        subject = simulate_subject(Path(tmp) / "data")
+        for model in models:
+            for mode in modes:
+                times = [
+                    time_segment(subject, model, mode, threads, Path(tmp) / f"out-{i}")
+                    for i in range(repeats)
+                ]
+                median = sorted(times)[len(times) // 2]
+                rows.append(
+                    {"model": model, "mode": mode, "seconds": times, "median_s": median,
+                     "pass": median <= TARGET_S, "load": os.getloadavg()[0]}
+                )  # fmt: skip
+    return rows
+
+
+def table(rows: list[dict], threads: int) -> str:
+    """Markdown table of :func:`run`'s rows."""
+    lines = [
+        f"## `napari-fanet segment`, 1 mm whole brain 182 x 218 x 182, CPU, {threads} threads",
+        "",
+        f"Target: {TARGET_S:.0f} s or less end to end.",
+        "",
+        "| model | input mode | median s | runs (s) | load average | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        runs = ", ".join(f"{t:.1f}" for t in r["seconds"])
+        lines.append(
+            f"| {r['model']} | {r['mode']} | {r['median_s']:.1f} | {runs} | {r['load']:.2f} "
+            f"| {'PASS' if r['pass'] else 'FAIL'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Parse arguments, time, print the table and write ``--out/cli_segment.{md,json}``."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["fanet-seg"])
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    args = p.parse_args(argv)
+    rows = run(args.models, args.modes, args.threads, args.repeats)
+    text = table(rows, args.threads)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "cli_segment.md").write_text(text + "\n")
+    (args.out / "cli_segment.json").write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
