@@ -41,16 +41,16 @@ import time
 
 import numpy as np
 
-from napari_fanet import qsm
+from napari_fanet.baselines import dipole_inversion as qsm
 from napari_fanet.engine.phase_qsm import (
     DEFAULT_CFL2_LAMBDA,
     DEFAULT_TKD_THRESHOLD,
     phase_to_susceptibility,
 )
-from napari_fanet.io import Volume
+from napari_fanet.io.b0_direction import array_to_world_direction
+from napari_fanet.io.nifti import Volume
 from napari_fanet.physics.background import pdf, vsharp
 from napari_fanet.physics.phase_chain import STEPS, PhaseChainSettings, run_phase_chain
-from napari_fanet.qsm_kernels import array_to_world_direction
 from napari_fanet.simulation import simulate_qsm_subject
 from napari_fanet.simulation.gre_phase import GREParams, simulate_gre_phase
 

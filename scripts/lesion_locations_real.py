@@ -5,9 +5,9 @@ Run from the repository root (the data never enters the repository)::
     python scripts/lesion_locations_real.py [../shared/data/open-ms-lesjak2017]
 
 For each patient (Lesjak et al. 2018: FLAIR and consensus lesions registered to MNI at 1 mm)
-it prints the lesion count and volume per class of :mod:`napari_fanet.lesion_table` with the
-default alignment (identity: the scans are in MNI space), then two robustness measures, since
-no per-lesion location reference exists for these scans:
+it prints the lesion count and volume per class of :mod:`napari_fanet.evaluation.lesion_table`
+with the default alignment (identity: the scans are in MNI space), then two robustness measures,
+since no per-lesion location reference exists for these scans:
 
 - **shift**: the share of lesions whose class is unchanged when the scan is moved by 2 mm
   along each world axis in turn (6 moves: a registration error of 2 mm);
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_fanet.io import load_volume
-from napari_fanet.lesion_table import LOCATION_CLASSES, classify_locations, lesion_table
+from napari_fanet.evaluation.lesion_table import LOCATION_CLASSES, classify_locations, lesion_table
+from napari_fanet.io.nifti import load_volume
 
 
 def main(root: Path) -> None:

@@ -19,7 +19,7 @@ What it does:
    lowest NRMSE, not demeaned) and reports :func:`napari_fanet.metrics.qsm_metrics` of both on
    the sample case (read back from its NIfTI files and meta.json) and on 5 test subjects
    (seeds 20000-20004).
-3. MS: tunes the FLAIR threshold of :mod:`napari_fanet.lesion_threshold` on 5 validation
+3. MS: tunes the FLAIR threshold of :mod:`napari_fanet.baselines.lesion_threshold` on 5 validation
    subjects (seeds 10000-10004, best mean Dice) and reports Dice, LTPR, LPPV and L-F1 on the
    sample case and on 10 test subjects (seeds 20000-20009). For reference it repeats this with
    the simulator's ground-truth white-matter mask in place of the T1-derived one (labelled: not
@@ -43,15 +43,15 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "src"))
 
-from napari_fanet.io import load_volume  # noqa: E402
-from napari_fanet.lesion_threshold import (  # noqa: E402
+from napari_fanet.baselines.dipole_inversion import cfl2, tkd, tune_parameter  # noqa: E402
+from napari_fanet.baselines.lesion_threshold import (  # noqa: E402
     flair_threshold_segment,
     flair_zscore,
     tune_flair_threshold,
     white_matter_mask,
 )
+from napari_fanet.io.nifti import load_volume  # noqa: E402
 from napari_fanet.metrics import label_lesions, qsm_metrics, segmentation_metrics  # noqa: E402
-from napari_fanet.qsm import cfl2, tkd, tune_parameter  # noqa: E402
 from napari_fanet.simulation import (  # noqa: E402
     simulate_dataset,
     simulate_ms_subject,
@@ -237,8 +237,9 @@ def markdown(results: dict) -> str:
         "",
         "**MS, sample case `ms/sub-0000`** (seed 90000, "
         f"{m['sample']['t1_wm']['n_gt_lesions']} GT lesions). FLAIR threshold baseline of "
-        "`napari_fanet.lesion_threshold` (homomorphic bias correction, robust z-score inside "
-        "the T1 multi-Otsu WM mask dilated by 2 mm and hole-filled, components >= 3 voxels), "
+        "`napari_fanet.baselines.lesion_threshold` (homomorphic bias correction, robust z-score "
+        "inside the T1 multi-Otsu WM mask dilated by 2 mm and hole-filled, components >= 3 "
+        "voxels), "
         "threshold tuned for mean Dice on "
         f"validation seeds {m['validation_seeds'][0]}-{m['validation_seeds'][-1]}; test: mean "
         f"+- sample sd over seeds {m['test_seeds'][0]}-{m['test_seeds'][-1]}. Lesions are "

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_fanet.io import save_volume
-from napari_fanet.qsm import forward_field
+from napari_fanet.io.nifti import save_volume
+from napari_fanet.physics.forward import forward_field
 
 SUBJECT_SHAPE = (24, 28, 20)
 SUBJECT_VOXEL = 4.0

@@ -50,7 +50,7 @@ CORE_MODULES = [module_name(p) for p in CORE_FILES]
     ("relpath", "expected"),
     [
         ("__init__.py", False),
-        ("qsm.py", False),
+        ("physics/dipole.py", False),
         ("models/folded_attention.py", False),
         ("engine/_train_loop.py", False),
         ("_reader.py", True),

@@ -19,6 +19,13 @@ PLUGIN_NAME = "napari-fanet"
 BIN = Path(sys.executable).parent  # the scripts of the environment running the tests
 
 
+def _assert_valid(proc: subprocess.CompletedProcess[str]) -> None:
+    """npe2 said the manifest is valid ("... valid!"), and nowhere "invalid"."""
+    text = (proc.stdout + proc.stderr).lower()
+    assert "valid!" in text, text
+    assert "invalid" not in text, text
+
+
 def _run(cmd: list[str | Path], **kwargs) -> subprocess.CompletedProcess[str]:
     """Run ``cmd``, failing the test with its output if it exits non-zero."""
     proc = subprocess.run(
@@ -55,7 +62,7 @@ def test_entry_point_points_at_the_manifest() -> None:
 def test_npe2_validate_installed() -> None:
     # --imports also imports every python_name the manifest contributes (readers, widgets...).
     proc = _run([BIN / "npe2", "validate", PLUGIN_NAME, "--imports"])
-    assert "valid" in (proc.stdout + proc.stderr).lower()
+    _assert_valid(proc)
 
 
 def test_npe2_plugin_manager_discovers_plugin() -> None:
@@ -146,7 +153,7 @@ def test_wheel_manifest_found_by_npe2_in_fresh_venv(
     assert manifest_file.read_bytes() == (REPO_ROOT / "napari.yaml").read_bytes()
 
     # The sample data is found inside the installed package (sample_files needs no numpy).
-    code = "from napari_fanet.sample_files import sample_data_folder as f; print(f())"
+    code = "from napari_fanet.evaluation.sample_files import sample_data_folder as f; print(f())"
     data = _run(
         [vpy, "-c", code],
         env=env,
@@ -155,7 +162,7 @@ def test_wheel_manifest_found_by_npe2_in_fresh_venv(
     assert Path(data) == Path(where).parent / "sample_data"
 
     proc = _run([venv / "bin" / "npe2", "validate", PLUGIN_NAME], env=env, cwd=tmp_path)
-    assert "valid" in (proc.stdout + proc.stderr).lower()
+    _assert_valid(proc)
     found = _run(
         [
             vpy,

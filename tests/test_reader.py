@@ -12,8 +12,8 @@ pytest.importorskip("qtpy", reason="needs the [qt] extra")
 import nibabel as nib
 
 from napari_fanet._reader import napari_get_reader, read_nifti
-from napari_fanet.io import Orientation, save_volume
-from napari_fanet.layer_io import NIFTI_METADATA_KEY, oblique_warning
+from napari_fanet.io.layers import NIFTI_METADATA_KEY, oblique_warning
+from napari_fanet.io.nifti import Orientation, save_volume
 
 SHAPE = (6, 7, 5)
 LAS = np.array([[-1.5, 0, 0, 10], [0, 2, 0, -6], [0, 0, 3, -4], [0, 0, 0, 1]], dtype=float)

@@ -12,8 +12,8 @@ pytest.importorskip("qtpy", reason="needs the [qt] extra")
 import nibabel as nib
 
 from napari_fanet._sample_data import ms_sample, qsm_sample
-from napari_fanet.layer_io import NIFTI_METADATA_KEY
-from napari_fanet.sample_files import sample_data_folder
+from napari_fanet.evaluation.sample_files import sample_data_folder
+from napari_fanet.io.layers import NIFTI_METADATA_KEY
 
 MS_LAYERS = [
     ("T1", "image"),

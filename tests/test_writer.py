@@ -11,7 +11,7 @@ import nibabel as nib
 
 from napari_fanet._reader import read_nifti
 from napari_fanet._writer import write_image, write_labels
-from napari_fanet.io import save_volume
+from napari_fanet.io.nifti import save_volume
 
 SHAPE = (6, 7, 5)
 # Flipped (x and y), anisotropic and translated: L, P, S axes of 1.5, 2 and 3 mm.

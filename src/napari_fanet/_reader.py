@@ -1,6 +1,6 @@
 """npe2 reader: ``.nii``/``.nii.gz`` volumes as layers at their world position, affine kept.
 
-Each file becomes one layer (see :mod:`napari_fanet.layer_io` for the placement and the
+Each file becomes one layer (see :mod:`napari_fanet.io.layers` for the placement and the
 ``metadata["nifti"]`` entry that lets the plugin's writers restore the source affine). Integer
 masks (a file name containing ``mask``, ``label`` or ``seg``, values small non-negative
 integers) open as labels, everything else as float32 images. An empty viewer shows them as axial
@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ._widgets.axial_view import request_axial_view
-from .io import NIFTI_SUFFIXES, load_volume
-from .layer_io import (
+from napari_fanet._widgets.axial_view import request_axial_view
+from napari_fanet.io.layers import (
     NIFTI_METADATA_KEY,
     OBLIQUE_TOLERANCE_DEGREES,
     oblique_warning,
     volume_to_layer_data,
 )
+from napari_fanet.io.nifti import NIFTI_SUFFIXES, load_volume
 
 logger = logging.getLogger(__name__)
 

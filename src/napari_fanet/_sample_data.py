@@ -1,9 +1,9 @@
 """npe2 sample data: the synthetic MS and QSM cases as layers at their world position.
 
-The files come from :func:`napari_fanet.sample_files.sample_data_folder` (packaged, from the
-checkout, or simulated once into a local cache). Every layer carries ``metadata["nifti"]`` (see
-:mod:`napari_fanet.layer_io`), so results computed from it can be saved on the source grid. An
-empty viewer shows them as axial slices, anterior up, radiological
+The files come from :func:`napari_fanet.evaluation.sample_files.sample_data_folder` (packaged,
+from the checkout, or simulated once into a local cache). Every layer carries ``metadata["nifti"]``
+(see :mod:`napari_fanet.io.layers`), so results computed from it can be saved on the source grid.
+An empty viewer shows them as axial slices, anterior up, radiological
 (:mod:`napari_fanet._widgets.axial_view`).
 """
 
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._widgets.axial_view import request_axial_view
-from .io import load_volume
-from .layer_io import volume_to_layer_data
-from .sample_files import SUBJECT, sample_data_folder
+from napari_fanet._widgets.axial_view import request_axial_view
+from napari_fanet.evaluation.sample_files import SUBJECT, sample_data_folder
+from napari_fanet.io.layers import volume_to_layer_data
+from napari_fanet.io.nifti import load_volume
 
 LayerData = tuple[np.ndarray, dict, str]
 

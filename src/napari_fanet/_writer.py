@@ -3,7 +3,7 @@
 A layer opened by this plugin (or made by its widgets) carries ``metadata["nifti"]``; its data
 goes back onto the source voxel grid and is written with the source affine and header, so the
 file overlays the source in any viewer. Other layers are written as displayed, with the affine
-``diag(scale)`` + ``translate`` (see :func:`napari_fanet.layer_io.layer_to_nifti`). Files are
+``diag(scale)`` + ``translate`` (see :func:`napari_fanet.io.layers.layer_to_nifti`). Files are
 written atomically: images as float32, labels as the smallest integer type that holds them.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .io import NIFTI_SUFFIXES, save_volume
-from .layer_io import layer_to_nifti
+from napari_fanet.io.layers import layer_to_nifti
+from napari_fanet.io.nifti import NIFTI_SUFFIXES, save_volume
 
 
 def _nifti_path(path: str) -> str:

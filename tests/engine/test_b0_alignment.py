@@ -3,7 +3,7 @@ import pytest
 from scipy import ndimage
 
 from napari_fanet.engine.b0_alignment import align_to_b0, rotate_back, rotate_volume, rotation_to_z
-from napari_fanet.qsm import forward_field
+from napari_fanet.physics.forward import forward_field
 
 
 @pytest.mark.parametrize(

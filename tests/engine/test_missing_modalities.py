@@ -18,8 +18,8 @@ from napari_fanet.engine.sampling import MODALITY_DROPOUT, drop_modalities
 from napari_fanet.engine.subjects import SEG_MODALITIES, load_seg_subject
 from napari_fanet.engine.tasks import seg_batch
 from napari_fanet.engine.train import run_training
-from napari_fanet.grid_resample import resample_to_reference
-from napari_fanet.io import Volume, load_volume
+from napari_fanet.io.nifti import Volume, load_volume
+from napari_fanet.io.resample import resample_to_reference
 from napari_fanet.models import build_model, save_checkpoint
 
 TINY = (8, 8, 8, 8, 16)  # GroupNorm(8) needs channels divisible by 8

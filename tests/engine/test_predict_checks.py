@@ -5,7 +5,6 @@ import re
 import numpy as np
 import pytest
 
-from napari_fanet._qsm_utils import check_b0_dir
 from napari_fanet.engine.predict import (
     RESAMPLE_MEMORY_BUDGET,
     b0_in_array_axes,
@@ -20,6 +19,7 @@ from napari_fanet.engine.prediction_request import (
     b0_direction_problem,
     parse_b0_text,
 )
+from napari_fanet.physics.tensor_checks import check_b0_dir
 
 SHAPE = (24, 28, 20)
 

@@ -12,8 +12,8 @@ import pytest
 
 from napari_fanet.engine.inference import WindowSettings
 from napari_fanet.engine.predict import load_model, reconstruct_qsm
-from napari_fanet.io import load_volume
-from napari_fanet.sample_files import sample_data_folder
+from napari_fanet.evaluation.sample_files import sample_data_folder
+from napari_fanet.io.nifti import load_volume
 
 SETTINGS = WindowSettings(roi_size=(48, 48, 48), overlap=0.25, device="cpu")
 CROP = (slice(14, 78), slice(22, 86), slice(26, 74))  # 64 x 64 x 48 voxels around the centre

@@ -19,8 +19,8 @@ from napari_fanet.engine.training_export import (
     new_run_folder,
     validation_folder,
 )
-from napari_fanet.io import load_volume
-from napari_fanet.layer_io import volume_to_layer_data
+from napari_fanet.io.layers import volume_to_layer_data
+from napari_fanet.io.nifti import load_volume
 
 # voxel axes point to S, L, A (a permuted, flipped grid: the canonical display differs from it)
 PERMUTED = np.array([[0, -4.0, 0, 50], [0, 0, 4.0, -20], [4.0, 0, 0, 7], [0, 0, 0, 1]])

@@ -5,7 +5,7 @@ import pytest
 from scipy.sparse.linalg import LinearOperator, lsqr
 
 from napari_fanet.physics.background import default_radii, pdf, vsharp
-from napari_fanet.qsm import forward_field
+from napari_fanet.physics.forward import forward_field
 
 N = 32
 GRID = np.indices((N, N, N), dtype=float) - (N - 1) / 2

@@ -229,7 +229,7 @@ def test_noise_estimate_of_white_noise():
 def smooth_case(seed=4, shape=(32, 32, 32)):
     from scipy import ndimage
 
-    from napari_fanet.qsm import forward_field
+    from napari_fanet.physics.forward import forward_field
 
     rng = np.random.default_rng(seed)
     grid = np.indices(shape) - (np.array(shape)[:, None, None, None] - 1) / 2

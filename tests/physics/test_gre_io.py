@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_fanet.io import load_volume, save_volume
+from napari_fanet.io.nifti import load_volume, save_volume
 from napari_fanet.physics.gre_io import load_multi_echo, read_echo_times, sidecar_path
 
 SHAPE = (6, 5, 4)

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_fanet.physics.forward import forward_field
 from napari_fanet.physics.gre_io import load_multi_echo
 from napari_fanet.physics.phase_chain import (
     STEPS,
@@ -13,7 +14,6 @@ from napari_fanet.physics.phase_chain import (
     PhaseChainSettings,
     run_phase_chain,
 )
-from napari_fanet.qsm import forward_field
 
 N = 32
 GRID = np.indices((N, N, N), dtype=float) - (N - 1) / 2

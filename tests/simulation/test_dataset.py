@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_fanet.io import load_volume
+from napari_fanet.io.nifti import load_volume
 from napari_fanet.simulation import (
     SPLIT_SEEDS,
     iter_simulate_dataset,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_fanet.qsm import forward_field
+from napari_fanet.physics.forward import forward_field
 from napari_fanet.simulation.gre_phase import GREParams, simulate_gre_phase
 
 

@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 
 from napari_fanet.cli import main
-from napari_fanet.io import load_volume
+from napari_fanet.io.nifti import load_volume
 from napari_fanet.simulation.dataset import check_family, simulate_dataset
 from napari_fanet.simulation.fast_fields import regrid, smooth_noise
 from napari_fanet.simulation.ms_lesion_load import LesionLoadParams

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from napari_fanet.qsm_kernels import world_to_array_direction
+from napari_fanet.io.b0_direction import world_to_array_direction
 from napari_fanet.simulation._random import spawn_streams
 from napari_fanet.simulation.deform import DeformationParams, random_anatomy
 from napari_fanet.simulation.qsm_phantom import (

@@ -15,7 +15,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
 
-from ._layers import layer_picker, select_by_guess, selected_layer
+from napari_fanet._widgets._layers import layer_picker, select_by_guess, selected_layer
 
 TASKS = {"MS lesion segmentation": "segmentation", "QSM reconstruction": "qsm"}
 IMAGE_OR_LABELS = (Image, Labels)
@@ -36,7 +36,7 @@ class TaskInputs(Container):
 
     def __init__(self, napari_viewer: Any, *, title: str, model_tooltip: str) -> None:
         super().__init__(labels=True, scrollable=True)
-        from ..engine import model_catalog, prediction_request
+        from napari_fanet.engine import model_catalog, prediction_request
 
         self._viewer = napari_viewer
         self._catalog = model_catalog

@@ -26,8 +26,8 @@ def streamed(job: Callable[[Callable, Callable], Any]) -> Generator[Any, None, A
     ``job(progress, should_stop)`` runs in a thread (see
     :func:`napari_fanet.engine.streaming.stream_job`).
     """
-    from ..engine.inference import InferenceCancelled
-    from ..engine.streaming import stream_job
+    from napari_fanet.engine.inference import InferenceCancelled
+    from napari_fanet.engine.streaming import stream_job
 
     try:
         return (yield from stream_job(job))

@@ -125,6 +125,6 @@ def folded_section(title: str, widgets: Sequence[Widget]) -> tuple[CheckBox, Con
 
 def device_picker(tooltip: str = "auto: CUDA, then Apple MPS, then CPU.") -> ComboBox:
     """The device choice (``auto``, ``cuda``, ``mps``, ``cpu``) of the widgets."""
-    from ..engine.training_run import DEVICES  # torch-free constant
+    from napari_fanet.engine.training_run import DEVICES  # torch-free constant
 
     return ComboBox(label="Device", choices=list(DEVICES), tooltip=tooltip)

@@ -22,7 +22,7 @@ CLICK_HELP = (
 
 
 def _clicked_voxel(layer: Any, event: Any) -> tuple[int, int, int] | None:
-    from ..engine.annotations import first_labelled_voxel, voxel_index
+    from napari_fanet.engine.annotations import first_labelled_voxel, voxel_index
 
     data = np.asarray(layer.data)
     dims = list(getattr(event, "dims_displayed", []) or [])
@@ -43,7 +43,7 @@ def lesion_click(layer: Any, event: Any) -> None:
     modifiers = tuple(getattr(event, "modifiers", ()) or ())
     if not any(m == "Control" for m in modifiers) or event.type != "mouse_press":
         return
-    from ..engine.annotations import keep_component, remove_component
+    from napari_fanet.engine.annotations import keep_component, remove_component
 
     keep = any(m == "Shift" for m in modifiers)
     voxel = _clicked_voxel(layer, event)

@@ -25,10 +25,16 @@ from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
-from ._attention_plots import FactorPlots
-from ._inputs import TaskInputs
-from ._jobs import streamed
-from ._layers import add_image, fading_colormap, folded_section, message_label, placement
+from napari_fanet._widgets._attention_plots import FactorPlots
+from napari_fanet._widgets._inputs import TaskInputs
+from napari_fanet._widgets._jobs import streamed
+from napari_fanet._widgets._layers import (
+    add_image,
+    fading_colormap,
+    folded_section,
+    message_label,
+    placement,
+)
 
 IMAGE_OR_LABELS = (Image, Labels)
 #: Rows shown: effective ``M_a = I + beta_a A_a`` (what the block applies) or raw softmax.
@@ -48,7 +54,7 @@ class AttentionInspectorWidget(TaskInputs):
             model_tooltip="Models with a folded-attention (FA) block: shipped or added "
             "checkpoints (models without one are not listed).",
         )
-        from ..engine import attention_inspection
+        from napari_fanet.engine import attention_inspection
 
         self._core = attention_inspection
         self._inspector = attention_inspection.AttentionInspector()
@@ -135,7 +141,7 @@ class AttentionInspectorWidget(TaskInputs):
 
     def model_entries(self) -> dict[str, Any]:
         """Only models with a folded-attention block."""
-        from ..engine.attention_inspection import fa_models
+        from napari_fanet.engine.attention_inspection import fa_models
 
         return {e.name: e for e in fa_models(self.task_name)}
 

@@ -1,7 +1,7 @@
 """The first view of a NIfTI volume: axial, anterior up, radiological (like ITK-SNAP, Slicer).
 
 napari shows the last two array axes of a layer. The plugin's layers are RAS+ canonical arrays
-``(x, y, z)`` (see :mod:`napari_fanet.layer_io`), so napari's default view is a sagittal-like
+``(x, y, z)`` (see :mod:`napari_fanet.io.layers`), so napari's default view is a sagittal-like
 ``(y, z)`` slice, turned 90 degrees. The layer data stays canonical (the writer, the widgets and
 the engine rely on it); only the viewer is changed: ``dims.order`` shows ``(y, x)`` with ``z``
 on the slider, and ``camera.orientation`` puts anterior (+y) up and the subject's right (+x) on

@@ -2,9 +2,9 @@
 
 Layout and wiring only. The checks and the prediction are
 :class:`napari_fanet.engine.prediction_request.PredictionRequest`, the comparison is
-:mod:`napari_fanet.comparison`; the work runs in a napari ``thread_worker`` generator (through
-:func:`napari_fanet.engine.streaming.stream_job`) so the viewer stays responsive and Cancel works.
-Torch is imported when the widget is created, not when napari starts.
+:mod:`napari_fanet.evaluation.comparison`; the work runs in a napari ``thread_worker`` generator
+(through :func:`napari_fanet.engine.streaming.stream_job`) so the viewer stays responsive and
+Cancel works. Torch is imported when the widget is created, not when napari starts.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from magicgui.widgets import (
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
-from ._inputs import IMAGE_OR_LABELS, TaskInputs
-from ._jobs import CANCELLED, JobError, streamed
-from ._layers import (
+from napari_fanet._widgets._inputs import IMAGE_OR_LABELS, TaskInputs
+from napari_fanet._widgets._jobs import CANCELLED, JobError, streamed
+from napari_fanet._widgets._layers import (
     NONE_CHOICE,
     add_image,
     add_labels,
@@ -228,7 +228,7 @@ class FANetWidget(TaskInputs):
 
     def build_request(self) -> Any:
         """The :class:`PredictionRequest` the current fields describe."""
-        from ..engine.inference import WindowSettings
+        from napari_fanet.engine.inference import WindowSettings
 
         settings = WindowSettings(
             roi_size=(self.tile.value,) * 3, overlap=self.overlap.value, device=self.device.value
@@ -374,7 +374,7 @@ def _spatial_placement(source: Any) -> dict[str, Any]:
 
 def _predict_and_compare(request: Any, reference: Any, mask: Any, cancel: threading.Event):
     """Worker body: stream the prediction's progress, then compare with the reference."""
-    from ..comparison import compare_masks, compare_susceptibility
+    from napari_fanet.evaluation.comparison import compare_masks, compare_susceptibility
 
     def job(progress: Any, should_stop: Any) -> Any:
         return request.run(progress, lambda: should_stop() or cancel.is_set())

@@ -1,6 +1,6 @@
 """The lesion table dock widget: one row per lesion of a labels layer; click a row to go there.
 
-Layout and wiring only: the table is :func:`napari_fanet.lesion_table.lesion_table` (its
+Layout and wiring only: the table is :func:`napari_fanet.evaluation.lesion_table.lesion_table` (its
 docstring defines the columns, the 26-connected lesions and the location classes) on the
 chosen labels layer, optionally with a probability and a susceptibility image layer on the
 same grid. World coordinates are napari's (the layer's scale, translate, rotate, shear and
@@ -25,9 +25,10 @@ from napari.qt.threading import thread_worker
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
-from ._layers import layer_picker, message_label, selected_layer
+from napari_fanet._widgets._layers import layer_picker, message_label, selected_layer
 
-#: Header of each table column (keys of :class:`~napari_fanet.lesion_table.LesionTable`).
+#: Header of each table column
+#: (keys of :class:`~napari_fanet.evaluation.lesion_table.LesionTable`).
 HEADERS = {
     "id": "id",
     "volume_ml": "volume (mL)",
@@ -71,7 +72,7 @@ class LesionTableWidget(Container):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(labels=True)
-        from .. import lesion_table
+        from napari_fanet.evaluation import lesion_table
 
         self._core = lesion_table
         self.viewer = v = napari_viewer

@@ -33,9 +33,9 @@ from napari.layers import Labels
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
-from ._inputs import IMAGE_OR_LABELS, TaskInputs
-from ._jobs import JobError
-from ._layers import (
+from napari_fanet._widgets._inputs import IMAGE_OR_LABELS, TaskInputs
+from napari_fanet._widgets._jobs import JobError
+from napari_fanet._widgets._layers import (
     add_labels,
     device_picker,
     folded_section,
@@ -44,8 +44,8 @@ from ._layers import (
     select_by_guess,
     selected_layer,
 )
-from ._lesion_clicks import CLICK_HELP, lesion_click
-from ._loss_plot import LossPlot
+from napari_fanet._widgets._lesion_clicks import CLICK_HELP, lesion_click
+from napari_fanet._widgets._loss_plot import LossPlot
 
 TITLE = "FA-Net training"
 NEW_MODEL = "(new model, random weights)"
@@ -65,7 +65,7 @@ class TrainWidget(TaskInputs):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer, title=TITLE, model_tooltip="Weights to fine-tune.")
-        from ..engine import annotations, model_card, training_export, training_run
+        from napari_fanet.engine import annotations, model_card, training_export, training_run
 
         self._annotations = annotations
         self._export = training_export
@@ -331,7 +331,7 @@ class TrainWidget(TaskInputs):
             request = self._training.TrainRequest(model=base, **kwargs)
             start = f"a new `{base}` model (random weights)"
         else:
-            from ..models import read_checkpoint
+            from napari_fanet.models import read_checkpoint
 
             base = read_checkpoint(entry.path)["config"]["name"]
             request = self._training.TrainRequest(init=entry.path, **kwargs)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from .losses import IGNORE_INDEX
+from napari_fanet.engine.losses import IGNORE_INDEX
 
 FULL_MASK = "full mask"
 SCRIBBLES = "scribbles"

@@ -42,10 +42,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import AffinityRecord, capture_affinities, read_checkpoint
-from ..models.unet import MULTIPLE, padding
-from .model_catalog import ModelEntry, available_models
-from .network_input import (
+from napari_fanet.engine.model_catalog import ModelEntry, available_models
+from napari_fanet.engine.network_input import (
     NetworkInput,
     bottleneck_cell,
     cells_to_window,
@@ -53,8 +51,10 @@ from .network_input import (
     voxel_on_ray,
     window_bounds,
 )
-from .predict import load_model
-from .prediction_request import PredictionRequest
+from napari_fanet.engine.predict import load_model
+from napari_fanet.engine.prediction_request import PredictionRequest
+from napari_fanet.models import AffinityRecord, capture_affinities, read_checkpoint
+from napari_fanet.models.unet import MULTIPLE, padding
 
 
 @dataclass

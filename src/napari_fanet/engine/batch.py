@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write
-from .subjects import EXTENSIONS, find_file
+from napari_fanet.engine.subjects import EXTENSIONS, find_file
+from napari_fanet.io.atomic import atomic_write
 
 __all__ = [
     "BatchEvent",

@@ -18,8 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write
-from . import model_catalog
+from napari_fanet.engine import model_catalog
+from napari_fanet.io.atomic import atomic_write
 
 LOSS_WINDOW = 10  # steps averaged for the "final training loss"
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..models import read_checkpoint
-from .predict import shipped_weights
+from napari_fanet.engine.predict import shipped_weights
+from napari_fanet.models import read_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..models.unet import MULTIPLE, padding
-from .b0_alignment import rotate_volume
-from .predict import (
+from napari_fanet.engine.b0_alignment import rotate_volume
+from napari_fanet.engine.predict import (
     OPTIONAL_SEG_CHANNELS,
     as_canonical,
     b0_in_array_axes,
@@ -31,8 +30,9 @@ from .predict import (
     supports_missing_modalities,
     zoom_to_shape,
 )
-from .prediction_request import OPTIONAL_ROLES, TASK_ROLES
-from .tasks import qsm_network_input
+from napari_fanet.engine.prediction_request import OPTIONAL_ROLES, TASK_ROLES
+from napari_fanet.engine.tasks import qsm_network_input
+from napari_fanet.models.unet import MULTIPLE, padding
 
 
 @dataclass

@@ -6,13 +6,14 @@ FA-Net widget's phase input. It runs :func:`napari_fanet.physics.phase_chain.run
 one of :data:`QSM_METHODS`:
 
 - ``"fanet"``: a QSM network through :func:`.predict.reconstruct_qsm` (data consistent by
-  default), which takes the local field as a :class:`~napari_fanet.io.Volume` and the B0
+  default), which takes the local field as a :class:`~napari_fanet.io.nifti.Volume` and the B0
   direction in **world** axes and reorients both to the canonical axes itself;
-- ``"cfl2"`` / ``"tkd"``: :func:`napari_fanet.qsm.cfl2` / :func:`napari_fanet.qsm.tkd` on the
-  array grid, with the B0 direction in **array** axes.
+- ``"cfl2"`` / ``"tkd"``: :func:`~napari_fanet.baselines.dipole_inversion.cfl2` /
+  :func:`~napari_fanet.baselines.dipole_inversion.tkd` on the array grid, with the B0 direction in
+  **array** axes.
 
 One B0 direction (world, unit) is turned into array axes once, through the affine
-(:func:`napari_fanet.qsm_kernels.world_to_array_direction`), and that array direction is what
+(:func:`napari_fanet.io.b0_direction.world_to_array_direction`), and that array direction is what
 the chain's PDF and the classical inversions use, while the network gets the world direction and
 the same affine: all see the same physical field direction.
 """
@@ -28,11 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from ..io import Volume
-from ..physics.phase_chain import PhaseChainResult, PhaseChainSettings, run_phase_chain
-from ..qsm_kernels import world_to_array_direction
-from .inference import WindowSettings
-from .predict import DEFAULT_DC_METHOD, reconstruct_qsm
+from napari_fanet.engine.inference import WindowSettings
+from napari_fanet.engine.predict import DEFAULT_DC_METHOD, reconstruct_qsm
+from napari_fanet.io.b0_direction import world_to_array_direction
+from napari_fanet.io.nifti import Volume
+from napari_fanet.physics.phase_chain import PhaseChainResult, PhaseChainSettings, run_phase_chain
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ __all__ = [
 
 QSM_METHODS = ("fanet", "cfl2", "tkd")
 #: CFL2 gradient weight and TKD threshold used by default: the values tuned on validation
-#: subjects in ``sample_data/baselines.json`` (:data:`napari_fanet.demo.BUILTIN_PARAMETERS`).
+#: subjects in ``sample_data/baselines.json``
+#: (:data:`napari_fanet.evaluation.demo.BUILTIN_PARAMETERS`).
 DEFAULT_CFL2_LAMBDA = 0.00562
 DEFAULT_TKD_THRESHOLD = 0.225
 #: ``progress(stage, done, total)``: stage is a phase-chain step name, or ``"inversion"`` with
@@ -209,7 +211,7 @@ def phase_to_susceptibility(
             f"Dipole inversion: {model.config.name}, data consistency {data_consistency}."
         )
     else:
-        from .. import qsm
+        from napari_fanet.baselines import dipole_inversion as qsm
 
         if method == "cfl2":
             chi = qsm.cfl2(local, voxel_size, b0_array, lam=cfl2_lambda, mask=local_mask)

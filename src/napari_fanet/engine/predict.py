@@ -18,21 +18,21 @@ import numpy as np
 from scipy import ndimage
 from torch import nn
 
-from .._format import format_numbers
-from ..io import (
+from napari_fanet.engine.inference import InferenceCancelled, InferenceReport, WindowSettings
+from napari_fanet.engine.subjects import zscore_in_mask
+from napari_fanet.engine.tasks import predict_qsm_map, predict_seg_probability
+from napari_fanet.io.b0_direction import world_to_array_direction
+from napari_fanet.io.formatting import format_numbers
+from napari_fanet.io.nifti import (
     VOXEL_SIZE_RANGE,
     Volume,
     check_same_grid,
     from_canonical,
     to_canonical,
 )
-from ..models import load_checkpoint
-from ..physics.data_consistency import DC_METHODS, DEFAULT_DC_LAMBDA
-from ..physics.data_consistency import data_consistency as apply_data_consistency
-from ..qsm_kernels import world_to_array_direction
-from .inference import InferenceCancelled, InferenceReport, WindowSettings
-from .subjects import zscore_in_mask
-from .tasks import predict_qsm_map, predict_seg_probability
+from napari_fanet.models import load_checkpoint
+from napari_fanet.physics.data_consistency import DC_METHODS, DEFAULT_DC_LAMBDA
+from napari_fanet.physics.data_consistency import data_consistency as apply_data_consistency
 
 log = logging.getLogger(__name__)
 RESAMPLE_TOLERANCE = 0.1  # relative voxel-size difference below which no resampling is done
@@ -84,7 +84,7 @@ def model_grid(shape, voxel_size, model_voxel) -> tuple[int, ...] | None:
     """Shape of the grid at the model's voxel size, or None when no resampling is needed.
 
     Raises ValueError (through :func:`check_resampling`) for a voxel size outside
-    :data:`~napari_fanet.io.VOXEL_SIZE_RANGE` or a grid over :data:`RESAMPLE_MEMORY_BUDGET`.
+    :data:`~napari_fanet.io.nifti.VOXEL_SIZE_RANGE` or a grid over :data:`RESAMPLE_MEMORY_BUDGET`.
     """
     check_resampling(shape, voxel_size, model_voxel)
     if model_voxel is None:
@@ -101,7 +101,7 @@ def check_resampling(
 ) -> None:
     """Refuse an input voxel size or a model grid that cannot give a sound prediction.
 
-    Voxel sizes must lie in :data:`~napari_fanet.io.VOXEL_SIZE_RANGE`, and the grid at the
+    Voxel sizes must lie in :data:`~napari_fanet.io.nifti.VOXEL_SIZE_RANGE`, and the grid at the
     model's voxel size must need at most :data:`RESAMPLE_MEMORY_BUDGET` bytes.
 
     Parameters

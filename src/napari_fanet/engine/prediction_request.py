@@ -14,11 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._format import format_numbers
-from ..io import VOXEL_SIZE_RANGE
-from ..physics.data_consistency import DEFAULT_DC_LAMBDA
-from .inference import WindowSettings
-from .predict import (
+from napari_fanet.engine.inference import WindowSettings
+from napari_fanet.engine.predict import (
     DEFAULT_DC_METHOD,
     OPTIONAL_SEG_CHANNELS,
     PredictionResult,
@@ -28,6 +25,9 @@ from .predict import (
     shipped_weights,
     supports_missing_modalities,
 )
+from napari_fanet.io.formatting import format_numbers
+from napari_fanet.io.nifti import VOXEL_SIZE_RANGE
+from napari_fanet.physics.data_consistency import DEFAULT_DC_LAMBDA
 
 #: Input roles per task; roles in ``OPTIONAL_ROLES`` may be left empty.
 TASK_ROLES = {
@@ -86,7 +86,7 @@ class PhaseOptions:
 
     def echo_times_s(self, n_echoes: int) -> np.ndarray:
         """Echo times in seconds for ``n_echoes`` echoes; ValueError says what is wrong."""
-        from ..physics.echo_unwrap import check_echo_times
+        from napari_fanet.physics.echo_unwrap import check_echo_times
 
         try:
             te = parse_b0_text(self.te_ms) if isinstance(self.te_ms, str) else self.te_ms
@@ -260,8 +260,8 @@ class PredictionRequest:
 
     def _phase_problems(self) -> list[str]:
         """:meth:`problems` for :class:`PhaseOptions` requests."""
-        from ..physics.background import BACKGROUND_METHODS
-        from ..physics.unwrap import UNWRAP_METHODS
+        from napari_fanet.physics.background import BACKGROUND_METHODS
+        from napari_fanet.physics.unwrap import UNWRAP_METHODS
 
         opts, found = self.phase, []
         phase, mag, mask = (self.inputs.get(r) for r in PHASE_ROLES)
@@ -320,9 +320,9 @@ class PredictionRequest:
         Layer arrays are their own world axes here (affine: the voxel size), so the B0
         direction in array axes is passed as the world direction.
         """
-        from ..physics.phase_chain import PhaseChainCancelled, PhaseChainSettings
-        from .inference import InferenceCancelled
-        from .phase_qsm import phase_to_susceptibility
+        from napari_fanet.engine.inference import InferenceCancelled
+        from napari_fanet.engine.phase_qsm import phase_to_susceptibility
+        from napari_fanet.physics.phase_chain import PhaseChainCancelled, PhaseChainSettings
 
         def echoes_last(item: InputArray | None) -> np.ndarray | None:
             if item is None:
@@ -421,7 +421,7 @@ def model_accepts_missing_modalities(model: str) -> bool:
 
 @functools.lru_cache(maxsize=16)
 def _accepts_missing(path: str, stamp: int) -> bool:
-    from ..models import read_checkpoint
+    from napari_fanet.models import read_checkpoint
 
     try:
         return supports_missing_modalities(read_checkpoint(path))
@@ -473,7 +473,7 @@ def b0_direction_from_metadata(metadata: dict) -> tuple[float, float, float] | N
     its affine; a world (scanner) direction is mapped through that affine. Without an affine,
     ``metadata["b0_dir"]`` (array axes) is used. Returns None when neither is there.
     """
-    from ..qsm_kernels import world_to_array_direction
+    from napari_fanet.io.b0_direction import world_to_array_direction
 
     world = metadata.get("b0_dir_world")
     nifti = metadata.get("nifti") or {}

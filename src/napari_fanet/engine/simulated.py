@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .subjects import SEG_MODALITIES, QSMSubject, SegSubject, zscore_in_mask
+from napari_fanet.engine.subjects import SEG_MODALITIES, QSMSubject, SegSubject, zscore_in_mask
 
 
 def simulate_subjects(
@@ -24,7 +24,7 @@ def simulate_subjects(
     picks the generator (:data:`~napari_fanet.simulation.dataset.FAMILIES`; segmentation may use
     ``"randomised"``).
     """
-    from ..simulation.dataset import simulate_subject
+    from napari_fanet.simulation.dataset import simulate_subject
 
     if task not in ("segmentation", "qsm"):
         raise ValueError(f"task must be 'segmentation' or 'qsm', got {task!r}")

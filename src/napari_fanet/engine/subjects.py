@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import Volume, check_same_grid, load_volume, to_canonical
-from ..qsm_kernels import array_to_world_direction, world_to_array_direction
-from .losses import IGNORE_INDEX
+from napari_fanet.engine.losses import IGNORE_INDEX
+from napari_fanet.io.b0_direction import array_to_world_direction, world_to_array_direction
+from napari_fanet.io.nifti import Volume, check_same_grid, load_volume, to_canonical
 
 SEG_MODALITIES = ("t1", "t2", "flair")  # network input channels, in this order
 SEG_REQUIRED = ("flair",)

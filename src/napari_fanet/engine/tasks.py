@@ -13,19 +13,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..metrics import nrmse, segmentation_metrics
-from ..qsm_kernels import dipole_kernel, padded_shape
-from .b0_alignment import Z_AXIS, align_to_b0, fold_b0_sign, rotate_back
-from .inference import WindowSettings, predict_volume
-from .losses import qsm_loss, segmentation_loss
-from .sampling import (
+from napari_fanet.engine.b0_alignment import Z_AXIS, align_to_b0, fold_b0_sign, rotate_back
+from napari_fanet.engine.inference import WindowSettings, predict_volume
+from napari_fanet.engine.losses import qsm_loss, segmentation_loss
+from napari_fanet.engine.sampling import (
     augment_seg,
     drop_modalities,
     rotate_in_plane,
     sample_qsm_patch,
     sample_seg_patch,
 )
-from .subjects import QSMSubject, SegSubject
+from napari_fanet.engine.subjects import QSMSubject, SegSubject
+from napari_fanet.metrics import nrmse, segmentation_metrics
+from napari_fanet.physics.dipole import dipole_kernel, padded_shape
 
 #: Primary validation metric per task and whether larger is better.
 PRIMARY_METRIC = {"segmentation": ("dice", True), "qsm": ("nrmse", False)}

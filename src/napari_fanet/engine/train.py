@@ -25,12 +25,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..atomic import remove_stale_temporaries
-from ..models import ModelConfig, build_model, load_checkpoint, read_checkpoint, save_checkpoint
-from ..models.checkpoint import model_from_checkpoint_config
-from . import tasks
-from .config import TrainConfig
-from .inference import WindowSettings, resolve_device
+from napari_fanet.engine import tasks
+from napari_fanet.engine.config import TrainConfig
+from napari_fanet.engine.inference import WindowSettings, resolve_device
+from napari_fanet.io.atomic import remove_stale_temporaries
+from napari_fanet.models import (
+    ModelConfig,
+    build_model,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from napari_fanet.models.checkpoint import model_from_checkpoint_config
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ A run folder (:func:`new_run_folder`) holds everything a fine-tuning run needs a
       log.jsonl  last.pt  best.pt  train-output.log   written by the training child process
 
 Every file is written with the source affine of the grid layer (T1 or the local field) through
-:func:`napari_fanet.layer_io.layer_to_nifti`, so it overlays the files the layers came from.
+:func:`napari_fanet.io.layers.layer_to_nifti`, so it overlays the files the layers came from.
 Arrays arrive as :class:`LayerArray` (a layer's data, metadata, scale and translate), which keeps
 this module GUI-free.
 """
@@ -26,14 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from .._format import format_numbers
-from ..atomic import atomic_write
-from ..io import save_volume
-from ..layer_io import NIFTI_METADATA_KEY, layer_to_nifti
-from ..qsm_kernels import array_to_world_direction
-from .annotations import annotation_to_label
-from .prediction_request import InputArray, PredictionRequest
-from .subjects import list_subjects
+from napari_fanet.engine.annotations import annotation_to_label
+from napari_fanet.engine.prediction_request import InputArray, PredictionRequest
+from napari_fanet.engine.subjects import list_subjects
+from napari_fanet.io.atomic import atomic_write
+from napari_fanet.io.b0_direction import array_to_world_direction
+from napari_fanet.io.formatting import format_numbers
+from napari_fanet.io.layers import NIFTI_METADATA_KEY, layer_to_nifti
+from napari_fanet.io.nifti import save_volume
 
 SUBJECT_NAME = "sub-annotated"
 RUNS_ENV = "NAPARI_FANET_RUNS"

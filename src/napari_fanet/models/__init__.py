@@ -1,14 +1,20 @@
 """Models: Folded Attention, the baseline attentions, the U-Net backbones and the registry."""
 
-from .attention_gate import AttentionGate3d
-from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from .dual_attention import DualAttention3d
-from .folded_attention import FoldedAttention3d
-from .inspection import AffinityCapture, AffinityRecord, capture_affinities
-from .nonlocal_attention import NonLocal3d
-from .registry import MODEL_CONFIGS, ModelConfig, build_model, model_config, model_from_config
-from .slice_wise_attention import SliceWiseAttention3d
-from .unet import UNet3d
+from napari_fanet.models.attention_gate import AttentionGate3d
+from napari_fanet.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from napari_fanet.models.dual_attention import DualAttention3d
+from napari_fanet.models.folded_attention import FoldedAttention3d
+from napari_fanet.models.inspection import AffinityCapture, AffinityRecord, capture_affinities
+from napari_fanet.models.nonlocal_attention import NonLocal3d
+from napari_fanet.models.registry import (
+    MODEL_CONFIGS,
+    ModelConfig,
+    build_model,
+    model_config,
+    model_from_config,
+)
+from napari_fanet.models.slice_wise_attention import SliceWiseAttention3d
+from napari_fanet.models.unet import UNet3d
 
 __all__ = [
     "MODEL_CONFIGS",

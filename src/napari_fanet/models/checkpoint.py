@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic import atomic_write
-from .registry import ModelConfig, model_from_config
+from napari_fanet.io.atomic import atomic_write
+from napari_fanet.models.registry import ModelConfig, model_from_config
 
 CHECKPOINT_FORMAT = 1
 REQUIRED_KEYS = ("format", "config", "state_dict")

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import ConvNormAct, NormSpec
-from .folding import attention_softmax, check_count, check_volume
+from napari_fanet.models.blocks import ConvNormAct, NormSpec
+from napari_fanet.models.folding import attention_softmax, check_count, check_volume
 
 
 class PositionAttention3d(nn.Module):

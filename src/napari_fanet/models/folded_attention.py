@@ -43,7 +43,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .folding import AXES, autocast_off, check_count, check_volume, fold, unfold
+from napari_fanet.models.folding import AXES, autocast_off, check_count, check_volume, fold, unfold
 
 Variant = Literal["authors", "pure"]
 Implementation = Literal["fast", "literal"]

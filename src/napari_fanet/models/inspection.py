@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .folded_attention import FoldedAttention3d, effective_matrices
-from .folding import AXES
+from napari_fanet.models.folded_attention import FoldedAttention3d, effective_matrices
+from napari_fanet.models.folding import AXES
 
 
 @dataclass

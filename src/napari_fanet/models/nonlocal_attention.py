@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import NormSpec, make_norm
-from .folding import attention_softmax, check_count, check_volume
+from napari_fanet.models.blocks import NormSpec, make_norm
+from napari_fanet.models.folding import attention_softmax, check_count, check_volume
 
 
 class NonLocal3d(nn.Module):

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from .unet import UNet3d
+from napari_fanet.models.unet import UNet3d
 
 TASKS = ("segmentation", "qsm")
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .folding import attention_softmax, check_count, check_volume, fold, unfold
+from napari_fanet.models.folding import attention_softmax, check_count, check_volume, fold, unfold
 
 #: The three slice-wise steps, in the order they are applied.
 SPATIAL_AXES: tuple[str, ...] = ("D", "H", "W")

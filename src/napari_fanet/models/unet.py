@@ -19,13 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention_gate import AttentionGate3d
-from .blocks import DoubleConv, NormSpec
-from .dual_attention import DualAttention3d
-from .folded_attention import FoldedAttention3d
-from .folding import check_volume
-from .nonlocal_attention import NonLocal3d
-from .slice_wise_attention import SliceWiseAttention3d
+from napari_fanet.models.attention_gate import AttentionGate3d
+from napari_fanet.models.blocks import DoubleConv, NormSpec
+from napari_fanet.models.dual_attention import DualAttention3d
+from napari_fanet.models.folded_attention import FoldedAttention3d
+from napari_fanet.models.folding import check_volume
+from napari_fanet.models.nonlocal_attention import NonLocal3d
+from napari_fanet.models.slice_wise_attention import SliceWiseAttention3d
 
 #: Bottleneck attention modules by short name; each is called as ``builder(channels, **kwargs)``.
 BOTTLENECK_ATTENTION: dict[str, Callable[..., nn.Module]] = {

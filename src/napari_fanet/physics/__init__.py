@@ -1,7 +1,13 @@
-"""MR physics below the models: data consistency for learned QSM, and the phase-to-field chain.
+"""MR physics below the models: the dipole model, data consistency, the phase-to-field chain.
 
 Modules
 -------
+dipole
+    Dipole and gradient kernels (unshifted FFT layout), the padded FFT grid, ``fft_apply``.
+forward
+    The forward model ``chi -> field`` (ppm of B0) and ppm <-> Hz.
+tensor_checks
+    Input checks and numpy <-> torch conversions shared by the dipole code.
 data_consistency
     Reconcile a network's susceptibility map with the measured local field (ppm).
 
@@ -27,11 +33,12 @@ field_fit          weighted least squares over echoes          rad -> field in H
                                                                sigma (Hz), fit residual (rad)
 background         V-SHARP (multi-radius SMV, truncated        total ppm -> local ppm (V-SHARP:
                    deconvolution) or PDF (CG on the padded     on an eroded mask); reuses
-                   dipole model)                               ``qsm_kernels.dipole_kernel``
+                   dipole model)                               ``dipole.dipole_kernel``
 phase_chain        all of the above                            stored phase -> local field ppm
 =================  ==========================================  ==================================
 
-The local field in ppm of B0 is what :func:`napari_fanet.qsm.tkd`, :func:`napari_fanet.qsm.cfl2`
-and the QSM networks take. The matching simulator (head, air cavities, wrapped multi-echo phase)
-is :mod:`napari_fanet.simulation.gre_phase`.
+The local field in ppm of B0 is what the classical inversions
+(:mod:`napari_fanet.baselines.dipole_inversion`: TKD, CFL2) and the QSM networks take. The
+matching simulator (head, air cavities, wrapped multi-echo phase) is
+:mod:`napari_fanet.simulation.gre_phase`.
 """

@@ -15,9 +15,9 @@ same: both are linear), arrays of shape ``(X, Y, Z)``.
   susceptibility sources outside ``M`` (on the volume's grid),
   ``min_chi_b || W M (f - D (1 - M) chi_b) ||^2``, by conjugate gradients on the normal
   equations; the local field is ``M (f - D (1 - M) chi_b)``. ``D`` is the dipole convolution of
-  :mod:`napari_fanet.qsm_kernels` on the zero padded grid, the same one as
-  :func:`napari_fanet.qsm.forward_field`. No erosion; the part of the local field that dipoles
-  outside ``M`` can mimic (small for brain shapes) is lost.
+  :mod:`napari_fanet.physics.dipole` on the zero padded grid, the same one as
+  :func:`napari_fanet.physics.forward.forward_field`. No erosion; the part of the local field
+  that dipoles outside ``M`` can mimic (small for brain shapes) is lost.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .._metric_checks import check_voxel_size
+from napari_fanet.io.checks import check_voxel_size
 
 __all__ = ["BACKGROUND_METHODS", "default_radii", "pdf", "vsharp"]
 
@@ -100,7 +100,7 @@ def vsharp(
         If shapes differ, the field is not finite, a radius is not positive, ``threshold`` is
         outside ``(0, 1)``, or the smallest sphere fits nowhere in the mask.
     """
-    from ..qsm_kernels import padded_shape
+    from napari_fanet.physics.dipole import padded_shape
 
     f, m = _check_inputs(field, mask)
     vs = check_voxel_size(voxel_size)
@@ -190,8 +190,8 @@ def pdf(
         If shapes differ, values are not finite, the weights are negative or all zero inside
         the mask, or ``max_iter``/``tol`` are out of range.
     """
-    from .._qsm_utils import check_b0_dir
-    from ..qsm_kernels import dipole_kernel, padded_shape
+    from napari_fanet.physics.dipole import dipole_kernel, padded_shape
+    from napari_fanet.physics.tensor_checks import check_b0_dir
 
     f, m = _check_inputs(field, mask)
     vs = check_voxel_size(voxel_size)

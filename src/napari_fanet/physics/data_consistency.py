@@ -6,8 +6,8 @@ nearest map that does, by solving
 
 ``min_chi  || W (D chi - f) ||^2  +  lam || chi - chi_net ||^2``
 
-where ``D`` is the dipole convolution (``napari_fanet.qsm``: zero padded FFT grid, any voxel
-size and B0 direction), ``f`` the local field in ppm and ``W`` a weight. Two solvers:
+where ``D`` is the dipole convolution (``napari_fanet.physics.dipole``: zero padded FFT grid,
+any voxel size and B0 direction), ``f`` the local field in ppm and ``W`` a weight. Two solvers:
 
 - :func:`kspace_data_consistency`: ``W = 1`` on the whole padded grid (the field is taken as
   zero outside the mask, as TKD and CFL2 do). Closed form in k-space::
@@ -49,8 +49,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._qsm_utils import as_tensor, check_b0_dir, check_number, check_voxel_size, restore
-from ..qsm_kernels import dipole_kernel, padded_shape
+from napari_fanet.physics.dipole import dipole_kernel, padded_shape
+from napari_fanet.physics.tensor_checks import (
+    as_tensor,
+    check_b0_dir,
+    check_number,
+    check_voxel_size,
+    restore,
+)
 
 __all__ = [
     "AUTO_LAMBDA_RANGE",

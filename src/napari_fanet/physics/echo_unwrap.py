@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .unwrap import unwrap_phase, wrap
+from napari_fanet.physics.unwrap import unwrap_phase, wrap
 
 __all__ = ["EchoPhases", "check_echo_times", "unwrap_echoes"]
 

@@ -23,7 +23,7 @@ Reliability:
   ``sqrt(sum_k w_k r_k^2 / sum_k w_k)``; zero with fewer than three echoes (nothing to check).
 
 ``ppm = Hz / (gamma_bar B0)`` with ``gamma_bar = 42.577 MHz/T``
-(:func:`napari_fanet.qsm.hz_to_field`; 127.7 Hz per ppm at 3 T).
+(:func:`napari_fanet.physics.forward.hz_to_field`; 127.7 Hz per ppm at 3 T).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from .echo_unwrap import EchoPhases
+from napari_fanet.physics.echo_unwrap import EchoPhases
 
 __all__ = ["FieldFit", "estimate_noise_sigma", "fit_field"]
 
@@ -155,7 +155,7 @@ def fit_field(
         If the magnitude or mask shape does not match, the magnitude is negative or not finite,
         or ``noise_sigma`` is not positive.
     """
-    from ..qsm import hz_to_field  # imports torch; only needed here
+    from napari_fanet.physics.forward import hz_to_field  # imports torch; only needed here
 
     psi = echoes.phase  # (X, Y, Z, K)
     dte = echoes.delta_te_s  # (K,)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import NIFTI_SUFFIXES, Volume, check_same_grid, load_volume
-from .echo_unwrap import check_echo_times
+from napari_fanet.io.nifti import NIFTI_SUFFIXES, Volume, check_same_grid, load_volume
+from napari_fanet.physics.echo_unwrap import check_echo_times
 
 __all__ = ["MultiEchoGRE", "load_multi_echo", "read_echo_times", "sidecar_path"]
 
@@ -43,7 +43,7 @@ class MultiEchoGRE:
     echo_times_s : np.ndarray
         ``(E,)`` echo times in seconds, increasing.
     reference : Volume
-        First phase echo as a 3D :class:`~napari_fanet.io.Volume` (affine and header): save
+        First phase echo as a 3D :class:`~napari_fanet.io.nifti.Volume` (affine and header): save
         derived maps with it so they overlay the input.
     te_source : str
         ``"te_ms"`` or ``"sidecar"``: where the echo times came from.
@@ -168,7 +168,7 @@ def load_multi_echo(
     Raises
     ------
     ValueError
-        If the files do not load (:func:`napari_fanet.io.load_volume`), grids or echo counts
+        If the files do not load (:func:`napari_fanet.io.nifti.load_volume`), grids or echo counts
         differ, or the echo times are missing or invalid.
     """
     phase_paths, phase_vol = _load_echoes(phase, "phase")

@@ -17,8 +17,8 @@ remove     V-SHARP or PDF (:mod:`.background`)                          ppm of B
 
 The mask comes before unwrapping (the issue lists it after the fit) because both unwrapping
 methods and the noise estimate are better restricted to the brain; it only needs magnitude.
-The result's ``local_field_ppm`` is what :func:`napari_fanet.qsm.tkd` and friends (and the
-``qsm`` models) take, on ``local_mask``.
+The result's ``local_field_ppm`` is what :func:`napari_fanet.baselines.dipole_inversion.tkd`
+and friends (and the ``qsm`` models) take, on ``local_mask``.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .background import BACKGROUND_METHODS, pdf, vsharp
-from .brain_mask import magnitude_mask, reliable_mask
-from .echo_unwrap import check_echo_times, unwrap_echoes
-from .field_fit import GAMMA_BAR_MHZ_PER_T, fit_field
-from .phase_scale import PhaseScaling, phase_to_radians
-from .unwrap import UNWRAP_METHODS
+from napari_fanet.physics.background import BACKGROUND_METHODS, pdf, vsharp
+from napari_fanet.physics.brain_mask import magnitude_mask, reliable_mask
+from napari_fanet.physics.echo_unwrap import check_echo_times, unwrap_echoes
+from napari_fanet.physics.field_fit import GAMMA_BAR_MHZ_PER_T, fit_field
+from napari_fanet.physics.phase_scale import PhaseScaling, phase_to_radians
+from napari_fanet.physics.unwrap import UNWRAP_METHODS
 
 log = logging.getLogger(__name__)
 

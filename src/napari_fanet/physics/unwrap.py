@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._metric_checks import check_voxel_size
+from napari_fanet.io.checks import check_voxel_size
 
 __all__ = ["UNWRAP_METHODS", "laplacian_unwrap", "quality_unwrap", "unwrap_phase", "wrap"]
 
@@ -60,7 +60,7 @@ def laplacian_unwrap(
         result is zero outside it. Default: the whole volume.
     pad_factor : float
         Zero padding of the FFT grid per axis, at least 1 (see
-        :func:`napari_fanet.qsm_kernels.padded_shape`).
+        :func:`napari_fanet.physics.dipole.padded_shape`).
 
     Returns
     -------
@@ -75,7 +75,7 @@ def laplacian_unwrap(
         If the phase is not 3D, not finite, the mask has another shape or is empty, or the
         voxel size is not 3 positive numbers.
     """
-    from ..qsm_kernels import padded_shape
+    from napari_fanet.physics.dipole import padded_shape
 
     phi, m = _check(phase, mask)
     vs = check_voxel_size(voxel_size)

@@ -53,7 +53,7 @@ McConnell Brain Imaging Centre, Montreal Neurological Institute, McGill Universi
 
 from __future__ import annotations
 
-from .dataset import (
+from napari_fanet.simulation.dataset import (
     SPLIT_SEEDS,
     TASKS,
     SubjectWritten,
@@ -63,9 +63,9 @@ from .dataset import (
     split_seed,
     write_subject,
 )
-from .ms_phantom import MSParams, MSSubject, simulate_ms_subject
-from .qsm_phantom import QSMParams, QSMSubject, simulate_qsm_subject
-from .template import load_template, mni_grid, template_notice
+from napari_fanet.simulation.ms_phantom import MSParams, MSSubject, simulate_ms_subject
+from napari_fanet.simulation.qsm_phantom import QSMParams, QSMSubject, simulate_qsm_subject
+from napari_fanet.simulation.template import load_template, mni_grid, template_notice
 
 __all__ = [
     "SPLIT_SEEDS",

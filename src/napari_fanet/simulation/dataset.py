@@ -1,9 +1,9 @@
 """Write simulated subjects to disk in the layout the training engine reads.
 
 See the package docstring (:mod:`napari_fanet.simulation`) for the layout and the seed
-convention. All NIfTI files go through :func:`napari_fanet.io.save_volume` (atomic writes) with
-the subject's RAS affine; JSON files are written atomically too. ``dataset.json`` is written
-last, so a folder without it is an interrupted run.
+convention. All NIfTI files go through :func:`napari_fanet.io.nifti.save_volume` (atomic
+writes) with the subject's RAS affine; JSON files are written atomically too. ``dataset.json`` is
+written last, so a folder without it is an interrupted run.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write
-from .ms_phantom import MSSubject, simulate_ms_subject
-from .qsm_phantom import QSMSubject, simulate_qsm_subject
-from .template import check_voxel_size, mni_grid
+from napari_fanet.io.atomic import atomic_write
+from napari_fanet.simulation.ms_phantom import MSSubject, simulate_ms_subject
+from napari_fanet.simulation.qsm_phantom import QSMSubject, simulate_qsm_subject
+from napari_fanet.simulation.template import check_voxel_size, mni_grid
 
 logger = logging.getLogger(__name__)
 
@@ -103,11 +103,11 @@ def simulate_subject(
 ) -> QSMSubject | MSSubject:
     """Simulate one subject of ``task`` ("qsm" or "ms") and ``family`` from ``seed``."""
     if check_family(task, family) == "randomised":
-        from .ms_randomised import simulate_randomised_ms_subject
+        from napari_fanet.simulation.ms_randomised import simulate_randomised_ms_subject
 
         return simulate_randomised_ms_subject(seed, voxel_size, noise=noise)
     if task == "qsm":
-        from .qsm_families import FULL_RANGE
+        from napari_fanet.simulation.qsm_families import FULL_RANGE
 
         params = FULL_RANGE if family == "fullrange" else None
         return simulate_qsm_subject(seed, voxel_size, noise=noise, params=params)
@@ -148,7 +148,7 @@ def write_subject(subject: QSMSubject | MSSubject, folder: str | Path) -> list[P
     list of Path
         The written files.
     """
-    from ..io import save_volume
+    from napari_fanet.io.nifti import save_volume
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -290,7 +290,7 @@ def dataset_description(
     family: str = "phantom",
 ) -> dict[str, Any]:
     """The content of ``dataset.json``."""
-    from .. import __version__
+    from napari_fanet import __version__
 
     shape, affine = mni_grid(voxel_size)
     desc: dict[str, Any] = {

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial.transform import Rotation
 
-from .template import (
+from napari_fanet.simulation.template import (
     MNI_BOX,
     Template,
     grid_world_coords,

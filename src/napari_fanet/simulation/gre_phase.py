@@ -13,7 +13,7 @@ records:
    the FFT forward model of a 9.4 ppm step from ringing into the brain, where the ringing of a
    sharp step is larger than the tissue field); inside the brain the head value stays exactly
    constant. The brain adds the subject's ``chi`` (ppm relative to CSF) on top.
-2. **Fields** (ppm of B0, :func:`napari_fanet.qsm.forward_field`, the subject's ``b0_dir``):
+2. **Fields** (ppm of B0, :func:`~napari_fanet.physics.forward.forward_field`, ``b0_dir``):
    ``local = mask * forward_field(chi - mean)`` with ``mean`` the brain's mean ``chi`` (the
    reference for background removal, noise-free: the field of a uniform susceptibility is
    harmonic inside it, so no method can tell it from the background), ``background =
@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._random import lattice_field, spawn_streams, uniform
-from .qsm_phantom import QSMSubject
-from .template import grid_world_coords
+from napari_fanet.simulation._random import lattice_field, spawn_streams, uniform
+from napari_fanet.simulation.qsm_phantom import QSMSubject
+from napari_fanet.simulation.template import grid_world_coords
 
 __all__ = ["GREParams", "GREPhaseSubject", "head_susceptibility", "simulate_gre_phase"]
 
@@ -240,7 +240,9 @@ def simulate_gre_phase(
     GREPhaseSubject
         Wrapped phase, magnitude, echo times and the true total, background and local fields.
     """
-    from ..qsm import forward_field  # imports torch: keep it out of module import
+    from napari_fanet.physics.forward import (
+        forward_field,  # imports torch: keep it out of module import
+    )
 
     p = params or GREParams()
     rng = spawn_streams(seed, STREAMS)

@@ -6,11 +6,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._random import ellipsoid_radius, lattice_field, random_rotation, soft_inside, uniform
-from .template import Template
+from napari_fanet.simulation._random import (
+    ellipsoid_radius,
+    lattice_field,
+    random_rotation,
+    soft_inside,
+    uniform,
+)
+from napari_fanet.simulation.template import Template
 
 if TYPE_CHECKING:
-    from .ms_phantom import MSParams
+    from napari_fanet.simulation.params import MSParams
 
 LESION_KINDS = ("periventricular", "deep", "juxtacortical")
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._random import ellipsoid_radius, random_rotation
-from .fast_fields import smooth_noise
+from napari_fanet.simulation._random import ellipsoid_radius, random_rotation
+from napari_fanet.simulation.fast_fields import smooth_noise
 
 LESION_SITES = ("periventricular", "juxtacortical", "deep", "infratentorial")
 #: Boxes (MNI mm, x taken as |x|) of the brainstem and the cerebellar white matter.

@@ -32,15 +32,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._random import (
-    lattice_field,
-    rician,
-    spawn_streams,
-    uniform,
-)
-from .deform import DeformationParams, random_anatomy
-from .lesions import periventricular_rim, place_lesions
-from .template import check_voxel_size, grid_world_coords
+from napari_fanet.simulation._random import lattice_field, rician, spawn_streams, uniform
+from napari_fanet.simulation.deform import random_anatomy
+from napari_fanet.simulation.lesions import periventricular_rim, place_lesions
+from napari_fanet.simulation.params import MSParams
+from napari_fanet.simulation.template import check_voxel_size, grid_world_coords
 
 STREAMS = ("anatomy", "contrast", "lesions", "caps", "bias", "noise", "texture")
 CONTRASTS = ("t1", "t2", "flair")
@@ -50,75 +46,6 @@ TISSUE_INTENSITY = {
     "t2": {"wm": 0.40, "gm": 0.58, "csf": 1.00},
     "flair": {"wm": 0.50, "gm": 0.66, "csf": 0.10},
 }
-
-
-@dataclass(frozen=True)
-class MSParams:
-    """Ranges of the MS phantom.
-
-    Attributes
-    ----------
-    n_lesions : tuple of int
-        Range of the lesion count (inclusive).
-    lesion_volume_median_mm3, lesion_volume_sigma : float
-        Log-normal lesion volume: median (mm^3) and sigma of its logarithm.
-    lesion_volume_range_mm3 : tuple of float
-        Volumes are clipped to this range.
-    kind_weights : tuple of float
-        Probabilities of periventricular, deep WM and juxtacortical lesions.
-    flair_contrast, t2_contrast, t1_contrast : tuple of float
-        Lesion contrast relative to WM (FLAIR and T2 brighter by, T1 darker by), from the
-        faintest to the most severe lesion.
-    cap_contrast, band_contrast : tuple of float
-        FLAIR rim brightness relative to WM at the horns and along the ventricle bodies.
-    cap_thickness_mm : tuple of float
-        Decay length of the rim.
-    bias_std : tuple of float
-        Standard deviation of the log bias field.
-    noise_sigma : tuple of float
-        Rician noise sigma relative to the WM intensity.
-    contrast_jitter : float
-        Relative jitter of each tissue intensity.
-    gamma : tuple of float
-        Range of the per-subject contrast gamma.
-    deformation : DeformationParams
-        Anatomy ranges.
-    """
-
-    n_lesions: tuple[int, int] = (8, 25)
-    lesion_volume_median_mm3: float = 90.0
-    lesion_volume_sigma: float = 1.0
-    lesion_volume_range_mm3: tuple[float, float] = (20.0, 4000.0)
-    kind_weights: tuple[float, float, float] = (0.5, 0.4, 0.1)
-    flair_contrast: tuple[float, float] = (0.3, 1.1)
-    t2_contrast: tuple[float, float] = (0.4, 1.2)
-    t1_contrast: tuple[float, float] = (0.08, 0.4)
-    cap_contrast: tuple[float, float] = (0.2, 0.5)
-    band_contrast: tuple[float, float] = (0.05, 0.15)
-    cap_thickness_mm: tuple[float, float] = (1.5, 3.0)
-    bias_std: tuple[float, float] = (0.05, 0.15)
-    noise_sigma: tuple[float, float] = (0.02, 0.04)
-    contrast_jitter: float = 0.08
-    gamma: tuple[float, float] = (0.85, 1.15)
-    deformation: DeformationParams = field(default_factory=DeformationParams)
-
-    def __post_init__(self) -> None:
-        lo, hi = self.n_lesions
-        if not 0 <= lo <= hi:
-            raise ValueError(
-                f"n_lesions must be (lo, hi) with 0 <= lo <= hi, got {self.n_lesions!r}"
-            )
-        weights = np.asarray(self.kind_weights, dtype=float)
-        if weights.shape != (3,) or np.any(weights < 0) or weights.sum() <= 0:
-            raise ValueError(
-                "kind_weights must be 3 non-negative numbers with a positive sum, "
-                f"got {self.kind_weights!r}"
-            )
-        if not 0 < self.lesion_volume_range_mm3[0] <= self.lesion_volume_range_mm3[1]:
-            raise ValueError(
-                "lesion_volume_range_mm3 must be (lo, hi) with 0 < lo <= hi, "
-                f"got {self.lesion_volume_range_mm3!r}"
-            )
 
 
 @dataclass(frozen=True)

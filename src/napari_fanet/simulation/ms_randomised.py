@@ -36,13 +36,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._random import check_seed, spawn_streams
-from .deform import DeformationParams, random_anatomy
-from .fast_fields import regrid, smooth_noise
-from .ms_lesion_load import LesionLoadParams, draw_lesions, site_pools
-from .ms_phantom import MSSubject
-from .scanner_artefacts import ArtefactParams, acquire
-from .template import check_voxel_size, mni_grid
+from napari_fanet.simulation._random import check_seed, spawn_streams
+from napari_fanet.simulation.deform import DeformationParams, random_anatomy
+from napari_fanet.simulation.fast_fields import regrid, smooth_noise
+from napari_fanet.simulation.ms_lesion_load import LesionLoadParams, draw_lesions, site_pools
+from napari_fanet.simulation.ms_phantom import MSSubject
+from napari_fanet.simulation.scanner_artefacts import ArtefactParams, acquire
+from napari_fanet.simulation.template import check_voxel_size, mni_grid
 
 FAMILY = "randomised"
 #: Bumped whenever a default range changes, so datasets made before can be told apart

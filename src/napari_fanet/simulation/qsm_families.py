@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .qsm_phantom import QSMParams
-from .qsm_sources import SourceParams
+from napari_fanet.simulation.qsm_phantom import QSMParams
+from napari_fanet.simulation.qsm_sources import SourceParams
 
 OOD_SEED_BASE = 50_000
 VALIDATION_OFFSET = 500

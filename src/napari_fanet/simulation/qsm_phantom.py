@@ -48,22 +48,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..qsm_kernels import world_to_array_direction
-from ._random import (
-    lattice_field,
-    rician,
-    spawn_streams,
-    uniform,
-)
-from .deform import DeformationParams, random_anatomy
-from .qsm_sources import SourceParams, random_sources
-from .qsm_structures import (
+from napari_fanet.io.b0_direction import world_to_array_direction
+from napari_fanet.simulation._random import lattice_field, rician, spawn_streams, uniform
+from napari_fanet.simulation.deform import random_anatomy
+from napari_fanet.simulation.params import QSMParams
+from napari_fanet.simulation.qsm_sources import random_sources
+from napari_fanet.simulation.qsm_structures import (
     nuclei_map,
     random_b0_direction,
     vein_map,
     vein_paths,
 )
-from .template import check_voxel_size, grid_world_coords
+from napari_fanet.simulation.template import check_voxel_size, grid_world_coords
 
 STREAMS = (
     "anatomy",
@@ -76,74 +72,6 @@ STREAMS = (
     "noise",
     "sources",
 )
-
-
-@dataclass(frozen=True)
-class QSMParams:
-    """Ranges of the QSM phantom (all susceptibilities in ppm).
-
-    Attributes
-    ----------
-    chi_csf, chi_wm, chi_gm : tuple of float
-        Tissue susceptibility ranges.
-    vein_chi : tuple of float
-        Susceptibility range of veins.
-    n_veins : tuple of int
-        Range of the number of veins (inclusive).
-    vein_radius_mm, vein_length_mm : tuple of float
-        Vein radius and length ranges.
-    texture_std : tuple of float
-        Standard deviation range of the smooth texture.
-    max_tilt_deg : float
-        Largest angle between B0 and the world z axis.
-    min_tilt_deg : float
-        Smallest angle between B0 and the world z axis (0 by default).
-    field_noise_std : tuple of float
-        Range of the field noise standard deviation (ppm) at the median magnitude.
-    magnitude_snr : tuple of float
-        Range of the magnitude SNR (median brain signal over the noise sigma).
-    deformation : DeformationParams
-        Anatomy ranges.
-    sources : SourceParams
-        Extra geometric sources, haemorrhages and calcifications (none by default; see
-        :mod:`napari_fanet.simulation.qsm_sources`).
-    anatomy_contrast : bool
-        If False, the brain has no tissue contrast, nuclei, veins or texture (chi = 0 before the
-        extra sources): a purely geometric phantom inside a brain-shaped mask.
-    """
-
-    chi_csf: tuple[float, float] = (-0.003, 0.003)
-    chi_wm: tuple[float, float] = (-0.04, -0.02)
-    chi_gm: tuple[float, float] = (0.01, 0.02)
-    vein_chi: tuple[float, float] = (0.30, 0.45)
-    n_veins: tuple[int, int] = (15, 30)
-    vein_radius_mm: tuple[float, float] = (0.6, 1.5)
-    vein_length_mm: tuple[float, float] = (15.0, 60.0)
-    texture_std: tuple[float, float] = (0.003, 0.008)
-    max_tilt_deg: float = 25.0
-    min_tilt_deg: float = 0.0
-    field_noise_std: tuple[float, float] = (0.0005, 0.002)
-    magnitude_snr: tuple[float, float] = (20.0, 50.0)
-    deformation: DeformationParams = field(default_factory=DeformationParams)
-    sources: SourceParams = field(default_factory=SourceParams)
-    anatomy_contrast: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.max_tilt_deg <= 90.0:
-            raise ValueError(f"max_tilt_deg must be in [0, 90], got {self.max_tilt_deg!r}")
-        if not 0.0 <= self.min_tilt_deg <= self.max_tilt_deg:
-            raise ValueError(
-                f"min_tilt_deg must be in [0, max_tilt_deg={self.max_tilt_deg}], "
-                f"got {self.min_tilt_deg!r}"
-            )
-        lo, hi = self.field_noise_std
-        if not 0.0 <= lo <= hi:
-            raise ValueError(
-                "field_noise_std must be (lo, hi) with 0 <= lo <= hi, "
-                f"got {self.field_noise_std!r}"
-            )
-        if not 0 <= self.n_veins[0] <= self.n_veins[1]:
-            raise ValueError(f"n_veins must be (lo, hi) with 0 <= lo <= hi, got {self.n_veins!r}")
 
 
 @dataclass(frozen=True)
@@ -163,7 +91,7 @@ class QSMSubject:
     affine : np.ndarray
         4x4 voxel-to-world (mm) affine.
     b0_dir : tuple of float
-        Unit B0 direction in array axes (the convention of :mod:`napari_fanet.qsm`).
+        Unit B0 direction in array axes (the convention of :mod:`napari_fanet.physics.forward`).
     b0_dir_world : tuple of float
         The same direction in world (RAS mm) axes.
     meta : dict
@@ -211,7 +139,9 @@ def simulate_qsm_subject(
     QSMSubject
         Arrays, affine, B0 direction and metadata.
     """
-    from ..qsm import forward_field  # imports torch: keep it out of module import
+    from napari_fanet.physics.forward import (
+        forward_field,  # imports torch: keep it out of module import
+    )
 
     p = params or QSMParams()
     vox = check_voxel_size(voxel_size)

@@ -27,7 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._random import ellipsoid_radius, lattice_field, random_rotation, soft_inside, uniform
+from napari_fanet.simulation._random import (
+    ellipsoid_radius,
+    lattice_field,
+    random_rotation,
+    soft_inside,
+    uniform,
+)
 
 SHAPES = ("sphere", "ellipsoid", "cylinder")
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ._random import ellipsoid_radius, soft_inside, uniform
+from napari_fanet.simulation._random import ellipsoid_radius, soft_inside, uniform
 
 if TYPE_CHECKING:
-    from .qsm_phantom import QSMParams
+    from napari_fanet.simulation.params import QSMParams
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from .fast_fields import smooth_noise
+from napari_fanet.simulation.fast_fields import smooth_noise
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from importlib import resources
 import numpy as np
 from scipy import ndimage as ndi
 
-from .._format import format_numbers
+from napari_fanet.io.formatting import format_numbers
 
 TEMPLATE_FILE = "mni152_2009_2mm.npz"
 NOTICE_FILE = "NOTICE-mni152-2009.txt"

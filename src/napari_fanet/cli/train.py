@@ -1,0 +1,249 @@
+"""``napari-fanet train``: train or fine-tune a model (also the Train widget's child process).
+
+With ``--events`` every training event is printed to stdout as one JSON line (the widget reads
+them); otherwise a progress bar goes to stderr. SIGINT and SIGTERM stop the run after the current
+step with a loadable ``last.pt``; the same command runs under ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from napari_fanet.cli.base import (
+    Command,
+    CommandError,
+    UsageError,
+    learning_rate,
+    non_negative_int,
+    positive_int,
+    tile_size,
+    voxel_size_mm,
+)
+
+SEED_STRIDE = {"train": 0, "val": 10_000}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``napari-fanet train``."""
+    data = parser.add_argument_group("data (a folder in the simulator's layout, or simulated)")
+    data.add_argument("--data", type=Path, help="training subjects folder")
+    data.add_argument("--val", type=Path, help="validation subjects folder (optional)")
+    data.add_argument(
+        "--simulate",
+        type=positive_int,
+        metavar="N",
+        help="simulate N training subjects in memory instead of --data",
+    )
+    data.add_argument(
+        "--family",
+        choices=("phantom", "randomised", "fullrange"),
+        default="phantom",
+        help="with --simulate: generator family. MS: randomised (domain-randomised contrast, "
+        "lesion loads and scanner artefacts; use --voxel-size 1 1 1). QSM: fullrange (extra "
+        "sources over the whole susceptibility range, B0 tilts up to 30 degrees)",
+    )
+    data.add_argument(
+        "--simulate-val",
+        type=non_negative_int,
+        default=0,
+        metavar="M",
+        help="with --simulate: M validation subjects (seeds 10000+)",
+    )
+    data.add_argument(
+        "--voxel-size",
+        type=voxel_size_mm,
+        nargs=3,
+        default=(2.0, 2.0, 2.0),
+        metavar=("X", "Y", "Z"),
+        help="voxel size of simulated subjects in mm, 0.25-10 (default 2 2 2)",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="fanet-seg", help="registry name (default fanet-seg)")
+    model.add_argument(
+        "--features",
+        type=positive_int,
+        nargs=5,
+        default=(8, 16, 32, 64, 128),
+        help="channels of the 5 levels (default 8 16 32 64 128)",
+    )
+    model.add_argument(
+        "--init",
+        type=Path,
+        metavar="CKPT",
+        help="fine-tune from this checkpoint (its model replaces --model)",
+    )
+    run = parser.add_argument_group("optimisation")
+    run.add_argument("--steps", type=positive_int, default=1000, help="optimiser steps")
+    run.add_argument("--batch-size", type=positive_int, default=2, help="patches per step")
+    run.add_argument(
+        "--patch-size",
+        type=tile_size,
+        nargs=3,
+        default=(64, 64, 64),
+        help="training patch size in voxels, 16-512 (default 64 64 64)",
+    )
+    run.add_argument(
+        "--lr",
+        type=learning_rate,
+        default=1e-3,
+        help="Adam learning rate in (0, 1] (default 1e-3)",
+    )
+    run.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
+    run.add_argument(
+        "--val-every",
+        type=non_negative_int,
+        default=100,
+        help="validate every N steps (0: only at the end)",
+    )
+    run.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
+    run.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    run.add_argument("--no-augment", action="store_true", help="no data augmentation")
+    run.add_argument(
+        "--modality-dropout",
+        action="store_true",
+        help="segmentation: train for missing modalities (each patch keeps FLAIR and a random "
+        "subset of T1/T2, the others zeroed); the model then accepts FLAIR alone, T1 + FLAIR, "
+        "T2 + FLAIR or all three",
+    )
+    run.add_argument("--threads", type=positive_int, help="CPU threads for torch")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", type=Path, required=True, help="run folder (log, checkpoints)")
+    out.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    out.add_argument("--events", action="store_true", help="print events as JSON lines")
+
+
+def _load_subjects(args: argparse.Namespace, task: str) -> tuple[list, list]:
+    from napari_fanet.engine.subjects import list_subjects, load_qsm_subject, load_seg_subject
+
+    if args.simulate:
+        from napari_fanet.engine.simulated import simulate_subjects
+        from napari_fanet.simulation.dataset import check_family
+
+        try:
+            family = check_family("ms" if task == "segmentation" else "qsm", args.family)
+        except ValueError as exc:
+            raise UsageError(f"--family: {exc}") from exc
+        train = simulate_subjects(
+            task,
+            args.simulate,
+            SEED_STRIDE["train"] + args.seed,
+            tuple(args.voxel_size),
+            family=family,
+        )
+        val = simulate_subjects(
+            task,
+            args.simulate_val,
+            SEED_STRIDE["val"] + args.seed,
+            tuple(args.voxel_size),
+            family=family,
+        )
+        return train, val
+    if args.data is None:
+        raise UsageError("give --data DIR (a folder of subjects) or --simulate N")
+    load = load_seg_subject if task == "segmentation" else load_qsm_subject
+    try:
+        train = [load(p) for p in list_subjects(args.data, task)]
+        val = [load(p) for p in list_subjects(args.val, task)] if args.val else []
+    except (FileNotFoundError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+    return train, val
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``napari-fanet train``."""
+    import torch
+
+    from napari_fanet.engine.config import TrainConfig
+    from napari_fanet.engine.train import run_training
+    from napari_fanet.io.atomic import check_output_folder
+    from napari_fanet.models import read_checkpoint
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:  # before loading any data: the run folder must take the log and checkpoints
+        check_output_folder(args.out, ("log.jsonl", "last.pt", "best.pt"))
+    except OSError as exc:
+        raise CommandError(f"--out: {exc}") from exc
+    if args.resume and not (args.out / "last.pt").is_file():
+        raise UsageError(f"--resume: no {args.out / 'last.pt'} to resume from")
+    try:
+        config = TrainConfig(
+            model=args.model,
+            features=tuple(args.features),
+            steps=args.steps,
+            batch_size=args.batch_size,
+            patch_size=tuple(args.patch_size),
+            lr=args.lr,
+            seed=args.seed,
+            val_every=args.val_every,
+            device=args.device,
+            amp=not args.no_amp,
+            augment=not args.no_augment,
+            modality_dropout=args.modality_dropout,
+            init_checkpoint=str(args.init) if args.init else None,
+        )
+        source = args.out / "last.pt" if args.resume else args.init  # its model is trained
+        task = read_checkpoint(source)["config"]["task"] if source else config.task
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from exc
+    train, val = _load_subjects(args, task)
+    stop = {"requested": False}
+
+    def request_stop(signum, frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print("stopping after the current step (again to abort)", file=sys.stderr)
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    bar = None
+    try:
+        events = run_training(
+            config, train, val, args.out, resume=args.resume, should_stop=lambda: stop["requested"]
+        )
+        for event in events:
+            if args.events:
+                print(json.dumps(event), flush=True)
+            elif event["event"] == "step" and event.get("rank", 0) == 0:
+                if bar is None:
+                    from tqdm import tqdm
+
+                    bar = tqdm(
+                        total=event["steps"],
+                        initial=event["step"] - 1,
+                        file=sys.stderr,
+                        desc=f"train {config.model}",
+                        unit="step",
+                    )
+                bar.update(1)
+                bar.set_postfix(loss=f"{event['loss']:.4f}")
+            elif event["event"] in ("validation", "done", "stopped") and not event.get("rank"):
+                print(json.dumps(event), file=sys.stderr)
+    except (ValueError, FloatingPointError, OSError) as exc:  # OSError: disk full, permissions
+        raise CommandError(str(exc)) from exc
+    finally:
+        if bar is not None:
+            bar.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return 0
+
+
+COMMAND = Command(
+    "train",
+    "train or fine-tune a model on a folder of subjects (or simulated ones)",
+    add_arguments,
+    run,
+    description=(
+        "Train a registered model (or fine-tune a checkpoint with --init) with Adam and a "
+        "multi-step schedule at 50/70/90%% of the steps. Writes OUT/log.jsonl, OUT/last.pt and "
+        "OUT/best.pt atomically; Ctrl-C or SIGTERM stops after the current step with a "
+        "loadable last.pt; --resume continues. Runs under torchrun for several GPUs."
+    ),
+)

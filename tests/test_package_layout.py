@@ -1,0 +1,167 @@
+"""The package layout: no import cycles between modules, a short top level, mirrored tests.
+
+The import graph is read from the source with ``ast`` (no import runs): every ``import`` and
+``from ... import`` of ``napari_fanet``, at module level and inside functions (the lazy imports
+that keep torch out of startup), relative ones included. An edge goes to the module named, or
+to ``package.name`` when that is a module itself. The ``layers`` contract of import-linter in
+``pyproject.toml`` (run by ``lint-imports``) checks the direction between packages; this test
+checks that no two modules, even inside one package, need each other.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+import napari_fanet
+
+PACKAGE_DIR = Path(napari_fanet.__file__).resolve().parent
+TESTS_DIR = Path(__file__).resolve().parent
+MAX_TOP_LEVEL_MODULES = 10
+
+
+def module_names(package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:
+    """``{dotted module name: file}`` for every ``.py`` file of the package."""
+    modules = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        parts = [package_dir.name, *path.relative_to(package_dir).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    return modules
+
+
+def _imported_names(tree: ast.AST, module: str, is_package: bool) -> Iterator[str]:
+    """Absolute dotted names each import statement of ``tree`` may refer to."""
+    here = module.split(".") if is_package else module.split(".")[:-1]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[: len(here) - (node.level - 1)]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            yield source
+            yield from (f"{source}.{alias.name}" for alias in node.names)
+
+
+def import_graph(modules: Mapping[str, Path]) -> dict[str, set[str]]:
+    """``{module: modules it imports}`` restricted to the package's own modules."""
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for target in _imported_names(tree, name, path.name == "__init__.py"):
+            if target in modules and target != name:
+                graph[name].add(target)
+    return graph
+
+
+def find_cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+    counter = 0
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    cycles.append(sorted(component))
+    return cycles
+
+
+@pytest.mark.parametrize(
+    ("graph", "expected"),
+    [
+        ({"a": {"b"}, "b": {"c"}, "c": set()}, []),
+        ({"a": {"b"}, "b": {"a"}}, [["a", "b"]]),
+        ({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}, [["a", "b", "c"]]),
+        ({"a": {"b"}, "b": {"a"}, "c": {"d"}, "d": {"c"}}, [["a", "b"], ["c", "d"]]),
+    ],
+)
+def test_find_cycles_on_small_graphs(graph, expected) -> None:
+    assert sorted(find_cycles(graph)) == expected
+
+
+def test_import_graph_sees_relative_and_function_level_imports(tmp_path) -> None:
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def f():\n    from .sub import b\n")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "b.py").write_text("from pkg import a\n")
+    graph = import_graph(module_names(package))
+    assert graph["pkg.a"] == {"pkg.sub", "pkg.sub.b"}
+    assert graph["pkg.sub.b"] == {"pkg", "pkg.a"}
+    assert find_cycles(graph) == [["pkg.a", "pkg.sub.b"]]
+
+
+def test_the_graph_covers_the_package() -> None:
+    graph = import_graph(module_names())
+    assert "napari_fanet.cli.predict" in graph
+    assert "napari_fanet.cli.base" in graph["napari_fanet.cli.predict"]
+    # a lazy, function-level import is an edge too
+    assert "napari_fanet.engine.predict" in graph["napari_fanet.cli.base"]
+
+
+def test_no_import_cycles() -> None:
+    cycles = find_cycles(import_graph(module_names()))
+    assert cycles == [], "import cycles between modules:\n" + "\n".join(map(str, cycles))
+
+
+def test_top_level_has_at_most_ten_modules() -> None:
+    modules = sorted(p.name for p in PACKAGE_DIR.glob("*.py"))
+    assert len(modules) <= MAX_TOP_LEVEL_MODULES, f"{len(modules)} top-level modules: {modules}"
+
+
+def test_test_module_basenames_are_unique() -> None:
+    # tests/ is not a package: pytest imports every test module by its file name, so two
+    # folders may not hold test files of the same name.
+    seen: dict[str, Path] = {}
+    duplicates = []
+    for path in sorted(TESTS_DIR.rglob("*.py")):
+        if path.name == "conftest.py" or "__pycache__" in path.parts:
+            continue
+        if path.name in seen:
+            duplicates.append((seen[path.name], path))
+        seen[path.name] = path
+    assert duplicates == []
