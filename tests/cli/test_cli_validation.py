@@ -419,3 +419,14 @@ def test_segment_unreadable_input_is_one_line(seg_ckpt, ms_data, tmp_path, capsy
     err = error_line(capsys, 1, main(segment_argv(ms_data / "sub-0000", seg_ckpt, tmp_path / "o")))
     line = r"segment: error: \w+ \((t1|t2|flair)\.nii\.gz\): cannot read .+: Permission denied"
     assert re.search(line + "$", err.strip())  # whichever modality is read first
+
+
+def test_progress_bar_names_the_init_checkpoints_model(ms_data, tmp_path, capsys):
+    start = tmp_path / "start"
+    assert main(train_argv(ms_data, start, "unet-seg")) == 0
+    capsys.readouterr()
+    # --model keeps its default (fanet-seg); the checkpoint's model is the one trained
+    argv = train_argv(ms_data, tmp_path / "run", "fanet-seg", "--init", str(start / "last.pt"))
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "train unet-seg" in err and "train fanet-seg" not in err

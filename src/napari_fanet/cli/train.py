@@ -201,11 +201,14 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     bar = None
+    model_name = config.model  # --init trains the checkpoint's model: the start event names it
     try:
         events = run_training(
             config, train, val, args.out, resume=args.resume, should_stop=lambda: stop["requested"]
         )
         for event in events:
+            if event["event"] == "start":
+                model_name = event.get("model", model_name)
             if args.events:
                 print(json.dumps(event), flush=True)
             elif event["event"] == "step" and event.get("rank", 0) == 0:
@@ -216,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
                         total=event["steps"],
                         initial=event["step"] - 1,
                         file=sys.stderr,
-                        desc=f"train {config.model}",
+                        desc=f"train {model_name}",
                         unit="step",
                     )
                 bar.update(1)
