@@ -430,3 +430,19 @@ def test_progress_bar_names_the_init_checkpoints_model(ms_data, tmp_path, capsys
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "train unet-seg" in err and "train fanet-seg" not in err
+
+
+def test_train_places_scaled_folded_attention_at_the_requested_levels(ms_data, tmp_path):
+    run = tmp_path / "run"
+    argv = train_argv(ms_data, run, "fanet-seg", "--attention-levels", "3", "4")
+    assert main([*argv, "--attention-scale", "sqrt"]) == 0
+    ckpt = read_checkpoint(run / "last.pt")
+    assert ckpt["config"]["attention_levels"] == [3, 4]
+    assert ckpt["config"]["attention_kwargs"] == {"scale": "sqrt"}
+
+
+def test_train_rejects_attention_levels_out_of_range(ms_data, tmp_path, capsys):
+    status = main(train_argv(ms_data, tmp_path / "run", "fanet-seg", "--attention-levels", "7"))
+    assert "attention_levels must be distinct levels out of 0..4" in error_line(
+        capsys, status, status
+    )

@@ -71,6 +71,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="channels of the 5 levels (default 8 16 32 64 128)",
     )
     model.add_argument(
+        "--attention-levels",
+        type=int,
+        nargs="+",
+        metavar="L",
+        help="U-Net levels that get the model's attention block, 0 (full resolution) to 4 "
+        "(bottleneck, the default and the paper's place); e.g. 3 4 adds FA at 1/8 resolution",
+    )
+    model.add_argument(
+        "--attention-scale",
+        choices=("none", "sqrt"),
+        help="energy scaling of folded attention: none (the paper's; softmax rows saturate "
+        "to one-hot) or sqrt (energies divided by the square root of the contracted size)",
+    )
+    model.add_argument(
         "--init",
         type=Path,
         metavar="CKPT",
@@ -185,6 +199,8 @@ def run(args: argparse.Namespace) -> int:
             augment=not args.no_augment,
             modality_dropout=args.modality_dropout,
             init_checkpoint=str(args.init) if args.init else None,
+            attention_levels=tuple(args.attention_levels) if args.attention_levels else None,
+            attention_kwargs={"scale": args.attention_scale} if args.attention_scale else {},
         )
         source = args.out / "last.pt" if args.resume else args.init  # its model is trained
         task = read_checkpoint(source)["config"]["task"] if source else config.task

@@ -53,6 +53,9 @@ class TrainConfig:
         Fine-tune from this checkpoint's weights (new optimiser).
     attention_kwargs : dict
         Options of the bottleneck attention (for example ``{"variant": "pure"}``).
+    attention_levels : tuple of int or None
+        U-Net levels (0-4) that get the attention block; None keeps the model's own (the
+        bottleneck, level 4).
     """
 
     model: str = "fanet-seg"
@@ -72,9 +75,12 @@ class TrainConfig:
     modality_dropout: bool = False
     init_checkpoint: str | None = None
     attention_kwargs: dict[str, Any] = field(default_factory=dict)
+    attention_levels: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(self.features))
+        if self.attention_levels is not None:
+            object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
         object.__setattr__(self, "patch_size", tuple(self.patch_size))
         object.__setattr__(self, "milestones", tuple(self.milestones))
         checks = {
@@ -101,8 +107,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form for checkpoints and logs."""
         out = dataclasses.asdict(self)
-        for key in ("features", "patch_size", "milestones"):
-            out[key] = list(out[key])
+        for key in ("features", "patch_size", "milestones", "attention_levels"):
+            out[key] = None if out[key] is None else list(out[key])
         return out
 
     @classmethod

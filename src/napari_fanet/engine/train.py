@@ -84,6 +84,8 @@ def _build(config: TrainConfig) -> tuple[nn.Module, dict]:
     overrides: dict[str, Any] = {"features": config.features}
     if config.attention_kwargs:
         overrides["attention_kwargs"] = dict(config.attention_kwargs)
+    if config.attention_levels is not None:
+        overrides["attention_levels"] = config.attention_levels
     return build_model(config.model, **overrides), {}
 
 
