@@ -114,7 +114,8 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
             f"--{modality}",
             type=Path,
             help=f"{modality.upper()} NIfTI, co-registered with the FLAIR (optional for models "
-            "trained with modality dropout; the shipped fanet-seg and unet-seg need it)",
+            "trained with modality dropout, as the shipped fanet-seg; the shipped unet-seg "
+            "needs it)",
         )
     parser.add_argument(
         "--brain-mask",
@@ -331,19 +332,19 @@ SEGMENT = Command(
     add_segment_arguments,
     run_segment,
     description=(
-        "Segment MS lesions from a FLAIR and, if available, a T1 and a T2 (FLAIR alone, "
-        "T1 + FLAIR, T2 + FLAIR or all three for models trained with modality dropout; the "
-        "shipped fanet-seg and unet-seg need all three). Inputs must be skull-stripped (0 "
-        "outside the brain) or come with --brain-mask. T1, T2 and the mask may be on other "
-        "grids than the FLAIR: they are resampled onto the FLAIR grid through their affines "
-        "(nibabel resample_from_to), so they must be registered to it in world space. Writes "
-        "OUT/lesion_probability.nii.gz and OUT/lesion_mask.nii.gz on the FLAIR grid, and "
-        "OUT/lesions.csv: one row per lesion (26-connected, >= 3 voxels): volume, world "
-        "centroid, probability, location class (from the MNI template: the FLAIR is assumed "
-        "to be registered to MNI space; see napari_fanet.evaluation.lesion_table). "
+        "Segment MS lesions from a FLAIR and, if available, a T1 and a T2 (FLAIR alone, T1 + "
+        "FLAIR, T2 + FLAIR or all three for models trained with modality dropout; the shipped"
+        " fanet-seg takes any of them, the shipped unet-seg needs all three). Inputs must be "
+        "skull-stripped (0 outside the brain) or come with --brain-mask. T1, T2 and the mask "
+        "may be on other grids than the FLAIR: they are resampled onto the FLAIR grid through"
+        " their affines (nibabel resample_from_to), so they must be registered to it in world"
+        " space. Writes OUT/lesion_probability.nii.gz and OUT/lesion_mask.nii.gz on the FLAIR"
+        " grid, and OUT/lesions.csv: one row per lesion (26-connected, >= 3 voxels): volume, "
+        "world centroid, probability, location class (from the MNI template: the FLAIR is "
+        "assumed to be registered to MNI space; see napari_fanet.evaluation.lesion_table). "
         "--batch DIR runs every subject of DIR into OUT/SUBJECT/ and writes "
-        "OUT/segment_summary.csv (lesion count and volume per subject); subjects with outputs "
-        "are skipped unless --overwrite, a failing subject does not stop the others (exit "
+        "OUT/segment_summary.csv (lesion count and volume per subject); subjects with outputs"
+        " are skipped unless --overwrite, a failing subject does not stop the others (exit "
         "status 1 if any failed). DIR is BIDS (sub-*/[ses-*/]anat/*_FLAIR.nii.gz, optional "
         "*_T1w, *_T2w, *_mask, *_Chimap) or one folder per subject (NAME/flair.nii.gz, "
         "optional t1, t2, brain_mask, chi)."
