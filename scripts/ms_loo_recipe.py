@@ -117,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="held-out names to run")
     args = parser.parse_args(argv)
 
+    for name in ("data", "sims"):
+        if not getattr(args, name).is_dir():
+            parser.error(
+                f"--{name}: expected a folder of subject folders, got {getattr(args, name)}"
+            )
     patients = sorted(p for p in args.data.iterdir() if p.is_dir())
     real: dict[str, list[Path]] = {}
     for index, patient in enumerate(patients):

@@ -446,3 +446,17 @@ def test_train_rejects_attention_levels_out_of_range(ms_data, tmp_path, capsys):
     assert "attention_levels must be distinct levels out of 0..4" in error_line(
         capsys, status, status
     )
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "message"),
+    [
+        ("unet-seg", ["--attention-scale", "sqrt"], "need a model with attention, got unet-seg"),
+        ("da-seg", ["--attention-scale", "sqrt"], r"folded attention \(fanet-\*\), got da-seg"),
+    ],
+)
+def test_train_rejects_attention_options_the_model_cannot_use(
+    ms_data, tmp_path, capsys, model, extra, message
+):
+    status = main(train_argv(ms_data, tmp_path / "run", model, *extra))
+    assert re.search(message, error_line(capsys, status, status))

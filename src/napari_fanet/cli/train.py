@@ -167,6 +167,29 @@ def _load_subjects(args: argparse.Namespace, task: str) -> tuple[list, list]:
     return train, val
 
 
+def _check_attention_options(args: argparse.Namespace) -> None:
+    """``UsageError`` when ``--attention-levels/--attention-scale`` cannot apply to the model."""
+    from ..models.registry import MODEL_CONFIGS
+
+    if not (args.attention_levels or args.attention_scale):
+        return
+    if args.init:
+        raise UsageError(
+            "--attention-levels/--attention-scale build a new model; with --init the "
+            "checkpoint's own attention is fine-tuned"
+        )
+    attention = MODEL_CONFIGS[args.model].attention if args.model in MODEL_CONFIGS else None
+    if attention is None:
+        raise UsageError(
+            f"--attention-levels/--attention-scale need a model with attention, got "
+            f"{args.model} (no attention block)"
+        )
+    if args.attention_scale and attention != "fa":
+        raise UsageError(
+            f"--attention-scale is for folded attention (fanet-*), got {args.model} ({attention})"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``napari-fanet train``."""
     import torch
@@ -184,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--out: {exc}") from exc
     if args.resume and not (args.out / "last.pt").is_file():
         raise UsageError(f"--resume: no {args.out / 'last.pt'} to resume from")
+    _check_attention_options(args)
     try:
         config = TrainConfig(
             model=args.model,
