@@ -10,9 +10,12 @@ The recipe behind the shipped ``fanet-seg`` and ``unet-seg`` (see their model ca
 2. ``--n-sims`` domain-randomised 1 mm simulated subjects (``napari-fanet simulate --task ms
    --family randomised --voxel-size 1 1 1``) add lesion loads, shapes and contrasts the
    patients lack;
-3. ``napari-fanet train --modality-dropout`` fine-tunes the model from ``--init`` (default: the
-   shipped 2 mm weights of the model), one run per held-out patient ("without-<patient>") and,
-   with ``--final``, one on all patients ("without-none"): the model that ships.
+3. ``napari-fanet train --modality-dropout`` fine-tunes the model from ``--init-dir/MODEL.pt``
+   (default ``benchmarks/results/ms-loo/init/``: the 2 mm weights trained on simulations only,
+   as first shipped), one run per held-out patient ("without-<patient>") and, with ``--final``,
+   one on all patients ("without-none"): the model that ships. Never start from the shipped
+   ``fanet-seg.pt``: it was trained on all the patients, so a leave-one-out run started from it
+   would have seen its held-out patient.
 
 Only the leave-one-out runs may be scored on the real patients:
 ``napari-fanet evaluate --task ms --data DATA --models 'WORK/fanet-seg-without-{subject}/last.pt'``
@@ -115,12 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("runs/ms-loo"))
     parser.add_argument("--final", action="store_true", help="also train on all patients")
     parser.add_argument("--only", nargs="*", default=None, help="held-out names to run")
+    parser.add_argument(
+        "--init-dir",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "benchmarks/results/ms-loo/init",
+        help="folder of MODEL.pt starting weights that never saw a real patient",
+    )
     args = parser.parse_args(argv)
 
-    for name in ("data", "sims"):
+    for name in ("data", "sims", "init_dir"):
         if not getattr(args, name).is_dir():
             parser.error(
-                f"--{name}: expected a folder of subject folders, got {getattr(args, name)}"
+                f"--{name.replace('_', '-')}: expected a folder, got {getattr(args, name)}"
             )
     patients = sorted(p for p in args.data.iterdir() if p.is_dir())
     real: dict[str, list[Path]] = {}
@@ -138,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         held_outs = [h for h in held_outs if h in args.only]
     for model in args.models:
-        init = Path(__file__).resolve().parents[1] / "src/napari_fanet/weights" / f"{model}.pt"
+        init = args.init_dir / f"{model}.pt"
+        if not init.is_file():
+            parser.error(f"--init-dir: expected {init} (starting weights of {model}), not found")
         for held_out in held_outs:
             run = args.work / f"{model}-without-{held_out}"
             if finished(run):

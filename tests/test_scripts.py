@@ -1,0 +1,44 @@
+"""Argument errors of the scripts under ``scripts/`` (run in-process through their ``main``)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ms_loo_recipe_refuses_a_missing_folder(tmp_path, capsys):
+    recipe = _load("ms_loo_recipe")
+    with pytest.raises(SystemExit):
+        recipe.main(["--data", str(tmp_path / "nowhere"), "--sims", str(tmp_path)])
+    assert "--data: expected a folder, got" in capsys.readouterr().err
+
+
+def test_ms_loo_recipe_refuses_missing_starting_weights(tmp_path, capsys):
+    """The recipe never falls back to the shipped weights, which saw every patient."""
+    recipe = _load("ms_loo_recipe")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "init").mkdir()
+    args = ["--data", str(tmp_path / "data"), "--sims", str(tmp_path), "--work", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        recipe.main([*args, "--init-dir", str(tmp_path / "init"), "--models", "fanet-seg"])
+    assert "fanet-seg.pt (starting weights of fanet-seg), not found" in capsys.readouterr().err
+
+
+def test_ms_loo_recipe_default_starting_weights_are_simulation_only():
+    """The default --init-dir holds both models' first (simulation-only) weights, and its
+    fanet-seg is not the shipped one, which was fine-tuned on all the real patients."""
+    init = SCRIPTS.parent / "benchmarks/results/ms-loo/init"
+    assert sorted(p.name for p in init.glob("*.pt")) == ["fanet-seg.pt", "unet-seg.pt"]
+    shipped = SCRIPTS.parent / "src/napari_fanet/weights/fanet-seg.pt"
+    assert (init / "fanet-seg.pt").read_bytes() != shipped.read_bytes()
