@@ -21,6 +21,9 @@ Only the leave-one-out runs may be scored on the real patients:
 ``napari-fanet evaluate --task ms --data DATA --models 'WORK/fanet-seg-without-{subject}/last.pt'``
 scores each patient with the run that did not see it.
 
+A second stage continues each fold from its own first-stage run (``--init-dir`` = the first
+stage's ``--work``; see :func:`starting_weights`), so it stays leave-one-out.
+
 Real scans and everything derived from them stay under ``--work`` (keep it out of git: the
 default is under the ignored ``runs/``). Finished runs are skipped and interrupted ones resume,
 so the command can be re-run across sessions.
@@ -98,6 +101,22 @@ def training_folder(work: Path, held_out: str, real: dict, sims: list[Path]) -> 
     return folder
 
 
+def starting_weights(init_dir: Path, model: str, held_out: str) -> Path | None:
+    """The run's starting checkpoint: its own fold's earlier stage if any, else ``MODEL.pt``.
+
+    A fold's earlier stage (``MODEL-without-HELDOUT/last.pt`` or ``MODEL-without-HELDOUT.pt``)
+    was trained without the held-out patient, so continuing from it keeps the run leave-one-out.
+    """
+    for candidate in (
+        init_dir / f"{model}-without-{held_out}" / "last.pt",
+        init_dir / f"{model}-without-{held_out}.pt",
+        init_dir / f"{model}.pt",
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def finished(run: Path) -> bool:
     """True when ``run/log.jsonl`` records a finished training."""
     log = run / "log.jsonl"
@@ -122,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         "--init-dir",
         type=Path,
         default=Path(__file__).resolve().parents[1] / "benchmarks/results/ms-loo/init",
-        help="folder of MODEL.pt starting weights that never saw a real patient",
+        help="starting weights: MODEL-without-HELDOUT/last.pt or MODEL-without-HELDOUT.pt (a "
+        "previous stage of the same fold, e.g. another --work) if present, else MODEL.pt, "
+        "which must never have seen a real patient",
     )
+    parser.add_argument("--p-lesion", type=float, default=0.5, help="train --p-lesion")
     args = parser.parse_args(argv)
 
     for name in ("data", "sims", "init_dir"):
@@ -147,10 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         held_outs = [h for h in held_outs if h in args.only]
     for model in args.models:
-        init = args.init_dir / f"{model}.pt"
-        if not init.is_file():
-            parser.error(f"--init-dir: expected {init} (starting weights of {model}), not found")
         for held_out in held_outs:
+            init = starting_weights(args.init_dir, model, held_out)
+            if init is None:
+                parser.error(
+                    f"--init-dir: expected {args.init_dir / f'{model}.pt'} (starting weights of "
+                    f"{model}), not found"
+                )
             run = args.work / f"{model}-without-{held_out}"
             if finished(run):
                 print(f"{run}: done, skipped", flush=True)
@@ -178,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--val-every",
                 "0",
                 "--modality-dropout",
+                "--p-lesion",
+                str(args.p_lesion),
                 "--device",
                 "cpu",
                 "--threads",

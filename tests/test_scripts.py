@@ -42,3 +42,17 @@ def test_ms_loo_recipe_default_starting_weights_are_simulation_only():
     assert sorted(p.name for p in init.glob("*.pt")) == ["fanet-seg.pt", "unet-seg.pt"]
     shipped = SCRIPTS.parent / "src/napari_fanet/weights/fanet-seg.pt"
     assert (init / "fanet-seg.pt").read_bytes() != shipped.read_bytes()
+
+
+def test_ms_loo_recipe_continues_a_fold_from_its_own_earlier_stage(tmp_path):
+    recipe = _load("ms_loo_recipe")
+    (tmp_path / "fanet-seg.pt").write_bytes(b"")
+    assert recipe.starting_weights(tmp_path, "fanet-seg", "p1") == tmp_path / "fanet-seg.pt"
+    (tmp_path / "fanet-seg-without-p1.pt").write_bytes(b"")
+    assert recipe.starting_weights(tmp_path, "fanet-seg", "p1").name == "fanet-seg-without-p1.pt"
+    run = tmp_path / "fanet-seg-without-p1"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"")
+    assert recipe.starting_weights(tmp_path, "fanet-seg", "p1") == run / "last.pt"
+    assert recipe.starting_weights(tmp_path, "fanet-seg", "p2") == tmp_path / "fanet-seg.pt"
+    assert recipe.starting_weights(tmp_path, "unet-seg", "p2") is None

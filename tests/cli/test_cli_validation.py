@@ -146,6 +146,7 @@ def test_qsm_all_zero_b0_dir_says_not_all_zero(qsm_data, tmp_path, capsys):
         (["--patch-size", "8", "8", "8"], "argument --patch-size: expected an integer >= 16"),
         (["--voxel-size", "20", "2", "2"], "argument --voxel-size: expected a number >= 0.25"),
         (["--steps", "0"], "argument --steps: expected an integer >= 1, got 0"),
+        (["--p-lesion", "1.5"], "argument --p-lesion: expected a number >= 0 and <= 1, got 1.5"),
     ],
 )
 def test_train_numeric_options_are_validated(ms_data, tmp_path, capsys, option, message):

@@ -141,6 +141,11 @@ def overlap_fraction(text: str) -> float:
     return _in_range(text, float, 0.0, 1.0, open_low=False, open_high=True)
 
 
+def unit_interval(text: str) -> float:
+    """Parse a fraction in ``[0, 1]``, such as a sampling probability (argparse ``type``)."""
+    return _in_range(text, float, 0.0, 1.0, open_low=False, open_high=False)
+
+
 def learning_rate(text: str) -> float:
     """Parse a learning rate in ``(0, 1]`` (argparse ``type``)."""
     return _in_range(text, float, 0.0, 1.0, open_low=True, open_high=False)

@@ -21,6 +21,7 @@ from napari_fanet.cli.base import (
     non_negative_int,
     positive_int,
     tile_size,
+    unit_interval,
     voxel_size_mm,
 )
 
@@ -123,6 +124,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "subset of T1/T2, the others zeroed); the model then accepts FLAIR alone, T1 + FLAIR, "
         "T2 + FLAIR or all three",
     )
+    run.add_argument(
+        "--p-lesion",
+        type=unit_interval,
+        default=0.5,
+        help="segmentation: fraction of training patches centred on a lesion voxel, 0-1 (the "
+        "others are centred on a random brain voxel; default 0.5)",
+    )
     run.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, required=True, help="run folder (log, checkpoints)")
@@ -222,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
             amp=not args.no_amp,
             augment=not args.no_augment,
             modality_dropout=args.modality_dropout,
+            p_lesion=args.p_lesion,
             init_checkpoint=str(args.init) if args.init else None,
             attention_levels=tuple(args.attention_levels) if args.attention_levels else None,
             attention_kwargs={"scale": args.attention_scale} if args.attention_scale else {},
