@@ -154,6 +154,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"--{name.replace('_', '-')}: expected a folder, got {getattr(args, name)}"
             )
     patients = sorted(p for p in args.data.iterdir() if p.is_dir())
+    held_outs = [p.name for p in patients] + (["none"] if args.final else [])
+    if args.only:
+        held_outs = [h for h in held_outs if h in args.only]
+    inits = {}  # every run's starting weights are checked before any work starts
+    for model in args.models:
+        for held_out in held_outs:
+            inits[model, held_out] = starting_weights(args.init_dir, model, held_out)
+            if inits[model, held_out] is None:
+                parser.error(
+                    f"--init-dir: expected {args.init_dir / f'{model}.pt'} (starting weights of "
+                    f"{model}), not found"
+                )
     real: dict[str, list[Path]] = {}
     for index, patient in enumerate(patients):
         entries = [args.work / "real" / f"{patient.name}-orig"]
@@ -165,17 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             entries.append(out)
         real[patient.name] = entries
     sims = sorted(p for p in args.sims.iterdir() if p.is_dir())[: args.n_sims]
-    held_outs = [p.name for p in patients] + (["none"] if args.final else [])
-    if args.only:
-        held_outs = [h for h in held_outs if h in args.only]
     for model in args.models:
         for held_out in held_outs:
-            init = starting_weights(args.init_dir, model, held_out)
-            if init is None:
-                parser.error(
-                    f"--init-dir: expected {args.init_dir / f'{model}.pt'} (starting weights of "
-                    f"{model}), not found"
-                )
+            init = inits[model, held_out]
             run = args.work / f"{model}-without-{held_out}"
             if finished(run):
                 print(f"{run}: done, skipped", flush=True)

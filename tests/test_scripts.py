@@ -27,7 +27,7 @@ def test_ms_loo_recipe_refuses_a_missing_folder(tmp_path, capsys):
 def test_ms_loo_recipe_refuses_missing_starting_weights(tmp_path, capsys):
     """The recipe never falls back to the shipped weights, which saw every patient."""
     recipe = _load("ms_loo_recipe")
-    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "patient01").mkdir(parents=True)  # empty: fails if it were read
     (tmp_path / "init").mkdir()
     args = ["--data", str(tmp_path / "data"), "--sims", str(tmp_path), "--work", str(tmp_path)]
     with pytest.raises(SystemExit):
