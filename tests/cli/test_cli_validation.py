@@ -461,3 +461,10 @@ def test_train_rejects_attention_options_the_model_cannot_use(
 ):
     status = main(train_argv(ms_data, tmp_path / "run", model, *extra))
     assert re.search(message, error_line(capsys, status, status))
+
+
+def test_evaluate_refuses_two_models_with_one_name(tmp_path, capsys):
+    """a/best.pt and b/best.pt would share a row of the report: refused before any work."""
+    command = ["evaluate", "--task", "qsm", "--models", "a/best.pt", "b/best.pt"]
+    err = error_line(capsys, 2, main(command))
+    assert "--models: a/best.pt and b/best.pt have the same name 'best'" in err

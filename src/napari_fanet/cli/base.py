@@ -167,8 +167,18 @@ def load_models(names: Sequence[str], task: str) -> dict[str, tuple]:
     """``{file stem: (model, checkpoint)}`` of shipped names or checkpoint files of ``task``.
 
     ``task`` is ``"segmentation"`` or ``"qsm"``; a missing file or a model of another task is a
-    :class:`CommandError` naming it.
+    :class:`CommandError` naming it. Two names with the same file stem (``a/best.pt`` and
+    ``b/best.pt``) are a :class:`UsageError`: their results would share one row.
     """
+    stems: dict[str, str] = {}
+    for name in names:
+        if Path(name).stem in stems:
+            raise UsageError(
+                f"--models: {stems[Path(name).stem]} and {name} have the same name "
+                f"{Path(name).stem!r}, so their results would share one row; give each "
+                "checkpoint its own file name"
+            )
+        stems[Path(name).stem] = name
     from napari_fanet.engine.predict import load_model  # imports torch
 
     models = {}
