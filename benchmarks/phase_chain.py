@@ -16,12 +16,24 @@ Reported per method (unwrapping x background removal), mean and standard deviati
   mask (no noise, unwrapping or mask error): the part of the error due to background removal;
 - mask Dice against the true brain mask; seconds per step;
 - ``chi``: susceptibility NRMSE (%, demeaned, against the simulator's ``chi``) of the **full
-  chain** (stored phase -> laplacian+vsharp -> inversion, i.e.
+  chain** (stored phase -> laplacian + the default background removal -> inversion, i.e.
   :func:`napari_fanet.engine.phase_qsm.phase_to_susceptibility`, as ``qsm --phase`` runs it)
-  against the **local-field path** (the same inversion of the true local field in the true
-  mask, as ``qsm --field`` runs it), both scored in the chain's ``local_mask`` and the true
+  against the **local-field path** (the same inversion of the true, noise-free local field in
+  the true mask, as ``qsm --field`` runs it) and against the local-field path given the same
+  acquisition noise (``+ noise`` below), all scored in the chain's ``local_mask`` and the true
   mask; inversions CFL2 and TKD at their tuned defaults, plus the shipped ``fanet-qsm`` with
   ``--fanet`` (slow on CPU: it runs on a 2 mm grid).
+- ``steps``: what each step adds to the chi NRMSE (CFL2 and TKD), one ingredient at a time,
+  every row scored in the same voxels (the intersection of all rows' masks with the true mask):
+
+  1. ``local field``: the true, noise-free local field in the true mask (the ``qsm --field``
+     path);
+  2. ``+ noise``: plus the acquisition noise as the echo fit passes it on (the field fitted
+     from the noisy phase unwrapped with the *true* field, minus the true total field);
+  3. ``+ background removal``: the default background removal of that noisy field in the true
+     mask (``background removal, no noise``: the same on the true total field);
+  4. ``+ unwrapping``: the chain with the true mask given (its own unwrapping and fit);
+  5. ``+ mask = full chain``: the chain as it runs (Otsu mask from the magnitude).
 
 Usage::
 
@@ -50,7 +62,11 @@ from napari_fanet.engine.phase_qsm import (
 from napari_fanet.io.b0_direction import array_to_world_direction
 from napari_fanet.io.nifti import Volume
 from napari_fanet.physics.background import pdf, vsharp
+from napari_fanet.physics.echo_unwrap import EchoPhases
+from napari_fanet.physics.field_fit import fit_field
+from napari_fanet.physics.lbv import lbv
 from napari_fanet.physics.phase_chain import STEPS, PhaseChainSettings, run_phase_chain
+from napari_fanet.physics.unwrap import wrap
 from napari_fanet.simulation import simulate_qsm_subject
 from napari_fanet.simulation.gre_phase import GREParams, simulate_gre_phase
 
@@ -59,6 +75,16 @@ METHODS = (
     ("quality", "vsharp"),
     ("laplacian", "pdf"),
     ("quality", "pdf"),
+    ("laplacian", "lbv"),
+    ("quality", "lbv"),
+)
+STEP_ROWS = (
+    "local field",
+    "+ noise",
+    "background removal, no noise",
+    "+ background removal",
+    "+ unwrapping",
+    "+ mask = full chain",
 )
 FIRST_SEED = 20_000
 
@@ -71,9 +97,13 @@ def nrmse(est: np.ndarray, ref: np.ndarray, mask: np.ndarray, *, demean: bool = 
     return 100.0 * float(np.linalg.norm(x - r) / np.linalg.norm(r))
 
 
-def local_field_inversion(method: str, gre, world: np.ndarray, network=None) -> np.ndarray:
-    """``method`` on the true local field in the true mask (the ``qsm --field`` path)."""
-    field, brain, vox = gre.local_field_ppm, gre.mask, gre.voxel_size
+def local_field_inversion(
+    method: str, gre, world: np.ndarray, network=None, field=None, brain=None
+) -> np.ndarray:
+    """``method`` on a local field (default the true one in the true mask: ``qsm --field``)."""
+    field = gre.local_field_ppm if field is None else field
+    brain = gre.mask if brain is None else brain
+    vox = gre.voxel_size
     if method == "cfl2":
         return qsm.cfl2(field, vox, gre.b0_dir, lam=DEFAULT_CFL2_LAMBDA, mask=brain)
     if method == "tkd":
@@ -82,16 +112,87 @@ def local_field_inversion(method: str, gre, world: np.ndarray, network=None) -> 
 
     model, ckpt = network
     result = reconstruct_qsm(
-        model, ckpt, Volume(field, gre.affine), Volume(brain.astype(np.float32), gre.affine),
+        model, ckpt, Volume(field.astype(np.float32), gre.affine),
+        Volume(brain.astype(np.float32), gre.affine),
         b0_dir=tuple(world),
     )  # fmt: skip
     return result.outputs["chi"]
 
 
+def noisy_field_perfect_unwrap(gre, mask: np.ndarray) -> np.ndarray:
+    """Total field (ppm) fitted from the noisy phase unwrapped with the true field's help.
+
+    The wrapped echo differences are unwrapped by adding the true phase differences' whole
+    multiples of 2 pi, so the fit sees the acquisition noise and nothing else.
+    """
+    te = np.asarray(gre.echo_times_s)
+    dte = te[1:] - te[0]
+    truth = 2 * math.pi * gre.total_field_ppm.astype(np.float64)[..., None] * gre.hz_per_ppm * dte
+    measured = wrap(gre.phase[..., 1:].astype(np.float64) - gre.phase[..., :1])
+    psi = truth + wrap(measured - truth)
+    fit = fit_field(EchoPhases(psi, dte, False), gre.magnitude, mask=mask, b0_tesla=gre.b0_tesla)
+    return fit.field_ppm
+
+
+def remove_background(name: str, total: np.ndarray, mask: np.ndarray, gre, pdf_iter: int):
+    """One background removal on ``total`` in ``mask``: ``(local, local_mask)``."""
+    if name == "vsharp":
+        return vsharp(total, mask, gre.voxel_size)
+    if name == "lbv":
+        return lbv(total, mask, gre.voxel_size)
+    return pdf(total, mask, gre.voxel_size, gre.b0_dir, max_iter=pdf_iter), mask
+
+
+def step_fields(gre, stored: np.ndarray, pdf_iter: int) -> dict:
+    """The local fields of :data:`STEP_ROWS`: ``{row: (local_ppm, mask)}`` (module docstring)."""
+    brain = gre.mask
+    settings = PhaseChainSettings(b0_tesla=gre.b0_tesla, b0_dir=gre.b0_dir, pdf_max_iter=pdf_iter)
+    method = settings.background
+    noisy = noisy_field_perfect_unwrap(gre, brain)
+    noise = np.where(brain, noisy - gre.total_field_ppm, 0.0)
+    true_mask = run_phase_chain(
+        stored, gre.echo_times_s, gre.voxel_size, magnitude=gre.magnitude, mask=brain,
+        settings=settings,
+    )  # fmt: skip
+    chain = run_phase_chain(
+        stored, gre.echo_times_s, gre.voxel_size, magnitude=gre.magnitude, settings=settings
+    )
+    return {
+        "local field": (gre.local_field_ppm, brain),
+        "+ noise": (np.where(brain, gre.local_field_ppm + noise, 0.0), brain),
+        "background removal, no noise": remove_background(
+            method, gre.total_field_ppm, brain, gre, pdf_iter
+        ),
+        "+ background removal": remove_background(method, noisy, brain, gre, pdf_iter),
+        "+ unwrapping": (true_mask.local_field_ppm, true_mask.local_mask),
+        "+ mask = full chain": (chain.local_field_ppm, chain.local_mask),
+    }
+
+
+def step_contributions(gre, stored: np.ndarray, pdf_iter: int) -> dict:
+    """Chi and local-field NRMSE of each :data:`STEP_ROWS` row, CFL2 and TKD, same voxels."""
+    fields = step_fields(gre, stored, pdf_iter)
+    score = gre.mask.copy()
+    for _, mask in fields.values():
+        score &= mask
+    world = array_to_world_direction(gre.b0_dir, gre.affine)
+    out = {}
+    for row, (local, mask) in fields.items():
+        out[row] = {"local_field": nrmse(local, gre.local_field_ppm, score, demean=True)}
+        for method in ("cfl2", "tkd"):
+            chi = local_field_inversion(method, gre, world, field=local, brain=mask)
+            out[row][method] = nrmse(chi, gre.chi, score, demean=True)
+    out["voxels"] = int(score.sum())
+    return out
+
+
 def chi_comparison(gre, stored: np.ndarray, pdf_iter: int, network=None) -> dict:
-    """Chi NRMSE of the full chain against the local-field path, per inversion."""
+    """Chi NRMSE of the full chain against the local-field path (noise-free and with the same
+    acquisition noise), per inversion."""
     world = array_to_world_direction(gre.b0_dir, gre.affine)
     settings = PhaseChainSettings(b0_tesla=gre.b0_tesla, pdf_max_iter=pdf_iter)
+    noisy = noisy_field_perfect_unwrap(gre, gre.mask)
+    with_noise = np.where(gre.mask, gre.local_field_ppm + noisy - gre.total_field_ppm, 0.0)
     out = {}
     for method in ("cfl2", "tkd") + (("fanet",) if network else ()):
         extra = {"model": network[0], "checkpoint": network[1]} if method == "fanet" else {}
@@ -104,10 +205,12 @@ def chi_comparison(gre, stored: np.ndarray, pdf_iter: int, network=None) -> dict
         start = time.perf_counter()
         direct = local_field_inversion(method, gre, world, network)
         direct_s = time.perf_counter() - start
+        noisy_chi = local_field_inversion(method, gre, world, network, field=with_noise)
         m = chain.chain.local_mask & gre.mask
         out[method] = {
             "chain": nrmse(chain.chi, gre.chi, m, demean=True),
             "local_field": nrmse(direct, gre.chi, m, demean=True),
+            "local_field_noise": nrmse(noisy_chi, gre.chi, m, demean=True),
             "chain_s": chain_s,
             "local_field_s": direct_s,
             "timings_s": chain.timings_s,
@@ -141,15 +244,13 @@ def run_subject(seed: int, voxel: float, pdf_iter: int, params: GREParams, netwo
             "timings_s": result.timings_s,
         }
     oracle = {}
-    start = time.perf_counter()
-    local, eroded = vsharp(gre.total_field_ppm, brain, gre.voxel_size)
-    oracle["vsharp"] = {
-        "nrmse": nrmse(local, truth, eroded),
-        "seconds": time.perf_counter() - start,
-    }
-    start = time.perf_counter()
-    local = pdf(gre.total_field_ppm, brain, gre.voxel_size, gre.b0_dir, max_iter=pdf_iter)
-    oracle["pdf"] = {"nrmse": nrmse(local, truth, brain), "seconds": time.perf_counter() - start}
+    for name in ("vsharp", "pdf", "lbv"):
+        start = time.perf_counter()
+        local, local_mask = remove_background(name, gre.total_field_ppm, brain, gre, pdf_iter)
+        oracle[name] = {
+            "nrmse": nrmse(local, truth, local_mask),
+            "seconds": time.perf_counter() - start,
+        }
     return {
         "seed": seed,
         "shape": list(brain.shape),
@@ -159,6 +260,7 @@ def run_subject(seed: int, voxel: float, pdf_iter: int, params: GREParams, netwo
         "methods": rows,
         "oracle": oracle,
         "chi": chi_comparison(gre, stored, pdf_iter, network),
+        "steps": step_contributions(gre, stored, pdf_iter),
     }
 
 
@@ -189,7 +291,7 @@ def summarise(subjects: list[dict]) -> str:
         "| oracle (true total field, true mask) | NRMSE (%) | seconds |",
         "|---|---|---|",
     ]
-    for name in ("vsharp", "pdf"):
+    for name in ("vsharp", "pdf", "lbv"):
         rows = [s["oracle"][name] for s in subjects]
         lines.append(
             f"| {name} | {_mean_sd([r['nrmse'] for r in rows])} | "
@@ -198,16 +300,29 @@ def summarise(subjects: list[dict]) -> str:
     lines += [
         "",
         "| inversion | chi NRMSE full chain (%) | chi NRMSE local-field path (%) | "
-        "chain total (s) | inversion (s) |",
-        "|---|---|---|---|---|",
+        "local-field path + same noise (%) | chain total (s) | inversion (s) |",
+        "|---|---|---|---|---|---|",
     ]
     for name in subjects[0]["chi"]:
         rows = [s["chi"][name] for s in subjects]
         lines.append(
             f"| {name} | {_mean_sd([r['chain'] for r in rows])} | "
             f"{_mean_sd([r['local_field'] for r in rows])} | "
+            f"{_mean_sd([r['local_field_noise'] for r in rows])} | "
             f"{statistics.mean(r['chain_s'] for r in rows):.2f} | "
             f"{statistics.mean(r['timings_s']['inversion'] for r in rows):.2f} |"
+        )
+    lines += [
+        "",
+        "| step (default chain, one ingredient at a time) | local field NRMSE (%) | "
+        "chi NRMSE CFL2 (%) | chi NRMSE TKD (%) |",
+        "|---|---|---|---|",
+    ]
+    for row in STEP_ROWS:
+        rows = [s["steps"][row] for s in subjects]
+        lines.append(
+            f"| {row} | {_mean_sd([r['local_field'] for r in rows])} | "
+            f"{_mean_sd([r['cfl2'] for r in rows])} | {_mean_sd([r['tkd'] for r in rows])} |"
         )
     stds = [s["local_field_std_ppm"] for s in subjects]
     ranges = [s["background_range_ppm"] for s in subjects]

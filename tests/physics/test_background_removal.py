@@ -1,11 +1,13 @@
-"""V-SHARP and PDF on a total field whose local part is known (dipole forward model)."""
+"""V-SHARP, PDF and LBV on a total field whose local part is known (dipole forward model)."""
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 from scipy.sparse.linalg import LinearOperator, lsqr
 
 from napari_fanet.physics.background import default_radii, pdf, vsharp
 from napari_fanet.physics.forward import forward_field
+from napari_fanet.physics.lbv import lbv
 
 N = 32
 GRID = np.indices((N, N, N), dtype=float) - (N - 1) / 2
@@ -136,5 +138,69 @@ SMALL[2:6, 2:6, 2:6] = True
     ],
 )
 def test_bad_input_raises(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+# --- LBV -------------------------------------------------------------------------------------
+
+
+def test_lbv_removes_an_exact_harmonic_field():
+    """A harmonic polynomial (cubic at most: exact for the 7-point stencil) is removed."""
+    x, y, z = GRID
+    harmonic = 0.01 * (x**2 - y**2) + 0.05 * z - 0.02 * x * y + 1e-3 * x * y * z + 1.0
+    local, interior = lbv(harmonic, MASK)
+    star = ndi.generate_binary_structure(3, 1)
+    assert np.array_equal(interior, ndi.binary_erosion(MASK, star, border_value=0))
+    assert np.abs(local[interior]).max() < 1e-6 * np.abs(harmonic[MASK]).max()
+    assert np.all(local[~interior] == 0)
+
+
+def test_lbv_returns_a_local_field_that_vanishes_on_the_boundary_exactly():
+    """Known answer: local part zero on the mask's boundary layer, any shape inside."""
+    x, y, z = GRID
+    background = 0.02 * (x**2 - z**2) + 0.3 * y + 5.0
+    inside = ndi.binary_erosion(MASK, iterations=3)
+    bump = np.where(inside, np.cos(x / 3.0) * np.sin(y / 2.0) + 0.1 * z, 0.0)
+    local, interior = lbv(background + bump, MASK, tol=1e-10)
+    assert np.abs(local - np.where(interior, bump, 0.0)).max() < 1e-6
+
+
+def test_lbv_with_anisotropic_voxels_and_a_far_dipole():
+    """The field of a dipole outside the mask (harmonic inside it) on a 1 x 1 x 2 mm grid."""
+    vs = (1.0, 1.0, 2.0)
+    x, y, z = GRID * np.array(vs)[:, None, None, None]
+    mask = (x**2 + y**2 + (z / 1.0) ** 2) <= 12.0**2
+    r = np.sqrt((x - 40.0) ** 2 + y**2 + z**2)  # point source 40 mm away: 1/r is harmonic
+    background = 100.0 / r
+    local, interior = lbv(background, mask, vs, tol=1e-10)
+    # discretisation error only: O(h^2) of a field varying on ~30 mm
+    assert np.linalg.norm(local[interior]) < 2e-3 * np.linalg.norm(background[interior])
+
+
+def test_lbv_recovers_the_local_field():
+    local, background = fields()
+    out, interior = lbv(local + background, MASK)
+    assert nrmse(local + background, local, interior) > 200
+    assert nrmse(out, local, interior) < 35
+    bg_only, interior = lbv(background, MASK)
+    assert np.linalg.norm(bg_only[interior]) < 0.05 * np.linalg.norm(background[interior])
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: lbv(np.zeros((8, 8)), SMALL), "field must be 3D"),
+        (lambda: lbv(FIELD, SMALL[:-1]), "mask must have the field's shape"),
+        (lambda: lbv(FIELD, np.zeros((8, 8, 8))), "mask is empty"),
+        (lambda: lbv(np.full((8, 8, 8), np.inf), SMALL), "NaN or infinite"),
+        (lambda: lbv(FIELD, SMALL, (1, 0, 1)), "voxel_size must be 3 positive"),
+        (lambda: lbv(FIELD, SMALL, tol=0.0), r"tol must be in \(0, 1\)"),
+        (lambda: lbv(FIELD, SMALL, max_iter=0), "max_iter must be an integer >= 1"),
+        (lambda: lbv(FIELD, SMALL, max_iter=True), "max_iter must be an integer >= 1"),
+        (lambda: lbv(FIELD, np.eye(8, dtype=bool)[:, :, None] * np.ones(8, bool)), "no interior"),
+    ],
+)
+def test_lbv_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()

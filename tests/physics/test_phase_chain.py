@@ -56,7 +56,7 @@ def nrmse(est, ref, mask):
 
 @pytest.mark.parametrize(
     ("unwrap", "background"),
-    [("laplacian", "vsharp"), ("quality", "vsharp"), ("laplacian", "pdf")],
+    [("laplacian", "vsharp"), ("quality", "vsharp"), ("laplacian", "pdf"), ("laplacian", "lbv")],
 )
 def test_chain_recovers_the_local_field(unwrap, background):
     stored, mag, local = acquisition()

@@ -131,8 +131,9 @@ class FANetWidget(TaskInputs):
         )
         self.bfr = ComboBox(
             label="Background removal",
-            choices=["vsharp", "pdf"],
-            tooltip="V-SHARP (erodes the mask) or PDF (uses the B0 direction).",
+            choices=["vsharp", "pdf", "lbv"],
+            tooltip="V-SHARP (erodes the mask), PDF (uses the B0 direction) or LBV (Laplace "
+            "equation in the mask, erodes it by one voxel).",
         )
         self.phase_fields = [
             self.phase, self.magnitude, self.te, self.b0_tesla, self.unwrap, self.bfr,

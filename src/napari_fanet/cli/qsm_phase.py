@@ -33,7 +33,7 @@ MIN_TE_MS = 0.1
 #: physics package (a test keeps them equal to ``physics.unwrap.UNWRAP_METHODS``,
 #: ``physics.background.BACKGROUND_METHODS`` and ``engine.phase_qsm``'s).
 UNWRAP_CHOICES = ("laplacian", "quality")
-BFR_CHOICES = ("vsharp", "pdf")
+BFR_CHOICES = ("vsharp", "pdf", "lbv")
 METHOD_CHOICES = ("fanet", "cfl2", "tkd")
 CFL2_LAMBDA = 0.00562
 TKD_THRESHOLD = 0.225
@@ -70,7 +70,10 @@ def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--bfr",
         choices=BFR_CHOICES,
-        help="background field removal (default vsharp; pdf uses the B0 direction)",
+        help=(
+            "background field removal (default vsharp; pdf uses the B0 direction; lbv solves "
+            "the Laplace equation in the mask)"
+        ),
     )
     group.add_argument(
         "--method",

@@ -34,6 +34,8 @@ field_fit          weighted least squares over echoes          rad -> field in H
 background         V-SHARP (multi-radius SMV, truncated        total ppm -> local ppm (V-SHARP:
                    deconvolution) or PDF (CG on the padded     on an eroded mask); reuses
                    dipole model)                               ``dipole.dipole_kernel``
+lbv                Laplacian boundary value: Laplace equation  total ppm -> local ppm (on the
+                   in the mask, CG on the 7-point stencil      mask eroded by one voxel)
 phase_chain        all of the above                            stored phase -> local field ppm
 =================  ==========================================  ==================================
 

@@ -18,6 +18,8 @@ same: both are linear), arrays of shape ``(X, Y, Z)``.
   :mod:`napari_fanet.physics.dipole` on the zero padded grid, the same one as
   :func:`napari_fanet.physics.forward.forward_field`. No erosion; the part of the local field
   that dipoles outside ``M`` can mimic (small for brain shapes) is lost.
+
+LBV (Laplace equation in ``M``) is :func:`napari_fanet.physics.lbv.lbv`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from napari_fanet.io.checks import check_voxel_size
 
 __all__ = ["BACKGROUND_METHODS", "default_radii", "pdf", "vsharp"]
 
-BACKGROUND_METHODS = ("vsharp", "pdf")
+#: Background removal methods of the phase chain (``"lbv"``: :func:`.lbv.lbv`).
+BACKGROUND_METHODS = ("vsharp", "pdf", "lbv")
 
 
 def default_radii(voxel_size: Sequence[float]) -> tuple[float, ...]:

@@ -12,7 +12,7 @@ scale      stored phase -> radians (:mod:`.phase_scale`)                radians
 mask       given mask, or Otsu on the magnitude (:mod:`.brain_mask`)    bool
 unwrap     echo differences, 3D unwrapped (:mod:`.echo_unwrap`)         radians
 fit        weighted least-squares over echoes (:mod:`.field_fit`)       Hz, ppm of B0
-remove     V-SHARP or PDF (:mod:`.background`)                          ppm of B0
+remove     V-SHARP, PDF (:mod:`.background`) or LBV (:mod:`.lbv`)       ppm of B0
 =========  ===========================================================  ====================
 
 The mask comes before unwrapping (the issue lists it after the fit) because both unwrapping
@@ -34,6 +34,7 @@ from napari_fanet.physics.background import BACKGROUND_METHODS, pdf, vsharp
 from napari_fanet.physics.brain_mask import magnitude_mask, reliable_mask
 from napari_fanet.physics.echo_unwrap import check_echo_times, unwrap_echoes
 from napari_fanet.physics.field_fit import GAMMA_BAR_MHZ_PER_T, fit_field
+from napari_fanet.physics.lbv import lbv
 from napari_fanet.physics.phase_scale import PhaseScaling, phase_to_radians
 from napari_fanet.physics.unwrap import UNWRAP_METHODS
 
@@ -67,7 +68,7 @@ class PhaseChainSettings:
         Main-field direction in array axes (PDF only).
     unwrap : {"laplacian", "quality"}
         Spatial unwrapping method.
-    background : {"vsharp", "pdf"}
+    background : {"vsharp", "pdf", "lbv"}
         Background field removal method.
     phase_scale : float, optional
         Radians per stored phase unit; detected from the values when None.
@@ -79,6 +80,8 @@ class PhaseChainSettings:
         V-SHARP deconvolution truncation, in (0, 1).
     pdf_max_iter : int
         PDF conjugate-gradient iterations at most.
+    lbv_tol : float
+        LBV conjugate-gradient relative residual, in (0, 1).
     pad_factor : float
         FFT zero padding (>= 1) of the Laplacian unwrapping and background removal.
     reliability_factor : float, optional
@@ -98,6 +101,7 @@ class PhaseChainSettings:
     radii_mm: tuple[float, ...] | None = None
     vsharp_threshold: float = 0.05
     pdf_max_iter: int = 100
+    lbv_tol: float = 1e-5
     pad_factor: float = 1.5
     reliability_factor: float | None = 3.0
     gamma_mhz_per_t: float = GAMMA_BAR_MHZ_PER_T
@@ -132,7 +136,7 @@ class PhaseChainResult:
     local_field_ppm : np.ndarray
         Local (tissue) field in ppm of B0, zero outside ``local_mask``.
     local_mask : np.ndarray
-        bool: where ``local_field_ppm`` is defined (V-SHARP erodes ``mask``).
+        bool: where ``local_field_ppm`` is defined (V-SHARP and LBV erode ``mask``).
     timings_s : dict
         Seconds per step, in :data:`STEPS` order.
     messages : list of str
@@ -274,7 +278,7 @@ def run_phase_chain(
                 total, m, voxel_size, radii_mm=s.radii_mm, threshold=s.vsharp_threshold,
                 pad_factor=s.pad_factor,
             )  # fmt: skip
-        else:
+        elif s.background == "pdf":
             sigma = state["fit"].sigma_hz
             weights = None
             if sigma is not None:
@@ -285,6 +289,8 @@ def run_phase_chain(
                 pad_factor=s.pad_factor,
             )  # fmt: skip
             local_mask = m
+        else:
+            local, local_mask = lbv(total, m, voxel_size, tol=s.lbv_tol)
         state["local"], state["local_mask"] = local, local_mask
         messages.append(f"Background removal: {s.background}.")
 
