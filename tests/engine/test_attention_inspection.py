@@ -11,7 +11,7 @@ from napari_fanet.engine.attention_inspection import (
     fa_models,
     rank_one_factors,
 )
-from napari_fanet.engine.b0_alignment import align_to_b0
+from napari_fanet.tasks.b0_alignment import align_to_b0
 from napari_fanet.engine.network_input import (
     bottleneck_cell,
     cells_to_window,

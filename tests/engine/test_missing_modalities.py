@@ -14,8 +14,8 @@ from napari_fanet.engine.config import TrainConfig
 from napari_fanet.engine.network_input import prepare_network_input
 from napari_fanet.engine.predict import segment, supports_missing_modalities
 from napari_fanet.engine.prediction_request import InputArray, PredictionRequest
-from napari_fanet.engine.sampling import MODALITY_DROPOUT, drop_modalities
-from napari_fanet.engine.subjects import SEG_MODALITIES, load_seg_subject
+from napari_fanet.tasks.sampling import MODALITY_DROPOUT, drop_modalities
+from napari_fanet.tasks.subjects import SEG_MODALITIES, load_seg_subject
 from napari_fanet.engine.tasks import seg_batch
 from napari_fanet.engine.train import run_training
 from napari_fanet.io.nifti import Volume, load_volume

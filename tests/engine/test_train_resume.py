@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from napari_fanet.engine.config import TrainConfig
-from napari_fanet.engine.subjects import list_subjects, load_seg_subject
+from napari_fanet.tasks.subjects import list_subjects, load_seg_subject
 from napari_fanet.engine.train import run_training
 from napari_fanet.models import read_checkpoint
 

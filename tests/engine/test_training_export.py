@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_fanet.engine.subjects import load_qsm_subject, load_seg_subject
+from napari_fanet.tasks.subjects import load_qsm_subject, load_seg_subject
 from napari_fanet.engine.training_export import (
     SUBJECT_NAME,
     LayerArray,

@@ -2,7 +2,7 @@
 
 Layout and wiring only. The checks and the prediction are
 :class:`napari_fanet.engine.prediction_request.PredictionRequest`, the comparison is
-:mod:`napari_fanet.evaluation.comparison`; the work runs in a napari ``thread_worker`` generator
+:mod:`napari_fanet.tasks.comparison`; the work runs in a napari ``thread_worker`` generator
 (through :func:`napari_fanet.engine.streaming.stream_job`) so the viewer stays responsive and
 Cancel works. Torch is imported when the widget is created, not when napari starts.
 """
@@ -374,7 +374,7 @@ def _spatial_placement(source: Any) -> dict[str, Any]:
 
 def _predict_and_compare(request: Any, reference: Any, mask: Any, cancel: threading.Event):
     """Worker body: stream the prediction's progress, then compare with the reference."""
-    from napari_fanet.evaluation.comparison import compare_masks, compare_susceptibility
+    from napari_fanet.tasks.comparison import compare_masks, compare_susceptibility
 
     def job(progress: Any, should_stop: Any) -> Any:
         return request.run(progress, lambda: should_stop() or cancel.is_set())

@@ -147,7 +147,7 @@ class TrainWidget(TaskInputs):
             label="Validation",
             choices=list(training_export.VALIDATION_CHOICES),
             tooltip="none; same case: the exported case (shows the fit to your annotation); "
-            "folder: subjects in the trainer's layout (see napari_fanet.engine.subjects).",
+            "folder: subjects in the trainer's layout (see napari_fanet.tasks.subjects).",
         )
         self.val_folder = FileEdit(
             label="Validation folder", mode="d", tooltip="Folder of validation subjects."

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_fanet.engine.subjects import EXTENSIONS, find_file
+from napari_fanet.tasks.subjects import EXTENSIONS, find_file
 from napari_fanet.io.atomic import atomic_write
 
 __all__ = [

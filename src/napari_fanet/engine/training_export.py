@@ -28,7 +28,7 @@ import numpy as np
 
 from napari_fanet.engine.annotations import annotation_to_label
 from napari_fanet.engine.prediction_request import InputArray, PredictionRequest
-from napari_fanet.engine.subjects import list_subjects
+from napari_fanet.tasks.subjects import list_subjects
 from napari_fanet.io.atomic import atomic_write
 from napari_fanet.io.b0_direction import array_to_world_direction
 from napari_fanet.io.formatting import format_numbers
