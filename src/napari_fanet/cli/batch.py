@@ -19,6 +19,7 @@ from pathlib import Path
 
 from napari_fanet.cli.base import CommandError, UsageError
 
+
 def check_overwrite(args: argparse.Namespace) -> None:
     """Refuse ``--overwrite`` without ``--batch`` (a single run always replaces its outputs)."""
     if getattr(args, "overwrite", False) and getattr(args, "batch", None) is None:

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_fanet.tasks.subjects import EXTENSIONS, find_file
 from napari_fanet.io.atomic import atomic_write
+from napari_fanet.tasks.subjects import EXTENSIONS, find_file
 
 __all__ = [
     "BatchEvent",

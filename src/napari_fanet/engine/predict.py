@@ -38,11 +38,11 @@ from napari_fanet.models import load_checkpoint
 from napari_fanet.physics.data_consistency import DC_METHODS, DEFAULT_DC_LAMBDA
 from napari_fanet.physics.data_consistency import data_consistency as apply_data_consistency
 from napari_fanet.tasks import QSM, SEGMENTATION, Task, get_task
+
 # Re-exported: the segmentation channels and checks live in napari_fanet.tasks.
 from napari_fanet.tasks.roles import OPTIONAL_SEG_CHANNELS as OPTIONAL_SEG_CHANNELS
 from napari_fanet.tasks.roles import SEG_CHANNELS as SEG_CHANNELS
 from napari_fanet.tasks.segmentation import check_brain as check_brain
-from napari_fanet.tasks.segmentation import check_modalities as check_seg_modalities
 from napari_fanet.tasks.segmentation import (
     supports_missing_modalities as supports_missing_modalities,
 )
@@ -399,7 +399,9 @@ def reconstruct_qsm(
     return result
 
 
-def _segment_roles(model: nn.Module, checkpoint: dict, inputs: dict, **options) -> PredictionResult:
+def _segment_roles(
+    model: nn.Module, checkpoint: dict, inputs: dict, **options
+) -> PredictionResult:
     return segment(
         model,
         checkpoint,
@@ -412,7 +414,9 @@ def _segment_roles(model: nn.Module, checkpoint: dict, inputs: dict, **options) 
 
 
 def _qsm_roles(model: nn.Module, checkpoint: dict, inputs: dict, **options) -> PredictionResult:
-    return reconstruct_qsm(model, checkpoint, inputs["local field"], inputs["brain mask"], **options)
+    return reconstruct_qsm(
+        model, checkpoint, inputs["local field"], inputs["brain mask"], **options
+    )
 
 
 #: The prediction function of each task, taking the inputs by role name.

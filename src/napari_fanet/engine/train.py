@@ -274,6 +274,7 @@ def run_training(
         nonlocal best
         if rank != 0 or not val_subjects:
             return
+
         def infer(image: np.ndarray) -> torch.Tensor:
             return predict_volume(model, torch.from_numpy(image)[None], window)
 

@@ -1,4 +1,4 @@
-"""What every task offers: the :class:`Task` interface the engine, evaluation, CLI and widgets call.
+"""The :class:`Task` interface that the engine, evaluation, CLI and widgets call.
 
 A task owns its input roles and their checks, its preprocessing (defined once, in
 :mod:`.preprocessing`), its batches, loss and validation, its scoring and comparison with a

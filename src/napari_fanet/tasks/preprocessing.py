@@ -115,7 +115,7 @@ def volume_field_scale(field: np.ndarray, mask: np.ndarray, scales: dict) -> flo
 
 
 def output_gain(scale: float, scales: dict) -> float:
-    """Factor from the network's output to susceptibility (ppm) for a field divided by ``scale``."""
+    """Factor from network output to susceptibility (ppm) for a field divided by ``scale``."""
     return scales["chi_scale"] * scale / scales["field_scale"]
 
 

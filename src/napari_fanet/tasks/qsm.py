@@ -76,9 +76,7 @@ class QSMTask(Task):
     def check_inputs(self, arrays: Mapping[str, Any], checkpoint: dict) -> None:
         """A brain mask with a voxel inside, and a checkpoint with the preprocessing scales."""
         if not (np.asarray(arrays["brain mask"]) > 0.5).any():
-            raise ValueError(
-                "brain mask is empty: expected a mask with at least one voxel inside"
-            )
+            raise ValueError("brain mask is empty: expected a mask with at least one voxel inside")
         if not (checkpoint.get("extra", {}) or {}).get("preprocessing"):
             raise ValueError(
                 "checkpoint lacks the QSM preprocessing scales (extra['preprocessing'])"
@@ -138,7 +136,11 @@ class QSMTask(Task):
         net = self.preprocess(
             subject.field, subject.mask, scales, subject.b0_dir, subject.voxel_size
         )
-        chi = None if subject.chi is None else qsm_target(subject.chi, net, scales, subject.voxel_size)
+        chi = (
+            None
+            if subject.chi is None
+            else qsm_target(subject.chi, net, scales, subject.voxel_size)
+        )
         b0 = subject.b0_dir if net.rotation is None else Z_AXIS.copy()
         return QSMSubject(subject.name, net.image, chi, net.mask, subject.voxel_size, b0)
 
@@ -204,9 +206,7 @@ class QSMTask(Task):
         """QSMnet loss of the model on a batch (scaled units)."""
         return qsm_loss(model(batch["field"]), batch["chi"], batch["mask"], batch["dipole"])
 
-    def predict_map(
-        self, infer: Infer, subject: QSMSubject, scales: dict
-    ) -> np.ndarray:
+    def predict_map(self, infer: Infer, subject: QSMSubject, scales: dict) -> np.ndarray:
         """Susceptibility (ppm) of a subject: preprocess, ``infer``, postprocess."""
         vox = subject.voxel_size
         net = self.preprocess(subject.field, subject.mask, scales, subject.b0_dir, vox)

@@ -129,7 +129,7 @@ class SegmentationTask(Task):
         return seg_network_image(images, brain)
 
     def postprocess(self, logits: torch.Tensor, brain: np.ndarray) -> np.ndarray:
-        """Lesion probability ``(D, H, W)`` from ``(1, 2, D, H, W)`` logits, 0 outside ``brain``."""
+        """Lesion probability ``(D, H, W)`` of ``(1, 2, D, H, W)`` logits, 0 outside the brain."""
         return torch.softmax(logits, dim=1)[0, 1].numpy() * brain
 
     # ------------------------------------------------------------------ subjects
