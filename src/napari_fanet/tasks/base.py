@@ -43,6 +43,8 @@ class Task(ABC):
         For people (``"MS lesion segmentation"``).
     roles : tuple of InputRole
         The inputs, in the order the viewer lists them.
+    grid_role : str
+        The role whose voxel grid the results are placed on.
     default_model : str
         The shipped model used when none is named.
     primary_metric : tuple of (str, bool)
@@ -63,6 +65,7 @@ class Task(ABC):
     simulation_name: str
     title: str
     roles: tuple[InputRole, ...]
+    grid_role: str
     default_model: str
     primary_metric: tuple[str, bool]
     evaluation_metrics: tuple[str, ...]

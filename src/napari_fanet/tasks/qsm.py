@@ -60,6 +60,7 @@ class QSMTask(Task):
     simulation_name = "qsm"
     title = "QSM reconstruction"
     roles = ROLES["qsm"]
+    grid_role = "local field"
     default_model = "fanet-qsm"
     primary_metric = ("nrmse", False)
     evaluation_metrics = ("nrmse", "nrmse_demeaned", "hfen", "ssim", "xsim", "psnr", "seconds")

@@ -85,6 +85,7 @@ class SegmentationTask(Task):
     simulation_name = "ms"
     title = "MS lesion segmentation"
     roles = ROLES["segmentation"]
+    grid_role = "FLAIR"
     default_model = "fanet-seg"
     primary_metric = ("dice", True)
     evaluation_metrics = ("dice", "ltpr", "lppv", "lf1", "seconds")
