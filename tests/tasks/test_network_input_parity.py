@@ -40,7 +40,9 @@ def recorder(monkeypatch):
 
 
 def _model(task: str, out_channels: int) -> SimpleNamespace:
-    return SimpleNamespace(config=SimpleNamespace(task=task, name="spy"), out_channels=out_channels)
+    return SimpleNamespace(
+        config=SimpleNamespace(task=task, name="spy"), out_channels=out_channels
+    )
 
 
 @pytest.mark.parametrize(
