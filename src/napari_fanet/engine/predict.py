@@ -200,8 +200,8 @@ def seg_model_input(
     ----------
     arrays : dict
         Canonical float arrays ``"FLAIR"``, optionally ``"T1"``, ``"T2"`` (see
-        :func:`check_seg_modalities`) and ``"brain mask"`` (without it the non-zero FLAIR
-        voxels are the brain: skull-stripped input).
+        :func:`~napari_fanet.tasks.segmentation.check_modalities`) and ``"brain mask"``
+        (without it the non-zero FLAIR voxels are the brain: skull-stripped input).
     voxel_size : sequence of 3 float
         Voxel size of the arrays (mm).
     checkpoint : dict
@@ -299,7 +299,8 @@ def segment(
     """Segment MS lesions; outputs ``probability`` (float32) and ``mask`` (uint8, 0/1).
 
     ``t1`` and ``t2`` may be None (FLAIR alone, T1 + FLAIR, T2 + FLAIR) for a model trained
-    with modality dropout (:func:`check_seg_modalities`); the missing channel is all zero.
+    with modality dropout (:func:`~napari_fanet.tasks.segmentation.check_modalities`); the
+    missing channel is all zero.
     """
     SEGMENTATION.check_model(model)
     inputs = {k: v for k, v in (("T1", t1), ("T2", t2), ("FLAIR", flair)) if v is not None}
