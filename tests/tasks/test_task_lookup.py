@@ -29,6 +29,13 @@ def test_unknown_task_lists_the_valid_names(name):
         get_task(name)
 
 
+def test_the_package_root_exports_get_task_lazily():
+    import napari_fanet
+
+    assert "get_task" in napari_fanet.__all__
+    assert napari_fanet.get_task("ms") is SEGMENTATION
+
+
 def test_the_registry_holds_one_task_per_stored_name():
     assert list(TASKS) == ["segmentation", "qsm"]
     assert all(isinstance(t, Task) and TASKS[t.name] is t for t in TASKS.values())

@@ -2,8 +2,8 @@
 
 Checkpoints store ``config.task`` as ``"segmentation"`` or ``"qsm"``; the ``simulate`` and
 ``evaluate`` commands (and the simulator) call segmentation ``"ms"``. :func:`canonical_name`
-turns either spelling into the stored one. Standard library only, so the CLI can import it
-without numpy or torch.
+turns either spelling into the stored one. The module itself needs nothing but the standard
+library (the lower modules of the package, such as :mod:`.subjects`, use it).
 """
 
 from __future__ import annotations
