@@ -22,13 +22,16 @@ import napari_fanet
 PACKAGE_DIR = Path(napari_fanet.__file__).resolve().parent
 TESTS_DIR = Path(__file__).resolve().parent
 MAX_TOP_LEVEL_MODULES = 10
-#: Branches on which task it is (issue 16): ``task ==``, ``task !=``, ``task in (...)``, and a
-#: task-ish name (``task_name``, ``request.task``) compared with a string literal either way.
+#: Branches on which task it is (issue 16): ``task ==``, ``task !=``, ``task in (...)``, a
+#: task-ish name (``task_name``, ``request.task``) compared with a string literal either way,
+#: and anything compared with a task or command name (``== "qsm"``, ``"segment" !=``).
 TASK_BRANCH = re.compile(
     r"task\s*(==|!=)"
     r"|task\s+(not\s+)?in\s*\("
     r"|task\w*\s*(==|!=)\s*[\"']"
     r"|[\"']\s*(==|!=)\s*[\w.]*task\w*\b"
+    r"|(==|!=)\s*[\"'](segment|segmentation|qsm|ms)[\"']"
+    r"|[\"'](segment|segmentation|qsm|ms)[\"']\s*(==|!=)"
 )
 
 
@@ -197,6 +200,8 @@ def task_branches(package_dir: Path = PACKAGE_DIR) -> list[str]:
         ('for task in ("ms", "qsm"):', True),
         ('seg = self.task_name == "segmentation"', True),
         ('if "qsm" == request.task:', True),
+        ('if _check_task(task) == "segment":', True),
+        ('if info.get("task") == "segmentation":', True),
         ("if task.phase_input:", False),
         ("chosen = get_task(task)", False),
         ("if get_task(entry.task) is self.current_task:", False),
