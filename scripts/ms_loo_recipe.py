@@ -45,8 +45,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from napari_fanet.engine.subjects import LESION_MASK_NAMES, SEG_MODALITIES, find_file
 from napari_fanet.simulation.scanner_artefacts import ArtefactParams, acquire
+from napari_fanet.tasks.subjects import LESION_MASK_NAMES, SEG_MODALITIES, find_file
 
 
 def reacquire(patient: Path, out: Path, seed: int) -> None:

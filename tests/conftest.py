@@ -105,3 +105,21 @@ def catalog(monkeypatch):
     monkeypatch.setattr(model_catalog, "_trained", [])
     monkeypatch.setattr(model_catalog, "_subscribers", [])
     return model_catalog
+
+
+@pytest.fixture(scope="session")
+def ms_dataset(tmp_path_factory, write_ms_subject):
+    """A folder of three MS subjects in the simulator's layout, made without the simulator."""
+    root = tmp_path_factory.mktemp("ms")
+    for i in range(3):
+        write_ms_subject(root / f"sub-{i:04d}", seed=i)
+    return root
+
+
+@pytest.fixture(scope="session")
+def qsm_dataset(tmp_path_factory, write_qsm_subject):
+    """A folder of three QSM subjects (B0 tilted), made without the simulator."""
+    root = tmp_path_factory.mktemp("qsm")
+    for i in range(3):
+        write_qsm_subject(root / f"sub-{i:04d}", seed=100 + i, b0_dir=(0.1, 0.0, 1.0))
+    return root

@@ -11,6 +11,7 @@ checks that no two modules, even inside one package, need each other.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -21,6 +22,17 @@ import napari_fanet
 PACKAGE_DIR = Path(napari_fanet.__file__).resolve().parent
 TESTS_DIR = Path(__file__).resolve().parent
 MAX_TOP_LEVEL_MODULES = 10
+#: Branches on which task it is (issue 16): ``task ==``, ``task !=``, ``task in (...)``, a
+#: task-ish name (``task_name``, ``request.task``) compared with a string literal either way,
+#: and anything compared with a task or command name (``== "qsm"``, ``"segment" !=``).
+TASK_BRANCH = re.compile(
+    r"task\s*(==|!=)"
+    r"|task\s+(not\s+)?in\s*\("
+    r"|task\w*\s*(==|!=)\s*[\"']"
+    r"|[\"']\s*(==|!=)\s*[\w.]*task\w*\b"
+    r"|(==|!=)\s*[\"'](segment|segmentation|qsm|ms)[\"']"
+    r"|[\"'](segment|segmentation|qsm|ms)[\"']\s*(==|!=)"
+)
 
 
 def module_names(package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:
@@ -165,3 +177,49 @@ def test_test_module_basenames_are_unique() -> None:
             duplicates.append((seen[path.name], path))
         seen[path.name] = path
     assert duplicates == []
+
+
+def task_branches(package_dir: Path = PACKAGE_DIR) -> list[str]:
+    """``path:line: code`` of every task branch outside the ``tasks`` package."""
+    found = []
+    for path in sorted(package_dir.rglob("*.py")):
+        relative = path.relative_to(package_dir)
+        if relative.parts[0] == "tasks" or "__pycache__" in relative.parts:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if TASK_BRANCH.search(line):
+                found.append(f"{relative}:{number}: {line.strip()}")
+    return found
+
+
+@pytest.mark.parametrize(
+    ("line", "branch"),
+    [
+        ('if task == "qsm":', True),
+        ("if model.config.task != task:", True),
+        ('for task in ("ms", "qsm"):', True),
+        ('seg = self.task_name == "segmentation"', True),
+        ('if "qsm" == request.task:', True),
+        ('if _check_task(task) == "segment":', True),
+        ('if info.get("task") == "segmentation":', True),
+        ("if task.phase_input:", False),
+        ("chosen = get_task(task)", False),
+        ("if get_task(entry.task) is self.current_task:", False),
+    ],
+)
+def test_task_branch_pattern(line, branch) -> None:
+    assert bool(TASK_BRANCH.search(line)) is branch
+
+
+def test_task_branches_are_found_outside_tasks_only(tmp_path) -> None:
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "qsm.py").write_text('if task == "qsm":\n    pass\n')
+    (tmp_path / "engine.py").write_text('x = 1\nif task != "qsm":\n    pass\n')
+    assert task_branches(tmp_path) == ['engine.py:2: if task != "qsm":']
+
+
+def test_no_task_branches_outside_tasks() -> None:
+    # Training, prediction, evaluation, the CLI and the widgets look a Task up by name and call
+    # it (napari_fanet.tasks); only the tasks package may say what differs between tasks.
+    found = task_branches()
+    assert found == [], "task branches outside napari_fanet/tasks:\n" + "\n".join(found)

@@ -16,6 +16,7 @@ _LAZY_CORE_NAMES = {
     "build_model": "napari_fanet.models",
     "load_checkpoint": "napari_fanet.models",
     "save_checkpoint": "napari_fanet.models",
+    "get_task": "napari_fanet.tasks",
 }
 
 __all__ = ["__version__", *_LAZY_CORE_NAMES]

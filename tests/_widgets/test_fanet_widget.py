@@ -165,7 +165,7 @@ def test_failure_in_the_worker_becomes_a_notification(widget, qtbot, monkeypatch
     def explode(*args, **kwargs):
         raise MemoryError("simulated out of memory")
 
-    monkeypatch.setattr("napari_fanet.engine.prediction_request.segment", explode)
+    monkeypatch.setattr("napari_fanet.engine.predict.segment", explode)
     w.run_button.clicked.emit()
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
     assert shown == ["FA-Net: MemoryError: simulated out of memory"]
@@ -182,7 +182,7 @@ def test_runtime_error_in_the_core_is_reported_not_swallowed(widget, qtbot, monk
     def explode(*args, **kwargs):
         raise RuntimeError("CUDA error: device-side assert")
 
-    monkeypatch.setattr("napari_fanet.engine.prediction_request.segment", explode)
+    monkeypatch.setattr("napari_fanet.engine.predict.segment", explode)
     w.run_button.clicked.emit()
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
     assert shown == ["FA-Net: RuntimeError: CUDA error: device-side assert"]

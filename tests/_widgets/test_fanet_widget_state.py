@@ -59,7 +59,7 @@ def _slow_segment(*args, progress=None, should_stop=None, **kwargs):
 def test_progress_bar_is_reset_after_a_cancel(widget, qtbot, monkeypatch) -> None:
     viewer, w = widget
     _add_ms(viewer)
-    monkeypatch.setattr("napari_fanet.engine.prediction_request.segment", _slow_segment)
+    monkeypatch.setattr("napari_fanet.engine.predict.segment", _slow_segment)
     w.run_button.clicked.emit()
     qtbot.waitUntil(lambda: w.progress.value == 33, timeout=60_000)
     w.cancel_button.clicked.emit()
@@ -71,7 +71,7 @@ def test_progress_bar_is_reset_after_a_cancel(widget, qtbot, monkeypatch) -> Non
 def test_progress_bar_is_reset_after_a_run(widget, qtbot, monkeypatch) -> None:
     viewer, w = widget
     _add_ms(viewer)
-    monkeypatch.setattr("napari_fanet.engine.prediction_request.segment", _fake_segment)
+    monkeypatch.setattr("napari_fanet.engine.predict.segment", _fake_segment)
     w.run_button.clicked.emit()
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
     assert "lesion mask (fanet-seg)" in viewer.layers
@@ -91,7 +91,7 @@ def test_metrics_are_cleared_when_the_inputs_change(widget, qtbot, monkeypatch, 
     viewer, w = widget
     _add_ms(viewer)
     assert w.reference.value == "lesion mask (reference)"
-    monkeypatch.setattr("napari_fanet.engine.prediction_request.segment", _fake_segment)
+    monkeypatch.setattr("napari_fanet.engine.predict.segment", _fake_segment)
     w.run_button.clicked.emit()
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
     assert "Dice" in w.metrics.value and w.last_comparison is not None

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from napari_fanet.engine.config import TrainConfig
-from napari_fanet.engine.subjects import list_subjects, load_seg_subject
 from napari_fanet.engine.train import run_training
+from napari_fanet.tasks.subjects import list_subjects, load_seg_subject
 
 root, out = sys.argv[1:3]
 subjects = [load_seg_subject(p) for p in list_subjects(root, "segmentation")]

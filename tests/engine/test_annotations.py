@@ -16,7 +16,7 @@ from napari_fanet.engine.annotations import (
     remove_component,
     voxel_index,
 )
-from napari_fanet.engine.losses import IGNORE_INDEX
+from napari_fanet.tasks.losses import IGNORE_INDEX
 
 
 def _volume(values):

@@ -11,7 +11,6 @@ from napari_fanet.engine.attention_inspection import (
     fa_models,
     rank_one_factors,
 )
-from napari_fanet.engine.b0_alignment import align_to_b0
 from napari_fanet.engine.network_input import (
     bottleneck_cell,
     cells_to_window,
@@ -21,6 +20,7 @@ from napari_fanet.engine.network_input import (
 )
 from napari_fanet.engine.prediction_request import InputArray, PredictionRequest
 from napari_fanet.models import FoldedAttention3d, build_model, save_checkpoint
+from napari_fanet.tasks.b0_alignment import align_to_b0
 
 SHAPE = (56, 40, 20)
 SEG_CKPT = {"extra": {"voxel_size": [2.0, 2.0, 2.0]}}

@@ -14,13 +14,13 @@ from napari_fanet.engine.config import TrainConfig
 from napari_fanet.engine.network_input import prepare_network_input
 from napari_fanet.engine.predict import segment, supports_missing_modalities
 from napari_fanet.engine.prediction_request import InputArray, PredictionRequest
-from napari_fanet.engine.sampling import MODALITY_DROPOUT, drop_modalities
-from napari_fanet.engine.subjects import SEG_MODALITIES, load_seg_subject
-from napari_fanet.engine.tasks import seg_batch
 from napari_fanet.engine.train import run_training
 from napari_fanet.io.nifti import Volume, load_volume
 from napari_fanet.io.resample import resample_to_reference
 from napari_fanet.models import build_model, save_checkpoint
+from napari_fanet.tasks import SEGMENTATION
+from napari_fanet.tasks.sampling import MODALITY_DROPOUT, drop_modalities
+from napari_fanet.tasks.subjects import SEG_MODALITIES, load_seg_subject
 
 TINY = (8, 8, 8, 8, 16)  # GroupNorm(8) needs channels divisible by 8
 CPU = ["--device", "cpu", "--tile", "16", "16", "16", "--no-progress"]
@@ -75,10 +75,11 @@ def test_drop_modalities_refuses_bad_arguments(modes, shape, match) -> None:
 def test_seg_batch_drops_t1_and_t2_only_with_modality_dropout(ms_dataset) -> None:
     subjects = [load_seg_subject(ms_dataset / "sub-0000")]
     base = {"batch_size": 12, "patch_size": (8, 8, 8), "augment": False, "p_lesion": 1.0}
-    plain = seg_batch(subjects, np.random.default_rng(1), TrainConfig(**base))["image"]
+    plain = SEGMENTATION.batch(subjects, np.random.default_rng(1), TrainConfig(**base), {})
+    plain = plain["image"]
     assert bool((plain.abs().sum(dim=(2, 3, 4)) > 0).all())
     cfg = TrainConfig(**base, modality_dropout=True)
-    image = seg_batch(subjects, np.random.default_rng(1), cfg)["image"]
+    image = SEGMENTATION.batch(subjects, np.random.default_rng(1), cfg, {})["image"]
     present = image.abs().sum(dim=(2, 3, 4)) > 0  # (B, 3)
     assert bool(present[:, 2].all())  # FLAIR always
     assert not bool(present[:, 0].all()) and not bool(present[:, 1].all())

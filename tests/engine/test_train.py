@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from napari_fanet.engine.config import TrainConfig
-from napari_fanet.engine.subjects import list_subjects, load_qsm_subject, load_seg_subject
 from napari_fanet.engine.train import run_training
 from napari_fanet.models import load_checkpoint
+from napari_fanet.tasks.subjects import list_subjects, load_qsm_subject, load_seg_subject
 
 TINY = dict(features=(8, 8, 8, 8, 16), batch_size=2, patch_size=(16, 16, 16), device="cpu")
 

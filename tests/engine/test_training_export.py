@@ -9,7 +9,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_fanet.engine.subjects import load_qsm_subject, load_seg_subject
 from napari_fanet.engine.training_export import (
     SUBJECT_NAME,
     LayerArray,
@@ -21,6 +20,7 @@ from napari_fanet.engine.training_export import (
 )
 from napari_fanet.io.layers import volume_to_layer_data
 from napari_fanet.io.nifti import load_volume
+from napari_fanet.tasks.subjects import load_qsm_subject, load_seg_subject
 
 # voxel axes point to S, L, A (a permuted, flipped grid: the canonical display differs from it)
 PERMUTED = np.array([[0, -4.0, 0, 50], [0, 0, 4.0, -20], [4.0, 0, 0, 7], [0, 0, 0, 1]])

@@ -88,7 +88,7 @@ def test_qsm_files_hold_the_simulated_arrays(written) -> None:
 
 
 def test_the_training_engine_reads_the_layout(written) -> None:
-    subjects = pytest.importorskip("napari_fanet.engine.subjects")
+    subjects = pytest.importorskip("napari_fanet.tasks.subjects")
     seg = subjects.load_seg_subject(written / "ms" / "sub-0000")
     assert seg.image.shape == (3, *mni_grid(VOX)[0]) and seg.label is not None
     qsm = subjects.load_qsm_subject(written / "qsm" / "sub-0000")

@@ -8,7 +8,7 @@ fields and buttons (``extend``) and call :meth:`connect_inputs` at the end of ``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit
@@ -16,6 +16,9 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
 
 from napari_fanet._widgets._layers import layer_picker, select_by_guess, selected_layer
+
+if TYPE_CHECKING:
+    from napari_fanet.tasks import Task
 
 TASKS = {"MS lesion segmentation": "segmentation", "QSM reconstruction": "qsm"}
 IMAGE_OR_LABELS = (Image, Labels)
@@ -145,6 +148,20 @@ class TaskInputs(Container):
         """``"segmentation"`` or ``"qsm"``."""
         return TASKS[self.task.value]
 
+    @property
+    def current_task(self) -> Task:
+        """The :class:`~napari_fanet.tasks.Task` the task field names."""
+        from napari_fanet.tasks import get_task
+
+        return get_task(self.task_name)
+
+    def role_pickers(self) -> dict[str, ComboBox]:
+        """Every input role's layer picker, by role name (:mod:`napari_fanet.tasks.roles`)."""
+        return {
+            "T1": self.t1, "T2": self.t2, "FLAIR": self.flair, "local field": self.field,
+            "brain mask": self.mask,
+        }  # fmt: skip
+
     def model_entries(self) -> dict[str, Any]:
         """The models offered for the current task, by name (override to filter)."""
         return {e.name: e for e in self._catalog.available_models(self.task_name)}
@@ -153,16 +170,13 @@ class TaskInputs(Container):
         return list(self.model_entries())
 
     def roles(self) -> dict[str, ComboBox]:
-        """Input role -> layer picker, for the current task."""
-        if self.task_name == "segmentation":
-            return {"T1": self.t1, "T2": self.t2, "FLAIR": self.flair, "brain mask": self.mask}
-        return {"local field": self.field, "brain mask": self.mask}
+        """Input role -> layer picker, for the current task (its roles, in order)."""
+        pickers = self.role_pickers()
+        return {role: pickers[role] for role in self.current_task.role_names}
 
     def source_layer(self) -> Any:
         """The layer whose grid results are placed on (the FLAIR, or the local field)."""
-        return selected_layer(
-            self._viewer, self.flair if self.task_name == "segmentation" else self.field
-        )
+        return selected_layer(self._viewer, self.role_pickers()[self.current_task.grid_role])
 
     def request(self, **kwargs: Any) -> Any:
         """The :class:`PredictionRequest` of the current fields (``kwargs``: its options)."""
@@ -176,7 +190,8 @@ class TaskInputs(Container):
                     layer.name, np.asarray(layer.data), tuple(layer.scale)
                 )
             )
-        b0 = self.b0.value if self.task_name == "qsm" else None  # text: parsed by the request
+        uses_b0 = "b0_dir" in self.current_task.prediction_options
+        b0 = self.b0.value if uses_b0 else None  # text: parsed by the request
         entry = self.model_entries().get(self.model.value or "")
         model = "" if entry is None else str(entry.path)
         return self._requests.PredictionRequest(self.task_name, inputs, model, b0_dir=b0, **kwargs)
@@ -192,11 +207,10 @@ class TaskInputs(Container):
             select_by_guess(picker, role, self._requests.guess_layer)
 
     def _on_task(self, *_: Any) -> None:
-        seg = self.task_name == "segmentation"
-        for w in (self.t1, self.t2, self.flair):
-            w.visible = seg
-        for w in (self.field, self.b0):
-            w.visible = not seg
+        task = self.current_task
+        for role, picker in self.role_pickers().items():
+            picker.visible = role in task.role_names
+        self.b0.visible = "b0_dir" in task.prediction_options
         self.reset_choices()
         self._fill_b0()
 
@@ -210,7 +224,9 @@ class TaskInputs(Container):
     def _on_catalog_changed(self, entry: Any) -> None:
         """List a newly added model; select it if it is for this task and offered here."""
         self.model.reset_choices()
-        if entry.task == self.task_name and entry.name in self.model.choices:
+        from napari_fanet.tasks import get_task
+
+        if get_task(entry.task) is self.current_task and entry.name in self.model.choices:
             self.model.value = entry.name
 
     def _show_model_card(self, *_: Any) -> None:

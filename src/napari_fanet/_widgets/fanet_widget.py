@@ -2,7 +2,7 @@
 
 Layout and wiring only. The checks and the prediction are
 :class:`napari_fanet.engine.prediction_request.PredictionRequest`, the comparison is
-:mod:`napari_fanet.evaluation.comparison`; the work runs in a napari ``thread_worker`` generator
+:mod:`napari_fanet.tasks.comparison`; the work runs in a napari ``thread_worker`` generator
 (through :func:`napari_fanet.engine.streaming.stream_job`) so the viewer stays responsive and
 Cancel works. Torch is imported when the widget is created, not when napari starts.
 """
@@ -193,9 +193,10 @@ class FANetWidget(TaskInputs):
         self._refresh_problems()
 
     def _on_task(self, *_: Any) -> None:
-        self.threshold.visible = self.task_name == "segmentation"
-        self.data_consistency.visible = self.task_name == "qsm"
-        self.dc_lambda.visible = self.task_name == "qsm" and self.data_consistency.value
+        options = self.current_task.prediction_options
+        self.threshold.visible = "threshold" in options
+        self.data_consistency.visible = "data_consistency" in options
+        self.dc_lambda.visible = "dc_lambda" in options and self.data_consistency.value
         self.run_button.text = RUN_TEXT[self.task_name]
         self.reference.value = NONE_CHOICE
         super()._on_task()
@@ -204,13 +205,14 @@ class FANetWidget(TaskInputs):
     @property
     def phase_mode(self) -> bool:
         """QSM from phase + magnitude (else from a local field)."""
-        return self.task_name == "qsm" and self.qsm_input.value == QSM_INPUTS[1]
+        return self.current_task.phase_input and self.qsm_input.value == QSM_INPUTS[1]
 
     def _on_qsm_input(self, *_: Any) -> None:
-        self.qsm_input.visible = self.task_name == "qsm"
+        task = self.current_task
+        self.qsm_input.visible = task.phase_input
         for w in self.phase_fields:
             w.visible = self.phase_mode
-        self.field.visible = self.task_name == "qsm" and not self.phase_mode
+        self.field.visible = "local field" in task.role_names and not self.phase_mode
 
     def roles(self) -> dict[str, Any]:
         """Input role -> layer picker; phase mode: phase, magnitude and the optional mask."""
@@ -225,7 +227,8 @@ class FANetWidget(TaskInputs):
         return super().source_layer()
 
     def _on_data_consistency(self, *_: Any) -> None:
-        self.dc_lambda.visible = self.task_name == "qsm" and self.data_consistency.value
+        options = self.current_task.prediction_options
+        self.dc_lambda.visible = "dc_lambda" in options and self.data_consistency.value
 
     def build_request(self) -> Any:
         """The :class:`PredictionRequest` the current fields describe."""
@@ -301,7 +304,7 @@ class FANetWidget(TaskInputs):
             return
         result, comparison = out
         v = self._viewer
-        if request.task == "segmentation":
+        if "probability" in result.outputs:  # segmentation: probability and lesion mask
             add_image(v, result.outputs["probability"], source, f"lesion probability ({name})",
                       colormap="magma", contrast_limits=(0, 1), visible=False)  # fmt: skip
             shown = add_labels(v, result.outputs["mask"], source, f"lesion mask ({name})",
@@ -375,7 +378,7 @@ def _spatial_placement(source: Any) -> dict[str, Any]:
 
 def _predict_and_compare(request: Any, reference: Any, mask: Any, cancel: threading.Event):
     """Worker body: stream the prediction's progress, then compare with the reference."""
-    from napari_fanet.evaluation.comparison import compare_masks, compare_susceptibility
+    from napari_fanet.tasks import get_task
 
     def job(progress: Any, should_stop: Any) -> Any:
         return request.run(progress, lambda: should_stop() or cancel.is_set())
@@ -385,8 +388,5 @@ def _predict_and_compare(request: Any, reference: Any, mask: Any, cancel: thread
         return result
     comparison = None
     if reference is not None:
-        if request.task == "segmentation":
-            comparison = compare_masks(result.outputs["mask"], reference)
-        else:
-            comparison = compare_susceptibility(result.outputs["chi"], reference, mask)
+        comparison = get_task(request.task).compare(result.outputs, reference, mask)
     return result, comparison

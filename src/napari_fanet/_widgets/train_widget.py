@@ -49,7 +49,6 @@ from napari_fanet._widgets._loss_plot import LossPlot
 
 TITLE = "FA-Net training"
 NEW_MODEL = "(new model, random weights)"
-NEW_MODEL_NAME = {"segmentation": "fanet-seg", "qsm": "fanet-qsm"}
 LEARNING_RATES = [
     ("1e-3 (training a new model)", 1e-3),
     ("3e-4", 3e-4),
@@ -147,7 +146,7 @@ class TrainWidget(TaskInputs):
             label="Validation",
             choices=list(training_export.VALIDATION_CHOICES),
             tooltip="none; same case: the exported case (shows the fit to your annotation); "
-            "folder: subjects in the trainer's layout (see napari_fanet.engine.subjects).",
+            "folder: subjects in the trainer's layout (see napari_fanet.tasks.subjects).",
         )
         self.val_folder = FileEdit(
             label="Validation folder", mode="d", tooltip="Folder of validation subjects."
@@ -216,11 +215,10 @@ class TrainWidget(TaskInputs):
         self._refresh_problems()
 
     def _on_task(self, *_: Any) -> None:
-        seg = self.task_name == "segmentation"
-        for w in (self.annotation, self.mode, self.prediction, self.copy_button,
-                  self.click_help):  # fmt: skip
-            w.visible = seg
-        self.chi.visible = not seg
+        shown = self._reference_fields()[self.task_name]
+        for fields in self._reference_fields().values():
+            for w in fields:
+                w.visible = w in shown
         super()._on_task()
         last = self._catalog.last_trained(self.task_name)
         existing = [c for c in self.model.choices if c != NEW_MODEL]
@@ -254,12 +252,21 @@ class TrainWidget(TaskInputs):
         self.start_button.enabled = not found and self._worker is None
         return found
 
+    def _reference_fields(self) -> dict[str, tuple[Any, ...]]:
+        """What each task trains from, beside its inputs: an annotation, or a reference map."""
+        return {
+            "segmentation": (self.annotation, self.mode, self.prediction, self.copy_button,
+                             self.click_help),
+            "qsm": (self.chi,),
+        }  # fmt: skip
+
     def _required(self) -> dict[Any, str]:
-        if self.task_name == "segmentation":
-            return {self.t1: "T1", self.t2: "T2", self.flair: "FLAIR", self.annotation:
-                    "annotation (Labels)"}  # fmt: skip
-        return {self.field: "local field", self.chi: "reference susceptibility",
-                self.mask: "brain mask"}  # fmt: skip
+        return {
+            "segmentation": {self.t1: "T1", self.t2: "T2", self.flair: "FLAIR",
+                             self.annotation: "annotation (Labels)"},
+            "qsm": {self.field: "local field", self.chi: "reference susceptibility",
+                    self.mask: "brain mask"},
+        }[self.task_name]  # fmt: skip
 
     # ------------------------------------------------------------------ helpers
     def copy_prediction(self, *_: Any) -> Any:
@@ -299,12 +306,18 @@ class TrainWidget(TaskInputs):
         )  # fmt: skip
 
     def _export_case(self, run_dir: Any) -> dict:
+        export = {"segmentation": self._export_seg_case, "qsm": self._export_qsm_case}
+        return export[self.task_name](run_dir)
+
+    def _export_seg_case(self, run_dir: Any) -> dict:
         a = self._layer_array
-        if self.task_name == "segmentation":
-            return self._export.export_seg_case(
-                run_dir, a(self.t1), a(self.t2), a(self.flair), a(self.annotation),
-                self.mode.value, a(self.mask),
-            )  # fmt: skip
+        return self._export.export_seg_case(
+            run_dir, a(self.t1), a(self.t2), a(self.flair), a(self.annotation),
+            self.mode.value, a(self.mask),
+        )  # fmt: skip
+
+    def _export_qsm_case(self, run_dir: Any) -> dict:
+        a = self._layer_array
         try:
             b0 = tuple(float(c) for c in self.b0.value.replace(",", " ").split())
         except ValueError:
@@ -327,7 +340,7 @@ class TrainWidget(TaskInputs):
             device=self.device.value, threads=self.threads.value,
         )  # fmt: skip
         if entry is None:
-            base = NEW_MODEL_NAME[self.task_name]
+            base = self.current_task.default_model
             request = self._training.TrainRequest(model=base, **kwargs)
             start = f"a new `{base}` model (random weights)"
         else:

@@ -180,14 +180,16 @@ def load_models(names: Sequence[str], task: str) -> dict[str, tuple]:
             )
         stems[Path(name).stem] = name
     from napari_fanet.engine.predict import load_model  # imports torch
+    from napari_fanet.tasks import get_task
 
+    wanted = get_task(task)
     models = {}
     for name in names:
         try:
             model, ckpt = load_model(name)
         except (FileNotFoundError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
-        if model.config.task != task:
+        if not wanted.owns(model):
             raise CommandError(f"{name} is a {model.config.task} model, not {task}")
         models[Path(name).stem] = (model, ckpt)
     return models

@@ -13,16 +13,11 @@ import csv
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from napari_fanet.cli.base import CommandError, UsageError
-
-#: Per-subject arguments of each task: they come from the batch folder, not the command line.
-_PER_SUBJECT = {
-    "segment": (("t1", "--t1"), ("t2", "--t2"), ("brain_mask", "--brain-mask"), ("chi", "--chi")),
-    "qsm": (("mask", "--mask"),),
-}
 
 
 def check_overwrite(args: argparse.Namespace) -> None:
@@ -31,53 +26,101 @@ def check_overwrite(args: argparse.Namespace) -> None:
         raise UsageError("--overwrite only applies with --batch (a single run replaces its files)")
 
 
-def _check_arguments(args: argparse.Namespace, task: str) -> None:
-    given = [flag for name, flag in _PER_SUBJECT[task] if getattr(args, name, None) is not None]
-    if given:
-        raise UsageError(
-            f"{', '.join(given)} cannot be given with --batch: each subject's files are found "
-            f"in its folder (see napari-fanet {task} --help)"
-        )
-    if task == "qsm":
-        from napari_fanet.cli.qsm_phase import PHASE_ONLY
+def _no_phase_options(args: argparse.Namespace) -> None:
+    """``qsm --batch`` runs the network on local fields: refuse the phase chain's options."""
+    from napari_fanet.cli.qsm_phase import PHASE_ONLY
 
-        phase = [flag for name, flag in PHASE_ONLY if getattr(args, name, None) is not None]
-        if phase or args.method != "fanet":
-            listed = ", ".join(phase) or f"--method {args.method}"
-            raise UsageError(
-                f"{listed}: --batch runs --model on local fields, not the phase chain"
-            )
+    phase = [flag for name, flag in PHASE_ONLY if getattr(args, name, None) is not None]
+    if phase or args.method != "fanet":
+        listed = ", ".join(phase) or f"--method {args.method}"
+        raise UsageError(f"{listed}: --batch runs --model on local fields, not the phase chain")
 
 
-def _subject_args(args: argparse.Namespace, task: str, subject, folder: Path):
-    values = {**vars(args), "out": folder, "no_progress": True, "batch": None}
-    files = subject.files
-    if task == "segment":
-        values.update(
-            flair=files["flair"],
-            t1=files.get("t1"),
-            t2=files.get("t2"),
-            brain_mask=files.get("brain_mask"),
-            chi=files.get("chi"),
-        )
-    else:
-        values.update(field=files["field"], mask=files["mask"], phase=None)
-    return argparse.Namespace(**values)
+def _segment_files(files: dict) -> dict:
+    return {
+        "flair": files["flair"],
+        "t1": files.get("t1"),
+        "t2": files.get("t2"),
+        "brain_mask": files.get("brain_mask"),
+        "chi": files.get("chi"),
+    }
 
 
-def _summarise(task: str, subject, folder: Path) -> dict:
-    """Summary statistics of a finished subject, read back from its output files."""
-    if task == "segment":
-        with open(folder / "lesions.csv", newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-        volume = sum(float(r["volume_ml"]) for r in rows)
-        return {"n_lesions": len(rows), "lesion_volume_ml": volume}
+def _qsm_files(files: dict) -> dict:
+    return {"field": files["field"], "mask": files["mask"], "phase": None}
+
+
+def _lesion_summary(subject, folder: Path) -> dict:
+    """Lesion count and volume of a finished subject, read back from its ``lesions.csv``."""
+    with open(folder / "lesions.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    volume = sum(float(r["volume_ml"]) for r in rows)
+    return {"n_lesions": len(rows), "lesion_volume_ml": volume}
+
+
+def _chi_summary(subject, folder: Path) -> dict:
+    """Susceptibility statistics of a finished subject, read back from its ``chi.nii.gz``."""
     from napari_fanet.engine.batch import chi_summary
     from napari_fanet.io.nifti import load_volume
 
     chi = load_volume(folder / "chi.nii.gz", name="chi").data
     mask = load_volume(subject.files["mask"], name="brain mask").data
     return chi_summary(chi, mask)
+
+
+@dataclass(frozen=True)
+class _BatchCommand:
+    """What ``--batch`` does differently per command (``segment``, ``qsm``).
+
+    Attributes
+    ----------
+    per_subject : tuple of (str, str)
+        ``(argument, flag)`` pairs that come from each subject's folder, not the command line.
+    check : callable
+        Further checks of the arguments (raises :class:`UsageError`).
+    files : callable
+        A subject's files -> the arguments of the one-subject function.
+    summarise : callable
+        ``(subject, folder)`` -> summary statistics, read back from the output files.
+    """
+
+    per_subject: tuple[tuple[str, str], ...]
+    check: Callable[[argparse.Namespace], None]
+    files: Callable[[dict], dict]
+    summarise: Callable[[object, Path], dict]
+
+
+_COMMANDS = {
+    "segment": _BatchCommand(
+        (("t1", "--t1"), ("t2", "--t2"), ("brain_mask", "--brain-mask"), ("chi", "--chi")),
+        lambda args: None,
+        _segment_files,
+        _lesion_summary,
+    ),
+    "qsm": _BatchCommand((("mask", "--mask"),), _no_phase_options, _qsm_files, _chi_summary),
+}
+
+
+def _check_arguments(args: argparse.Namespace, command: str) -> None:
+    spec = _COMMANDS[command]
+    given = [flag for name, flag in spec.per_subject if getattr(args, name, None) is not None]
+    if given:
+        raise UsageError(
+            f"{', '.join(given)} cannot be given with --batch: each subject's files are found "
+            f"in its folder (see napari-fanet {command} --help)"
+        )
+    spec.check(args)
+
+
+def _subject_args(args: argparse.Namespace, command: str, subject, folder: Path):
+    values = {**vars(args), "out": folder, "no_progress": True, "batch": None}
+    values.update(_COMMANDS[command].files(subject.files))
+    return argparse.Namespace(**values)
+
+
+def _summarise(command: str, subject, folder: Path) -> dict:
+    """Summary statistics of a finished subject, read back from its output files."""
+    return _COMMANDS[command].summarise(subject, folder)
 
 
 def _process(subject, folder: Path, *, args, task: str, one: Callable, loaded: tuple) -> dict:

@@ -17,11 +17,6 @@ from napari_fanet.cli.base import (
     voxel_size_mm,
 )
 
-METRICS = {
-    "ms": ("dice", "ltpr", "lppv", "lf1", "seconds"),
-    "qsm": ("nrmse", "nrmse_demeaned", "hfen", "ssim", "xsim", "psnr", "seconds"),
-}
-PAIRED = {"ms": ("dice", "lf1"), "qsm": ("nrmse", "hfen", "ssim")}
 OUTPUT_NAMES = ("evaluation.md", "evaluation.json")
 
 
@@ -113,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_fanet.engine.inference import WindowSettings
     from napari_fanet.evaluation import simulated as ev
     from napari_fanet.io.atomic import check_output_folder, write_files_atomically
+    from napari_fanet.tasks import get_task
 
     if args.out:  # before the evaluation, which takes minutes
         try:
@@ -120,15 +116,9 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CommandError(f"--out: {exc}") from exc
     settings = WindowSettings(roi_size=tuple(args.tile), overlap=0.5, device=args.device)
-    methods = {}
-    want = "segmentation" if args.task == "ms" else "qsm"
-    for name, (model, ckpt) in load_models(args.models, want).items():
-        if args.task == "qsm":  # the default pipeline and, for the ablation, the raw network
-            from napari_fanet.evaluation.qsm_suite import network_methods
-
-            methods.update(network_methods({name: (model, ckpt)}, settings))
-        else:
-            methods[name] = ev.model_method(args.task, model, ckpt, settings)
+    task = get_task(args.task)
+    # each network, and its ablations (QSM: the raw network beside the default pipeline)
+    methods = ev.network_methods(args.task, load_models(args.models, task.name), settings)
     vox = tuple(args.voxel_size)
     print(f"simulating {args.n_val} validation subjects, tuning baselines", file=sys.stderr)
     val = ev.simulated_cases(
@@ -148,14 +138,14 @@ def run(args: argparse.Namespace) -> int:
         f"(seeds {20_000 + args.seed_offset}+), baselines tuned on {args.n_val} validation "
         f"subjects (seeds {10_000 + args.seed_offset}+): {params}",
         "",
-        ev.markdown_table(summary, METRICS[args.task]),
+        ev.markdown_table(summary, task.evaluation_metrics),
     ]
     names = list(methods)
     paired = {}
     if len(args.models) >= 2:
         a, b = Path(args.models[0]).stem, Path(args.models[1]).stem
         text += ["", f"Paired differences {a} - {b} (mean, bootstrap 95% CI):", ""]
-        for metric in PAIRED[args.task]:
+        for metric in task.paired_metrics:
             d = ev.paired_difference([r[metric] for r in rows[a]], [r[metric] for r in rows[b]])
             paired[metric] = d
             text.append(f"- {metric}: {d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]")

@@ -14,8 +14,9 @@ def run_ood(args: argparse.Namespace) -> int:
     from napari_fanet.engine.inference import WindowSettings
     from napari_fanet.evaluation.qsm_suite import run_family, suite_markdown, suite_names
     from napari_fanet.io.atomic import atomic_write
+    from napari_fanet.tasks import QSM, get_task
 
-    if args.task != "qsm":
+    if get_task(args.task) is not QSM:  # a QSM-only suite
         raise UsageError(f"--suite ood is a QSM suite: use it with --task qsm, not {args.task}")
     names = args.families or suite_names()
     unknown = [n for n in names if n not in suite_names()]

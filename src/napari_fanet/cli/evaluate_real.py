@@ -40,8 +40,9 @@ def run_real(args: argparse.Namespace) -> int:
     from napari_fanet.engine.inference import WindowSettings
     from napari_fanet.evaluation import real as rev
     from napari_fanet.io.atomic import atomic_write
+    from napari_fanet.tasks import SEGMENTATION, get_task
 
-    if args.task != "ms":
+    if get_task(args.task) is not SEGMENTATION:  # a segmentation-only evaluation
         raise UsageError(f"--data is for --task ms (real labelled MS scans), not {args.task}")
     try:
         cases = rev.load_real_cases(args.data)

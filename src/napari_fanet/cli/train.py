@@ -138,38 +138,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--events", action="store_true", help="print events as JSON lines")
 
 
-def _load_subjects(args: argparse.Namespace, task: str) -> tuple[list, list]:
-    from napari_fanet.engine.subjects import list_subjects, load_qsm_subject, load_seg_subject
+def _load_subjects(args: argparse.Namespace, task_name: str) -> tuple[list, list]:
+    from napari_fanet.tasks import get_task
 
+    task = get_task(task_name)
     if args.simulate:
-        from napari_fanet.engine.simulated import simulate_subjects
-        from napari_fanet.simulation.dataset import check_family
-
         try:
-            family = check_family("ms" if task == "segmentation" else "qsm", args.family)
+            family = task.check_family(args.family)
         except ValueError as exc:
             raise UsageError(f"--family: {exc}") from exc
-        train = simulate_subjects(
-            task,
-            args.simulate,
-            SEED_STRIDE["train"] + args.seed,
-            tuple(args.voxel_size),
-            family=family,
+        vox = tuple(args.voxel_size)
+        train = task.simulate_subjects(
+            args.simulate, SEED_STRIDE["train"] + args.seed, vox, family=family
         )
-        val = simulate_subjects(
-            task,
-            args.simulate_val,
-            SEED_STRIDE["val"] + args.seed,
-            tuple(args.voxel_size),
-            family=family,
+        val = task.simulate_subjects(
+            args.simulate_val, SEED_STRIDE["val"] + args.seed, vox, family=family
         )
         return train, val
     if args.data is None:
         raise UsageError("give --data DIR (a folder of subjects) or --simulate N")
-    load = load_seg_subject if task == "segmentation" else load_qsm_subject
     try:
-        train = [load(p) for p in list_subjects(args.data, task)]
-        val = [load(p) for p in list_subjects(args.val, task)] if args.val else []
+        train = [task.load_subject(p) for p in task.list_subjects(args.data)]
+        val = [task.load_subject(p) for p in task.list_subjects(args.val)] if args.val else []
     except (FileNotFoundError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
     return train, val

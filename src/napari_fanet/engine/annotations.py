@@ -1,8 +1,8 @@
 """Annotations painted in the viewer, as the trainer reads them, and one-click lesion edits.
 
 Two annotation modes (:data:`ANNOTATION_MODES`) turn a Labels layer into the trainer's
-``lesion_mask`` (0 background, 1 lesion, :data:`~napari_fanet.engine.losses.IGNORE_INDEX` = 255
-unlabelled, see :mod:`napari_fanet.engine.subjects`):
+``lesion_mask`` (0 background, 1 lesion, :data:`~napari_fanet.tasks.losses.IGNORE_INDEX` = 255
+unlabelled, see :mod:`napari_fanet.tasks.subjects`):
 
 ``"full mask"``
     A corrected mask: 0 is background, any value > 0 is lesion. Every voxel is trained on.
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from napari_fanet.engine.losses import IGNORE_INDEX
+from napari_fanet.tasks.losses import IGNORE_INDEX
 
 FULL_MASK = "full mask"
 SCRIBBLES = "scribbles"

@@ -55,6 +55,7 @@ from napari_fanet.engine.predict import load_model
 from napari_fanet.engine.prediction_request import PredictionRequest
 from napari_fanet.models import AffinityRecord, capture_affinities, read_checkpoint
 from napari_fanet.models.unet import MULTIPLE, padding
+from napari_fanet.tasks import get_task
 
 
 @dataclass
@@ -271,8 +272,8 @@ class AttentionInspector:
             See :func:`rank_one_factors`.
         """
         _check_window(window)
-        model_task = getattr(getattr(model, "config", None), "task", task)
-        if model_task != task:
+        model_task = getattr(getattr(model, "config", None), "task", None)
+        if model_task is not None and not get_task(task).owns(model):
             raise ValueError(f"the model is a {model_task} model, not {task}")
         net = self._network_input(task, arrays, voxel_size, checkpoint, b0_dir)
         voxel = tuple(int(v) for v in voxel)

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_fanet.engine.subjects import EXTENSIONS, find_file
 from napari_fanet.io.atomic import atomic_write
+from napari_fanet.tasks.subjects import EXTENSIONS, find_file
 
 __all__ = [
     "BatchEvent",
@@ -210,13 +210,16 @@ def chi_summary(chi: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     return out
 
 
+#: Statistics columns of each command's summary CSV.
+_SUMMARY_STATS = {
+    "segment": ("n_lesions", "lesion_volume_ml"),
+    "qsm": ("chi_mean_ppm", "chi_sd_ppm", *(f"chi_p{p:02d}_ppm" for p in CHI_PERCENTILES)),
+}
+
+
 def summary_columns(task: str) -> tuple[str, ...]:
     """Columns of the summary CSV of ``task``."""
-    if _check_task(task) == "segment":
-        stats: tuple[str, ...] = ("n_lesions", "lesion_volume_ml")
-    else:
-        stats = ("chi_mean_ppm", "chi_sd_ppm", *(f"chi_p{p:02d}_ppm" for p in CHI_PERCENTILES))
-    return ("subject", "status", *stats, "error")
+    return ("subject", "status", *_SUMMARY_STATS[_check_task(task)], "error")
 
 
 def summary_csv(rows: Sequence[Mapping], columns: Sequence[str]) -> str:

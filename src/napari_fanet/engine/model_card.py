@@ -71,7 +71,7 @@ def _data_section(run_dir: Path) -> list[str]:
     info = json.loads(path.read_text(encoding="utf-8"))
     layers = ", ".join(f"{role}: `{name}`" for role, name in info.get("layers", {}).items())
     lines = [f"One case exported from the napari viewer to `{info.get('data')}`.", "", layers]
-    if info.get("task") == "segmentation":
+    if "annotation_mode" in info:  # a segmentation case exported with its annotation
         lines += [
             "",
             f"Annotation mode: {info.get('annotation_mode')}; voxels trained on: "

@@ -20,10 +20,12 @@ from pathlib import Path
 
 from napari_fanet.engine.predict import shipped_weights
 from napari_fanet.models import read_checkpoint
+from napari_fanet.tasks import get_task
+from napari_fanet.tasks.names import TASK_NAMES
 
 log = logging.getLogger(__name__)
 
-TASKS = ("segmentation", "qsm")
+TASKS = TASK_NAMES
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ def last_trained(task: str | None = None) -> ModelEntry | None:
     """The newest model added with ``trained=True`` (for ``task``) whose file still exists."""
     for name in reversed(_trained):
         entry = _added.get(name)
-        if entry is not None and entry.path.is_file() and task in (None, entry.task):
+        if entry is not None and entry.path.is_file() and _for_task(entry, task):
             return entry
     return None
 
@@ -171,4 +173,9 @@ def available_models(task: str | None = None) -> list[ModelEntry]:
         except ValueError as exc:  # a broken shipped file must not hide the others
             log.warning("skipping shipped model %s: %s", name, exc)
     entries.extend(e for e in _added.values() if e.path.is_file())
-    return [e for e in entries if task is None or e.task == task]
+    return [e for e in entries if _for_task(e, task)]
+
+
+def _for_task(entry: ModelEntry, task: str | None) -> bool:
+    """Whether ``entry`` is a model of ``task`` (of any task when None)."""
+    return task is None or get_task(entry.task) is get_task(task)

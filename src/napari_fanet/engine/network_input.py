@@ -20,19 +20,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_fanet.engine.b0_alignment import rotate_volume
 from napari_fanet.engine.predict import (
-    OPTIONAL_SEG_CHANNELS,
     as_canonical,
     b0_in_array_axes,
     qsm_model_input,
     seg_model_input,
-    supports_missing_modalities,
     zoom_to_shape,
 )
-from napari_fanet.engine.prediction_request import OPTIONAL_ROLES, TASK_ROLES
-from napari_fanet.engine.tasks import qsm_network_input
 from napari_fanet.models.unet import MULTIPLE, padding
+from napari_fanet.tasks import QSM, SEGMENTATION, TASKS, get_task
+from napari_fanet.tasks.b0_alignment import rotate_volume
 
 
 @dataclass
@@ -109,25 +106,33 @@ def prepare_network_input(
     b0_dir : sequence of 3 float, optional
         QSM only: main-field direction in array axes (default z).
     """
-    if task not in TASK_ROLES:
-        raise ValueError(f"task must be one of {list(TASK_ROLES)}, got {task!r}")
-    optional = OPTIONAL_ROLES[task]
-    if task == "segmentation" and supports_missing_modalities(checkpoint):
-        optional = (*optional, *OPTIONAL_SEG_CHANNELS)  # zero channels, as in training
-    missing = [r for r in TASK_ROLES[task] if r not in arrays and r not in optional]
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+    chosen = get_task(task)
+    optional = chosen.optional_roles_for(checkpoint)  # zero channels, as in training
+    missing = [r for r in chosen.role_names if r not in arrays and r not in optional]
     if missing:
         raise ValueError(f"{task} needs the inputs {missing}; got {sorted(arrays)}")
     canon, vox, _, _ = as_canonical({k: np.asarray(v) for k, v in arrays.items()}, voxel_size)
     shape = next(iter(canon.values())).shape
-    if task == "segmentation":
-        image, _, grid = seg_model_input(canon, vox, checkpoint)
-        sizes = zip(vox, shape, image.shape[1:], strict=True)
-        model_vox = tuple(float(v * n / g) for v, n, g in sizes)
-        return NetworkInput(image, shape, grid, model_vox)
+    return _NETWORK_INPUTS[chosen.name](canon, vox, shape, checkpoint, b0_dir)
+
+
+def _seg_network_input(canon, vox, shape, checkpoint, b0_dir) -> NetworkInput:
+    image, _, grid = seg_model_input(canon, vox, checkpoint)
+    sizes = zip(vox, shape, image.shape[1:], strict=True)
+    model_vox = tuple(float(v * n / g) for v, n, g in sizes)
+    return NetworkInput(image, shape, grid, model_vox)
+
+
+def _qsm_network_input(canon, vox, shape, checkpoint, b0_dir) -> NetworkInput:
     field, mask, grid, model_vox, scales = qsm_model_input(canon, vox, checkpoint)
-    b0 = b0_in_array_axes(b0_dir, None)
-    scaled, _, rotation = qsm_network_input(field, mask, scales, b0, model_vox)
-    return NetworkInput(scaled[None], shape, grid, model_vox, rotation)
+    net = QSM.preprocess(field, mask, scales, b0_in_array_axes(b0_dir, None), model_vox)
+    return NetworkInput(net.image[None], shape, grid, model_vox, net.rotation)
+
+
+#: The whole-volume network input of each task, as its prediction function prepares it.
+_NETWORK_INPUTS = {SEGMENTATION.name: _seg_network_input, QSM.name: _qsm_network_input}
 
 
 def window_bounds(centre: int, window: int, length: int) -> tuple[int, int]:

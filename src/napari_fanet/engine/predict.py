@@ -15,12 +15,16 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy import ndimage
 from torch import nn
 
-from napari_fanet.engine.inference import InferenceCancelled, InferenceReport, WindowSettings
-from napari_fanet.engine.subjects import zscore_in_mask
-from napari_fanet.engine.tasks import predict_qsm_map, predict_seg_probability
+from napari_fanet.engine.inference import (
+    InferenceCancelled,
+    InferenceReport,
+    WindowSettings,
+    predict_volume,
+)
 from napari_fanet.io.b0_direction import world_to_array_direction
 from napari_fanet.io.formatting import format_numbers
 from napari_fanet.io.nifti import (
@@ -33,6 +37,15 @@ from napari_fanet.io.nifti import (
 from napari_fanet.models import load_checkpoint
 from napari_fanet.physics.data_consistency import DC_METHODS, DEFAULT_DC_LAMBDA
 from napari_fanet.physics.data_consistency import data_consistency as apply_data_consistency
+from napari_fanet.tasks import QSM, SEGMENTATION, Task, get_task
+
+# Re-exported: the segmentation channels and checks live in napari_fanet.tasks.
+from napari_fanet.tasks.roles import OPTIONAL_SEG_CHANNELS as OPTIONAL_SEG_CHANNELS
+from napari_fanet.tasks.roles import SEG_CHANNELS as SEG_CHANNELS
+from napari_fanet.tasks.segmentation import check_brain as check_brain
+from napari_fanet.tasks.segmentation import (
+    supports_missing_modalities as supports_missing_modalities,
+)
 
 log = logging.getLogger(__name__)
 RESAMPLE_TOLERANCE = 0.1  # relative voxel-size difference below which no resampling is done
@@ -40,10 +53,6 @@ RESAMPLE_TOLERANCE = 0.1  # relative voxel-size difference below which no resamp
 #: input channels, z-scored copies, resampling temporaries, blended output and its weights.
 RESAMPLE_MEMORY_BUDGET = 8 * 2**30
 BYTES_PER_GRID_VOXEL = 64
-SEG_CHANNELS = ("T1", "T2", "FLAIR")  # network input channels of the segmentation models
-#: Segmentation inputs that may be missing (all-zero channel) for models trained with modality
-#: dropout (``checkpoint["extra"]["modality_dropout"]``); FLAIR is always required.
-OPTIONAL_SEG_CHANNELS = ("T1", "T2")
 #: Data consistency of every network QSM result unless asked otherwise (chosen on validation).
 DEFAULT_DC_METHOD = "cg"
 
@@ -191,8 +200,8 @@ def seg_model_input(
     ----------
     arrays : dict
         Canonical float arrays ``"FLAIR"``, optionally ``"T1"``, ``"T2"`` (see
-        :func:`check_seg_modalities`) and ``"brain mask"`` (without it the non-zero FLAIR
-        voxels are the brain: skull-stripped input).
+        :func:`~napari_fanet.tasks.segmentation.check_modalities`) and ``"brain mask"``
+        (without it the non-zero FLAIR voxels are the brain: skull-stripped input).
     voxel_size : sequence of 3 float
         Voxel size of the arrays (mm).
     checkpoint : dict
@@ -209,74 +218,14 @@ def seg_model_input(
     grid : tuple of int or None
         ``(D, H, W)`` when the inputs were resampled to the model's voxel size, else None.
     """
-    if "brain mask" in arrays:
-        brain = arrays["brain mask"] > 0.5
-    else:
-        brain = arrays["FLAIR"] != 0  # skull-stripped inputs: the brain is what is not zero
-    check_brain(arrays, brain)
-    check_seg_modalities(arrays, checkpoint)
+    SEGMENTATION.check_inputs(arrays, checkpoint)
+    brain = SEGMENTATION.brain(arrays)
     channels = {k: arrays[k] for k in SEG_CHANNELS if k in arrays}
     grid = model_grid(brain.shape, voxel_size, checkpoint.get("extra", {}).get("voxel_size"))
     if grid is not None:
         channels = {k: zoom_to_shape(v, grid, 1) for k, v in channels.items()}
         brain = zoom_to_shape(brain.astype(np.float32), grid, 0) > 0.5
-    image = np.stack(
-        [
-            zscore_in_mask(channels[k], brain) if k in channels else np.zeros(brain.shape, "f4")
-            for k in SEG_CHANNELS
-        ]
-    )
-    return image, brain, grid
-
-
-def supports_missing_modalities(checkpoint: dict) -> bool:
-    """Whether a segmentation checkpoint was trained with modality dropout."""
-    return bool((checkpoint.get("extra") or {}).get("modality_dropout", False))
-
-
-def check_seg_modalities(arrays: dict, checkpoint: dict) -> None:
-    """Refuse a missing FLAIR, or a missing T1/T2 for a model not trained without them.
-
-    Parameters
-    ----------
-    arrays : dict
-        Inputs by role (``"T1"``, ``"T2"``, ``"FLAIR"``...).
-    checkpoint : dict
-        The model's checkpoint (``extra["modality_dropout"]``).
-    """
-    if "FLAIR" not in arrays:
-        raise ValueError(f"segmentation needs a FLAIR; got only {sorted(arrays)}")
-    missing = [k for k in OPTIONAL_SEG_CHANNELS if k not in arrays]
-    if missing and not supports_missing_modalities(checkpoint):
-        raise ValueError(
-            f"this model needs T1, T2 and FLAIR but {' and '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} missing: it was not trained with modality "
-            "dropout (checkpoint extra['modality_dropout']); give every modality or use a model "
-            "trained with --modality-dropout"
-        )
-
-
-def check_brain(arrays: dict[str, np.ndarray], brain: np.ndarray) -> None:
-    """Say what is wrong when the segmentation inputs leave no brain voxel to normalise.
-
-    Parameters
-    ----------
-    arrays : dict
-        The inputs of :func:`seg_model_input` (``"FLAIR"`` and maybe ``"brain mask"``).
-    brain : np.ndarray
-        ``(D, H, W)`` bool brain mask derived from them.
-    """
-    if brain.any():
-        return
-    if "brain mask" in arrays:
-        raise ValueError(
-            "brain mask is empty: expected a mask with at least one voxel inside (values > 0.5)"
-        )
-    raise ValueError(
-        "FLAIR is all zeros: expected a skull-stripped FLAIR whose brain voxels are not zero "
-        "(without a brain mask the non-zero FLAIR voxels are the brain); check the FLAIR "
-        "file or give a brain mask"
-    )
+    return SEGMENTATION.preprocess(channels, brain), brain, grid
 
 
 def b0_in_array_axes(b0_dir: Sequence[float] | None, linear: np.ndarray | None) -> np.ndarray:
@@ -315,14 +264,12 @@ def qsm_model_input(
     model_voxel : tuple of float
         Voxel size of the model grid (mm).
     scales : dict
-        The checkpoint's preprocessing scales (see :func:`~.tasks.qsm_network_input`).
+        The checkpoint's preprocessing scales (see
+        :func:`~napari_fanet.tasks.preprocessing.qsm_network_input`).
     """
+    QSM.check_inputs(arrays, checkpoint)
     mask = arrays["brain mask"] > 0.5
-    if not mask.any():
-        raise ValueError("brain mask is empty: expected a mask with at least one voxel inside")
-    scales = checkpoint.get("extra", {}).get("preprocessing")
-    if not scales:
-        raise ValueError("checkpoint lacks the QSM preprocessing scales (extra['preprocessing'])")
+    scales = QSM.scales(checkpoint)
     field = arrays["local field"]
     shape = field.shape
     grid = model_grid(shape, voxel_size, checkpoint.get("extra", {}).get("voxel_size"))
@@ -352,37 +299,30 @@ def segment(
     """Segment MS lesions; outputs ``probability`` (float32) and ``mask`` (uint8, 0/1).
 
     ``t1`` and ``t2`` may be None (FLAIR alone, T1 + FLAIR, T2 + FLAIR) for a model trained
-    with modality dropout (:func:`check_seg_modalities`); the missing channel is all zero.
+    with modality dropout (:func:`~napari_fanet.tasks.segmentation.check_modalities`); the
+    missing channel is all zero.
     """
-    if model.config.task != "segmentation":
-        raise ValueError(
-            f"model {model.config.name!r} is a {model.config.task} model, not segmentation"
-        )
+    SEGMENTATION.check_model(model)
     inputs = {k: v for k, v in (("T1", t1), ("T2", t2), ("FLAIR", flair)) if v is not None}
-    check_seg_modalities(inputs, checkpoint)
+    SEGMENTATION.check_modalities(inputs, checkpoint)
     if brain_mask is not None:
         inputs["brain mask"] = brain_mask
     arrays, vox, back, _ = as_canonical(inputs, voxel_size)
     shape = arrays["FLAIR"].shape
     image, brain, grid = seg_model_input(arrays, vox, checkpoint)
     result = PredictionResult({})
-    absent = [k for k in OPTIONAL_SEG_CHANNELS if k not in arrays]
-    if absent:
-        result.report.messages.append(
-            f"no {' or '.join(absent)}: segmented from "
-            f"{' + '.join(k for k in SEG_CHANNELS if k in arrays)} (missing channels zero)"
-        )
-    prob = (
-        predict_seg_probability(
-            model,
-            image,
-            settings or WindowSettings(),
-            progress=progress,
-            should_stop=should_stop,
-            report=result.report,
-        )
-        * brain
+    message = SEGMENTATION.absent_channels_message(arrays)
+    if message:
+        result.report.messages.append(message)
+    logits = predict_volume(
+        model,
+        torch.from_numpy(image)[None],
+        settings or WindowSettings(),
+        progress=progress,
+        should_stop=should_stop,
+        report=result.report,
     )
+    prob = SEGMENTATION.postprocess(logits, brain)
     if grid is not None:
         prob = zoom_to_shape(prob.astype(np.float32), shape, 1)
     prob = back(prob.astype(np.float32))
@@ -423,8 +363,7 @@ def reconstruct_qsm(
         isinstance(dc_lambda, int | float) and np.isfinite(dc_lambda) and dc_lambda > 0
     ):
         raise ValueError(f"dc_lambda must be 'auto' or a finite number > 0, got {dc_lambda!r}")
-    if model.config.task != "qsm":
-        raise ValueError(f"model {model.config.name!r} is a {model.config.task} model, not qsm")
+    QSM.check_model(model)
     arrays, vox, back, linear = as_canonical(
         {"local field": field_ppm, "brain mask": brain_mask}, voxel_size
     )
@@ -432,18 +371,16 @@ def reconstruct_qsm(
     shape = arrays["local field"].shape
     field, mask, grid, model_vox, scales = qsm_model_input(arrays, vox, checkpoint)
     result = PredictionResult({})
-    chi = predict_qsm_map(
+    net = QSM.preprocess(field, mask, scales, b0, model_vox)
+    output = predict_volume(
         model,
-        field,
-        mask,
-        scales,
+        torch.from_numpy(net.image)[None, None],
         settings or WindowSettings(),
-        b0_dir=b0,
-        voxel_size=model_vox,
         progress=progress,
         should_stop=should_stop,
         report=result.report,
     )
+    chi = QSM.postprocess(output, net, mask, scales, model_vox)
     if grid is not None:
         chi = zoom_to_shape(chi, shape, 1) * (arrays["brain mask"] > 0.5)
     if data_consistency != "none":
@@ -461,3 +398,54 @@ def reconstruct_qsm(
             raise InferenceCancelled("inference cancelled")
     result.outputs = {"chi": back(np.asarray(chi, dtype=np.float32))}
     return result
+
+
+def _segment_roles(
+    model: nn.Module, checkpoint: dict, inputs: dict, **options
+) -> PredictionResult:
+    return segment(
+        model,
+        checkpoint,
+        inputs.get("T1"),
+        inputs.get("T2"),
+        inputs["FLAIR"],
+        brain_mask=inputs.get("brain mask"),
+        **options,
+    )
+
+
+def _qsm_roles(model: nn.Module, checkpoint: dict, inputs: dict, **options) -> PredictionResult:
+    return reconstruct_qsm(
+        model, checkpoint, inputs["local field"], inputs["brain mask"], **options
+    )
+
+
+#: The prediction function of each task, taking the inputs by role name.
+_PREDICT_BY_ROLES = {SEGMENTATION.name: _segment_roles, QSM.name: _qsm_roles}
+
+
+def predict_task(
+    task: str | Task,
+    model: nn.Module,
+    checkpoint: dict,
+    inputs: dict[str, Volume | np.ndarray],
+    **options: object,
+) -> PredictionResult:
+    """Predict with ``task``'s function (:func:`segment`, :func:`reconstruct_qsm`).
+
+    Parameters
+    ----------
+    task : str or Task
+        Looked up with :func:`~napari_fanet.tasks.get_task` (``"ms"`` is segmentation).
+    model, checkpoint
+        From :func:`load_model`.
+    inputs : dict
+        Volumes or arrays by role name (:attr:`~napari_fanet.tasks.Task.roles`); absent
+        optional roles are left out or None.
+    **options
+        Keyword options of the task's function (``voxel_size``, ``settings``, ``progress``,
+        ``should_stop`` and :attr:`~napari_fanet.tasks.Task.prediction_options`).
+    """
+    chosen = get_task(task)
+    present = {k: v for k, v in inputs.items() if v is not None}
+    return _PREDICT_BY_ROLES[chosen.name](model, checkpoint, present, **options)

@@ -17,26 +17,22 @@ import numpy as np
 from napari_fanet.engine.inference import WindowSettings
 from napari_fanet.engine.predict import (
     DEFAULT_DC_METHOD,
-    OPTIONAL_SEG_CHANNELS,
     PredictionResult,
     load_model,
-    reconstruct_qsm,
-    segment,
+    predict_task,
     shipped_weights,
     supports_missing_modalities,
 )
 from napari_fanet.io.formatting import format_numbers
 from napari_fanet.io.nifti import VOXEL_SIZE_RANGE
 from napari_fanet.physics.data_consistency import DEFAULT_DC_LAMBDA
+from napari_fanet.tasks import TASKS, get_task
+from napari_fanet.tasks.roles import PHASE_ROLES as PHASE_ROLES  # re-exported
 
-#: Input roles per task; roles in ``OPTIONAL_ROLES`` may be left empty.
-TASK_ROLES = {
-    "segmentation": ("T1", "T2", "FLAIR", "brain mask"),
-    "qsm": ("local field", "brain mask"),
-}
-OPTIONAL_ROLES = {"segmentation": ("brain mask",), "qsm": ()}
-#: QSM input roles when the request starts from multi-echo phase (:class:`PhaseOptions`).
-PHASE_ROLES = ("phase", "magnitude", "brain mask")
+#: Input roles per task (:attr:`napari_fanet.tasks.Task.roles`); roles in ``OPTIONAL_ROLES``
+#: may be left empty.
+TASK_ROLES = {name: task.role_names for name, task in TASKS.items()}
+OPTIONAL_ROLES = {name: task.optional_roles() for name, task in TASKS.items()}
 VOXEL_TOLERANCE = 0.01  # relative voxel-size difference tolerated between inputs
 
 
@@ -154,14 +150,16 @@ class PredictionRequest:
         """Everything that would make :meth:`run` fail, as sentences for the user (empty: ok)."""
         if self.task not in TASK_ROLES:
             return [f"task must be one of {list(TASK_ROLES)}, got {self.task!r}"]
-        if self.task == "qsm" and self.phase is not None:
+        task = get_task(self.task)
+        if self.phase is not None and task.phase_input:
             return self._phase_problems()
         found: list[str] = []
         present: dict[str, InputArray] = {}
-        optional = OPTIONAL_ROLES[self.task]
-        if self.task == "segmentation" and model_accepts_missing_modalities(self.model):
-            optional = (*optional, *OPTIONAL_SEG_CHANNELS)
-        for role in TASK_ROLES[self.task]:
+        optional = task.optional_roles(
+            missing_modalities=task.has_optional_modalities
+            and model_accepts_missing_modalities(self.model)
+        )
+        for role in task.role_names:
             item = self.inputs.get(role)
             if item is None:
                 if role not in optional:
@@ -208,7 +206,8 @@ class PredictionRequest:
             if not np.all(np.isfinite(item.data)):
                 found.append(f"{role} (layer {item.layer!r}) contains NaN or Inf values")
         mask = present.get("brain mask")
-        if self.task == "qsm" and mask is not None and not np.any(np.asarray(mask.data) > 0.5):
+        mask_required = "brain mask" not in optional
+        if mask_required and mask is not None and not np.any(np.asarray(mask.data) > 0.5):
             found.append(f"brain mask (layer {mask.layer!r}) is empty")
         if self.b0_dir is not None:
             problem = b0_direction_problem(self.b0_dir)
@@ -226,36 +225,22 @@ class PredictionRequest:
         if found:
             raise ValueError("cannot run: " + "; ".join(found))
         model, checkpoint = load_model(self.model)
-        if self.task == "qsm" and self.phase is not None:
+        task = get_task(self.task)
+        if self.phase is not None and task.phase_input:
             return self._run_phase(model, checkpoint, progress, should_stop)
         arrays = {r: np.asarray(i.data) for r, i in self.inputs.items() if i is not None}
         first = next(i for i in self.inputs.values() if i is not None)
         voxel = tuple(float(v) for v in first.voxel_size[-3:])
-        callbacks = {"progress": progress, "should_stop": should_stop}
-        if self.task == "segmentation":
-            return segment(
-                model,
-                checkpoint,
-                arrays.get("T1"),
-                arrays.get("T2"),
-                arrays["FLAIR"],
-                brain_mask=arrays.get("brain mask"),
-                voxel_size=voxel,
-                threshold=self.threshold,
-                settings=self.settings,
-                **callbacks,
-            )
-        return reconstruct_qsm(
+        return predict_task(
+            task,
             model,
             checkpoint,
-            arrays["local field"],
-            arrays["brain mask"],
+            arrays,
             voxel_size=voxel,
-            b0_dir=self.b0_dir,
-            data_consistency=self.data_consistency,
-            dc_lambda=self.dc_lambda,
             settings=self.settings,
-            **callbacks,
+            progress=progress,
+            should_stop=should_stop,
+            **{name: getattr(self, name) for name in task.prediction_options},
         )
 
     def _phase_problems(self) -> list[str]:

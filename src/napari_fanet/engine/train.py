@@ -25,9 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_fanet.engine import tasks
 from napari_fanet.engine.config import TrainConfig
-from napari_fanet.engine.inference import WindowSettings, resolve_device
+from napari_fanet.engine.inference import WindowSettings, predict_volume, resolve_device
 from napari_fanet.io.atomic import remove_stale_temporaries
 from napari_fanet.models import (
     ModelConfig,
@@ -37,6 +36,7 @@ from napari_fanet.models import (
     save_checkpoint,
 )
 from napari_fanet.models.checkpoint import model_from_checkpoint_config
+from napari_fanet.tasks import get_task, task_of_subject
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +193,9 @@ def run_training(
     config : TrainConfig
         The run's settings.
     train_subjects, val_subjects : sequence
-        Loaded subjects (:class:`~napari_fanet.engine.subjects.SegSubject` or
-        :class:`~napari_fanet.engine.subjects.QSMSubject`); ``val_subjects`` may be empty.
+        Loaded subjects (:class:`~napari_fanet.tasks.subjects.SegSubject` or
+        :class:`~napari_fanet.tasks.subjects.QSMSubject`); ``val_subjects`` may be empty. The
+        model's task prepares them (:meth:`~napari_fanet.tasks.Task.prepare_training`).
     out_dir : str or Path
         Folder for ``log.jsonl``, ``last.pt`` and ``best.pt`` (created if missing).
     resume : bool
@@ -233,25 +234,22 @@ def run_training(
             log.warning("--resume: %s", note)
     else:
         model, extra = _build(config)
-    task = model.config.task
-    expected = "segmentation" if hasattr(train_subjects[0], "image") else "qsm"
-    if task != expected:
+    task = get_task(model.config.task)
+    data_task = task_of_subject(train_subjects[0])
+    if task is not data_task:
         raise ValueError(
-            f"model {model.config.name!r} is for {task} but the training data is {expected} data"
+            f"model {model.config.name!r} is for {task.name} but the training data is "
+            f"{data_task.name} data"
         )
-    if task == "qsm":
-        train_subjects = [tasks.aligned_subject(s) for s in train_subjects]
-        val_subjects = [tasks.aligned_subject(s) for s in val_subjects]
-        extra.setdefault("preprocessing", tasks.qsm_scales(train_subjects))
-        scales = extra["preprocessing"]
-    if task == "segmentation":  # prediction refuses missing modalities unless this is set
-        extra["modality_dropout"] = bool(config.modality_dropout)
+    train_subjects, val_subjects = task.prepare_training(
+        train_subjects, val_subjects, extra, config
+    )
     extra["voxel_size"] = list(train_subjects[0].voxel_size)
     extra["train_config"] = config.to_dict()
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, _milestones(config), config.gamma)
-    metric_name, higher_better = tasks.PRIMARY_METRIC[task]
+    metric_name, higher_better = task.primary_metric
     step, best = 0, None
     if resumed is not None:
         step, best = resumed.restore(optimizer, scheduler)
@@ -276,12 +274,11 @@ def run_training(
         nonlocal best
         if rank != 0 or not val_subjects:
             return
-        if task == "segmentation":
-            metrics = tasks.seg_validate(
-                model, val_subjects, window, flair_only=config.modality_dropout
-            )
-        else:
-            metrics = tasks.qsm_validate(model, val_subjects, window, scales)
+
+        def infer(image: np.ndarray) -> torch.Tensor:
+            return predict_volume(model, torch.from_numpy(image)[None], window)
+
+        metrics = task.validate(val_subjects, infer, extra, config)
         model.to(device).train()
         yield logger.write({"event": "validation", "step": step, **metrics})
         value = metrics[metric_name]
@@ -294,7 +291,7 @@ def run_training(
             "event": "start",
             "step": step,
             "steps": config.steps,
-            "task": task,
+            "task": task.name,
             "world": world,
             "device": str(device),
             "model": model.config.name,
@@ -307,18 +304,11 @@ def run_training(
     model.train()
     while step < config.steps:
         rng = np.random.default_rng([config.seed, rank, step])
-        if task == "segmentation":
-            batch = tasks.seg_batch(train_subjects, rng, config)
-        else:
-            batch = tasks.qsm_batch(train_subjects, rng, config, scales)
+        batch = task.batch(train_subjects, rng, config, extra)
         batch = {k: v.to(device) for k, v in batch.items()}
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
         with amp:
-            loss = (
-                tasks.seg_loss(net, batch)
-                if task == "segmentation"
-                else tasks.qsm_batch_loss(net, batch)
-            )
+            loss = task.loss(net, batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)

@@ -28,12 +28,12 @@ import numpy as np
 
 from napari_fanet.engine.annotations import annotation_to_label
 from napari_fanet.engine.prediction_request import InputArray, PredictionRequest
-from napari_fanet.engine.subjects import list_subjects
 from napari_fanet.io.atomic import atomic_write
 from napari_fanet.io.b0_direction import array_to_world_direction
 from napari_fanet.io.formatting import format_numbers
 from napari_fanet.io.layers import NIFTI_METADATA_KEY, layer_to_nifti
 from napari_fanet.io.nifti import save_volume
+from napari_fanet.tasks.subjects import list_subjects
 
 SUBJECT_NAME = "sub-annotated"
 RUNS_ENV = "NAPARI_FANET_RUNS"

@@ -113,6 +113,7 @@ def load_parameters(baselines: Path) -> dict[str, dict]:
 def resolve_models(names: Sequence[str] | None = None) -> list[DemoModel]:
     """Load every shipped model (default) or the given shipped names / checkpoint files."""
     from napari_fanet.engine.predict import load_model, shipped_weights
+    from napari_fanet.tasks import TASKS
 
     shipped = shipped_weights()
     names = sorted(shipped) if names is None else list(dict.fromkeys(map(str, names)))
@@ -120,7 +121,7 @@ def resolve_models(names: Sequence[str] | None = None) -> list[DemoModel]:
     for name in names:
         model, checkpoint = load_model(name)
         task = getattr(getattr(model, "config", None), "task", None)
-        if task not in ("segmentation", "qsm"):
+        if task not in TASKS:
             raise ValueError(f"{name}: expected a segmentation or qsm model, got task {task!r}")
         key = name if name in shipped else re.sub(r"[^\w.-]+", "_", model.config.name)
         taken, n, base = {m.key for m in models}, 2, key
@@ -384,6 +385,7 @@ def run_demo(
 
     from napari_fanet import __version__
     from napari_fanet.engine.inference import WindowSettings, resolve_device
+    from napari_fanet.tasks import QSM, SEGMENTATION, TASKS
 
     log = log or (lambda message: logger.info("%s", message))
     start = time.perf_counter()
@@ -396,17 +398,17 @@ def run_demo(
             data, source = simulate_sample_data(Path(tmp)), f"simulated again (seed {SAMPLE_SEED})"
         else:
             data, source = Path(data), str(data)
-        for task in ("ms", "qsm"):
-            if not (data / task / SUBJECT).is_dir():
-                raise FileNotFoundError(f"sample data {data}: no {task}/{SUBJECT} folder")
+        for folder in (t.simulation_name for t in TASKS.values()):  # "ms", "qsm"
+            if not (data / folder / SUBJECT).is_dir():
+                raise FileNotFoundError(f"sample data {data}: no {folder}/{SUBJECT} folder")
         params = load_parameters(data / "baselines.json")
         loaded = resolve_models(models)
         log("models: " + (", ".join(f"{m.key} ({m.task})" for m in loaded) or "none"))
         prepare_output(out)  # after every cheap check, before the long part
         z = params["flair_threshold_z"]["value"]
-        seg = [m for m in loaded if m.task == "segmentation"]
+        seg = [m for m in loaded if SEGMENTATION.owns(m.model)]
         ms = run_ms(data / "ms" / SUBJECT, seg, z, settings, log)
-        rec = [m for m in loaded if m.task == "qsm"]
+        rec = [m for m in loaded if QSM.owns(m.model)]
         qsm = run_qsm(data / "qsm" / SUBJECT, rec, params, settings, log)
     files = []
     for task, res in (("ms", ms), ("qsm", qsm)):

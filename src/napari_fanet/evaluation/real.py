@@ -34,9 +34,9 @@ import numpy as np
 from napari_fanet.baselines import lesion_threshold as lt
 from napari_fanet.engine.inference import WindowSettings
 from napari_fanet.engine.predict import segment, supports_missing_modalities
-from napari_fanet.engine.subjects import find_file, find_lesion_mask, list_subjects
 from napari_fanet.io.nifti import Volume, check_same_grid, load_volume
 from napari_fanet.metrics.segmentation import dice, label_lesions, segmentation_metrics
+from napari_fanet.tasks.subjects import find_file, find_lesion_mask, list_subjects
 
 #: Input modes: name -> modalities given to the model (the others are left out).
 INPUT_MODES = {

@@ -11,139 +11,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_fanet.baselines import dipole_inversion as qsm
-from napari_fanet.baselines import lesion_threshold as lt
 from napari_fanet.engine.inference import WindowSettings
-from napari_fanet.engine.predict import reconstruct_qsm, segment
-from napari_fanet.io.b0_direction import world_to_array_direction
-from napari_fanet.io.nifti import Volume
-from napari_fanet.metrics import qsm_metrics, segmentation_metrics
-
-TKD_THRESHOLDS = (0.1, 0.125, 0.15, 0.175, 0.2, 0.225, 0.25, 0.3)
-CFL2_LAMBDAS = tuple(float(v) for v in np.logspace(-3.5, -0.5, 13))
-
-
-@dataclass
-class EvalCase:
-    """One evaluation subject: input Volumes, reference arrays (array axes = Volume axes)."""
-
-    name: str
-    inputs: dict[str, Volume]
-    reference: np.ndarray
-    mask: np.ndarray
-    voxel_size: tuple[float, float, float]
-    b0_world: tuple[float, float, float] = (0.0, 0.0, 1.0)
-    extra: dict = field(default_factory=dict)
+from napari_fanet.engine.predict import predict_task
+from napari_fanet.tasks import get_task
+from napari_fanet.tasks.cases import EvalCase as EvalCase  # re-exported
+from napari_fanet.tasks.qsm import CFL2_LAMBDAS as CFL2_LAMBDAS  # re-exported
+from napari_fanet.tasks.qsm import TKD_THRESHOLDS as TKD_THRESHOLDS  # re-exported
 
 
 def simulated_cases(task: str, seeds: Sequence[int], voxel_size=(2.0, 2.0, 2.0)) -> list[EvalCase]:
     """Evaluation cases simulated from ``seeds`` ("ms" or "qsm")."""
-    from napari_fanet.simulation.dataset import simulate_subject
-
-    cases = []
-    for seed in seeds:
-        s = simulate_subject(task, int(seed), tuple(voxel_size))
-        vol = lambda a, s=s: Volume(np.asarray(a, dtype=np.float32), s.affine)  # noqa: E731
-        if task == "ms":
-            inputs = {k: vol(getattr(s, k)) for k in ("t1", "t2", "flair")}
-            inputs["brain_mask"] = vol(s.brain_mask)
-            cases.append(
-                EvalCase(
-                    f"seed-{seed}",
-                    inputs,
-                    s.lesion_mask.astype(bool),
-                    s.brain_mask.astype(bool),
-                    s.voxel_size,
-                )
-            )
-        else:
-            inputs = {"local_field": vol(s.local_field), "brain_mask": vol(s.mask)}
-            cases.append(
-                EvalCase(
-                    f"seed-{seed}",
-                    inputs,
-                    s.chi,
-                    s.mask.astype(bool),
-                    s.voxel_size,
-                    tuple(s.b0_dir_world),
-                )
-            )
-    return cases
-
-
-def _b0_array(case: EvalCase) -> np.ndarray:
-    return world_to_array_direction(case.b0_world, case.inputs["local_field"].affine)
+    chosen = get_task(task)
+    return [chosen.simulated_case(int(seed), tuple(voxel_size)) for seed in seeds]
 
 
 def tune_classical(task: str, val_cases: Sequence[EvalCase]) -> dict[str, float]:
     """Parameters of the classical baselines, tuned on validation cases."""
-    if task == "ms":
-        cases = [
-            {
-                "flair": c.inputs["flair"].data,
-                "t1": c.inputs["t1"].data,
-                "brain_mask": c.mask,
-                "lesion_mask": c.reference,
-                "voxel_size": c.voxel_size,
-            }
-            for c in val_cases
-        ]
-        best, _ = lt.tune_flair_threshold(cases)
-        return {"flair_z": float(best)}
-    params = {}
-    for method, grid in (("tkd", TKD_THRESHOLDS), ("cfl2", CFL2_LAMBDAS)):
-        scores: dict[float, list[float]] = {v: [] for v in grid}
-        for c in val_cases:
-            _, s = qsm.tune_parameter(
-                method,
-                c.inputs["local_field"].data,
-                c.reference,
-                c.mask,
-                c.voxel_size,
-                _b0_array(c),
-                grid,
-            )
-            for v in grid:
-                scores[v].append(s[v])
-        params[method] = float(min(grid, key=lambda v: np.mean(scores[v])))
-    return params
+    return get_task(task).tune_baselines(val_cases)
 
 
 def classical_methods(task: str, params: dict[str, float]) -> dict[str, Callable]:
     """Each classical baseline as ``method(case) -> prediction array``."""
-    if task == "ms":
-
-        def flair_threshold(c: EvalCase) -> np.ndarray:
-            wm = lt.white_matter_mask(c.inputs["t1"].data, c.mask, voxel_size=c.voxel_size)
-            return lt.flair_threshold_segment(
-                c.inputs["flair"].data, c.mask, wm, params["flair_z"], voxel_size=c.voxel_size
-            )
-
-        return {"FLAIR threshold": flair_threshold}
-
-    def tkd(c: EvalCase) -> np.ndarray:
-        return qsm.tkd(
-            c.inputs["local_field"].data,
-            c.voxel_size,
-            _b0_array(c),
-            threshold=params["tkd"],
-            mask=c.mask,
-        )
-
-    def cfl2(c: EvalCase) -> np.ndarray:
-        return qsm.cfl2(
-            c.inputs["local_field"].data,
-            c.voxel_size,
-            _b0_array(c),
-            lam=params["cfl2"],
-            mask=c.mask,
-        )
-
-    return {"TKD": tkd, "CFL2": cfl2}
+    return get_task(task).baselines(params)
 
 
 def model_method(
@@ -154,37 +46,42 @@ def model_method(
     ``qsm_options`` go to :func:`~.predict.reconstruct_qsm` (``data_consistency``,
     ``dc_lambda``).
     """
-    if task == "ms":
-        return lambda c: (
-            segment(
-                model,
-                ckpt,
-                c.inputs["t1"],
-                c.inputs["t2"],
-                c.inputs["flair"],
-                brain_mask=c.inputs["brain_mask"],
-                settings=settings,
-            )
-            .outputs["mask"]
-            .astype(bool)
+    chosen = get_task(task)
+
+    def method(case: EvalCase) -> np.ndarray:
+        result = predict_task(
+            chosen,
+            model,
+            ckpt,
+            chosen.case_inputs(case),
+            settings=settings,
+            **chosen.case_options(case),
+            **qsm_options,
         )
-    return lambda c: reconstruct_qsm(
-        model,
-        ckpt,
-        c.inputs["local_field"],
-        c.inputs["brain_mask"],
-        b0_dir=c.b0_world,
-        settings=settings,
-        **qsm_options,
-    ).outputs["chi"]
+        return chosen.case_prediction(result.outputs)
+
+    return method
+
+
+def network_methods(
+    task: str, models: dict[str, tuple], settings: WindowSettings
+) -> dict[str, Callable]:
+    """Each network as ``method(case)``, and its :attr:`~napari_fanet.tasks.Task.ablations`.
+
+    QSM adds the raw network (no data consistency) beside the default pipeline.
+    """
+    chosen = get_task(task)
+    methods = {}
+    for name, (model, ckpt) in models.items():
+        methods[name] = model_method(task, model, ckpt, settings)
+        for suffix, options in chosen.ablations.items():
+            methods[f"{name}{suffix}"] = model_method(task, model, ckpt, settings, **options)
+    return methods
 
 
 def score(task: str, pred: np.ndarray, case: EvalCase) -> dict[str, float]:
     """Metrics of one prediction (EVALUATION.md conventions)."""
-    if task == "ms":
-        m = segmentation_metrics(pred, case.reference)
-        return {k: float(m[k]) for k in ("dice", "ltpr", "lppv", "lf1")}
-    return qsm_metrics(pred, case.reference, case.mask)
+    return get_task(task).score(pred, case)
 
 
 def run_evaluation(

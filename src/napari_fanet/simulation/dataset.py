@@ -93,6 +93,35 @@ def check_family(task: str, family: str) -> str:
     return family
 
 
+def _ms_phantom(seed: int, voxel_size, noise: bool) -> MSSubject:
+    return simulate_ms_subject(seed, voxel_size, noise=noise)
+
+
+def _ms_randomised(seed: int, voxel_size, noise: bool) -> MSSubject:
+    from napari_fanet.simulation.ms_randomised import simulate_randomised_ms_subject
+
+    return simulate_randomised_ms_subject(seed, voxel_size, noise=noise)
+
+
+def _qsm_phantom(seed: int, voxel_size, noise: bool) -> QSMSubject:
+    return simulate_qsm_subject(seed, voxel_size, noise=noise, params=None)
+
+
+def _qsm_fullrange(seed: int, voxel_size, noise: bool) -> QSMSubject:
+    from napari_fanet.simulation.qsm_families import FULL_RANGE
+
+    return simulate_qsm_subject(seed, voxel_size, noise=noise, params=FULL_RANGE)
+
+
+#: The generator of each (task, family) of :data:`FAMILIES`.
+_GENERATORS = {
+    ("ms", "phantom"): _ms_phantom,
+    ("ms", "randomised"): _ms_randomised,
+    ("qsm", "phantom"): _qsm_phantom,
+    ("qsm", "fullrange"): _qsm_fullrange,
+}
+
+
 def simulate_subject(
     task: str,
     seed: int,
@@ -102,16 +131,7 @@ def simulate_subject(
     family: str = "phantom",
 ) -> QSMSubject | MSSubject:
     """Simulate one subject of ``task`` ("qsm" or "ms") and ``family`` from ``seed``."""
-    if check_family(task, family) == "randomised":
-        from napari_fanet.simulation.ms_randomised import simulate_randomised_ms_subject
-
-        return simulate_randomised_ms_subject(seed, voxel_size, noise=noise)
-    if task == "qsm":
-        from napari_fanet.simulation.qsm_families import FULL_RANGE
-
-        params = FULL_RANGE if family == "fullrange" else None
-        return simulate_qsm_subject(seed, voxel_size, noise=noise, params=params)
-    return simulate_ms_subject(seed, voxel_size, noise=noise)
+    return _GENERATORS[(task, check_family(task, family))](seed, voxel_size, noise)
 
 
 def _subject_arrays(subject: QSMSubject | MSSubject) -> dict[str, np.ndarray]:
@@ -280,6 +300,16 @@ def _generate(
     write_json(out / "dataset.json", description)
 
 
+#: What ``dataset.json`` adds for each task.
+_DESCRIPTION_EXTRA = {
+    "qsm": {
+        "field_units": "ppm of B0",
+        "chi_units": "ppm",
+        "b0_dir": "per subject in sub-*/meta.json: b0_dir (array axes), b0_dir_world",
+    }
+}
+
+
 def dataset_description(
     task: str,
     seed: int,
@@ -313,10 +343,7 @@ def dataset_description(
         },
         "template": "MNI ICBM152 2009a nonlinear symmetric, 2 mm (see NOTICE-mni152-2009.txt)",
     }
-    if task == "qsm":
-        desc["field_units"] = "ppm of B0"
-        desc["chi_units"] = "ppm"
-        desc["b0_dir"] = "per subject in sub-*/meta.json: b0_dir (array axes), b0_dir_world"
+    desc.update(_DESCRIPTION_EXTRA.get(task, {}))
     return desc
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_fanet.engine.b0_alignment import align_to_b0, rotate_back, rotate_volume, rotation_to_z
 from napari_fanet.physics.forward import forward_field
+from napari_fanet.tasks.b0_alignment import align_to_b0, rotate_back, rotate_volume, rotation_to_z
 
 
 @pytest.mark.parametrize(

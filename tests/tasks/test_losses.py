@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_fanet.engine.losses import IGNORE_INDEX, qsm_loss, segmentation_loss
+from napari_fanet.tasks.losses import IGNORE_INDEX, qsm_loss, segmentation_loss
 
 
 def test_segmentation_loss_matches_hand_computation():

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from napari_fanet.engine.losses import IGNORE_INDEX
-from napari_fanet.engine.subjects import SEG_MODALITIES, QSMSubject, SegSubject
+from napari_fanet.tasks.losses import IGNORE_INDEX
+from napari_fanet.tasks.subjects import SEG_MODALITIES, QSMSubject, SegSubject
 
 
 def crop(

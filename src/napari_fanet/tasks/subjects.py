@@ -27,15 +27,19 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_fanet.engine.losses import IGNORE_INDEX
 from napari_fanet.io.b0_direction import array_to_world_direction, world_to_array_direction
 from napari_fanet.io.nifti import Volume, check_same_grid, load_volume, to_canonical
+from napari_fanet.tasks.losses import IGNORE_INDEX
+from napari_fanet.tasks.names import canonical_name
+from napari_fanet.tasks.preprocessing import seg_brain_mask, seg_network_image
+from napari_fanet.tasks.roles import ROLES, SEG_MODALITIES, SUBJECT_KEY
 
-SEG_MODALITIES = ("t1", "t2", "flair")  # network input channels, in this order
-SEG_REQUIRED = ("flair",)
+SEG_REQUIRED = tuple(
+    r.file for r in ROLES["segmentation"] if r.channel is not None and not r.dropout_optional
+)
 #: Accepted file names of the MS lesion mask, first found wins.
 LESION_MASK_NAMES = ("lesion_mask", "consensus_lesions")
-QSM_REQUIRED = ("local_field", "brain_mask")
+QSM_REQUIRED = tuple(r.file for r in ROLES["qsm"] if r.required)
 EXTENSIONS = (".nii.gz", ".nii")
 
 
@@ -46,8 +50,9 @@ class SegSubject:
     Attributes
     ----------
     image : np.ndarray
-        ``(3, D, H, W)`` float32: T1, T2, FLAIR, each z-scored inside the brain; a modality
-        the subject lacks is an all-zero channel.
+        ``(3, D, H, W)`` float32 network input: T1, T2, FLAIR, each z-scored inside the brain
+        (:func:`~.preprocessing.seg_network_image`); a modality the subject lacks is an
+        all-zero channel.
     label : np.ndarray or None
         ``(D, H, W)`` uint8: 0, 1 or :data:`IGNORE_INDEX`.
     brain : np.ndarray
@@ -64,7 +69,20 @@ class SegSubject:
 
 @dataclass
 class QSMSubject:
-    """One QSM subject in canonical orientation (field and chi in ppm)."""
+    """One QSM subject in canonical orientation (field and chi in ppm).
+
+    Attributes
+    ----------
+    field : np.ndarray
+        ``(D, H, W)`` float32 local field as read (the task's preprocessing masks and scales
+        it, :func:`~.preprocessing.qsm_network_input`).
+    chi : np.ndarray or None
+        ``(D, H, W)`` float32 reference susceptibility, 0 outside the mask.
+    mask : np.ndarray
+        ``(D, H, W)`` bool brain mask.
+    b0_dir : np.ndarray
+        ``(3,)`` unit main-field direction in array axes.
+    """
 
     name: str
     field: np.ndarray
@@ -90,23 +108,14 @@ def list_subjects(root: str | Path, task: str) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found: {root}")
-    key = "flair" if task == "segmentation" else "local_field"
+    key = SUBJECT_KEY[canonical_name(task)]
     found = sorted(p for p in root.iterdir() if p.is_dir() and find_file(p, key, required=False))
     if not found:
         raise ValueError(
             f"{root} holds no {task} subjects: expected sub-folders with {key}.nii.gz "
-            "(see napari_fanet.engine.subjects for the layout)"
+            "(see napari_fanet.tasks.subjects for the layout)"
         )
     return found
-
-
-def zscore_in_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``(image - mean) / std`` with statistics inside ``mask``; 0 outside the mask."""
-    values = image[mask]
-    if values.size == 0:
-        raise ValueError("cannot normalise: the brain mask is empty")
-    std = float(values.std()) or 1.0
-    return np.where(mask, (image - values.mean()) / std, 0.0).astype(np.float32)
 
 
 def _canonical(vol: Volume) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -172,14 +181,10 @@ def load_seg_subject(
     check_same_grid(vols)
     arrays = {k: _canonical(v)[0] for k, v in vols.items()}
     voxel_size = _canonical(vols["flair"])[1]
-    brain = arrays["brain_mask"] > 0.5 if "brain_mask" in arrays else arrays["flair"] > 0
+    brain = seg_brain_mask(arrays["flair"], arrays.get("brain_mask"))
     present = tuple(m for m in SEG_MODALITIES if m in arrays)
-    image = np.stack(
-        [
-            zscore_in_mask(arrays[m], brain) if m in arrays else np.zeros(brain.shape, np.float32)
-            for m in SEG_MODALITIES
-        ]
-    )
+    by_role = {r.name: arrays[r.file] for r in ROLES["segmentation"] if r.file in present}
+    image = seg_network_image(by_role, brain)
     label = None
     if "lesion_mask" in arrays:
         raw = np.rint(arrays["lesion_mask"]).astype(np.int64)
@@ -228,7 +233,7 @@ def load_qsm_subject(folder: str | Path, *, require_reference: bool = True) -> Q
     chi = arrays.get("chi")
     return QSMSubject(
         folder.name,
-        (arrays["local_field"] * mask).astype(np.float32),
+        arrays["local_field"].astype(np.float32),
         None if chi is None else (chi * mask).astype(np.float32),
         mask,
         tuple(float(v) for v in canon.voxel_size),
