@@ -6,6 +6,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -135,3 +136,19 @@ def test_cli_speed_runs_the_real_cli(bench, tmp_path):
     rows = bench("cli_speed").main(["--modes", "flair", "--out", str(tmp_path)])
     assert rows[0]["model"] == "fanet-seg" and _finite(rows[0]["median_s"])
     assert json.loads((tmp_path / "cli_segment.json").read_text())[0]["mode"] == "flair"
+
+
+def test_qsm_physics_slope_and_sample_rows(bench, monkeypatch):
+    qsm_physics = bench("qsm_physics")
+    x = np.array([1.0, 2.0, 3.0])
+    assert qsm_physics.slope(2.5 * x, x) == pytest.approx(2.5)
+    from napari_fanet.engine.inference import WindowSettings
+    from napari_fanet.engine.predict import load_model
+
+    monkeypatch.setattr(qsm_physics, "CROP", (slice(30, 62), slice(38, 70), slice(34, 66)))
+    model, ckpt = load_model("qsmnet")
+    settings = WindowSettings(roi_size=(32, 32, 32), overlap=0.0, device="cpu")
+    slopes, sign = qsm_physics.sample_rows(model, ckpt, settings)
+    assert set(slopes) == set(qsm_physics.SCALES)
+    assert all(abs(s - 1) < 0.05 for s in slopes.values())
+    assert 0 <= sign < 0.01
