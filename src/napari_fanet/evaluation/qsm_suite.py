@@ -25,8 +25,8 @@ from napari_fanet.evaluation.simulated import (
     summarise,
     tune_classical,
 )
-from napari_fanet.io.nifti import Volume
 from napari_fanet.simulation.qsm_families import FAMILIES, QSMFamily, family
+from napari_fanet.tasks.qsm import simulated_qsm_case
 
 #: Metrics of the suite's tables.
 SUITE_METRICS = ("nrmse", "nrmse_demeaned", "hfen", "ssim")
@@ -40,17 +40,7 @@ def family_cases(fam: QSMFamily, indices: Sequence[int], *, validation: bool) ->
     for i in indices:
         seed = fam.seed(int(i), validation=validation)
         s = simulate_qsm_subject(seed, fam.voxel_size, params=fam.params)
-        vol = lambda a, s=s: Volume(np.asarray(a, dtype=np.float32), s.affine)  # noqa: E731
-        cases.append(
-            EvalCase(
-                f"{fam.name}-seed-{seed}",
-                {"local_field": vol(s.local_field), "brain_mask": vol(s.mask)},
-                s.chi,
-                s.mask.astype(bool),
-                s.voxel_size,
-                tuple(s.b0_dir_world),
-            )
-        )
+        cases.append(simulated_qsm_case(f"{fam.name}-seed-{seed}", s))
     return cases
 
 

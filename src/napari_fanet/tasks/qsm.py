@@ -53,6 +53,25 @@ def _case_b0(case: EvalCase) -> np.ndarray:
     return world_to_array_direction(case.b0_world, case.inputs["local_field"].affine)
 
 
+def simulated_qsm_case(name: str, subject) -> EvalCase:
+    """An evaluation case of a simulated QSM subject (``simulation.qsm_phantom``).
+
+    Inputs: its local field and brain mask as Volumes on the subject's affine; reference: its
+    susceptibility (ppm) inside its mask; B0 in world axes.
+    """
+    from napari_fanet.io.nifti import Volume
+
+    vol = lambda a: Volume(np.asarray(a, dtype=np.float32), subject.affine)  # noqa: E731
+    return EvalCase(
+        name,
+        {"local_field": vol(subject.local_field), "brain_mask": vol(subject.mask)},
+        subject.chi,
+        subject.mask.astype(bool),
+        subject.voxel_size,
+        tuple(subject.b0_dir_world),
+    )
+
+
 class QSMTask(Task):
     """QSM: local field (ppm), brain mask and B0 direction -> susceptibility (ppm)."""
 
@@ -228,19 +247,10 @@ class QSMTask(Task):
     # ------------------------------------------------------------------ evaluation
     def simulated_case(self, seed: int, voxel_size: Sequence[float]) -> EvalCase:
         """A simulated QSM subject: local field and brain mask; chi as reference."""
-        from napari_fanet.io.nifti import Volume
         from napari_fanet.simulation.dataset import simulate_subject
 
         s = simulate_subject(self.simulation_name, int(seed), tuple(voxel_size))
-        vol = lambda a: Volume(np.asarray(a, dtype=np.float32), s.affine)  # noqa: E731
-        return EvalCase(
-            f"seed-{seed}",
-            {"local_field": vol(s.local_field), "brain_mask": vol(s.mask)},
-            s.chi,
-            s.mask.astype(bool),
-            s.voxel_size,
-            tuple(s.b0_dir_world),
-        )
+        return simulated_qsm_case(f"seed-{seed}", s)
 
     def tune_baselines(self, cases: Sequence[EvalCase]) -> dict[str, float]:
         """TKD threshold and CFL2 lambda with the lowest mean NRMSE on ``cases``."""
