@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
 
 from napari_fanet._widgets._layers import layer_picker, select_by_guess, selected_layer
+from napari_fanet.io.layers import LayerVolume
 
 if TYPE_CHECKING:
     from napari_fanet.tasks import Task
@@ -183,13 +183,7 @@ class TaskInputs(Container):
         inputs = {}
         for role, picker in self.roles().items():
             layer = selected_layer(self._viewer, picker)
-            inputs[role] = (
-                None
-                if layer is None
-                else self._requests.InputArray(
-                    layer.name, np.asarray(layer.data), tuple(layer.scale)
-                )
-            )
+            inputs[role] = None if layer is None else LayerVolume.of_layer(layer)
         uses_b0 = "b0_dir" in self.current_task.prediction_options
         b0 = self.b0.value if uses_b0 else None  # text: parsed by the request
         entry = self.model_entries().get(self.model.value or "")

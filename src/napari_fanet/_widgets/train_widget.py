@@ -46,6 +46,7 @@ from napari_fanet._widgets._layers import (
 )
 from napari_fanet._widgets._lesion_clicks import CLICK_HELP, lesion_click
 from napari_fanet._widgets._loss_plot import LossPlot
+from napari_fanet.io.layers import LayerVolume
 
 TITLE = "FA-Net training"
 NEW_MODEL = "(new model, random weights)"
@@ -300,10 +301,7 @@ class TrainWidget(TaskInputs):
         layer = selected_layer(self._viewer, picker)
         if layer is None:
             return None
-        return self._export.LayerArray(
-            layer.name, np.asarray(layer.data), layer.metadata, tuple(layer.scale),
-            tuple(layer.translate),
-        )  # fmt: skip
+        return LayerVolume.of_layer(layer)
 
     def _export_case(self, run_dir: Any) -> dict:
         export = {"segmentation": self._export_seg_case, "qsm": self._export_qsm_case}
