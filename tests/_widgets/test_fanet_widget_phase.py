@@ -7,10 +7,10 @@ import pytest
 
 from napari_fanet.engine.inference import InferenceCancelled
 from napari_fanet.engine.prediction_request import (
-    InputArray,
     PhaseOptions,
     PredictionRequest,
 )
+from napari_fanet.io.layers import LayerVolume
 from napari_fanet.simulation import simulate_qsm_subject
 from napari_fanet.simulation.gre_phase import simulate_gre_phase
 
@@ -30,8 +30,8 @@ def echoes():
 def request(echoes, te="4, 8, 12", **kwargs):
     phase, mag, _ = echoes
     inputs = {
-        "phase": InputArray("phase", phase, (1.0, *SCALE)),
-        "magnitude": InputArray("magnitude", mag, (1.0, *SCALE)),
+        "phase": LayerVolume("phase", phase, (1.0, *SCALE)),
+        "magnitude": LayerVolume("magnitude", mag, (1.0, *SCALE)),
         "brain mask": None,
     }
     return PredictionRequest("qsm", inputs, "fanet-qsm", phase=PhaseOptions(te), **kwargs)
@@ -44,12 +44,12 @@ def test_phase_request_problems(echoes):
     ]
     bad = request(echoes)
     bad.inputs["magnitude"] = None
-    bad.inputs["brain mask"] = InputArray("m", np.ones((3, 3, 3)), SCALE)
+    bad.inputs["brain mask"] = LayerVolume("m", np.ones((3, 3, 3)), SCALE)
     assert bad.problems() == ["choose a magnitude layer"]
     bad.inputs["magnitude"] = request(echoes).inputs["magnitude"]
     assert "brain mask (layer 'm') has shape (3, 3, 3)" in bad.problems()[0]
     flat = request(echoes)
-    flat.inputs["phase"] = InputArray("p", np.zeros((2, 2)), SCALE)
+    flat.inputs["phase"] = LayerVolume("p", np.zeros((2, 2)), SCALE)
     assert "expected (echoes, X, Y, Z) or one echo (X, Y, Z)" in flat.problems()[0]
     with pytest.raises(ValueError, match="cannot run: echo times"):
         request(echoes, te="4 8").run()

@@ -18,7 +18,8 @@ from napari_fanet.engine.network_input import (
     voxel_on_ray,
     window_bounds,
 )
-from napari_fanet.engine.prediction_request import InputArray, PredictionRequest
+from napari_fanet.engine.prediction_request import PredictionRequest
+from napari_fanet.io.layers import LayerVolume
 from napari_fanet.models import FoldedAttention3d, build_model, save_checkpoint
 from napari_fanet.tasks.b0_alignment import align_to_b0
 
@@ -263,7 +264,7 @@ def test_request_and_model_loading(tmp_path, monkeypatch):
     assert all(e.task == "qsm" for e in fa_models("qsm"))
 
     arrays = seg_arrays()
-    inputs = {role: InputArray(role, a, (2.0, 2.0, 2.0)) for role, a in arrays.items()}
+    inputs = {role: LayerVolume(role, a, (2.0, 2.0, 2.0)) for role, a in arrays.items()}
     request = PredictionRequest("segmentation", inputs, str(fa))
     inspector = AttentionInspector()
     view = inspector.inspect_request(request, (30, 12, 7), window=32)

@@ -13,8 +13,9 @@ from napari_fanet.cli import main
 from napari_fanet.engine.config import TrainConfig
 from napari_fanet.engine.network_input import prepare_network_input
 from napari_fanet.engine.predict import segment, supports_missing_modalities
-from napari_fanet.engine.prediction_request import InputArray, PredictionRequest
+from napari_fanet.engine.prediction_request import PredictionRequest
 from napari_fanet.engine.train import run_training
+from napari_fanet.io.layers import LayerVolume
 from napari_fanet.io.nifti import Volume, load_volume
 from napari_fanet.io.resample import resample_to_reference
 from napari_fanet.models import build_model, save_checkpoint
@@ -172,7 +173,7 @@ def test_prediction_request_allows_empty_t1_t2_for_dropout_models(ms_dataset, ch
     inputs = {
         "T1": None,
         "T2": None,
-        "FLAIR": InputArray("flair", vols["flair"].data, (4.0, 4.0, 4.0)),
+        "FLAIR": LayerVolume("flair", vols["flair"].data, (4.0, 4.0, 4.0)),
         "brain mask": None,
     }
     old = PredictionRequest("segmentation", inputs, str(checkpoints["old"]))

@@ -14,11 +14,11 @@ from napari_fanet.engine.predict import (
     seg_model_input,
 )
 from napari_fanet.engine.prediction_request import (
-    InputArray,
     PredictionRequest,
     b0_direction_problem,
     parse_b0_text,
 )
+from napari_fanet.io.layers import LayerVolume
 from napari_fanet.physics.tensor_checks import check_b0_dir
 
 SHAPE = (24, 28, 20)
@@ -121,8 +121,8 @@ def test_b0_direction_problem_echoes_what_arrived(b0, problem):
 
 
 def test_request_parses_typed_b0_and_reports_text_it_cannot_parse():
-    field = InputArray("field", np.ones(SHAPE, np.float32), (2.0, 2.0, 2.0))
-    mask = InputArray("mask", np.ones(SHAPE, np.uint8), (2.0, 2.0, 2.0))
+    field = LayerVolume("field", np.ones(SHAPE, np.float32), (2.0, 2.0, 2.0))
+    mask = LayerVolume("mask", np.ones(SHAPE, np.uint8), (2.0, 2.0, 2.0))
     inputs = {"local field": field, "brain mask": mask}
     assert PredictionRequest("qsm", inputs, "m", b0_dir=" 0, 0.5 1").b0_dir == (0.0, 0.5, 1.0)
     request = PredictionRequest("qsm", inputs, "m", b0_dir="up")
@@ -133,14 +133,14 @@ def test_request_parses_typed_b0_and_reports_text_it_cannot_parse():
 
 
 def test_voxel_size_mismatch_between_layers_has_no_numpy_repr():
-    a = InputArray("t1", np.ones(SHAPE), np.array([2.0, 2.0, 2.0]))
-    b = InputArray("t2", np.ones(SHAPE), np.array([2.0, 2.0, 3.0]))
+    a = LayerVolume("t1", np.ones(SHAPE), np.array([2.0, 2.0, 2.0]))
+    b = LayerVolume("t2", np.ones(SHAPE), np.array([2.0, 2.0, 3.0]))
     request = PredictionRequest("segmentation", {"T1": a, "T2": b, "FLAIR": a}, "m")
     assert (
         "T2 (layer 't2') has voxel size (2, 2, 3) but T1 has (2, 2, 2): inputs must share one "
         "grid" in request.problems()
     )
-    bad = InputArray("flair", np.ones(SHAPE), (np.float64(2.0), np.float64(0.0), 2.0))
+    bad = LayerVolume("flair", np.ones(SHAPE), (np.float64(2.0), np.float64(0.0), 2.0))
     problems = PredictionRequest("segmentation", {"T1": bad, "T2": bad, "FLAIR": bad}, "m")
     assert (
         "T1 (layer 'flair') has the scale (2, 0, 2): expected positive voxel sizes (mm)"
@@ -149,7 +149,7 @@ def test_voxel_size_mismatch_between_layers_has_no_numpy_repr():
 
 
 def test_request_reports_a_layer_scale_out_of_range():
-    item = InputArray("flair", np.ones(SHAPE), (50.0, 50.0, 50.0))
+    item = LayerVolume("flair", np.ones(SHAPE), (50.0, 50.0, 50.0))
     request = PredictionRequest("segmentation", {"T1": item, "T2": item, "FLAIR": item}, "m")
     assert (
         "FLAIR (layer 'flair') has the scale (50, 50, 50): expected voxel sizes between 0.25 and "

@@ -11,14 +11,13 @@ import pytest
 
 from napari_fanet.engine.training_export import (
     SUBJECT_NAME,
-    LayerArray,
     default_runs_root,
     export_qsm_case,
     export_seg_case,
     new_run_folder,
     validation_folder,
 )
-from napari_fanet.io.layers import volume_to_layer_data
+from napari_fanet.io.layers import LayerVolume, volume_to_layer_data
 from napari_fanet.io.nifti import load_volume
 from napari_fanet.tasks.subjects import load_qsm_subject, load_seg_subject
 
@@ -30,7 +29,7 @@ SEG_FILES = {"T1": "t1", "T2": "t2", "FLAIR": "flair", "brain mask": "brain_mask
 def _layer(path, name, kind="image"):
     """A layer as napari-fanet's reader makes it (canonical data, metadata, scale, translate)."""
     data, kwargs, _ = volume_to_layer_data(load_volume(path), name=name, layer_type=kind)
-    return LayerArray(name, data, kwargs["metadata"], kwargs["scale"], kwargs["translate"])
+    return LayerVolume(name, data, kwargs["scale"], kwargs["translate"], kwargs["metadata"])
 
 
 @pytest.fixture
@@ -80,7 +79,7 @@ def test_scribbles_are_exported_with_unpainted_voxels_ignored(tmp_path, seg_case
     canonical = np.zeros(np.shape(layers["T1"].data), dtype=np.uint8)
     canonical[5, 6, 7] = 1  # lesion
     canonical[1, 2, 3] = canonical[1, 2, 4] = 2  # not lesion
-    scribbles = LayerArray("scribbles", canonical, layers["lesions"].metadata)
+    scribbles = LayerVolume("scribbles", canonical, metadata=layers["lesions"].metadata)
     summary = _export(tmp_path / "run", layers, scribbles, "scribbles")
     label = load_seg_subject(tmp_path / "run" / "data" / SUBJECT_NAME).label  # canonical again
     expected = np.full(canonical.shape, 255, dtype=np.uint8)
@@ -94,10 +93,10 @@ def test_plain_arrays_are_written_with_scale_and_translate(tmp_path):
     rng = np.random.default_rng(0)
     images = [rng.random((6, 7, 5)).astype(np.float32) for _ in range(3)]
     grid = dict(scale=(2.0, 2.0, 3.0), translate=(10.0, -4.0, 1.0))
-    t1, t2, flair = (LayerArray(n, d, None, **grid) for n, d in zip("abc", images, strict=True))
+    t1, t2, flair = (LayerVolume(n, d, **grid) for n, d in zip("abc", images, strict=True))
     mask = np.zeros((6, 7, 5), dtype=np.uint8)
     mask[2:4, 3, 2] = 1
-    export_seg_case(tmp_path / "run", t1, t2, flair, LayerArray("m", mask), "full mask")
+    export_seg_case(tmp_path / "run", t1, t2, flair, LayerVolume("m", mask), "full mask")
     written = nib.load(tmp_path / "run" / "data" / SUBJECT_NAME / "t2.nii.gz")
     np.testing.assert_allclose(
         written.affine, [[2, 0, 0, 10], [0, 2, 0, -4], [0, 0, 3, 1], [0] * 3 + [1]]
@@ -107,7 +106,7 @@ def test_plain_arrays_are_written_with_scale_and_translate(tmp_path):
 
 
 def _bad(layers, name, data):
-    return LayerArray(name, data, layers["T1"].metadata, layers["T1"].scale)
+    return LayerVolume(name, data, layers["T1"].scale, metadata=layers["T1"].metadata)
 
 
 @pytest.mark.parametrize(
@@ -173,21 +172,23 @@ def test_qsm_export_keeps_the_affine_and_the_b0_direction(tmp_path, write_qsm_su
     ("b0", "match"), [((0, 0, 0), "not all zero"), ((1, 0), "3 finite numbers")]
 )
 def test_qsm_export_refuses_a_bad_b0(tmp_path, b0, match):
-    field = LayerArray("f", np.ones((4, 4, 4), np.float32))
-    mask = LayerArray("m", np.ones((4, 4, 4), np.uint8))
+    field = LayerVolume("f", np.ones((4, 4, 4), np.float32))
+    mask = LayerVolume("m", np.ones((4, 4, 4), np.uint8))
     with pytest.raises(ValueError, match=match):
         export_qsm_case(tmp_path / "run", field, field, mask, b0)
 
 
 def test_qsm_export_needs_a_brain_mask_and_a_matching_reference(tmp_path):
-    field = LayerArray("f", np.ones((4, 4, 4), np.float32))
+    field = LayerVolume("f", np.ones((4, 4, 4), np.float32))
     with pytest.raises(ValueError, match="choose a brain mask layer"):
         export_qsm_case(tmp_path / "run", field, field, None)
-    mask = LayerArray("m", np.ones((4, 4, 4), np.uint8))
+    mask = LayerVolume("m", np.ones((4, 4, 4), np.uint8))
     with pytest.raises(ValueError, match=r"reference susceptibility \(layer 'c'\) has shape"):
-        export_qsm_case(tmp_path / "run", field, LayerArray("c", np.ones((4, 4, 5))), mask)
+        export_qsm_case(tmp_path / "run", field, LayerVolume("c", np.ones((4, 4, 5))), mask)
     with pytest.raises(ValueError, match=r"reference susceptibility \(layer 'c'\) contains NaN"):
-        export_qsm_case(tmp_path / "run", field, LayerArray("c", np.full((4, 4, 4), np.nan)), mask)
+        export_qsm_case(
+            tmp_path / "run", field, LayerVolume("c", np.full((4, 4, 4), np.nan)), mask
+        )
     assert not (tmp_path / "run").exists()
 
 

@@ -6,11 +6,14 @@ Drawing only: the numbers come from an
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+if TYPE_CHECKING:
+    from napari_fanet.engine.attention_inspection import AttentionView
 
 #: The layer's array axes the factor axes run along (RAS canonical arrays).
 AXIS_NAMES = {"D": "x", "H": "y", "W": "z", "C": "channel"}
@@ -43,7 +46,7 @@ def _start_plotting(canvas: FigureCanvasQTAgg, axes: dict[str, Any]) -> None:
         ax.set_axis_on()
 
 
-def _marks(view: Any) -> dict[str, int]:
+def _marks(view: AttentionView) -> dict[str, int]:
     """The clicked position on each axis: the cell (k, i, j) and the output channel q."""
     marks = dict(zip("DHW", view.cell, strict=True))
     if view.channel >= 0:
@@ -69,7 +72,7 @@ class FactorPlots:
         self.factor_lines: dict[str, Any] = {}
         self.matrix_images: dict[str, Any] = {}
 
-    def show_factors(self, view: Any) -> None:
+    def show_factors(self, view: AttentionView) -> None:
         """Plot the four rows with the clicked position marked (cyan; input channel green)."""
         marks = _marks(view)
         _start_plotting(self.factor_canvas, self.factor_axes)
@@ -88,7 +91,7 @@ class FactorPlots:
             ax.tick_params(labelsize=7)
         self.factor_canvas.draw_idle()
 
-    def show_matrices(self, view: Any) -> None:
+    def show_matrices(self, view: AttentionView) -> None:
         """Heat maps of the four matrices (raw ``A_a`` or effective ``M_a``), row marked."""
         marks = _marks(view)
         _start_plotting(self.matrix_canvas, self.matrix_axes)

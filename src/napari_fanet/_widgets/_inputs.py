@@ -10,14 +10,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
 
 from napari_fanet._widgets._layers import layer_picker, select_by_guess, selected_layer
+from napari_fanet.io.layers import LayerVolume
 
 if TYPE_CHECKING:
+    from napari.layers import Layer
+
+    from napari_fanet.engine.model_catalog import ModelEntry
+    from napari_fanet.engine.prediction_request import PredictionRequest
     from napari_fanet.tasks import Task
 
 TASKS = {"MS lesion segmentation": "segmentation", "QSM reconstruction": "qsm"}
@@ -162,7 +166,7 @@ class TaskInputs(Container):
             "brain mask": self.mask,
         }  # fmt: skip
 
-    def model_entries(self) -> dict[str, Any]:
+    def model_entries(self) -> dict[str, ModelEntry]:
         """The models offered for the current task, by name (override to filter)."""
         return {e.name: e for e in self._catalog.available_models(self.task_name)}
 
@@ -174,22 +178,16 @@ class TaskInputs(Container):
         pickers = self.role_pickers()
         return {role: pickers[role] for role in self.current_task.role_names}
 
-    def source_layer(self) -> Any:
+    def source_layer(self) -> Layer | None:
         """The layer whose grid results are placed on (the FLAIR, or the local field)."""
         return selected_layer(self._viewer, self.role_pickers()[self.current_task.grid_role])
 
-    def request(self, **kwargs: Any) -> Any:
+    def request(self, **kwargs: Any) -> PredictionRequest:
         """The :class:`PredictionRequest` of the current fields (``kwargs``: its options)."""
         inputs = {}
         for role, picker in self.roles().items():
             layer = selected_layer(self._viewer, picker)
-            inputs[role] = (
-                None
-                if layer is None
-                else self._requests.InputArray(
-                    layer.name, np.asarray(layer.data), tuple(layer.scale)
-                )
-            )
+            inputs[role] = None if layer is None else LayerVolume.of_layer(layer)
         uses_b0 = "b0_dir" in self.current_task.prediction_options
         b0 = self.b0.value if uses_b0 else None  # text: parsed by the request
         entry = self.model_entries().get(self.model.value or "")
@@ -221,7 +219,7 @@ class TaskInputs(Container):
             if b0 is not None:
                 self.b0.value = ", ".join(f"{c:.4g}" for c in b0)
 
-    def _on_catalog_changed(self, entry: Any) -> None:
+    def _on_catalog_changed(self, entry: ModelEntry) -> None:
         """List a newly added model; select it if it is for this task and offered here."""
         self.model.reset_choices()
         from napari_fanet.tasks import get_task

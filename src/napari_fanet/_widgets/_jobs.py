@@ -10,7 +10,10 @@ turns a cancellation into the :data:`CANCELLED` result and other RuntimeErrors i
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from napari_fanet.engine.streaming import Progress
 
 #: Result of a job that was cancelled by its stop flag.
 CANCELLED = object()
@@ -20,7 +23,7 @@ class JobError(Exception):
     """A RuntimeError raised by a core job, re-raised so that napari's worker reports it."""
 
 
-def streamed(job: Callable[[Callable, Callable], Any]) -> Generator[Any, None, Any]:
+def streamed(job: Callable[[Callable, Callable], Any]) -> Generator[Progress, None, Any]:
     """Generator for ``thread_worker``: yields the job's progress, returns its result.
 
     ``job(progress, should_stop)`` runs in a thread (see

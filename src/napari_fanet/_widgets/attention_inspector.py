@@ -11,7 +11,8 @@ coordinates choose the voxel.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
@@ -36,6 +37,15 @@ from napari_fanet._widgets._layers import (
     placement,
 )
 
+if TYPE_CHECKING:
+    from napari.layers import Layer, Points
+    from napari.qt.threading import GeneratorWorker
+
+    from napari_fanet.engine.attention_inspection import AttentionInspector, AttentionView
+    from napari_fanet.engine.model_catalog import ModelEntry
+    from napari_fanet.engine.prediction_request import PredictionRequest
+    from napari_fanet.engine.streaming import Progress
+
 IMAGE_OR_LABELS = (Image, Labels)
 #: Rows shown: effective ``M_a = I + beta_a A_a`` (what the block applies) or raw softmax.
 ROWS = {"effective M = I + β·A": True, "raw softmax A": False}
@@ -58,11 +68,11 @@ class AttentionInspectorWidget(TaskInputs):
 
         self._core = attention_inspection
         self._inspector = attention_inspection.AttentionInspector()
-        self._worker: Any = None
+        self._worker: GeneratorWorker | None = None
         self._pending = False
-        self._map_layer: Any = None
-        self._marker_layer: Any = None
-        self.last_view: Any = None
+        self._map_layer: Image | None = None
+        self._marker_layer: Points | None = None
+        self.last_view: AttentionView | None = None
         v = napari_viewer
         self.window = SpinBox(
             label="Window",
@@ -139,13 +149,13 @@ class AttentionInspectorWidget(TaskInputs):
         )
         self.connect_inputs()
 
-    def model_entries(self) -> dict[str, Any]:
+    def model_entries(self) -> dict[str, ModelEntry]:
         """Only models with a folded-attention block."""
         from napari_fanet.engine.attention_inspection import fa_models
 
         return {e.name: e for e in fa_models(self.task_name)}
 
-    def build_request(self) -> Any:
+    def build_request(self) -> PredictionRequest:
         """The inputs, model and B0 direction as a :class:`PredictionRequest`."""
         return self.request()
 
@@ -173,7 +183,7 @@ class AttentionInspectorWidget(TaskInputs):
         *,
         view_direction: Any = None,
         dims_displayed: Any = None,
-    ) -> Any:
+    ) -> GeneratorWorker | None:
         """Inspect the voxel at world ``position`` (3D view: the brightest one on the ray)."""
         source = self.source_layer()
         if source is None:
@@ -197,7 +207,7 @@ class AttentionInspectorWidget(TaskInputs):
         return self.inspect()
 
     # ------------------------------------------------------------------ running
-    def inspect(self, *_: Any) -> Any:
+    def inspect(self, *_: Any) -> GeneratorWorker | None:
         """Inspect the typed voxel in a worker; returns the worker (None if not started)."""
         request = self.build_request()
         found = request.problems()
@@ -243,7 +253,7 @@ class AttentionInspectorWidget(TaskInputs):
             self.inspect()
 
     # ------------------------------------------------------------------ output
-    def _show(self, view: Any, source: Any) -> None:
+    def _show(self, view: AttentionView, source: Layer | None) -> None:
         self.last_view = view
         v = self._viewer
         name = f"{MAP_NAME} {view.voxel}"
@@ -292,6 +302,11 @@ class AttentionInspectorWidget(TaskInputs):
             self.plots.show_matrices(self.last_view)
 
 
-def _inspect(inspector: Any, request: Any, voxel: Any, options: dict):
+def _inspect(
+    inspector: AttentionInspector,
+    request: PredictionRequest,
+    voxel: tuple[int, int, int],
+    options: dict,
+) -> Generator[Progress, None, AttentionView | object]:
     """Worker body: the inspection in a thread, yielding so napari can abort it."""
     return (yield from streamed(lambda *_: inspector.inspect_request(request, voxel, **options)))

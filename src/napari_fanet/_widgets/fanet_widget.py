@@ -10,7 +10,8 @@ Cancel works. Torch is imported when the widget is created, not when napari star
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
@@ -44,6 +45,15 @@ from napari_fanet._widgets._layers import (
     signed_error_colormap,
 )
 
+if TYPE_CHECKING:
+    from napari.layers import Layer
+    from napari.qt.threading import GeneratorWorker
+
+    from napari_fanet.engine.predict import PredictionResult
+    from napari_fanet.engine.prediction_request import PredictionRequest
+    from napari_fanet.engine.streaming import Progress
+    from napari_fanet.tasks.comparison import Comparison
+
 RUN_TEXT = {"segmentation": "Segment", "qsm": "Reconstruct QSM"}
 #: QSM input choices: a local field, or multi-echo phase + magnitude through the phase chain.
 QSM_INPUTS = ("local field", "phase + magnitude")
@@ -57,9 +67,9 @@ class FANetWidget(TaskInputs):
         super().__init__(
             napari_viewer, title="FA-Net", model_tooltip="Shipped weights or added files."
         )
-        self._worker: Any = None
+        self._worker: GeneratorWorker | None = None
         self._cancel = threading.Event()
-        self.last_comparison: Any = None
+        self.last_comparison: Comparison | None = None
 
         v = napari_viewer
         self.device = device_picker()
@@ -220,7 +230,7 @@ class FANetWidget(TaskInputs):
             return {"phase": self.phase, "magnitude": self.magnitude, "brain mask": self.mask}
         return super().roles()
 
-    def source_layer(self) -> Any:
+    def source_layer(self) -> Layer | None:
         """The layer whose grid results are placed on (the phase in phase mode)."""
         if self.phase_mode:
             return selected_layer(self._viewer, self.phase)
@@ -230,7 +240,7 @@ class FANetWidget(TaskInputs):
         options = self.current_task.prediction_options
         self.dc_lambda.visible = "dc_lambda" in options and self.data_consistency.value
 
-    def build_request(self) -> Any:
+    def build_request(self) -> PredictionRequest:
         """The :class:`PredictionRequest` the current fields describe."""
         from napari_fanet.engine.inference import WindowSettings
 
@@ -258,7 +268,7 @@ class FANetWidget(TaskInputs):
         return found
 
     # ------------------------------------------------------------------ running
-    def run(self, *_: Any) -> Any:
+    def run(self, *_: Any) -> GeneratorWorker | None:
         """Start the prediction in a worker; returns the worker (None if inputs are invalid)."""
         if self._worker is not None or self._refresh_problems():
             return None
@@ -293,12 +303,19 @@ class FANetWidget(TaskInputs):
         self.metrics.value = ""
         self.last_comparison = None
 
-    def _on_progress(self, event: Any) -> None:
+    def _on_progress(self, event: Progress) -> None:
         self.progress.value = round(100 * event.fraction)
         if event.total:
             self.progress.label = f"Tiles {event.done}/{event.total}"
 
-    def _on_result(self, out: Any, request: Any, name: str, source: Any, ref_layer: Any) -> None:
+    def _on_result(
+        self,
+        out: tuple[PredictionResult, Comparison | None] | object,
+        request: PredictionRequest,
+        name: str,
+        source: Layer | None,
+        ref_layer: Layer | None,
+    ) -> None:
         if out is CANCELLED:
             show_info("FA-Net: run cancelled; no layer was added")
             return
@@ -360,7 +377,7 @@ class FANetWidget(TaskInputs):
         QGuiApplication.clipboard().setText(self.metrics.value)
 
 
-def _spatial_placement(source: Any) -> dict[str, Any]:
+def _spatial_placement(source: Layer) -> dict[str, Any]:
     """:func:`._layers.placement` of a 3D ``source``; of a 4D one, its last three axes.
 
     A 4D phase layer is ``(echoes, X, Y, Z)``; the chain's maps are ``(X, Y, Z)``. Only the
@@ -376,11 +393,18 @@ def _spatial_placement(source: Any) -> dict[str, Any]:
     }
 
 
-def _predict_and_compare(request: Any, reference: Any, mask: Any, cancel: threading.Event):
+def _predict_and_compare(
+    request: PredictionRequest,
+    reference: np.ndarray | None,
+    mask: np.ndarray | None,
+    cancel: threading.Event,
+) -> Generator[Progress, None, tuple[PredictionResult, Comparison | None] | object]:
     """Worker body: stream the prediction's progress, then compare with the reference."""
     from napari_fanet.tasks import get_task
 
-    def job(progress: Any, should_stop: Any) -> Any:
+    def job(
+        progress: Callable[[int, int], None], should_stop: Callable[[], bool]
+    ) -> PredictionResult:
         return request.run(progress, lambda: should_stop() or cancel.is_set())
 
     result = yield from streamed(job)

@@ -16,7 +16,7 @@ affine), which for layers opened with this plugin's reader are the scan's millim
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import Container, PushButton, SpinBox
@@ -26,6 +26,12 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
 from napari_fanet._widgets._layers import layer_picker, message_label, selected_layer
+
+if TYPE_CHECKING:
+    from napari.layers import Layer
+    from napari.qt.threading import FunctionWorker
+
+    from napari_fanet.evaluation.lesion_table import LesionTable
 
 #: Header of each table column
 #: (keys of :class:`~napari_fanet.evaluation.lesion_table.LesionTable`).
@@ -100,14 +106,14 @@ class LesionTableWidget(Container):
         self.native.layout().addWidget(self.table)
         self.append(self.summary)
 
-        self.result: Any = None  # the last LesionTable shown
+        self.result: LesionTable | None = None  # the last table shown
         self._result_mask: np.ndarray | None = None  # the mask it was measured on
-        self._worker: Any = None
+        self._worker: FunctionWorker | None = None
         self._pending = False
         self._closed = False
         self._shown_key: Any = None
         self._shown_mask: np.ndarray | None = None
-        self._watched: Any = None
+        self._watched: Layer | None = None
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
@@ -148,7 +154,7 @@ class LesionTableWidget(Container):
         self._watch(selected_layer(self.viewer, self.mask))
         self.refresh()
 
-    def _watch(self, layer: Any) -> None:
+    def _watch(self, layer: Layer | None) -> None:
         """Listen to the edits of ``layer`` (paint, fill, erase, new data, undo) only."""
         if layer is self._watched:
             return
@@ -203,7 +209,7 @@ class LesionTableWidget(Container):
         """Whether a table is being computed or waits to be."""
         return self._worker is not None or self._pending or self._timer.isActive()
 
-    def _on_result(self, table: Any, binary: np.ndarray) -> None:
+    def _on_result(self, table: LesionTable, binary: np.ndarray) -> None:
         if not self._closed:
             self._result_mask = binary
             self._show(table, f"{len(table)} lesions, {table.total_volume_ml:.3f} mL in all.")
@@ -218,7 +224,7 @@ class LesionTableWidget(Container):
             self._pending = False
             self.refresh()
 
-    def _show(self, table: Any, message: str) -> None:
+    def _show(self, table: LesionTable | None, message: str) -> None:
         self.result = table
         self.summary.value = message
         self.table.clearContents()

@@ -18,7 +18,9 @@ paints where you click. In a 3D view the first labelled voxel along the click's 
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
@@ -46,6 +48,14 @@ from napari_fanet._widgets._layers import (
 )
 from napari_fanet._widgets._lesion_clicks import CLICK_HELP, lesion_click
 from napari_fanet._widgets._loss_plot import LossPlot
+from napari_fanet.io.layers import LayerVolume
+
+if TYPE_CHECKING:
+    from napari.layers import Layer
+    from napari.qt.threading import GeneratorWorker
+
+    from napari_fanet.engine.model_catalog import ModelEntry
+    from napari_fanet.engine.training_run import RunOutcome, TrainingRun, TrainRequest
 
 TITLE = "FA-Net training"
 NEW_MODEL = "(new model, random weights)"
@@ -70,13 +80,13 @@ class TrainWidget(TaskInputs):
         self._export = training_export
         self._training = training_run
         self._cards = model_card
-        self._worker: Any = None
-        self._run: Any = None
+        self._worker: GeneratorWorker | None = None
+        self._run: TrainingRun | None = None
         self._holder: dict[str, Any] = {}  # run and worker, for the destroyed/quit handlers
-        self._click_layer: Any = None
+        self._click_layer: Layer | None = None
         self._pending: tuple[str, str] = ("", "")  # name and origin of the model being trained
-        self.last_outcome: Any = None
-        self.last_model: Any = None
+        self.last_outcome: RunOutcome | None = None
+        self.last_model: ModelEntry | None = None
 
         v = napari_viewer
         self.model.label = "Starting model"
@@ -269,7 +279,7 @@ class TrainWidget(TaskInputs):
         }[self.task_name]  # fmt: skip
 
     # ------------------------------------------------------------------ helpers
-    def copy_prediction(self, *_: Any) -> Any:
+    def copy_prediction(self, *_: Any) -> Layer | None:
         """Add an editable Labels copy of the prediction and choose it as the annotation."""
         source = selected_layer(self._viewer, self.prediction)
         if source is None:
@@ -296,27 +306,24 @@ class TrainWidget(TaskInputs):
         self._click_layer = layer
 
     # ------------------------------------------------------------------ running
-    def _layer_array(self, picker: Any) -> Any:
+    def _layer_array(self, picker: ComboBox) -> LayerVolume | None:
         layer = selected_layer(self._viewer, picker)
         if layer is None:
             return None
-        return self._export.LayerArray(
-            layer.name, np.asarray(layer.data), layer.metadata, tuple(layer.scale),
-            tuple(layer.translate),
-        )  # fmt: skip
+        return LayerVolume.of_layer(layer)
 
-    def _export_case(self, run_dir: Any) -> dict:
+    def _export_case(self, run_dir: Path) -> dict:
         export = {"segmentation": self._export_seg_case, "qsm": self._export_qsm_case}
         return export[self.task_name](run_dir)
 
-    def _export_seg_case(self, run_dir: Any) -> dict:
+    def _export_seg_case(self, run_dir: Path) -> dict:
         a = self._layer_array
         return self._export.export_seg_case(
             run_dir, a(self.t1), a(self.t2), a(self.flair), a(self.annotation),
             self.mode.value, a(self.mask),
         )  # fmt: skip
 
-    def _export_qsm_case(self, run_dir: Any) -> dict:
+    def _export_qsm_case(self, run_dir: Path) -> dict:
         a = self._layer_array
         try:
             b0 = tuple(float(c) for c in self.b0.value.replace(",", " ").split())
@@ -324,7 +331,7 @@ class TrainWidget(TaskInputs):
             raise ValueError(f"B0 direction must be 3 numbers, got {self.b0.value!r}") from None
         return self._export.export_qsm_case(run_dir, a(self.field), a(self.chi), a(self.mask), b0)
 
-    def _request(self, run_dir: Any) -> tuple[Any, str, str]:
+    def _request(self, run_dir: Path) -> tuple[TrainRequest, str, str]:
         """The TrainRequest, the starting model's description and the new model's name."""
         name = self.model.value
         entry = self.model_entries().get(name)
@@ -352,7 +359,7 @@ class TrainWidget(TaskInputs):
         new_name = self._cards.default_model_name(base, run_dir, fine_tuned=entry is not None)
         return request, start, new_name
 
-    def start(self, *_: Any) -> Any:
+    def start(self, *_: Any) -> GeneratorWorker | None:
         """Export the layers to a new run folder and start training; returns the worker."""
         if self._worker is not None or self._refresh_problems():
             return None
@@ -413,7 +420,7 @@ class TrainWidget(TaskInputs):
         self.plot.add_event(event)
         self._log_line(self._training.format_event(event))
 
-    def _on_outcome(self, outcome: Any) -> None:
+    def _on_outcome(self, outcome: RunOutcome) -> None:
         self.last_outcome = outcome
         name, start_model = self._pending
         if outcome.status == "failed":
@@ -452,7 +459,7 @@ class TrainWidget(TaskInputs):
         self._refresh_problems()
 
 
-def _follow(run: Any):
+def _follow(run: TrainingRun) -> Generator[dict, None, RunOutcome]:
     """Worker body: the child's events; its outcome is the worker's result."""
     try:
         return (yield from run.events())
@@ -462,7 +469,7 @@ def _follow(run: Any):
         run.shutdown()  # no-op when the child has exited; else (worker quit, error) stop it
 
 
-def _remove_if_empty(folder: Any) -> None:
+def _remove_if_empty(folder: Path) -> None:
     """Remove a run folder that an aborted start left empty (nothing is lost)."""
     try:
         folder.rmdir()

@@ -220,7 +220,7 @@ class AttentionInspector:
         model, checkpoint = self.load(request.model)
         arrays = {r: np.asarray(i.data) for r, i in request.inputs.items() if i is not None}
         first = next(i for i in request.inputs.values() if i is not None)
-        voxel_size = tuple(float(v) for v in first.voxel_size[-3:])
+        voxel_size = tuple(float(v) for v in first.voxel_size()[-3:])
         return self.inspect(
             request.task,
             arrays,

@@ -1,4 +1,4 @@
-"""One prediction as the viewer asks for it: named input arrays with voxel sizes, a model, tiling.
+"""One prediction as the viewer asks for it: layer volumes by role, a model, tiling.
 
 The FA-Net widget fills a :class:`PredictionRequest` from layers, shows :meth:`problems` before
 anything runs, and calls :meth:`run` in a worker. The checks and the call live here, where the
@@ -24,6 +24,7 @@ from napari_fanet.engine.predict import (
     supports_missing_modalities,
 )
 from napari_fanet.io.formatting import format_numbers
+from napari_fanet.io.layers import LayerVolume
 from napari_fanet.io.nifti import VOXEL_SIZE_RANGE
 from napari_fanet.physics.data_consistency import DEFAULT_DC_LAMBDA
 from napari_fanet.tasks import TASKS, get_task
@@ -34,25 +35,6 @@ from napari_fanet.tasks.roles import PHASE_ROLES as PHASE_ROLES  # re-exported
 TASK_ROLES = {name: task.role_names for name, task in TASKS.items()}
 OPTIONAL_ROLES = {name: task.optional_roles() for name, task in TASKS.items()}
 VOXEL_TOLERANCE = 0.01  # relative voxel-size difference tolerated between inputs
-
-
-@dataclass
-class InputArray:
-    """One input: the array as napari holds it and its voxel size.
-
-    Parameters
-    ----------
-    layer : str
-        Name of the layer it came from (used in messages).
-    data : array-like
-        The volume, shape ``(X, Y, Z)``.
-    voxel_size : sequence of float
-        The layer's scale (mm per voxel), one entry per axis.
-    """
-
-    layer: str
-    data: np.ndarray
-    voxel_size: Sequence[float]
 
 
 @dataclass
@@ -106,7 +88,7 @@ class PredictionRequest:
     Parameters
     ----------
     task : {"segmentation", "qsm"}
-    inputs : dict of str to InputArray or None
+    inputs : dict of str to LayerVolume or None
         By role (:data:`TASK_ROLES`); None for a role the user left empty.
     model : str
         Shipped model name or checkpoint path.
@@ -130,7 +112,7 @@ class PredictionRequest:
     """
 
     task: str
-    inputs: dict[str, InputArray | None]
+    inputs: dict[str, LayerVolume | None]
     model: str
     settings: WindowSettings = field(default_factory=WindowSettings)
     b0_dir: Sequence[float] | str | None = None
@@ -154,7 +136,7 @@ class PredictionRequest:
         if self.phase is not None and task.phase_input:
             return self._phase_problems()
         found: list[str] = []
-        present: dict[str, InputArray] = {}
+        present: dict[str, LayerVolume] = {}
         optional = task.optional_roles(
             missing_modalities=task.has_optional_modalities
             and model_accepts_missing_modalities(self.model)
@@ -168,7 +150,7 @@ class PredictionRequest:
             shape = np.shape(item.data)
             if len(shape) != 3:
                 found.append(
-                    f"{role} (layer {item.layer!r}) is {len(shape)}D with shape {shape}: "
+                    f"{role} (layer {item.name!r}) is {len(shape)}D with shape {shape}: "
                     "expected a 3D volume"
                 )
                 continue
@@ -178,37 +160,37 @@ class PredictionRequest:
             for role, item in others:
                 if np.shape(item.data) != np.shape(ref.data):
                     found.append(
-                        f"{role} (layer {item.layer!r}) has shape {np.shape(item.data)} but "
-                        f"{ref_role} (layer {ref.layer!r}) has {np.shape(ref.data)}: "
+                        f"{role} (layer {item.name!r}) has shape {np.shape(item.data)} but "
+                        f"{ref_role} (layer {ref.name!r}) has {np.shape(ref.data)}: "
                         "inputs must share one voxel grid"
                     )
                 elif not np.allclose(
-                    item.voxel_size[-3:], ref.voxel_size[-3:], rtol=VOXEL_TOLERANCE
+                    item.voxel_size()[-3:], ref.voxel_size()[-3:], rtol=VOXEL_TOLERANCE
                 ):
                     found.append(
-                        f"{role} (layer {item.layer!r}) has voxel size "
-                        f"{format_numbers(item.voxel_size[-3:])} but {ref_role} has "
-                        f"{format_numbers(ref.voxel_size[-3:])}: inputs must share one grid"
+                        f"{role} (layer {item.name!r}) has voxel size "
+                        f"{format_numbers(item.voxel_size()[-3:])} but {ref_role} has "
+                        f"{format_numbers(ref.voxel_size()[-3:])}: inputs must share one grid"
                     )
         for role, item in present.items():
             low, high = VOXEL_SIZE_RANGE
-            if min(item.voxel_size[-3:]) <= 0:
+            if min(item.voxel_size()[-3:]) <= 0:
                 found.append(
-                    f"{role} (layer {item.layer!r}) has the scale "
-                    f"{format_numbers(item.voxel_size[-3:])}: expected positive voxel sizes (mm)"
+                    f"{role} (layer {item.name!r}) has the scale "
+                    f"{format_numbers(item.voxel_size()[-3:])}: expected positive voxel sizes (mm)"
                 )
-            elif not all(low <= v <= high for v in item.voxel_size[-3:]):
+            elif not all(low <= v <= high for v in item.voxel_size()[-3:]):
                 found.append(
-                    f"{role} (layer {item.layer!r}) has the scale "
-                    f"{format_numbers(item.voxel_size[-3:])}: expected voxel sizes between "
+                    f"{role} (layer {item.name!r}) has the scale "
+                    f"{format_numbers(item.voxel_size()[-3:])}: expected voxel sizes between "
                     f"{low:g} and {high:g} mm"
                 )
             if not np.all(np.isfinite(item.data)):
-                found.append(f"{role} (layer {item.layer!r}) contains NaN or Inf values")
+                found.append(f"{role} (layer {item.name!r}) contains NaN or Inf values")
         mask = present.get("brain mask")
         mask_required = "brain mask" not in optional
         if mask_required and mask is not None and not np.any(np.asarray(mask.data) > 0.5):
-            found.append(f"brain mask (layer {mask.layer!r}) is empty")
+            found.append(f"brain mask (layer {mask.name!r}) is empty")
         if self.b0_dir is not None:
             problem = b0_direction_problem(self.b0_dir)
             if problem:
@@ -230,7 +212,7 @@ class PredictionRequest:
             return self._run_phase(model, checkpoint, progress, should_stop)
         arrays = {r: np.asarray(i.data) for r, i in self.inputs.items() if i is not None}
         first = next(i for i in self.inputs.values() if i is not None)
-        voxel = tuple(float(v) for v in first.voxel_size[-3:])
+        voxel = tuple(float(v) for v in first.voxel_size()[-3:])
         return predict_task(
             task,
             model,
@@ -255,29 +237,29 @@ class PredictionRequest:
                 found.append(f"choose a {role} layer")
             elif np.ndim(item.data) not in (3, 4):
                 found.append(
-                    f"{role} (layer {item.layer!r}) has shape {np.shape(item.data)}: expected "
+                    f"{role} (layer {item.name!r}) has shape {np.shape(item.data)}: expected "
                     "(echoes, X, Y, Z) or one echo (X, Y, Z)"
                 )
             elif not np.all(np.isfinite(item.data)):
-                found.append(f"{role} (layer {item.layer!r}) contains NaN or Inf values")
+                found.append(f"{role} (layer {item.name!r}) contains NaN or Inf values")
         if found:
             return found
         if np.shape(mag.data) != np.shape(phase.data):
             found.append(
-                f"magnitude (layer {mag.layer!r}) has shape {np.shape(mag.data)} but phase "
-                f"(layer {phase.layer!r}) has {np.shape(phase.data)}: they must match"
+                f"magnitude (layer {mag.name!r}) has shape {np.shape(mag.data)} but phase "
+                f"(layer {phase.name!r}) has {np.shape(phase.data)}: they must match"
             )
         spatial = np.shape(phase.data)[-3:]
         if mask is not None and np.shape(mask.data) != spatial:
             found.append(
-                f"brain mask (layer {mask.layer!r}) has shape {np.shape(mask.data)}: expected "
+                f"brain mask (layer {mask.name!r}) has shape {np.shape(mask.data)}: expected "
                 f"the phase's spatial shape {spatial}"
             )
         low, high = VOXEL_SIZE_RANGE
-        if not all(low <= v <= high for v in phase.voxel_size[-3:]):
+        if not all(low <= v <= high for v in phase.voxel_size()[-3:]):
             found.append(
-                f"phase (layer {phase.layer!r}) has the scale "
-                f"{format_numbers(phase.voxel_size[-3:])}: expected voxel sizes between "
+                f"phase (layer {phase.name!r}) has the scale "
+                f"{format_numbers(phase.voxel_size()[-3:])}: expected voxel sizes between "
                 f"{low:g} and {high:g} mm"
             )
         n_echoes = np.shape(phase.data)[0] if np.ndim(phase.data) == 4 else 1
@@ -309,7 +291,7 @@ class PredictionRequest:
         from napari_fanet.engine.phase_qsm import phase_to_susceptibility
         from napari_fanet.physics.phase_chain import PhaseChainCancelled, PhaseChainSettings
 
-        def echoes_last(item: InputArray | None) -> np.ndarray | None:
+        def echoes_last(item: LayerVolume | None) -> np.ndarray | None:
             if item is None:
                 return None
             data = np.asarray(item.data, dtype=np.float64)
@@ -327,7 +309,7 @@ class PredictionRequest:
             res = phase_to_susceptibility(
                 phase_xyze,
                 self.phase.echo_times_s(n_echoes),
-                np.diag([*(float(v) for v in phase.voxel_size[-3:]), 1.0]),
+                np.diag([*(float(v) for v in phase.voxel_size()[-3:]), 1.0]),
                 magnitude=echoes_last(mag),
                 mask=None if mask is None else np.asarray(mask.data) > 0,
                 b0_dir_world=self.b0_dir if self.b0_dir is not None else (0.0, 0.0, 1.0),

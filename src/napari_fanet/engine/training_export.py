@@ -10,8 +10,8 @@ A run folder (:func:`new_run_folder`) holds everything a fine-tuning run needs a
 
 Every file is written with the source affine of the grid layer (T1 or the local field) through
 :func:`napari_fanet.io.layers.layer_to_nifti`, so it overlays the files the layers came from.
-Arrays arrive as :class:`LayerArray` (a layer's data, metadata, scale and translate), which keeps
-this module GUI-free.
+Arrays arrive as :class:`napari_fanet.io.layers.LayerVolume` (a layer's name, data, scale,
+translate and metadata), which keeps this module GUI-free.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,11 @@ from typing import Any
 import numpy as np
 
 from napari_fanet.engine.annotations import annotation_to_label
-from napari_fanet.engine.prediction_request import InputArray, PredictionRequest
+from napari_fanet.engine.prediction_request import PredictionRequest
 from napari_fanet.io.atomic import atomic_write
 from napari_fanet.io.b0_direction import array_to_world_direction
 from napari_fanet.io.formatting import format_numbers
-from napari_fanet.io.layers import NIFTI_METADATA_KEY, layer_to_nifti
+from napari_fanet.io.layers import NIFTI_METADATA_KEY, LayerVolume, layer_to_nifti
 from napari_fanet.io.nifti import save_volume
 from napari_fanet.tasks.subjects import list_subjects
 
@@ -39,33 +38,6 @@ SUBJECT_NAME = "sub-annotated"
 RUNS_ENV = "NAPARI_FANET_RUNS"
 VALIDATION_NONE, VALIDATION_SAME, VALIDATION_FOLDER = "none", "same case", "folder"
 VALIDATION_CHOICES = (VALIDATION_NONE, VALIDATION_SAME, VALIDATION_FOLDER)
-
-
-@dataclass
-class LayerArray:
-    """One layer as the export needs it.
-
-    Parameters
-    ----------
-    name : str
-        Layer name (for messages and ``export.json``).
-    data : array-like
-        The displayed array ``(x, y, z)``.
-    metadata : mapping, optional
-        ``layer.metadata`` (its ``"nifti"`` entry gives the source affine).
-    scale, translate : sequence of float, optional
-        ``layer.scale`` and ``layer.translate`` (used when there is no fitting ``"nifti"``).
-    """
-
-    name: str
-    data: Any
-    metadata: Mapping | None = None
-    scale: Sequence[float] | None = None
-    translate: Sequence[float] | None = None
-
-    def voxel_size(self) -> tuple[float, ...]:
-        """The scale (1 per axis when unknown)."""
-        return tuple(float(s) for s in (self.scale if self.scale is not None else (1.0,) * 3))
 
 
 def default_runs_root() -> Path:
@@ -88,17 +60,13 @@ def new_run_folder(root: str | Path | None = None, now: datetime | None = None) 
     raise FileExistsError(f"{root}: cannot find a free run folder name for {stamp}")
 
 
-def _check_inputs(task: str, roles: dict[str, LayerArray | None]) -> None:
-    inputs = {
-        role: None if layer is None else InputArray(layer.name, layer.data, layer.voxel_size())
-        for role, layer in roles.items()
-    }
-    found = PredictionRequest(task, inputs, model="").problems()
+def _check_inputs(task: str, roles: dict[str, LayerVolume | None]) -> None:
+    found = PredictionRequest(task, roles, model="").problems()
     if found:
         raise ValueError("cannot export: " + "; ".join(found))
 
 
-def _check_on_grid(layer: LayerArray, grid: LayerArray, what: str) -> np.ndarray:
+def _check_on_grid(layer: LayerVolume, grid: LayerVolume, what: str) -> np.ndarray:
     data = np.asarray(layer.data)
     if data.ndim != 3:
         raise ValueError(
@@ -115,7 +83,7 @@ def _check_on_grid(layer: LayerArray, grid: LayerArray, what: str) -> np.ndarray
     return data
 
 
-def _save(folder: Path, stem: str, data: np.ndarray, grid: LayerArray, dtype: Any) -> None:
+def _save(folder: Path, stem: str, data: np.ndarray, grid: LayerVolume, dtype: Any) -> None:
     array, reference = layer_to_nifti(data, grid.metadata, grid.scale, grid.translate)
     save_volume(folder / f"{stem}.nii.gz", np.asarray(array).astype(dtype), reference)
 
@@ -135,12 +103,12 @@ def _write_summary(run_dir: Path, summary: dict) -> None:
 
 def export_seg_case(
     run_dir: str | Path,
-    t1: LayerArray,
-    t2: LayerArray,
-    flair: LayerArray,
-    annotation: LayerArray,
+    t1: LayerVolume,
+    t2: LayerVolume,
+    flair: LayerVolume,
+    annotation: LayerVolume,
     mode: str,
-    brain_mask: LayerArray | None = None,
+    brain_mask: LayerVolume | None = None,
 ) -> dict:
     """Write an MS case and its annotation into ``RUN/data/sub-annotated``.
 
@@ -184,7 +152,7 @@ def export_seg_case(
     return summary
 
 
-def _displayed_affine(layer: LayerArray) -> np.ndarray:
+def _displayed_affine(layer: LayerVolume) -> np.ndarray:
     nifti = (layer.metadata or {}).get(NIFTI_METADATA_KEY) or {}
     affine = nifti.get("canonical_affine") if isinstance(nifti, Mapping) else None
     if affine is not None:
@@ -194,9 +162,9 @@ def _displayed_affine(layer: LayerArray) -> np.ndarray:
 
 def export_qsm_case(
     run_dir: str | Path,
-    field: LayerArray,
-    chi: LayerArray,
-    brain_mask: LayerArray,
+    field: LayerVolume,
+    chi: LayerVolume,
+    brain_mask: LayerVolume,
     b0_dir: Sequence[float] | None = None,
 ) -> dict:
     """Write a QSM case (local field, reference susceptibility, mask) into ``RUN/data``.

@@ -16,15 +16,17 @@ source affine and header travel in ``layer.metadata["nifti"]`` (:data:`NIFTI_MET
 
 :func:`layer_to_nifti` turns a layer back into what :func:`~napari_fanet.io.nifti.save_volume`
 needs: the source grid and affine when the metadata still fits the layer, else
-``scale``/``translate``. This module imports numpy and nibabel only: the napari adapters
-(``_reader``, ``_writer``,
-``_sample_data``) and the widgets build on it.
+``scale``/``translate``. :class:`LayerVolume` is a layer's array with that grid, as the engine
+takes it from the widgets (prediction inputs, training export). This module imports numpy and
+nibabel only: the napari adapters (``_reader``, ``_writer``, ``_sample_data``) and the widgets
+build on it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,52 @@ NIFTI_METADATA_KEY = "nifti"
 #: Affines whose voxel axes are further than this from the world axes count as oblique.
 OBLIQUE_TOLERANCE_DEGREES = 0.5
 LAYER_TYPES = ("image", "labels")
+
+
+@dataclass(frozen=True, eq=False)
+class LayerVolume:
+    """One layer's array and its grid, GUI-free: what the engine takes from a layer.
+
+    Parameters
+    ----------
+    name : str
+        Layer name (used in messages and ``export.json``).
+    data : array-like
+        The displayed array ``(X, Y, Z)``, or ``(E, X, Y, Z)`` for multi-echo phase.
+    scale : sequence of float, optional
+        ``layer.scale``: the voxel size in mm, one entry per axis of ``data``.
+    translate : sequence of float, optional
+        ``layer.translate`` (used with ``scale`` when there is no fitting ``"nifti"`` entry).
+    metadata : mapping, optional
+        ``layer.metadata``; its :data:`NIFTI_METADATA_KEY` entry holds the source affine.
+    """
+
+    name: str
+    data: Any
+    scale: Sequence[float] | None = None
+    translate: Sequence[float] | None = None
+    metadata: Mapping | None = None
+
+    @classmethod
+    def of_layer(cls, layer: Any) -> LayerVolume:
+        """The volume of a napari layer; ``data`` becomes a numpy array.
+
+        ``layer`` is anything with ``name``, ``data``, ``scale``, ``translate`` and ``metadata``
+        (this module does not import napari).
+        """
+        return cls(
+            layer.name,
+            np.asarray(layer.data),
+            tuple(layer.scale),
+            tuple(layer.translate),
+            layer.metadata,
+        )
+
+    def voxel_size(self) -> tuple[float, ...]:
+        """The scale as floats; 1.0 per axis (at least 3) when the scale is unknown."""
+        if self.scale is None:
+            return (1.0,) * max(np.ndim(self.data), 3)
+        return tuple(float(s) for s in self.scale)
 
 
 def oblique_degrees(affine: np.ndarray) -> float:
