@@ -146,6 +146,16 @@ def main(argv: list[str] | None = None) -> int:
         "which must never have seen a real patient",
     )
     parser.add_argument("--p-lesion", type=float, default=0.5, help="train --p-lesion")
+    parser.add_argument("--seed", type=int, default=0, help="train --seed")
+    parser.add_argument(
+        "--attention-levels",
+        nargs="+",
+        default=None,
+        help="train --attention-levels: grow the starting FA-Net's attention to these levels",
+    )
+    parser.add_argument(
+        "--attention-scale", choices=("none", "sqrt"), help="train --attention-scale"
+    )
     args = parser.parse_args(argv)
 
     for name in ("data", "sims", "init_dir"):
@@ -203,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--lr",
                 str(args.lr),
                 "--seed",
-                "0",
+                str(args.seed),
                 "--val-every",
                 "0",
                 "--modality-dropout",
@@ -216,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
                 "--out",
                 str(run),
             ]
+            if args.attention_levels:
+                cmd += ["--attention-levels", *args.attention_levels]
+            if args.attention_scale:
+                cmd += ["--attention-scale", args.attention_scale]
             if (run / "last.pt").exists():
                 cmd.append("--resume")
             print(" ".join(cmd), flush=True)

@@ -442,6 +442,28 @@ def test_train_places_scaled_folded_attention_at_the_requested_levels(ms_data, t
     assert ckpt["config"]["attention_kwargs"] == {"scale": "sqrt"}
 
 
+def test_train_grows_the_init_checkpoints_attention(ms_data, tmp_path):
+    start = tmp_path / "start"
+    assert main(train_argv(ms_data, start, "fanet-seg")) == 0
+    run = tmp_path / "run"
+    argv = train_argv(ms_data, run, "fanet-seg", "--init", str(start / "last.pt"))
+    assert main([*argv, "--attention-levels", "2", "4", "--attention-scale", "sqrt"]) == 0
+    ckpt = read_checkpoint(run / "last.pt")
+    assert ckpt["config"]["attention_levels"] == [2, 4]
+    assert ckpt["config"]["attention_kwargs"] == {"scale": "sqrt"}
+
+
+def test_train_refuses_to_grow_attention_of_a_checkpoint_without_fa(ms_data, tmp_path, capsys):
+    start = tmp_path / "start"
+    assert main(train_argv(ms_data, start, "unet-seg")) == 0
+    capsys.readouterr()
+    argv = train_argv(ms_data, tmp_path / "run", "fanet-seg", "--init", str(start / "last.pt"))
+    status = main([*argv, "--attention-levels", "2", "4"])
+    assert "with --init need a checkpoint with folded attention" in error_line(
+        capsys, status, status
+    )
+
+
 def test_train_rejects_attention_levels_out_of_range(ms_data, tmp_path, capsys):
     status = main(train_argv(ms_data, tmp_path / "run", "fanet-seg", "--attention-levels", "7"))
     assert "attention_levels must be distinct levels out of 0..4" in error_line(

@@ -89,7 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--init",
         type=Path,
         metavar="CKPT",
-        help="fine-tune from this checkpoint (its model replaces --model)",
+        help="fine-tune from this checkpoint (its model replaces --model); with "
+        "--attention-levels/--attention-scale its FA-Net first grows the new levels as "
+        "identity blocks",
     )
     run = parser.add_argument_group("optimisation")
     run.add_argument("--steps", type=positive_int, default=1000, help="optimiser steps")
@@ -171,11 +173,19 @@ def _check_attention_options(args: argparse.Namespace) -> None:
 
     if not (args.attention_levels or args.attention_scale):
         return
-    if args.init:
-        raise UsageError(
-            "--attention-levels/--attention-scale build a new model; with --init the "
-            "checkpoint's own attention is fine-tuned"
-        )
+    if args.init:  # the checkpoint's model grows (models.attention_growth)
+        from ..models import read_checkpoint
+
+        try:
+            attention = read_checkpoint(args.init)["config"].get("attention")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise UsageError(f"--init: {exc}") from exc
+        if attention != "fa":
+            raise UsageError(
+                "--attention-levels/--attention-scale with --init need a checkpoint with "
+                f"folded attention (fanet-*), got {args.init} (attention={attention!r})"
+            )
+        return
     attention = MODEL_CONFIGS[args.model].attention if args.model in MODEL_CONFIGS else None
     if attention is None:
         raise UsageError(

@@ -1,0 +1,101 @@
+"""Give a trained FA-Net more folded-attention levels, or another energy scale, without retraining.
+
+A trained network's weights carry over to a copy whose :class:`~.registry.ModelConfig` differs
+only in ``attention_levels`` (more levels) and ``attention_kwargs`` (for example
+``{"scale": "sqrt"}``). Each new :class:`~.folded_attention.FoldedAttention3d` block starts as
+the identity: its value projection ``g`` is the identity ``1x1x1`` convolution and its gates
+``beta`` are zero, so the block returns ``g(X) = X`` and the grown network computes what the
+trained one did (up to the changed scale of the blocks that already existed, whose gates are
+small). Fine-tuning then trains the new blocks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from napari_fanet.models.folded_attention import FoldedAttention3d
+from napari_fanet.models.registry import ModelConfig, model_from_config
+
+
+def make_identity(block: FoldedAttention3d) -> None:
+    """Set ``block`` to return its input: ``g`` the identity, every gate ``beta`` zero."""
+    with torch.no_grad():
+        weight = block.g.weight  # (C, C, 1, 1, 1)
+        weight.zero_()
+        weight[:, :, 0, 0, 0] = torch.eye(weight.shape[0], dtype=weight.dtype)
+        block.g.bias.zero_()
+        block.beta.zero_()
+
+
+def grow_attention(
+    model: nn.Module,
+    attention_levels: Sequence[int] | None = None,
+    attention_kwargs: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """A copy of a trained FA-Net with more attention levels and/or other attention options.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A network built by :func:`~.registry.model_from_config` with folded attention
+        (``model.config.attention == "fa"``).
+    attention_levels : sequence of int, optional
+        The new levels; they must include every level ``model`` already has (weights are never
+        dropped). None keeps the model's levels.
+    attention_kwargs : mapping, optional
+        Options merged into the model's own ``attention_kwargs`` for every block (for example
+        ``{"scale": "sqrt"}``). None changes nothing.
+
+    Returns
+    -------
+    torch.nn.Module
+        The grown network, in training mode, with ``model``'s weights and identity-initialised
+        new blocks; its ``config`` records the new levels and options.
+
+    Raises
+    ------
+    ValueError
+        ``model`` has no folded attention, or ``attention_levels`` drops one of its levels.
+    """
+    config: ModelConfig | None = getattr(model, "config", None)
+    if config is None or config.attention != "fa":
+        found = "no config" if config is None else f"attention={config.attention!r}"
+        raise ValueError(
+            f"growing attention needs a network with folded attention (fanet-*), got {found}"
+        )
+    levels = tuple(config.attention_levels if attention_levels is None else attention_levels)
+    dropped = sorted(set(config.attention_levels) - set(levels))
+    if dropped:
+        raise ValueError(
+            f"attention levels {list(levels)} drop the trained block(s) at level(s) {dropped} "
+            f"(the model has {list(config.attention_levels)}); keep them"
+        )
+    kwargs = {**config.attention_kwargs, **dict(attention_kwargs or {})}
+    grown = model_from_config(
+        dataclasses.replace(config, attention_levels=levels, attention_kwargs=kwargs)
+    )
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    if unexpected:
+        raise ValueError(f"cannot grow the network: weights with no place in it: {unexpected}")
+    new_levels = [level for level in levels if level not in config.attention_levels]
+    fresh = []
+    for level in new_levels:
+        if str(level) in grown.level_attention:
+            make_identity(grown.level_attention[str(level)])
+            fresh.append(f"level_attention.{level}.")
+        else:  # the bottleneck
+            make_identity(grown.attention)
+            fresh.append("attention.")
+    untouched = [key for key in missing if not any(key.startswith(p) for p in fresh)]
+    if untouched:  # e.g. a learned temperature newly switched on: it starts at its default
+        grown_state = grown.state_dict()
+        if any(not key.endswith("log_temperature") for key in untouched):
+            raise ValueError(f"cannot grow the network: no trained weights for {untouched}")
+        for key in untouched:
+            grown_state[key].zero_()
+    return grown.train()

@@ -1,0 +1,66 @@
+"""Tests for growing a trained FA-Net's attention (models.attention_growth)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from napari_fanet.models import build_model
+from napari_fanet.models.attention_growth import grow_attention, make_identity
+from napari_fanet.models.folded_attention import FoldedAttention3d
+
+FEATURES = (8, 8, 8, 8, 8)
+
+
+def _trained_like(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = build_model("fanet-seg", features=FEATURES).eval()
+    with torch.no_grad():
+        model.attention.beta.copy_(torch.tensor([0.3, -0.2, 0.1, 0.05]))
+    return model
+
+
+def test_make_identity_returns_the_input() -> None:
+    block = FoldedAttention3d(4).eval()
+    make_identity(block)
+    x = torch.randn(1, 4, 3, 5, 2)
+    torch.testing.assert_close(block(x), x)
+
+
+def test_new_levels_start_as_identity() -> None:
+    model = _trained_like()
+    grown = grow_attention(model, (1, 2, 4)).eval()
+    assert grown.config.attention_levels == (1, 2, 4)
+    assert set(grown.level_attention) == {"1", "2"}
+    x = torch.randn(1, 3, 32, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x), model(x))
+    torch.testing.assert_close(grown.attention.beta, model.attention.beta)
+
+
+def test_scale_change_keeps_weights_and_applies_to_every_block() -> None:
+    model = _trained_like()
+    grown = grow_attention(model, (2, 4), {"scale": "sqrt"})
+    assert grown.config.attention_kwargs == {"scale": "sqrt"}
+    assert grown.attention.scale == "sqrt" and grown.level_attention["2"].scale == "sqrt"
+    torch.testing.assert_close(grown.attention.theta.weight, model.attention.theta.weight)
+    assert grown.training
+
+
+def test_new_bottleneck_block_starts_as_identity() -> None:
+    torch.manual_seed(0)
+    model = build_model("fanet-seg", features=FEATURES, attention_levels=(2,)).eval()
+    grown = grow_attention(model, (2, 4)).eval()
+    x = torch.randn(1, 3, 32, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x), model(x))
+
+
+def test_dropping_a_trained_level_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"drop the trained block\(s\) at level\(s\) \[4\]"):
+        grow_attention(_trained_like(), (2,))
+
+
+def test_a_network_without_folded_attention_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"needs a network with folded attention.*attention=None"):
+        grow_attention(build_model("unet-seg", features=FEATURES), (2, 4))
