@@ -215,9 +215,33 @@ def test_cpu_contended_reads_cpu_pressure(tmp_path, monkeypatch, pressure, expec
     path.write_text(f"{pressure} avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00\n")
     monkeypatch.setattr(fa, "PRESSURE_FILE", str(path))
     monkeypatch.setattr(fa, "_contention_cache", (float("-inf"), not expected))
+    monkeypatch.setattr(fa, "_stall_counter", None)  # first read: the 10 s average
     assert fa.cpu_contended() is expected
     path.write_text("garbage")  # cached for CONTENTION_CHECK_INTERVAL: not re-read
     assert fa.cpu_contended() is expected
+
+
+@pytest.mark.parametrize(("stalled_us", "expected"), [(300_000, True), (20_000, False)])
+def test_cpu_contended_uses_the_stall_counter_since_the_last_read(
+    tmp_path, monkeypatch, stalled_us, expected
+):
+    """A competitor that started a second ago counts at once, whatever avg10 still says."""
+    path = tmp_path / "cpu"
+    path.write_text(f"some avg10={0.0 if expected else 90.0} avg60=0 avg300=0 total={stalled_us}\n")
+    monkeypatch.setattr(fa, "PRESSURE_FILE", str(path))
+    now = fa.time.monotonic()
+    monkeypatch.setattr(fa, "_stall_counter", (now - 1.0, 0))  # read one second ago
+    monkeypatch.setattr(fa, "_contention_cache", (float("-inf"), not expected))
+    assert fa.cpu_contended() is expected  # 30% or 2% of the last second
+
+
+def test_a_stale_stall_counter_falls_back_to_the_ten_second_average(tmp_path, monkeypatch):
+    path = tmp_path / "cpu"
+    path.write_text("some avg10=50.00 avg60=0 avg300=0 total=0\n")
+    monkeypatch.setattr(fa, "PRESSURE_FILE", str(path))
+    monkeypatch.setattr(fa, "_stall_counter", (fa.time.monotonic() - 60.0, 0))
+    monkeypatch.setattr(fa, "_contention_cache", (float("-inf"), False))
+    assert fa.cpu_contended() is True
 
 
 @pytest.mark.parametrize(

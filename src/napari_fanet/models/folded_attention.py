@@ -102,20 +102,38 @@ def intra_op_threads(count: int | None, device: torch.device) -> Iterator[None]:
 
 
 #: ``cpu_contended`` re-reads the system state at most this often (seconds).
-CONTENTION_CHECK_INTERVAL = 1.0
-#: CPU pressure (share of time some runnable task waited for a CPU, last 10 s) that counts
-#: as contended.
+CONTENTION_CHECK_INTERVAL = 0.5
+#: CPU pressure (percent of time some runnable task waited for a CPU) that counts as contended.
 CONTENTION_PRESSURE = 10.0
 #: Linux pressure stall information for the CPU.
 PRESSURE_FILE = "/proc/pressure/cpu"
+#: A stall counter older than this (seconds) is not used for a rate; ``avg10`` is.
+PRESSURE_MAX_AGE = 10.0
 _contention_cache: tuple[float, bool] = (-math.inf, False)
+#: The last ``(monotonic time, "some" total stall in microseconds)`` read.
+_stall_counter: tuple[float, int] | None = None
 
 
-def _read_contention() -> bool:
-    try:  # Linux pressure stall information: "some avg10=12.34 avg60=... total=..."
-        with open(PRESSURE_FILE) as f:
-            fields = dict(item.split("=") for item in f.readline().split()[1:])
-        return float(fields["avg10"]) >= CONTENTION_PRESSURE
+def _pressure_percent(now: float) -> float:
+    """CPU pressure since the last read (percent), from the stall counter; ``avg10`` at first.
+
+    Linux's ``avg10`` is a 10 s running average, so it notices a competing process seconds
+    late; the ``total`` counter (microseconds some task waited) gives the share since the
+    previous read, half a second ago while the block runs.
+    """
+    global _stall_counter
+    with open(PRESSURE_FILE) as f:  # "some avg10=12.34 avg60=... avg300=... total=123456"
+        fields = dict(item.split("=") for item in f.readline().split()[1:])
+    total = int(fields["total"])
+    previous, _stall_counter = _stall_counter, (now, total)
+    if previous is not None and 0.0 < now - previous[0] <= PRESSURE_MAX_AGE:
+        return 100.0 * (total - previous[1]) / (1e6 * (now - previous[0]))
+    return float(fields["avg10"])
+
+
+def _read_contention(now: float) -> bool:
+    try:
+        return _pressure_percent(now) >= CONTENTION_PRESSURE
     except (OSError, ValueError, KeyError, IndexError):
         pass
     try:
@@ -131,16 +149,16 @@ def _read_contention() -> bool:
 def cpu_contended() -> bool:
     """Whether other work competes for this machine's CPUs right now.
 
-    True when, over the last 10 s, runnable tasks waited for a CPU at least
-    :data:`CONTENTION_PRESSURE` percent of the time (Linux pressure stall information); where
-    that is unavailable, when the 1-minute load average reaches the number of usable cores.
-    The answer is cached for :data:`CONTENTION_CHECK_INTERVAL` seconds.
+    True when runnable tasks waited for a CPU at least :data:`CONTENTION_PRESSURE` percent of
+    the time since the previous check (Linux pressure stall information; the 10 s average at
+    the first check); where that is unavailable, when the 1-minute load average reaches the
+    number of usable cores. The answer is cached for :data:`CONTENTION_CHECK_INTERVAL` seconds.
     """
     global _contention_cache
     now = time.monotonic()
     checked, contended = _contention_cache
     if now - checked >= CONTENTION_CHECK_INTERVAL:
-        contended = _read_contention()
+        contended = _read_contention(now)
         _contention_cache = (now, contended)
     return contended
 
