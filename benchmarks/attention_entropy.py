@@ -1,0 +1,124 @@
+"""How much the shipped folded-attention blocks attend: row entropy and gates, per block and axis.
+
+For each model and each case (the plugin's sample subject of the model's task, and every real
+patient folder under ``--data`` for segmentation models) this runs one whole-volume forward pass
+with :func:`napari_fanet.models.capture_affinities` and prints, per FA block (U-Net level and its
+grid) and axis: the mean entropy of the softmax rows (nats; a one-hot row has 0, a uniform row
+``log L``), that entropy over ``log L``, the mean largest weight of a row and the gate ``beta``.
+
+    PYTHONPATH=src python benchmarks/attention_entropy.py \\
+        --models src/napari_fanet/weights/fanet-seg.pt src/napari_fanet/weights/fanet-qsm.pt \\
+        --data ../shared/data/open-ms-lesjak2017
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from napari_fanet.engine.network_input import prepare_network_input
+from napari_fanet.engine.predict import as_canonical
+from napari_fanet.io.nifti import load_volume
+from napari_fanet.models import capture_affinities, load_checkpoint
+from napari_fanet.models.attention_statistics import attention_statistics
+from napari_fanet.tasks import get_task
+from napari_fanet.tasks.subjects import find_file
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = {
+    "segmentation": ROOT / "sample_data/ms/sub-0000",
+    "qsm": ROOT / "sample_data/qsm/sub-0000",
+}
+
+
+def load_case(folder: Path, task: str) -> tuple[dict, tuple[float, float, float]]:
+    """Canonical arrays by role name and their voxel size, for the roles the folder has."""
+    volumes = {}
+    for role in get_task(task).roles:
+        path = find_file(folder, role.file, required=False)
+        if path is not None:
+            volumes[role.name] = load_volume(path)
+    arrays, voxel, _, _ = as_canonical(volumes, None)
+    return arrays, voxel
+
+
+def block_level(name: str) -> str:
+    """U-Net level of a block from its module name (``attention`` is the bottleneck, 4)."""
+    return "4" if name == "attention" else name.rsplit(".", 1)[-1]
+
+
+def measure(model_path: Path, folder: Path, threads: int) -> list[dict]:
+    """One whole-volume forward pass of ``model_path`` on ``folder``; a row per block and axis."""
+    model, ckpt = load_checkpoint(model_path)
+    task = ckpt["config"]["task"]
+    arrays, voxel = load_case(folder, task)
+    net = prepare_network_input(task, arrays, voxel, ckpt)
+    x = torch.from_numpy(net.image).unsqueeze(0).float()  # (1, channels, X, Y, Z)
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    with capture_affinities(model) as capture, torch.no_grad():
+        model(x)
+    seconds = time.perf_counter() - start
+    rows = []
+    for name, records in sorted(capture.records.items(), key=lambda kv: block_level(kv[0])):
+        record = records[-1]
+        grid = "x".join(str(s) for s in record.input_shape[2:])
+        for s in attention_statistics(record):
+            rows.append(
+                {
+                    "model": model_path.stem,
+                    "case": folder.name if folder.parent.name not in ("ms", "qsm") else "sample",
+                    "level": block_level(name),
+                    "grid": grid,
+                    "axis": s.axis,
+                    "L": s.length,
+                    "entropy": s.entropy,
+                    "relative": s.relative_entropy,
+                    "max_weight": s.max_weight,
+                    "beta": s.beta,
+                    "forward_s": seconds,
+                }
+            )
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as a markdown table."""
+    head = (
+        "| model | case | level (grid) | axis | L | row entropy (nats) | / log L | "
+        "mean largest weight | beta |\n|---|---|---|---|---:|---:|---:|---:|---:|\n"
+    )
+    body = "".join(
+        f"| {r['model']} | {r['case']} | {r['level']} ({r['grid']}) | {r['axis']} | {r['L']} | "
+        f"{r['entropy']:.3f} | {r['relative']:.3f} | {r['max_weight']:.3f} | {r['beta']:+.4f} |\n"
+        for r in rows
+    )
+    return head + body
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the table for every model and case."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=Path, nargs="+", required=True, help="checkpoints")
+    parser.add_argument("--data", type=Path, help="real segmentation subjects, one folder each")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    rows = []
+    for model_path in args.models:
+        task = load_checkpoint(model_path)[1]["config"]["task"]
+        folders = [SAMPLES[task]]
+        if task == "segmentation" and args.data is not None:
+            folders += sorted(p for p in args.data.iterdir() if p.is_dir())
+        for folder in folders:
+            rows += measure(model_path, folder, args.threads)
+            print(f"{model_path.name} {folder.name}: done", file=sys.stderr, flush=True)
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
