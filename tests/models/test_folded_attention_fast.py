@@ -227,7 +227,8 @@ def test_cpu_contended_uses_the_stall_counter_since_the_last_read(
 ):
     """A competitor that started a second ago counts at once, whatever avg10 still says."""
     path = tmp_path / "cpu"
-    path.write_text(f"some avg10={0.0 if expected else 90.0} avg60=0 avg300=0 total={stalled_us}\n")
+    avg10 = 0.0 if expected else 90.0  # the 10 s average says the opposite
+    path.write_text(f"some avg10={avg10} avg60=0 avg300=0 total={stalled_us}\n")
     monkeypatch.setattr(fa, "PRESSURE_FILE", str(path))
     now = fa.time.monotonic()
     monkeypatch.setattr(fa, "_stall_counter", (now - 1.0, 0))  # read one second ago
