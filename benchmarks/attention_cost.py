@@ -28,9 +28,11 @@ It prints markdown tables (and writes them with a JSON dump and a Fig. 4-style p
 ``--ratio`` measures only the time of FA against one ``3x3x3`` convolution ``C -> C`` on the same
 tensor (issue 13: at most 0.5), in a fresh process with ``--threads`` threads (default 2), the
 two timed alternately so both see the same machine state; the ratio is the median over rounds of
-FA's time over the convolution's. ``--busy`` repeats that while a competing process, started by
-this script and stopped after at most ``--busy-seconds``, keeps one core busy. No
-``torch.set_flush_denormal`` in this mode: FA must be fast without it.
+FA's time over the convolution's. Each round times the convolution, then FA on the
+convolution's output (as FA runs in the U-Net, its input just written and warm in the caches),
+then each FA variant on the original input (last touched a round earlier). ``--busy`` repeats
+that while a competing process, started by this script and stopped after at most
+``--busy-seconds``, keeps one core busy. No ``torch.set_flush_denormal`` in this mode: FA must be fast without it.
 """
 
 from __future__ import annotations
@@ -196,7 +198,10 @@ def fast_vs_literal(c: int, size: tuple, device: str) -> dict[str, float]:
 
 
 #: FA variants timed against one 3x3x3 convolution by ``--ratio``.
+#: The row timed on the convolution's output, right after it (as FA runs inside the U-Net).
+AFTER_CONV = "FA (input: the conv's output)"
 RATIO_MODULES = {
+    AFTER_CONV: lambda c: FoldedAttention3d(c),  # cpu_threads="auto"
     "FA": lambda c: FoldedAttention3d(c),  # cpu_threads="auto"
     "FA (cpu_threads=None)": lambda c: FoldedAttention3d(c, cpu_threads=None),
     "FA (cpu_threads=1)": lambda c: FoldedAttention3d(c, cpu_threads=1),
@@ -242,11 +247,15 @@ def measure_ratio(c: int, size: tuple[int, int, int], repeats: int) -> dict:
             module(x)
             module(x)
         for _ in range(repeats):
+            after_conv = x
             for name, module in calls.items():
+                given = after_conv if name == AFTER_CONV else x
                 c0, t0 = time.process_time(), time.perf_counter()
-                module(x)
+                out = module(given)
                 times[name].append(time.perf_counter() - t0)
                 cpu[name].append(time.process_time() - c0)
+                if name == "conv 3x3x3":
+                    after_conv = out  # (1, C, D, H, W), just written: warm in the caches
     conv_times = times["conv 3x3x3"]
     rows = {
         name: {
