@@ -32,7 +32,8 @@ FA's time over the convolution's. Each round times the convolution, then FA on t
 convolution's output (as FA runs in the U-Net, its input just written and warm in the caches),
 then each FA variant on the original input (last touched a round earlier). ``--busy`` repeats
 that while a competing process, started by this script and stopped after at most
-``--busy-seconds``, keeps one core busy. No ``torch.set_flush_denormal`` in this mode: FA must be fast without it.
+``--busy-seconds``, keeps one core busy. No ``torch.set_flush_denormal`` in this mode: FA must
+be fast without it.
 """
 
 from __future__ import annotations
