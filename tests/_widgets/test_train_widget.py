@@ -101,6 +101,41 @@ def test_start_watch_stop_and_use_the_fine_tuned_model(widgets, qtbot, tmp_path)
     _assert_untouched(viewer, before)
 
 
+def test_flair_only_annotate_then_train(widgets, qtbot):
+    """A FLAIR-only user fine-tunes fanet-seg (trained for missing modalities), no T1 or T2."""
+    from napari_fanet._widgets._layers import NONE_CHOICE
+    from napari_fanet.engine.prediction_request import model_accepts_missing_modalities
+
+    _, _, w = widgets
+    _short_cpu_run(w)
+    w.t1.value = w.t2.value = NONE_CHOICE
+    assert w.problems.value == "" and w.start_button.enabled
+    w.start_button.clicked.emit()
+    qtbot.waitUntil(lambda: w.progress.value >= 2, timeout=180_000)
+    w.stop_button.clicked.emit()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=180_000)
+    outcome = w.last_outcome
+    assert outcome.status == "stopped"
+    data = outcome.run_dir / "data" / "sub-annotated"
+    assert sorted(p.name for p in data.iterdir()) == [
+        "brain_mask.nii.gz", "flair.nii.gz", "lesion_mask.nii.gz",
+    ]  # fmt: skip
+    ckpt = read_checkpoint(outcome.run_dir / "last.pt")
+    assert ckpt["extra"]["modality_dropout"] is True  # kept from fanet-seg: FLAIR-only works
+    assert model_accepts_missing_modalities(str(w.last_model.path))
+
+
+def test_a_new_model_needs_every_modality(widgets):
+    from napari_fanet._widgets._layers import NONE_CHOICE
+
+    _, _, w = widgets
+    _short_cpu_run(w)
+    w.t1.value = NONE_CHOICE
+    assert w.problems.value == ""  # fanet-seg was trained for missing modalities: T1 optional
+    w.model.value = "(new model, random weights)"
+    assert "choose a T1 layer" in w.problems.value and not w.start_button.enabled
+
+
 def test_a_crashing_child_is_reported_and_layers_are_untouched(
     widgets, qtbot, tmp_path, monkeypatch
 ):

@@ -79,6 +79,23 @@ def test_fine_tune_from_checkpoint_and_task_mismatch(tmp_path, ms_dataset, qsm_d
         list(run_training(config, [], [], tmp_path / "d"))
 
 
+@pytest.mark.parametrize("dropout_before", [True, False])
+def test_a_fine_tune_keeps_the_starting_models_modality_dropout(
+    tmp_path, ms_dataset, dropout_before
+):
+    """Users of a model trained for missing modalities may have FLAIR only: it stays so."""
+    train, _ = _subjects(ms_dataset, "segmentation")
+    first = TrainConfig(steps=1, val_every=0, modality_dropout=dropout_before, **TINY)
+    list(run_training(first, train, [], tmp_path / "a"))
+    tuned = TrainConfig(
+        steps=1, val_every=0, init_checkpoint=str(tmp_path / "a" / "last.pt"), **TINY
+    )
+    list(run_training(tuned, train, [], tmp_path / "b"))
+    extra = load_checkpoint(tmp_path / "b" / "last.pt")[1]["extra"]
+    assert extra["modality_dropout"] is dropout_before
+    assert extra["train_config"]["modality_dropout"] is dropout_before
+
+
 def test_config_errors():
     with pytest.raises(ValueError, match="invalid training setting steps=0"):
         TrainConfig(steps=0)

@@ -105,6 +105,30 @@ def test_plain_arrays_are_written_with_scale_and_translate(tmp_path):
     assert not (tmp_path / "run" / "data" / SUBJECT_NAME / "brain_mask.nii.gz").exists()
 
 
+def test_flair_only_export_for_a_model_trained_for_missing_modalities(tmp_path, seg_case):
+    _, layers = seg_case
+    export_seg_case(
+        tmp_path / "run", None, None, layers["FLAIR"], layers["lesions"], "full mask",
+        model="fanet-seg",
+    )  # fmt: skip
+    out = tmp_path / "run" / "data" / SUBJECT_NAME
+    assert sorted(p.name for p in out.iterdir()) == ["flair.nii.gz", "lesion_mask.nii.gz"]
+    np.testing.assert_allclose(nib.load(out / "flair.nii.gz").affine, PERMUTED)  # FLAIR's grid
+    subject = load_seg_subject(out)
+    assert subject.modalities == ("flair",)
+    assert not subject.image[:2].any()  # T1 and T2 channels are zero, as in prediction
+
+
+def test_a_missing_t1_is_refused_for_a_model_that_needs_every_modality(tmp_path, seg_case):
+    _, layers = seg_case
+    with pytest.raises(ValueError, match="cannot export: choose a T1 layer"):
+        export_seg_case(
+            tmp_path / "run", None, layers["T2"], layers["FLAIR"], layers["lesions"],
+            "full mask",
+        )  # fmt: skip
+    assert not (tmp_path / "run").exists()
+
+
 def _bad(layers, name, data):
     return LayerVolume(name, data, layers["T1"].scale, metadata=layers["T1"].metadata)
 

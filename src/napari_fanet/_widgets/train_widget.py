@@ -74,9 +74,16 @@ class TrainWidget(TaskInputs):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer, title=TITLE, model_tooltip="Weights to fine-tune.")
-        from napari_fanet.engine import annotations, model_card, training_export, training_run
+        from napari_fanet.engine import (
+            annotations,
+            model_card,
+            prediction_request,
+            training_export,
+            training_run,
+        )
 
         self._annotations = annotations
+        self._requests = prediction_request
         self._export = training_export
         self._training = training_run
         self._cards = model_card
@@ -97,7 +104,7 @@ class TrainWidget(TaskInputs):
             v,
             "Annotation",
             (Labels,),
-            tooltip="Labels layer with your corrected mask or scribbles, on the T1 grid.\n"
+            tooltip="Labels layer with your corrected mask or scribbles, on the FLAIR grid.\n"
             + CLICK_HELP,
         )
         mode_help = "\n".join(annotations.MODE_HELP[m] for m in annotations.ANNOTATION_MODES)
@@ -247,6 +254,12 @@ class TrainWidget(TaskInputs):
             self.lr.value = 1e-3
         elif not new and self.lr.value == 1e-3:
             self.lr.value = 1e-4
+        self._refresh_problems()  # T1 and T2 are optional for some starting models only
+
+    def _start_model_file(self) -> str:
+        """The starting model's checkpoint file, or ``""`` for a new model."""
+        entry = self.model_entries().get(self.model.value)
+        return "" if entry is None else str(entry.path)
 
     def _show_model_card(self, *_: Any) -> None:
         super()._show_model_card()
@@ -271,12 +284,14 @@ class TrainWidget(TaskInputs):
         }  # fmt: skip
 
     def _required(self) -> dict[Any, str]:
-        return {
-            "segmentation": {self.t1: "T1", self.t2: "T2", self.flair: "FLAIR",
-                             self.annotation: "annotation (Labels)"},
-            "qsm": {self.field: "local field", self.chi: "reference susceptibility",
-                    self.mask: "brain mask"},
-        }[self.task_name]  # fmt: skip
+        if self.task_name == "qsm":
+            return {self.field: "local field", self.chi: "reference susceptibility",
+                    self.mask: "brain mask"}  # fmt: skip
+        required = {self.flair: "FLAIR", self.annotation: "annotation (Labels)"}
+        if not self._requests.model_accepts_missing_modalities(self._start_model_file()):
+            # a new model, or one not trained with modality dropout, needs every modality
+            required = {self.t1: "T1", self.t2: "T2", **required}
+        return required
 
     # ------------------------------------------------------------------ helpers
     def copy_prediction(self, *_: Any) -> Layer | None:
@@ -320,7 +335,7 @@ class TrainWidget(TaskInputs):
         a = self._layer_array
         return self._export.export_seg_case(
             run_dir, a(self.t1), a(self.t2), a(self.flair), a(self.annotation),
-            self.mode.value, a(self.mask),
+            self.mode.value, a(self.mask), model=self._start_model_file(),
         )  # fmt: skip
 
     def _export_qsm_case(self, run_dir: Path) -> dict:

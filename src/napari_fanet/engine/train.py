@@ -238,6 +238,10 @@ def run_training(
             log.warning("--resume: %s", note)
     else:
         model, extra = _build(config)
+        if extra.get("modality_dropout") and not config.modality_dropout:
+            # A model trained for missing modalities stays so: its users may have FLAIR only.
+            config = dataclasses.replace(config, modality_dropout=True)
+            log.info("--init was trained with modality dropout: the fine-tune keeps it")
     task = get_task(model.config.task)
     data_task = task_of_subject(train_subjects[0])
     if task is not data_task:

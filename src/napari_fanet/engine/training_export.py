@@ -3,12 +3,12 @@
 A run folder (:func:`new_run_folder`) holds everything a fine-tuning run needs and leaves::
 
     RUN/
-      data/sub-annotated/   t1, t2, flair, lesion_mask[, brain_mask].nii.gz      (MS)
+      data/sub-annotated/   [t1, t2,] flair, lesion_mask[, brain_mask].nii.gz    (MS)
                             local_field, chi, brain_mask.nii.gz, meta.json       (QSM)
       export.json           which layers were exported, the annotation mode and voxel counts
       log.jsonl  last.pt  best.pt  train-output.log   written by the training child process
 
-Every file is written with the source affine of the grid layer (T1 or the local field) through
+Every file is written with the source affine of the grid layer (FLAIR or the local field) through
 :func:`napari_fanet.io.layers.layer_to_nifti`, so it overlays the files the layers came from.
 Arrays arrive as :class:`napari_fanet.io.layers.LayerVolume` (a layer's name, data, scale,
 translate and metadata), which keeps this module GUI-free.
@@ -60,8 +60,9 @@ def new_run_folder(root: str | Path | None = None, now: datetime | None = None) 
     raise FileExistsError(f"{root}: cannot find a free run folder name for {stamp}")
 
 
-def _check_inputs(task: str, roles: dict[str, LayerVolume | None]) -> None:
-    found = PredictionRequest(task, roles, model="").problems()
+def _check_inputs(task: str, roles: dict[str, LayerVolume | None], model: str = "") -> None:
+    """``ValueError`` unless the layers by role make a case ``model`` can train on."""
+    found = PredictionRequest(task, roles, model=model).problems()
     if found:
         raise ValueError("cannot export: " + "; ".join(found))
 
@@ -103,17 +104,22 @@ def _write_summary(run_dir: Path, summary: dict) -> None:
 
 def export_seg_case(
     run_dir: str | Path,
-    t1: LayerVolume,
-    t2: LayerVolume,
+    t1: LayerVolume | None,
+    t2: LayerVolume | None,
     flair: LayerVolume,
     annotation: LayerVolume,
     mode: str,
     brain_mask: LayerVolume | None = None,
+    *,
+    model: str = "",
 ) -> dict:
     """Write an MS case and its annotation into ``RUN/data/sub-annotated``.
 
-    The grid (and affine) of every file is the T1 layer's. ``mode`` is ``"full mask"`` or
-    ``"scribbles"`` (:mod:`napari_fanet.engine.annotations` gives the label values).
+    The grid (and affine) of every file is the FLAIR layer's. T1 and T2 may be None when
+    ``model`` (the starting model: shipped name or checkpoint file) was trained for missing
+    modalities (modality dropout); their files are then not written, and the trainer gives the
+    network zero channels as prediction does. ``mode`` is ``"full mask"`` or ``"scribbles"``
+    (:mod:`napari_fanet.engine.annotations` gives the label values).
 
     Returns
     -------
@@ -125,21 +131,23 @@ def export_seg_case(
     Raises
     ------
     ValueError
-        Inputs that are not 3D, differ in shape or voxel size, contain NaNs; an annotation that
-        is empty or holds values the mode does not use.
+        Inputs that are not 3D, differ in shape or voxel size, contain NaNs; a missing T1 or T2
+        for a model that needs every modality; an annotation that is empty or holds values the
+        mode does not use.
     """
     roles = {"T1": t1, "T2": t2, "FLAIR": flair, "brain mask": brain_mask}
-    _check_inputs("segmentation", roles)
+    _check_inputs("segmentation", roles, model)
     converted = annotation_to_label(
-        _check_on_grid(annotation, t1, "annotation"), mode, name=annotation.name
+        _check_on_grid(annotation, flair, "annotation"), mode, name=annotation.name
     )
     run_dir = Path(run_dir)
     folder = _fresh_subject_folder(run_dir)
     for stem, layer in (("t1", t1), ("t2", t2), ("flair", flair)):
-        _save(folder, stem, np.asarray(layer.data, dtype=np.float32), t1, np.float32)
-    _save(folder, "lesion_mask", converted.pop("label"), t1, np.uint8)
+        if layer is not None:
+            _save(folder, stem, np.asarray(layer.data, dtype=np.float32), flair, np.float32)
+    _save(folder, "lesion_mask", converted.pop("label"), flair, np.uint8)
     if brain_mask is not None:
-        _save(folder, "brain_mask", np.asarray(brain_mask.data) > 0.5, t1, np.uint8)
+        _save(folder, "brain_mask", np.asarray(brain_mask.data) > 0.5, flair, np.uint8)
     layers = {role: layer.name for role, layer in roles.items() if layer is not None}
     summary = {
         "task": "segmentation",
