@@ -22,7 +22,7 @@ AXIS_NAMES = {"D": "x", "H": "y", "W": "z", "C": "channel"}
 #: What the empty canvases say before the first inspection.
 FACTOR_PLACEHOLDER = (
     "Click a voxel (or type x, y, z and press Inspect):\nits rank-one attention rows along "
-    "D, H, W\n(the bottleneck's x, y, z) and the channels\nappear here."
+    "D, H, W\n(the FA grid's x, y, z) and the channels\nappear here."
 )
 MATRIX_PLACEHOLDER = "The four affinity matrices of the\ninspected voxel appear here."
 
