@@ -77,17 +77,25 @@ def synthetic_volumes(seed: int) -> tuple[dict[str, np.ndarray], tuple[float, ..
     return arrays, (1.0, 1.0, 1.0), f"synthetic {MNI_1MM}"
 
 
-def grown_model(folder: Path, beta: float) -> Path:
-    """The shipped fanet-seg grown to FA levels (2, 4), sqrt scale, level-2 gates at ``beta``."""
+def grown_model(folder: Path, beta: float, sharpen: float = 1.0, seed: int = 0) -> Path:
+    """The shipped fanet-seg grown to FA levels (2, 4), sqrt scale, level-2 gates at ``beta``.
+
+    ``sharpen`` multiplies the new block's query and key projections (``theta``, ``phi``), so
+    its energies by ``sharpen**2``: its random initial rows are nearly uniform, and a sharper
+    block makes a map worth looking at in a screenshot (it does not change the timing). The new
+    block's projections are random: ``seed`` fixes them.
+    """
     model, checkpoint = load_checkpoint(SHIPPED)
+    torch.manual_seed(seed)
     grown = grow_attention(model, (2, 4), {"scale": "sqrt"}).eval()
+    block = grown.level_attention["2"]
     with torch.no_grad():
-        grown.level_attention["2"].beta.fill_(beta)
-    return save_checkpoint(
-        folder / "fanet-seg-levels-2-4.pt",
-        grown,
-        extra={"voxel_size": checkpoint["extra"]["voxel_size"]},
-    )
+        block.beta.fill_(beta)
+        for conv in (block.theta, block.phi):
+            conv.weight.mul_(sharpen)
+            conv.bias.mul_(sharpen)
+    extra = {"voxel_size": checkpoint["extra"]["voxel_size"]}
+    return save_checkpoint(folder / "fanet-seg-levels-2-4.pt", grown, extra=extra)
 
 
 def main() -> None:
@@ -100,6 +108,9 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--beta", type=float, default=0.5, help="level-2 gates of the grown model")
+    parser.add_argument(
+        "--sharpen", type=float, default=1.0, help="scale of the level-2 theta/phi (grown model)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -110,7 +121,7 @@ def main() -> None:
     )
     shape = next(iter(arrays.values())).shape
     with tempfile.TemporaryDirectory(prefix="fanet-inspector-bench-") as tmp:
-        model = args.model or grown_model(Path(tmp), args.beta)
+        model = args.model or grown_model(Path(tmp), args.beta, args.sharpen, args.seed)
         inputs = {
             role: LayerVolume(role, arrays.get(role), voxel) if role in arrays else None
             for role in ("T1", "T2", "FLAIR", "brain mask")

@@ -21,13 +21,13 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Label,
     PushButton,
     SpinBox,
 )
 from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QSizePolicy
 
 from napari_fanet._widgets._attention_plots import FactorPlots
 from napari_fanet._widgets._inputs import TaskInputs
@@ -56,7 +56,7 @@ MAP_NAME = "FA attention map"
 MARKER_NAME = "FA inspected voxel"
 CLICK_PIXELS = 3  # a press and release further apart than this (screen pixels) is a drag
 MAP_OPACITY = 0.55
-LEVEL_NAMES = {0: "full", 1: "1/2", 2: "1/4", 3: "1/8", 4: "1/16, bottleneck"}
+LEVEL_NAMES = {0: "full res.", 1: "1/2 res.", 2: "1/4 res.", 3: "1/8 res.", 4: "bottleneck"}
 LEGEND_PLACEHOLDER = "The legend of the map appears here after the first inspection."
 
 
@@ -136,9 +136,12 @@ class AttentionInspectorWidget(TaskInputs):
             text="Inspect", tooltip="Inspect the typed voxel (x, y, z) of the input layers."
         )
         self.status = message_label("Click a voxel or type its coordinates.")
-        self.beta_label = Label(label="β (D, H, W, C)", value="")
+        self.beta_label = message_label(label="β (D, H, W, C)")
         self.beta_label.tooltip = "The inspected block's learned gates (0 at initialisation)."
         self.legend = message_label(LEGEND_PLACEHOLDER)
+        for label in (self.status, self.legend):  # long wrapped text must not widen the dock
+            label.native.setMinimumWidth(120)
+            label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.legend.tooltip = (
             "What the map layer shows. Its colour bar is drawn on the canvas (layer "
             "controls: the layer's colour bar)."
@@ -188,7 +191,7 @@ class AttentionInspectorWidget(TaskInputs):
         except (OSError, ValueError, KeyError):  # unreadable: the inspection will say why
             return []
         return [
-            (f"{lv} ({LEVEL_NAMES[lv]} res., {2**lv}-voxel cells)", lv)
+            (f"{lv}: {LEVEL_NAMES[lv]}, {2**lv}-voxel cells", lv)
             for lv in levels
             if lv in LEVEL_NAMES
         ]
@@ -322,8 +325,7 @@ class AttentionInspectorWidget(TaskInputs):
             self._map_layer = layer
         else:
             layer.data = data
-            for key, value in place.items():
-                setattr(layer, key, value)
+            _update(layer, place)  # each changed transform redraws the canvas: only those
             layer.contrast_limits = limits
             layer.name = name
         marker = self._marker_layer
@@ -332,8 +334,7 @@ class AttentionInspectorWidget(TaskInputs):
                 [view.voxel], name=MARKER_NAME, size=3, face_color="cyan", **placement(source)
             )
         else:
-            for key, value in placement(source).items():
-                setattr(marker, key, value)
+            _update(marker, placement(source))
             marker.data = [view.voxel]
         self.channel.max = self.source_channel.max = view.bottleneck_shape[0] - 1
         self.beta_label.value = ", ".join(f"{b:+.4f}" for b in view.beta)
@@ -353,6 +354,19 @@ class AttentionInspectorWidget(TaskInputs):
         self.plots.matrix_canvas.setVisible(self.show_matrices.value)
         if self.show_matrices.value and self.last_view is not None:
             self.plots.show_matrices(self.last_view)
+
+
+def _update(layer: Layer, place: dict[str, Any]) -> None:
+    """Set the placement attributes of ``layer`` that differ from ``place``."""
+    for key, value in place.items():
+        current = layer.affine.affine_matrix if key == "affine" else getattr(layer, key)
+        if key == "metadata":
+            same = current == value
+        else:
+            old, new = np.asarray(current), np.asarray(value)
+            same = old.shape == new.shape and np.allclose(old, new)
+        if not same:
+            setattr(layer, key, value)
 
 
 def _inspect(
