@@ -7,6 +7,12 @@ button pressed, worker awaited) and saves the whole window to ``docs/images/``:
 ``segmentation.png`` (FLAIR with the FA-Net TP/FP/FN error labels), ``qsm.png`` (reference,
 FA-Net susceptibility map and its signed error), ``inspector.png`` (the attention inspector) and
 ``training.png`` (a short fine-tuning run in the Train widget).
+
+``--patient DIR`` takes ``inspector.png`` on a real patient folder instead of the sample
+(``flair.nii.gz``, ``t1.nii.gz``, ``t2.nii.gz`` and ``consensus_lesions.nii.gz``, as in the
+shared open MS data): the click is inside the largest periventricular lesion of the consensus
+mask, and ``--model FILE`` chooses the FA checkpoint (for example a fanet-seg grown to FA levels
+2 and 4, whose level-2 map has 4 mm cells).
 """
 
 from __future__ import annotations
@@ -125,6 +131,84 @@ def inspector() -> Path:
     return save_and_close(viewer, "inspector.png")
 
 
+def periventricular_voxel(folder: Path) -> tuple[int, int, int]:
+    """A voxel of the largest periventricular lesion of ``consensus_lesions.nii.gz`` (RAS array).
+
+    The lesion voxel nearest the lesion's centroid, in the canonical array the plugin's reader
+    shows; the location class is :func:`~napari_fanet.evaluation.lesion_table.lesion_table`'s.
+    """
+    import numpy as np
+
+    from napari_fanet.evaluation.lesion_table import lesion_table
+    from napari_fanet.io.nifti import load_volume, to_canonical
+
+    lesions, _ = to_canonical(load_volume(folder / "consensus_lesions.nii.gz", name="lesions"))
+    flair, _ = to_canonical(load_volume(folder / "flair.nii.gz", name="FLAIR"))
+    table = lesion_table(lesions.data, lesions.affine, brain_mask=flair.data > 0)
+    rows = [r for r in table.rows if r["location"] == "periventricular"]
+    if not rows:
+        raise ValueError(f"{folder}: no periventricular lesion in consensus_lesions.nii.gz")
+    largest = max(rows, key=lambda r: r["n_voxels"])
+    voxels = np.argwhere(table.labels == largest["id"])
+    nearest = voxels[np.argmin(((voxels - voxels.mean(axis=0)) ** 2).sum(axis=1))]
+    return tuple(int(c) for c in nearest)
+
+
+def patient_inspector(folder: Path, model: Path | None) -> Path:
+    """The inspector on a real patient: FLAIR with the map of a click in a periventricular lesion.
+
+    Shows the default display (effective rows, the finest FA level). Prints how long the widget
+    took from a click to the updated map layer and to everything drawn (dock plots included),
+    for the first click (the forward pass) and a later one (the cached matrices).
+    """
+    import numpy as np
+
+    from napari_fanet._widgets._layers import add_labels
+    from napari_fanet._widgets.attention_inspector import AttentionInspectorWidget
+
+    voxel = periventricular_voxel(folder)
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(*SIZE)
+    files = [str(folder / f"{name}.nii.gz") for name in ("flair", "t1", "t2")]
+    viewer.open(files, plugin="napari-fanet")
+    flair = viewer.layers["flair"]
+    lesions = viewer.open(str(folder / "consensus_lesions.nii.gz"), plugin="napari-fanet")[0]
+    viewer.layers.remove(lesions)
+    outline = add_labels(viewer, np.asarray(lesions.data).astype(np.uint8), flair,
+                         "consensus lesions", opacity=0.9)  # fmt: skip
+    outline.contour = 1  # outlines, so the map shows inside
+    widget = AttentionInspectorWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="FA attention inspector", area="right")
+    widget.mask.value = "(none)"  # skull-stripped: the non-zero FLAIR voxels are the brain
+    if model is not None:
+        widget.checkpoint.value = model
+    shown = []
+    show = widget._show
+    widget._show = lambda view, source: (show(view, source), shown.append(time.monotonic()))
+
+    def click(at: tuple[int, int, int]) -> tuple[float, float]:
+        start = time.monotonic()
+        widget.pick(flair.data_to_world(at))
+        wait_for(lambda: widget._worker is None and widget.last_view.voxel == at)
+        return shown[-1] - start, time.monotonic() - start
+
+    first = click(voxel)
+    click((voxel[0] + 20, voxel[1], voxel[2]))
+    again = click(voxel)
+    print(
+        f"click to map layer / all drawn: first {first[0]:.2f} / {first[1]:.2f} s (forward "
+        f"pass), later {again[0]:.2f} / {again[1]:.2f} s"
+    )
+    for name in ("t1", "t2"):
+        viewer.layers[name].visible = False
+    viewer.layers.selection.active = widget._map_layer
+    axial_view(viewer, voxel[2])
+    world = flair.data_to_world(voxel)  # zoom in on the click: 4 mm cells are small on screen
+    viewer.scene.camera.center = tuple(world[d] for d in viewer.dims.displayed)
+    viewer.scene.camera.zoom *= 1.8
+    return save_and_close(viewer, "inspector.png")
+
+
 def training() -> Path:
     """Fine-tune fanet-seg on the MS sample's reference mask for a few steps (Train widget)."""
     import tempfile
@@ -152,6 +236,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=SHOTS)
     parser.add_argument("--qsm-model", default="fanet-qsm")
+    parser.add_argument(
+        "--patient", type=Path, help="inspector.png on this patient folder instead of the sample"
+    )
+    parser.add_argument("--model", type=Path, help="FA checkpoint for --patient's inspector")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     quiet_toasts()
@@ -161,7 +249,7 @@ def main() -> None:
     if "qsm" in todo:
         print(qsm(args.qsm_model))
     if "inspector" in todo:
-        print(inspector())
+        print(patient_inspector(args.patient, args.model) if args.patient else inspector())
     if "training" in todo:
         print(training())
 

@@ -8,6 +8,7 @@ from torch import nn
 from napari_fanet.engine import model_catalog
 from napari_fanet.engine.attention_inspection import (
     AttentionInspector,
+    fa_levels,
     fa_models,
     rank_one_factors,
 )
@@ -59,16 +60,16 @@ def softmax_rows(energy):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def reference(model, x):
-    """FA_SPEC by hand, in float64: bottleneck X, g(X), A_a, M_a and the block's output Z."""
+def reference(model, x, block=None, sqrt_scale=False):
+    """FA_SPEC by hand, in float64: the block's input X, g(X), A_a, M_a and its output Z."""
     seen = {}
-    hook = model.attention.register_forward_hook(
+    fa = model.attention if block is None else block
+    hook = fa.register_forward_hook(
         lambda m, i, o: seen.update(x=i[0][0].double().numpy(), z=o[0].double().numpy())
     )
     with torch.no_grad():
         model(x)  # the full network, which pads the window itself
     hook.remove()
-    fa = model.attention
 
     def conv(layer):
         w = layer.weight.detach().double().numpy()[:, :, 0, 0, 0]
@@ -82,6 +83,8 @@ def reference(model, x):
         "W": np.einsum("cdhk,cdhl->kl", t, p),
         "C": -np.einsum("cdhw,edhw->ce", t, p),  # softmax(-E_C), the default channel sign
     }
+    if sqrt_scale:  # divide by the square root of the row length N*C/L
+        energies = {a: e / np.sqrt(t.size / len(e)) for a, e in energies.items()}
     raw = {a: softmax_rows(e) for a, e in energies.items()}
     beta = dict(zip("DHWC", fa.beta.detach().double().numpy(), strict=True))
     eff = {a: np.eye(len(m)) + beta[a] * m for a, m in raw.items()}
@@ -293,7 +296,7 @@ def test_inspector_errors():
 
     with pytest.raises(ValueError, match="positive multiple of 16 voxels, got 40"):
         look(window=40)
-    with pytest.raises(TypeError, match="window must be an integer"):
+    with pytest.raises(TypeError, match=r"window must be None \(the whole volume\) or an integer"):
         look(window=32.0)
     with pytest.raises(ValueError, match="is a segmentation model, not qsm"):
         look("qsm")
@@ -304,7 +307,7 @@ def test_inspector_errors():
     with pytest.raises(TypeError, match="source_channel must be an integer"):
         look(source_channel=0.5, window=32)
     full_res = nn.Sequential(nn.Conv3d(3, 8, 1), FoldedAttention3d(8))  # FA not at 1/16
-    with pytest.raises(ValueError, match="expects a U-Net bottleneck"):
+    with pytest.raises(ValueError, match="expects a U-Net level-4 grid of"):
         look(net=full_res, window=16)
     with pytest.raises(ValueError, match="task must be one of"):
         prepare_network_input("denoise", arrays, (2, 2, 2), SEG_CKPT)
@@ -312,9 +315,12 @@ def test_inspector_errors():
         prepare_network_input(
             "segmentation", {k: arrays[k] for k in ("T1", "T2")}, (2, 2, 2), SEG_CKPT
         )
-    record = inspector._forward[2]
+    look(window=32)
+    record = inspector._forward[2]["attention"]
     with pytest.raises(TypeError, match="channel must be an integer"):
         rank_one_factors(record, (0, 0, 0), channel=True)
+    with pytest.raises(ValueError, match=r"cell \(2, 0, 0\) is outside the FA block's grid"):
+        rank_one_factors(record, (2, 0, 0))
 
 
 def test_qsm_input_errors():
@@ -327,3 +333,204 @@ def test_qsm_input_errors():
         prepare_network_input("qsm", arrays, (2, 2, 2), SEG_CKPT)
     with pytest.raises(ValueError, match="b0_dir must be 3 numbers, not all zero"):
         prepare_network_input("qsm", arrays, (2, 2, 2), QSM_CKPT, b0_dir=(0, 0, 0))
+
+
+LEVEL2_BETAS = (0.5, -0.3, 0.8, 0.2)
+
+
+def level2_model(seed=0):
+    """A tiny FA-Net with FA blocks at levels 2 (1/4 resolution) and 4, sqrt energy scaling."""
+    torch.manual_seed(seed)
+    model = build_model(
+        "fanet-seg", features=(8, 8, 8, 8, 8), attention_levels=(2, 4),
+        attention_kwargs={"scale": "sqrt"},
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        model.level_attention["2"].beta.copy_(torch.tensor(LEVEL2_BETAS))
+        model.attention.beta.copy_(torch.tensor([0.7, -0.4, 1.3, 0.5]))
+    return model
+
+
+@pytest.mark.parametrize("effective", [True, False])
+def test_finest_level_over_the_whole_volume_by_default(effective):
+    arrays, model = seg_arrays(), level2_model()
+    inspector = AttentionInspector()
+    voxel = (30, 12, 7)
+    view = inspector.inspect(
+        "segmentation", arrays, (2.0, 2.0, 2.0), model, SEG_CKPT, voxel, effective=effective
+    )
+    # Whole volume: (56, 40, 20) padded to (64, 48, 32); level 2: cells of 4 voxels (8 mm).
+    assert view.whole_volume and view.window_start == (0, 0, 0) and view.window_shape == SHAPE
+    assert (view.level, view.levels, view.cell_size) == (2, (2, 4), 4)
+    assert view.cell_mm == (8.0, 8.0, 8.0)
+    assert view.bottleneck_shape == (8, 16, 12, 8)
+    # Padded offsets (30 + 4, 12 + 4, 7 + 6) // 4.
+    assert view.cell == (8, 4, 3)
+    np.testing.assert_allclose(view.beta, LEVEL2_BETAS, rtol=1e-6)
+
+    image = np.stack([zscore(arrays[k], arrays["brain mask"]) for k in ("T1", "T2", "FLAIR")])
+    x = torch.from_numpy(image.astype(np.float32))[None]
+    ref = reference(model, x, model.level_attention["2"], sqrt_scale=True)
+    mats = ref["effective" if effective else "raw"]
+    k, i, j = view.cell
+    expected = mats["C"].mean(axis=0).sum() * np.einsum(
+        "a,b,c->abc", mats["D"][k], mats["H"][i], mats["W"][j]
+    )
+    assert view.rank_one.spatial_map.shape == (16, 12, 8)
+    np.testing.assert_allclose(view.rank_one.spatial_map, expected, rtol=1e-4, atol=1e-8)
+    if not effective:  # raw rows summed over input channels: a distribution over the volume
+        assert view.rank_one.spatial_map.sum() == pytest.approx(1.0, rel=1e-6)
+    # The map is the outer product of the cached rows (no new pass for another voxel).
+    cached = inspector._matrices[("level_attention.2", effective)]
+    other = inspector.inspect(
+        "segmentation", arrays, (2.0, 2.0, 2.0), model, SEG_CKPT, (3, 39, 19), effective=effective
+    )
+    assert other.cell == (1, 10, 6) and inspector.forward_passes == 1
+    rows = [cached[a][c] for a, c in zip("DHW", other.cell, strict=True)]
+    weight = cached["C"].mean(axis=0).sum()
+    np.testing.assert_allclose(
+        other.rank_one.spatial_map, weight * np.einsum("a,b,c->abc", *rows), rtol=1e-12
+    )
+    # The image-space map: every voxel shows its cell's weight.
+    grid = np.indices(SHAPE)
+    cells = tuple((g + b) // 4 for g, b in zip(grid, (4, 4, 6), strict=True))
+    np.testing.assert_allclose(view.image_map, expected[cells], rtol=1e-4, atol=1e-8)
+    assert "level 2 (8 x 8 x 8 mm cells)" in view.legend()
+    if not effective:
+        assert "sums to 1" in view.legend()
+
+
+def test_level_choice_and_its_errors():
+    arrays, model = seg_arrays(), level2_model()
+    inspector = AttentionInspector()
+
+    def look(**kw):
+        return inspector.inspect(
+            "segmentation", arrays, (2, 2, 2), model, SEG_CKPT, (30, 12, 7), **kw
+        )
+
+    bottleneck = look(level=4)
+    assert (bottleneck.cell_size, bottleneck.bottleneck_shape[1:]) == (16, (4, 3, 2))
+    assert bottleneck.cell == (2, 1, 0)
+    assert look(level=2).cell == (8, 4, 3)
+    assert inspector.forward_passes == 1  # one pass captured both levels
+    with pytest.raises(
+        ValueError, match=r"no FA block at level 3; it has FA blocks at level\(s\) \[2, 4\]"
+    ):
+        look(level=3)
+    with pytest.raises(TypeError, match="level must be None \\(the finest\\) or an integer"):
+        look(level="2")
+    with pytest.raises(ValueError, match="Conv3d has no FoldedAttention3d block to inspect"):
+        inspector.inspect(
+            "segmentation", arrays, (2, 2, 2), nn.Conv3d(3, 3, 1), SEG_CKPT, (0, 0, 0)
+        )
+    # A bottleneck-only model keeps working as before: level 4 is its finest.
+    assert (
+        AttentionInspector()
+        .inspect("segmentation", arrays, (2, 2, 2), seg_model(), SEG_CKPT, (30, 12, 7))
+        .level
+        == 4
+    )
+
+
+def test_clicks_and_levels_do_not_rerun_the_network():
+    arrays, model = seg_arrays(), level2_model()
+    calls = []
+    model.encoders[0].register_forward_hook(lambda *_: calls.append(1))
+    inspector = AttentionInspector()
+    for voxel, options in [
+        ((30, 12, 7), {}), ((2, 3, 4), {}), ((50, 30, 10), {"effective": False}),
+        ((50, 30, 10), {"level": 4}), ((10, 10, 10), {"channel": 3, "source_channel": 1}),
+    ]:  # fmt: skip
+        inspector.inspect("segmentation", arrays, (2, 2, 2), model, SEG_CKPT, voxel, **options)
+    assert len(calls) == 1 and inspector.forward_passes == 1
+    inspector.inspect("segmentation", arrays, (2, 2, 2), model, SEG_CKPT, (30, 12, 7), window=32)
+    assert len(calls) == 2  # a window is another input
+
+
+@pytest.mark.parametrize(
+    ("shape", "voxel_size", "window"),
+    [(SHAPE, (2.0, 2.0, 2.0), None), ((40, 36, 24), (1.0, 1.0, 1.0), None),
+     (SHAPE, (2.0, 2.0, 2.0), 32)],
+)  # fmt: skip
+def test_cell_grid_lines_up_with_the_input_voxels(shape, voxel_size, window):
+    arrays = seg_arrays(shape)
+    view = AttentionInspector().inspect(
+        "segmentation", arrays, voxel_size, level2_model(), SEG_CKPT, (9, 20, 11), window=window
+    )
+    grid = view.grid
+    ratio = np.asarray(SEG_CKPT["extra"]["voxel_size"]) / np.asarray(voxel_size)
+    np.testing.assert_allclose(grid.scale, 4 * ratio)
+    if shape == SHAPE and window is None:  # padded by 4: cell 0 spans voxels -4..-1
+        assert grid.offset == (-2.5, -2.5, -4.5)
+    # Every input voxel lies in the cell whose centre is nearest: the cell-grid map drawn with
+    # this scale and offset shows what the up-sampled image-space map shows, voxel by voxel.
+    coords = np.indices(shape).reshape(3, -1).T
+    cells = np.rint((coords - np.asarray(grid.offset)) / np.asarray(grid.scale)).astype(int)
+    cell_map = view.rank_one.spatial_map
+    start, size = np.asarray(view.window_start), np.asarray(view.window_shape)
+    net_coords = (coords + 0.5) / ratio - 0.5  # the model-grid position of each voxel
+    inside = np.all((net_coords >= start - 0.5) & (net_coords < start + size - 0.5), axis=1)
+    assert inside.any() and (window is not None or inside.all())
+    assert (cells[inside] >= 0).all() and (cells[inside] < cell_map.shape).all()
+    clipped = np.clip(cells, 0, np.asarray(cell_map.shape) - 1)
+    looked_up = np.where(inside, cell_map[tuple(clipped.T)], 0.0)  # the image map is 0 outside
+    np.testing.assert_allclose(view.image_map.reshape(-1), looked_up, rtol=1e-6, atol=1e-9)
+
+
+def test_tilted_qsm_frame_has_no_cell_grid():
+    torch.manual_seed(0)
+    model = build_model("fanet-qsm", features=TINY).eval()
+    mask = np.zeros(SHAPE, dtype=np.float32)
+    mask[4:-4, 4:-4, 3:-3] = 1
+    field = (0.02 * np.random.default_rng(1).standard_normal(SHAPE) * mask).astype(np.float32)
+    arrays = {"local field": field, "brain mask": mask}
+    inspector = AttentionInspector()
+    straight = inspector.inspect("qsm", arrays, (2, 2, 2), model, QSM_CKPT, (20, 26, 12))
+    assert straight.grid is not None and straight.whole_volume
+    tilted = inspector.inspect(
+        "qsm", arrays, (2, 2, 2), model, QSM_CKPT, (20, 26, 12), b0_dir=(0.4, -0.2, 1.0)
+    )
+    assert tilted.grid is None and tilted.image_map.shape == SHAPE
+
+
+def test_whole_volume_out_of_memory_suggests_a_window(monkeypatch):
+    model = level2_model()
+
+    def too_big(x):
+        raise MemoryError("cannot allocate")
+
+    monkeypatch.setattr(model, "bottleneck", too_big)
+    with pytest.raises(MemoryError, match=r"over a \(56, 40, 20\) input .* with a window"):
+        AttentionInspector().inspect(
+            "segmentation", seg_arrays(), (2, 2, 2), model, SEG_CKPT, (30, 12, 7)
+        )
+
+
+def test_fa_levels_of_checkpoints(tmp_path):
+    grown = save_checkpoint(tmp_path / "levels.pt", level2_model(), extra=SEG_CKPT["extra"])
+    plain = save_checkpoint(
+        tmp_path / "plain.pt", build_model("unet-seg", features=TINY), extra=SEG_CKPT["extra"]
+    )
+    assert fa_levels(grown) == (2, 4)
+    assert fa_levels(plain) == ()
+
+
+@pytest.mark.parametrize(
+    ("offset", "window", "level", "cell"),
+    [((0, 0, 0), (64, 64, 64), 2, (0, 0, 0)), ((15, 16, 63), (64, 64, 64), 2, (3, 4, 15)),
+     ((11, 12, 0), (40, 20, 48), 2, (3, 4, 0)), ((11, 12, 0), (40, 20, 48), 0, (15, 18, 0))],
+)  # fmt: skip
+def test_cells_at_finer_levels(offset, window, level, cell):
+    assert bottleneck_cell(offset, window, level) == cell
+    cells = np.random.default_rng(0).random(tuple((w + (-w) % 16) // 2**level for w in window))
+    assert cells_to_window(cells, window, level)[offset] == cells[cell]
+
+
+def test_level_argument_errors():
+    with pytest.raises(ValueError, match=r"level must be a U-Net level in 0..4, got 5"):
+        bottleneck_cell((0, 0, 0), (16, 16, 16), 5)
+    with pytest.raises(TypeError, match="level must be an integer U-Net level"):
+        cells_to_window(np.zeros((1, 1, 1)), (16, 16, 16), 2.0)
+    with pytest.raises(ValueError, match=r"level-2 grid of shape \(1, 1, 1\) does not belong"):
+        cells_to_window(np.zeros((1, 1, 1)), (16, 16, 16), 2)

@@ -2,8 +2,14 @@
 
 import pytest
 import torch
+from torch import nn
 
-from napari_fanet.models import build_model, capture_affinities
+from napari_fanet.models import (
+    FoldedAttention3d,
+    attention_blocks,
+    build_model,
+    capture_affinities,
+)
 
 
 def test_capture_matches_the_block_and_restores_state():
@@ -55,3 +61,18 @@ def test_capture_errors():
         cap.last().factors((0, 1, 0, 0))
     with pytest.raises(ValueError, match="batch 1 is outside"):
         cap.last().factors((0, 0, 0, 0), batch=1)
+
+
+def test_attention_blocks_by_level():
+    grown = build_model(
+        "fanet-seg", features=(8, 8, 8, 8, 8), attention_levels=(4, 0, 2),
+        attention_kwargs={"scale": "sqrt"},
+    )  # fmt: skip
+    blocks = attention_blocks(grown)
+    assert blocks == {0: "level_attention.0", 2: "level_attention.2", 4: "attention"}
+    assert list(blocks) == [0, 2, 4]  # finest first
+    assert attention_blocks(build_model("fanet-seg", features=(8, 8, 8, 8, 8))) == {4: "attention"}
+    assert attention_blocks(build_model("unet-seg", features=(8, 8, 8, 8, 8))) == {}
+    # One FA block outside a U-Net is taken as the bottleneck's, as the inspector always did.
+    single = nn.Sequential(nn.Conv3d(3, 4, 1), FoldedAttention3d(4))
+    assert attention_blocks(single) == {4: "1"}

@@ -9,6 +9,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, Widget
 from napari.layers import Image, Labels, Layer
 from napari.utils.colormaps import Colormap, DirectLabelColormap, ensure_colormap
+from napari.utils.transforms import Affine
 
 NONE_CHOICE = "(none)"
 
@@ -68,6 +69,26 @@ def placement(source: Layer) -> dict[str, Any]:
         "affine": source.affine.affine_matrix,
         "metadata": metadata,
     }
+
+
+def coarse_placement(
+    source: Layer, scale: Sequence[float], offset: Sequence[float]
+) -> dict[str, Any]:
+    """:func:`placement` for a coarser grid on ``source``: its point ``c`` at ``offset + scale*c``.
+
+    For maps computed on a grid of cells (the attention inspector's FA grid): the layer is
+    drawn at cell resolution, lined up with the anatomy, without up-sampling the data. The
+    source's rotation, shear and affine carry over; its scale is multiplied by ``scale`` and
+    ``offset`` (source data coordinates) moves the translate through the source's linear map.
+    """
+    place = placement(source)
+    linear = Affine(scale=source.scale, rotate=source.rotate, shear=source.shear).linear_matrix
+    place["scale"] = tuple(float(s) * float(c) for s, c in zip(source.scale, scale, strict=True))
+    shift = linear @ np.asarray(offset, dtype=float)
+    place["translate"] = tuple(
+        float(t) + float(d) for t, d in zip(source.translate, shift, strict=True)
+    )
+    return place
 
 
 def add_image(viewer: Any, data: np.ndarray, source: Layer, name: str, **kwargs: Any) -> Image:

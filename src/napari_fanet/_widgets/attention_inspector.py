@@ -6,7 +6,10 @@ module's docstring); it runs in a napari ``thread_worker`` generator (through
 :func:`._jobs.streamed`) and reuses its forward pass when only the display options change.
 The plots are :class:`._attention_plots.FactorPlots`. A click in the canvas (2D: the voxel
 under the cursor; 3D: the brightest voxel on the ray through the cursor) or the typed
-coordinates choose the voxel.
+coordinates choose the voxel. The map is one Image layer on the FA block's cell grid, scaled and
+translated onto the anatomy (:func:`._layers.coarse_placement`), half transparent, with napari's
+colour bar and a legend in the dock; only a rotated network frame (QSM with a tilted B0) falls
+back to the map up-sampled onto the input grid.
 """
 
 from __future__ import annotations
@@ -18,19 +21,19 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Label,
     PushButton,
     SpinBox,
 )
 from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QSizePolicy
 
 from napari_fanet._widgets._attention_plots import FactorPlots
 from napari_fanet._widgets._inputs import TaskInputs
 from napari_fanet._widgets._jobs import streamed
 from napari_fanet._widgets._layers import (
-    add_image,
+    coarse_placement,
     fading_colormap,
     folded_section,
     message_label,
@@ -52,6 +55,9 @@ ROWS = {"effective M = I + β·A": True, "raw softmax A": False}
 MAP_NAME = "FA attention map"
 MARKER_NAME = "FA inspected voxel"
 CLICK_PIXELS = 3  # a press and release further apart than this (screen pixels) is a drag
+MAP_OPACITY = 0.55
+LEVEL_NAMES = {0: "full res.", 1: "1/2 res.", 2: "1/4 res.", 3: "1/8 res.", 4: "bottleneck"}
+LEGEND_PLACEHOLDER = "The legend of the map appears here after the first inspection."
 
 
 class AttentionInspectorWidget(TaskInputs):
@@ -74,14 +80,23 @@ class AttentionInspectorWidget(TaskInputs):
         self._marker_layer: Points | None = None
         self.last_view: AttentionView | None = None
         v = napari_viewer
+        self.level = ComboBox(
+            label="FA level",
+            choices=self._level_choices,
+            tooltip="Which folded-attention block to inspect, by U-Net level: level l works on "
+            "cells of 2^l voxels (1/2^l resolution). The finest level the model has (chosen "
+            "by default) gives the most detailed map; 4 is the bottleneck (16-voxel cells).",
+        )
         self.window = SpinBox(
             label="Window",
-            value=64,
-            min=16,
-            max=256,
+            value=0,
+            min=0,
+            max=512,
             step=16,
-            tooltip="Window around the voxel (voxels of the model grid, multiple of 16) that the "
-            "network sees; its bottleneck is the window / 16 per axis. 64 = a prediction tile.",
+            tooltip="0 (default): the network sees the whole volume, once; every later click "
+            "reuses that pass. Otherwise a window of this many voxels (model grid, multiple of "
+            "16) around the voxel, for volumes too large for memory: a new pass whenever the "
+            "window moves.",
         )
         self.rows = ComboBox(
             label="Rows",
@@ -121,15 +136,24 @@ class AttentionInspectorWidget(TaskInputs):
             text="Inspect", tooltip="Inspect the typed voxel (x, y, z) of the input layers."
         )
         self.status = message_label("Click a voxel or type its coordinates.")
-        self.beta_label = Label(label="β (D, H, W, C)", value="")
+        self.beta_label = message_label(label="β (D, H, W, C)")
+        self.beta_label.tooltip = "The inspected block's learned gates (0 at initialisation)."
+        self.legend = message_label(LEGEND_PLACEHOLDER)
+        for label in (self.status, self.legend):  # long wrapped text must not widen the dock
+            label.native.setMinimumWidth(120)
+            label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.legend.tooltip = (
+            "What the map layer shows. Its colour bar is drawn on the canvas (layer "
+            "controls: the layer's colour bar)."
+        )
         self.show_advanced, self.advanced = folded_section(
             "Advanced options", [self.window, self.rows, self.channel, self.source_channel]
         )
         self.extend(
             [
-                *self.input_fields(), self.show_advanced, self.advanced, self.show_matrices,
-                self.on_click, self.x, self.y, self.z, self.inspect_button, self.status,
-                self.beta_label,
+                *self.input_fields(), self.level, self.show_advanced, self.advanced,
+                self.show_matrices, self.on_click, self.x, self.y, self.z, self.inspect_button,
+                self.status, self.legend, self.beta_label,
             ]
         )  # fmt: skip
 
@@ -138,8 +162,9 @@ class AttentionInspectorWidget(TaskInputs):
         self.form.layout().addWidget(self.plots.matrix_canvas)
 
         self.inspect_button.changed.connect(self.inspect)
-        for w in (self.rows, self.channel, self.source_channel):
+        for w in (self.rows, self.channel, self.source_channel, self.level):
             w.changed.connect(self._refresh)
+        self.model.changed.connect(self._on_model)
         self.show_matrices.changed.connect(self._on_show_matrices)
         callbacks = v.mouse_drag_callbacks
         callback = self._on_mouse
@@ -148,12 +173,35 @@ class AttentionInspectorWidget(TaskInputs):
             lambda *_: callbacks.remove(callback) if callback in callbacks else None
         )
         self.connect_inputs()
+        self._on_model()
 
     def model_entries(self) -> dict[str, ModelEntry]:
         """Only models with a folded-attention block."""
         from napari_fanet.engine.attention_inspection import fa_models
 
         return {e.name: e for e in fa_models(self.task_name)}
+
+    def _level_choices(self, _: Any = None) -> list[tuple[str, int]]:
+        """The chosen model's FA levels, finest first, as (text, level) pairs."""
+        entry = self.model_entries().get(self.model.value or "")
+        if entry is None:
+            return []
+        try:
+            levels = self._core.fa_levels(entry.path)
+        except (OSError, ValueError, KeyError):  # unreadable: the inspection will say why
+            return []
+        return [
+            (f"{lv}: {LEVEL_NAMES[lv]}, {2**lv}-voxel cells", lv)
+            for lv in levels
+            if lv in LEVEL_NAMES
+        ]
+
+    def _on_model(self, *_: Any) -> None:
+        """Offer the new model's levels and choose its finest (the most detailed map)."""
+        self.level.choices = []  # magicgui keeps the order of choices that stay: start afresh
+        self.level.choices = self._level_choices  # and layer events refresh them from the model
+        if self.level.choices:
+            self.level.value = self.level.choices[0]
 
     def build_request(self) -> PredictionRequest:
         """The inputs, model and B0 direction as a :class:`PredictionRequest`."""
@@ -221,7 +269,8 @@ class AttentionInspectorWidget(TaskInputs):
             return None
         voxel = (self.x.value, self.y.value, self.z.value)
         options = {
-            "window": self.window.value,
+            "level": self.level.value,
+            "window": self.window.value or None,
             "effective": ROWS[self.rows.value],
             "channel": self.channel.value,
             "source_channel": self.source_channel.value,
@@ -257,23 +306,26 @@ class AttentionInspectorWidget(TaskInputs):
         self.last_view = view
         v = self._viewer
         name = f"{MAP_NAME} {view.voxel}"
-        top = float(view.image_map.max())
+        if view.grid is not None:  # the cell grid itself, scaled onto the anatomy
+            data = view.rank_one.spatial_map.astype(np.float32)
+            place = coarse_placement(source, view.grid.scale, view.grid.offset)
+        else:  # rotated frame (QSM, tilted B0): the map up-sampled onto the input grid
+            data = view.image_map
+            place = placement(source)
+        top = float(data.max())
         limits = (0.0, top if top > 0 else 1.0)
         layer = self._map_layer
         if layer is None or layer not in v.layers:
             # Clear where the weights are low and half transparent elsewhere, so the anatomy
-            # shows through (additive blending would saturate to a white block over bright
-            # tissue, since the map is mostly one cell at its maximum).
-            layer = add_image(v, view.image_map, source, name, opacity=0.5,
-                              colormap=fading_colormap("inferno"),
-                              contrast_limits=limits)  # fmt: skip
-            if hasattr(layer, "colorbar"):  # napari >= 0.6: a colour bar on the canvas
-                layer.colorbar.visible = True
+            # shows through (additive blending would saturate to white over bright tissue).
+            layer = v.add_image(data, name=name, **place, opacity=MAP_OPACITY,
+                                colormap=fading_colormap("inferno"), blending="translucent",
+                                contrast_limits=limits)  # fmt: skip
+            layer.colorbar.visible = True  # napari >= 0.6: a colour bar on the canvas
             self._map_layer = layer
         else:
-            for key, value in placement(source).items():
-                setattr(layer, key, value)
-            layer.data = view.image_map
+            layer.data = data
+            _update(layer, place)  # each changed transform redraws the canvas: only those
             layer.contrast_limits = limits
             layer.name = name
         marker = self._marker_layer
@@ -282,16 +334,18 @@ class AttentionInspectorWidget(TaskInputs):
                 [view.voxel], name=MARKER_NAME, size=3, face_color="cyan", **placement(source)
             )
         else:
-            for key, value in placement(source).items():
-                setattr(marker, key, value)
+            _update(marker, placement(source))
             marker.data = [view.voxel]
         self.channel.max = self.source_channel.max = view.bottleneck_shape[0] - 1
         self.beta_label.value = ", ".join(f"{b:+.4f}" for b in view.beta)
         kind = "effective M" if view.effective else "raw A"
+        extent = "whole volume" if view.whole_volume else f"window {view.window_shape}"
         self.status.value = (
-            f"voxel {view.voxel} -> bottleneck cell {view.cell} of "
-            f"{view.bottleneck_shape[1:]} ({kind}; window {view.window_shape})"
+            f"voxel {view.voxel} -> level-{view.level} cell {view.cell} of "
+            f"{view.bottleneck_shape[1:]} ({kind}; {extent}; forward pass "
+            f"{'reused' if view.reused_forward else 'run'})"
         )
+        self.legend.value = f"{view.legend()} Colour bar: weight (top right of the canvas)."
         self.plots.show_factors(view)
         if self.show_matrices.value:
             self.plots.show_matrices(view)
@@ -300,6 +354,19 @@ class AttentionInspectorWidget(TaskInputs):
         self.plots.matrix_canvas.setVisible(self.show_matrices.value)
         if self.show_matrices.value and self.last_view is not None:
             self.plots.show_matrices(self.last_view)
+
+
+def _update(layer: Layer, place: dict[str, Any]) -> None:
+    """Set the placement attributes of ``layer`` that differ from ``place``."""
+    for key, value in place.items():
+        current = layer.affine.affine_matrix if key == "affine" else getattr(layer, key)
+        if key == "metadata":
+            same = current == value
+        else:
+            old, new = np.asarray(current), np.asarray(value)
+            same = old.shape == new.shape and np.allclose(old, new)
+        if not same:
+            setattr(layer, key, value)
 
 
 def _inspect(

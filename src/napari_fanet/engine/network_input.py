@@ -7,10 +7,12 @@ The attention inspector (:mod:`.attention_inspection`) needs three maps, kept he
   resampling to the model's voxel size, z-scoring or QSM scaling and B0 alignment);
   :meth:`NetworkInput.to_network` maps a voxel, :meth:`NetworkInput.to_input` a volume back
   (nearest neighbour; through the B0 rotation for QSM).
-- network input -> window: :func:`window_bounds` centres a window on the voxel inside the volume.
-- window -> bottleneck: the U-Net pads the window to a multiple of 16
-  (:func:`~napari_fanet.models.unet.padding`) and max-pools it four times, so padded voxel ``p``
-  lies in cell ``p // 16`` (:func:`bottleneck_cell`); :func:`cells_to_window` is the inverse.
+- network input -> window: :func:`window_bounds` centres a window on the voxel inside the volume
+  (optional: the inspector takes the whole volume by default).
+- window -> FA grid: the U-Net pads the window (by default the whole volume) to a multiple of 16
+  (:func:`~napari_fanet.models.unet.padding`) and max-pools it ``level`` times before the FA
+  block of that level, so padded voxel ``p`` lies in cell ``p // 2**level``
+  (:func:`bottleneck_cell`; level 4 is the bottleneck); :func:`cells_to_window` is the inverse.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from napari_fanet.engine.predict import (
     seg_model_input,
     zoom_to_shape,
 )
-from napari_fanet.models.unet import MULTIPLE, padding
+from napari_fanet.models.unet import DEPTH, padding
 from napari_fanet.tasks import QSM, SEGMENTATION, TASKS, get_task
 from napari_fanet.tasks.b0_alignment import rotate_volume
 
@@ -145,33 +147,53 @@ def window_bounds(centre: int, window: int, length: int) -> tuple[int, int]:
     return min(max(centre - size // 2, 0), length - size), size
 
 
-def bottleneck_cell(offset: Sequence[int], window_shape: Sequence[int]) -> tuple[int, ...]:
-    """Bottleneck cell of the voxel at ``offset`` in a window of ``window_shape`` fed to the U-Net.
+def _check_level(level: int) -> int:
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)):
+        raise TypeError(f"level must be an integer U-Net level, got {level!r}")
+    if not 0 <= level <= DEPTH:
+        raise ValueError(f"level must be a U-Net level in 0..{DEPTH}, got {level}")
+    return 2 ** int(level)
 
-    The U-Net pads the window to a multiple of 16 per axis and halves it four times, so padded
-    voxel ``p`` lies in cell ``p // 16``.
+
+def bottleneck_cell(
+    offset: Sequence[int], window_shape: Sequence[int], level: int = DEPTH
+) -> tuple[int, ...]:
+    """Cell, at U-Net level ``level``, of the voxel at ``offset`` in a window fed to the U-Net.
+
+    The U-Net pads the window to a multiple of 16 per axis and halves it ``level`` times (four
+    times down to the bottleneck, the default), so padded voxel ``p`` lies in cell
+    ``p // 2**level``.
     """
+    size = _check_level(level)
     if len(offset) != len(window_shape) or not all(
         0 <= o < s for o, s in zip(offset, window_shape, strict=True)
     ):
         raise ValueError(f"offset {tuple(offset)} is outside the window {tuple(window_shape)}")
     pads = padding(window_shape)
-    return tuple((o + b) // MULTIPLE for o, (b, _) in zip(offset, pads, strict=True))
+    return tuple((o + b) // size for o, (b, _) in zip(offset, pads, strict=True))
 
 
-def cells_to_window(cells: np.ndarray, window_shape: Sequence[int]) -> np.ndarray:
-    """Repeat each bottleneck cell over its 16^3 voxels and crop the U-Net's padding off."""
-    up = cells
-    for axis in range(3):
-        up = np.repeat(up, MULTIPLE, axis=axis)
+def cells_to_window(
+    cells: np.ndarray, window_shape: Sequence[int], level: int = DEPTH
+) -> np.ndarray:
+    """Repeat each level-``level`` cell over its ``(2**level)^3`` voxels; crop the padding off.
+
+    ``cells`` has the shape of the padded window // ``2**level``; the result ``window_shape``.
+    """
+    size = _check_level(level)
     pads = padding(window_shape)
     padded = tuple(s + b + a for s, (b, a) in zip(window_shape, pads, strict=True))
-    if up.shape != padded:
+    expected = tuple(p // size for p in padded)
+    if tuple(cells.shape) != expected:
         raise ValueError(
-            f"a bottleneck of shape {cells.shape} does not belong to a window of shape "
-            f"{tuple(window_shape)} (expected {tuple(p // MULTIPLE for p in padded)})"
+            f"a level-{level} grid of shape {cells.shape} does not belong to a window of shape "
+            f"{tuple(window_shape)} (expected {expected})"
         )
-    return up[tuple(slice(b, b + s) for s, (b, _) in zip(window_shape, pads, strict=True))]
+    crop = tuple(slice(b, b + s) for s, (b, _) in zip(window_shape, pads, strict=True))
+    up = cells
+    for axis in range(3):
+        up = np.repeat(up, size, axis=axis)
+    return up[crop]
 
 
 def voxel_on_ray(volume: np.ndarray, start: Sequence[float], end: Sequence[float]) -> tuple:

@@ -4,7 +4,12 @@ from napari_fanet.models.attention_gate import AttentionGate3d
 from napari_fanet.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from napari_fanet.models.dual_attention import DualAttention3d
 from napari_fanet.models.folded_attention import FoldedAttention3d
-from napari_fanet.models.inspection import AffinityCapture, AffinityRecord, capture_affinities
+from napari_fanet.models.inspection import (
+    AffinityCapture,
+    AffinityRecord,
+    attention_blocks,
+    capture_affinities,
+)
 from napari_fanet.models.nonlocal_attention import NonLocal3d
 from napari_fanet.models.registry import (
     MODEL_CONFIGS,
@@ -27,6 +32,7 @@ __all__ = [
     "NonLocal3d",
     "SliceWiseAttention3d",
     "UNet3d",
+    "attention_blocks",
     "build_model",
     "capture_affinities",
     "load_checkpoint",

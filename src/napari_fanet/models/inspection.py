@@ -16,6 +16,7 @@ from torch import nn
 
 from napari_fanet.models.folded_attention import FoldedAttention3d, effective_matrices
 from napari_fanet.models.folding import AXES
+from napari_fanet.models.unet import DEPTH
 
 
 @dataclass
@@ -96,6 +97,31 @@ class AffinityCapture:
         if not self.records[name]:
             raise ValueError(f"module {name!r} has not run a forward pass inside the capture")
         return self.records[name][-1]
+
+
+def attention_blocks(model: nn.Module) -> dict[int, str]:
+    """The :class:`FoldedAttention3d` blocks of ``model`` by U-Net level, as module names.
+
+    Level ``l`` acts at ``1/2**l`` of the input resolution (``0`` finest, ``4`` the bottleneck):
+    :class:`~.unet.UNet3d` keeps its bottleneck block in ``attention`` and the others in
+    ``level_attention[str(l)]``. A network with one FA block elsewhere (not a U-Net) is taken to
+    have it at the bottleneck, as the inspector always assumed; the grid check then tells.
+
+    Returns
+    -------
+    dict
+        ``{level: module name}`` sorted finest first (empty when there is no FA block).
+    """
+    names = [n for n, m in model.named_modules() if isinstance(m, FoldedAttention3d)]
+    levels: dict[int, str] = {}
+    for name in names:
+        if name == "attention":
+            levels[DEPTH] = name
+        elif name.startswith("level_attention.") and name.count(".") == 1:
+            levels[int(name.split(".")[1])] = name
+    if not levels and len(names) == 1:
+        levels[DEPTH] = names[0]
+    return dict(sorted(levels.items()))
 
 
 @contextmanager
