@@ -116,7 +116,7 @@ def check_resampling(
     Parameters
     ----------
     shape : sequence of 3 int
-        Input grid ``(D, H, W)``.
+        Input grid ``(X, Y, Z)``.
     voxel_size : sequence of 3 float
         Input voxel size (mm).
     model_voxel : sequence of 3 float or None
@@ -211,12 +211,12 @@ def seg_model_input(
     Returns
     -------
     image : np.ndarray
-        ``(3, D, H, W)`` float32: T1, T2, FLAIR z-scored inside the brain; a missing modality
+        ``(3, X, Y, Z)`` float32: T1, T2, FLAIR z-scored inside the brain; a missing modality
         is an all-zero channel (what modality dropout trained the model on).
     brain : np.ndarray
-        ``(D, H, W)`` bool brain mask.
+        ``(X, Y, Z)`` bool brain mask.
     grid : tuple of int or None
-        ``(D, H, W)`` when the inputs were resampled to the model's voxel size, else None.
+        ``(X, Y, Z)`` when the inputs were resampled to the model's voxel size, else None.
     """
     SEGMENTATION.check_inputs(arrays, checkpoint)
     brain = SEGMENTATION.brain(arrays)
@@ -260,7 +260,7 @@ def qsm_model_input(
     Returns
     -------
     field, mask : np.ndarray
-        ``(D, H, W)`` field (ppm, not yet scaled) and bool mask on the model grid.
+        ``(X, Y, Z)`` field (ppm, not yet scaled) and bool mask on the model grid.
     grid : tuple of int or None
         The model grid's shape when the inputs were resampled, else None.
     model_voxel : tuple of float
