@@ -205,6 +205,10 @@ class Task(ABC):
     def score(self, prediction: np.ndarray, case: EvalCase) -> dict[str, float]:
         """Metrics of one prediction against the case's reference (EVALUATION.md)."""
 
+    def case_scores(self, metrics: Mapping[str, Any]) -> dict[str, float]:
+        """The metrics of a :meth:`compare` an evaluation row keeps (:meth:`score`'s keys)."""
+        return dict(metrics)
+
     def case_inputs(self, case: EvalCase) -> dict[str, Any]:
         """The case's input Volumes by role name (what the prediction functions take)."""
         return {r.name: case.inputs[r.file] for r in self.roles if r.file in case.inputs}

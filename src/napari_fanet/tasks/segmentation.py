@@ -260,8 +260,11 @@ class SegmentationTask(Task):
 
     def score(self, prediction: np.ndarray, case: EvalCase) -> dict[str, float]:
         """Dice, lesion-wise TPR, PPV and F1 of a lesion mask."""
-        m = segmentation_metrics(prediction, case.reference)
-        return {k: float(m[k]) for k in ("dice", "ltpr", "lppv", "lf1")}
+        return self.case_scores(segmentation_metrics(prediction, case.reference))
+
+    def case_scores(self, metrics: Mapping[str, Any]) -> dict[str, float]:
+        """Dice, LTPR, LPPV and L-F1 of the comparison's metrics, as floats."""
+        return {k: float(metrics[k]) for k in ("dice", "ltpr", "lppv", "lf1")}
 
     def case_prediction(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """The predicted lesion mask as bool."""
