@@ -223,3 +223,40 @@ def test_no_task_branches_outside_tasks() -> None:
     # it (napari_fanet.tasks); only the tasks package may say what differs between tasks.
     found = task_branches()
     assert found == [], "task branches outside napari_fanet/tasks:\n" + "\n".join(found)
+
+
+#: The model-internal name of the canonical axes, as in ``(D, H, W)``, ``(B, C, D, H, W)``.
+MODEL_AXES = re.compile(r"\bD, H, W\)")
+#: Files that name the Folded Attention factors by the FA spec's D, H, W (the bottleneck
+#: inspection), owned by the attention inspector's work; they keep the model's notation.
+MODEL_AXES_ALLOWED = (
+    "engine/attention_inspection.py",
+    "engine/network_input.py",
+)
+
+
+def model_axes_outside_models(package_dir: Path = PACKAGE_DIR) -> list[str]:
+    """``file:line: text`` for every ``(..., D, H, W)`` outside ``models/`` (and the allowed)."""
+    found = []
+    for path in sorted(package_dir.rglob("*.py")):
+        rel = path.relative_to(package_dir).as_posix()
+        if rel.startswith("models/") or rel in MODEL_AXES_ALLOWED:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if MODEL_AXES.search(line):
+                found.append(f"{rel}:{number}: {line.strip()}")
+    return found
+
+
+def test_model_axes_are_found_outside_models_only(tmp_path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "unet.py").write_text('"""Input ``(B, C, D, H, W)``."""\n')
+    (tmp_path / "metrics.py").write_text('"""Maps ``(X, Y, Z)``."""\nx = 1  # (3, D, H, W)\n')
+    assert model_axes_outside_models(tmp_path) == ["metrics.py:2: x = 1  # (3, D, H, W)"]
+
+
+def test_canonical_axes_are_x_y_z_outside_models() -> None:
+    # Arrays are (X, Y, Z) in canonical (RAS+) orientation and network tensors (B, C, X, Y, Z);
+    # only models/ keeps the FA spec's (B, C, D, H, W), where D, H, W are X, Y, Z.
+    found = model_axes_outside_models()
+    assert found == [], "(D, H, W) outside napari_fanet/models:\n" + "\n".join(found)

@@ -238,7 +238,9 @@ def test_qsm_fields_and_a_new_model(widgets, tmp_path):
     assert "random weights" in w.model.tooltip
     assert "choose a local field layer" in w.problems.value
     w.b0.value = "0, z, 1"
-    with pytest.raises(ValueError, match="B0 direction must be 3 numbers, got '0, z, 1'"):
+    with pytest.raises(
+        ValueError, match="B0 direction must be 3 numbers such as '0, 0, 1'; got '0, z, 1'"
+    ):
         w._export_case(tmp_path / "run")
 
 

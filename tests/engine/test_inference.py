@@ -82,5 +82,5 @@ def test_settings_and_device_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU is available"):
             resolve_device("cuda")
-    with pytest.raises(ValueError, match=r"volume must have shape \(1, C, D, H, W\)"):
+    with pytest.raises(ValueError, match=r"volume must have shape \(1, C, X, Y, Z\)"):
         predict_volume(Scale(), torch.randn(1, 8, 8, 8))

@@ -13,11 +13,8 @@ from napari_fanet.engine.predict import (
     model_grid,
     seg_model_input,
 )
-from napari_fanet.engine.prediction_request import (
-    PredictionRequest,
-    b0_direction_problem,
-    parse_b0_text,
-)
+from napari_fanet.engine.prediction_request import PredictionRequest
+from napari_fanet.io.b0_direction import B0Direction, b0_direction_problem, parse_b0_text
 from napari_fanet.io.layers import LayerVolume
 from napari_fanet.physics.tensor_checks import check_b0_dir
 
@@ -120,16 +117,21 @@ def test_b0_direction_problem_echoes_what_arrived(b0, problem):
     assert b0_direction_problem(b0) == problem
 
 
-def test_request_parses_typed_b0_and_reports_text_it_cannot_parse():
+def test_request_takes_a_b0_value_never_text_and_lists_field_problems():
     field = LayerVolume("field", np.ones(SHAPE, np.float32), (2.0, 2.0, 2.0))
     mask = LayerVolume("mask", np.ones(SHAPE, np.uint8), (2.0, 2.0, 2.0))
     inputs = {"local field": field, "brain mask": mask}
-    assert PredictionRequest("qsm", inputs, "m", b0_dir=" 0, 0.5 1").b0_dir == (0.0, 0.5, 1.0)
-    request = PredictionRequest("qsm", inputs, "m", b0_dir="up")
-    assert request.problems() == ["B0 direction must be 3 numbers such as '0, 0, 1'; got 'up'"]
-    assert parse_b0_text("1 0 0") == (1.0, 0.0, 0.0)
-    with pytest.raises(ValueError, match=r"^B0 direction must be 3 numbers such as '0, 0, 1'"):
-        parse_b0_text("x y z")
+    typed = parse_b0_text(" 0, 0.5 1")
+    request = PredictionRequest("qsm", inputs, "m", b0_dir=typed)
+    assert request.b0_dir == (0.0, 0.5, 1.0) and request.problems() == []
+    assert isinstance(PredictionRequest("qsm", inputs, "m", b0_dir=[0, 0, 2]).b0_dir, B0Direction)
+    with pytest.raises(TypeError, match=r"b0_dir must be a B0Direction or 3 numbers, not text"):
+        PredictionRequest("qsm", inputs, "m", b0_dir="0, 0, 1")
+    problem = "B0 direction must be 3 numbers such as '0, 0, 1'; got 'up'"
+    request = PredictionRequest("qsm", inputs, "m", field_problems=(problem,))
+    assert request.problems() == [problem]
+    request = PredictionRequest("qsm", inputs, "m", b0_dir=(0, 0, 0))
+    assert request.problems() == ["B0 direction must be 3 numbers, not all zero; got (0, 0, 0)"]
 
 
 def test_voxel_size_mismatch_between_layers_has_no_numpy_repr():

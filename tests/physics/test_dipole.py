@@ -13,7 +13,7 @@ from napari_fanet.physics.forward import field_to_hz, forward_field, hz_to_field
 
 
 def centred_coords(shape, voxel_size):
-    """Physical coordinates (mm) of voxel centres, origin at voxel index n // 2: (3, D, H, W)."""
+    """Physical coordinates (mm) of voxel centres, origin at voxel index n // 2: (3, X, Y, Z)."""
     axes = [(np.arange(n) - n // 2) * v for n, v in zip(shape, voxel_size, strict=True)]
     return np.stack(np.meshgrid(*axes, indexing="ij"))
 
@@ -195,7 +195,7 @@ def test_forward_field_types_dtypes_and_batches():
     assert out64.dtype == np.float64
     np.testing.assert_allclose(out, out64, atol=1e-6)
     t = torch.from_numpy(chi)
-    batch = torch.stack([t, 2 * t]).unsqueeze(1)  # (2, 1, D, H, W)
+    batch = torch.stack([t, 2 * t]).unsqueeze(1)  # (2, 1, X, Y, Z)
     res = forward_field(batch, VS, B0)
     assert isinstance(res, torch.Tensor) and res.shape == batch.shape
     torch.testing.assert_close(res[1, 0], 2 * torch.from_numpy(out64))

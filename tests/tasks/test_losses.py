@@ -66,7 +66,7 @@ def test_qsm_loss_terms():
 
 
 def test_loss_errors():
-    with pytest.raises(ValueError, match=r"logits must have shape \(B, 2, D, H, W\)"):
+    with pytest.raises(ValueError, match=r"logits must have shape \(B, 2, X, Y, Z\)"):
         segmentation_loss(torch.randn(1, 3, 2, 2, 2), torch.zeros(1, 2, 2, 2))
     with pytest.raises(ValueError, match=r"target must have shape \(1, 2, 2, 2\)"):
         segmentation_loss(torch.randn(1, 2, 2, 2, 2), torch.zeros(1, 2, 2, 3))

@@ -15,6 +15,7 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
 
 from napari_fanet._widgets._layers import layer_picker, select_by_guess, selected_layer
+from napari_fanet.io.b0_direction import B0Direction, parse_b0_text
 from napari_fanet.io.layers import LayerVolume
 
 if TYPE_CHECKING:
@@ -188,11 +189,21 @@ class TaskInputs(Container):
         for role, picker in self.roles().items():
             layer = selected_layer(self._viewer, picker)
             inputs[role] = None if layer is None else LayerVolume.of_layer(layer)
-        uses_b0 = "b0_dir" in self.current_task.prediction_options
-        b0 = self.b0.value if uses_b0 else None  # text: parsed by the request
+        b0, problems = None, ()
+        if "b0_dir" in self.current_task.prediction_options:
+            try:
+                b0 = self.b0_direction()
+            except ValueError as exc:  # listed by the request's problems()
+                problems = (str(exc),)
         entry = self.model_entries().get(self.model.value or "")
         model = "" if entry is None else str(entry.path)
-        return self._requests.PredictionRequest(self.task_name, inputs, model, b0_dir=b0, **kwargs)
+        return self._requests.PredictionRequest(
+            self.task_name, inputs, model, b0_dir=b0, field_problems=problems, **kwargs
+        )
+
+    def b0_direction(self) -> B0Direction:
+        """The B0 direction typed in the field; ValueError says why the text is not one."""
+        return parse_b0_text(self.b0.value)
 
     # ------------------------------------------------------------------ reactions
     def reset_choices(self, *_: Any) -> None:

@@ -1,10 +1,12 @@
 """The FA-Net dock widget: MS lesion segmentation or QSM reconstruction of the chosen layers.
 
 Layout and wiring only. The checks and the prediction are
-:class:`napari_fanet.engine.prediction_request.PredictionRequest`, the comparison is
-:mod:`napari_fanet.tasks.comparison`; the work runs in a napari ``thread_worker`` generator
-(through :func:`napari_fanet.engine.streaming.stream_job`) so the viewer stays responsive and
-Cancel works. Torch is imported when the widget is created, not when napari starts.
+:class:`napari_fanet.engine.prediction_request.PredictionRequest`; one core function,
+:func:`napari_fanet.evaluation.scoring.predict_and_compare`, runs it and compares the result
+with a reference (:mod:`napari_fanet.tasks.comparison`); the work runs in a napari
+``thread_worker`` generator (through :func:`napari_fanet.engine.streaming.stream_job`) so the
+viewer stays responsive and Cancel works. Torch is imported when the widget is created, not when
+napari starts.
 """
 
 from __future__ import annotations
@@ -399,18 +401,15 @@ def _predict_and_compare(
     mask: np.ndarray | None,
     cancel: threading.Event,
 ) -> Generator[Progress, None, tuple[PredictionResult, Comparison | None] | object]:
-    """Worker body: stream the prediction's progress, then compare with the reference."""
-    from napari_fanet.tasks import get_task
+    """Worker body: stream the progress of ``predict_and_compare``; return what it returns."""
+    from napari_fanet.evaluation.scoring import predict_and_compare
 
     def job(
         progress: Callable[[int, int], None], should_stop: Callable[[], bool]
-    ) -> PredictionResult:
-        return request.run(progress, lambda: should_stop() or cancel.is_set())
+    ) -> tuple[PredictionResult, Comparison | None]:
+        def stop() -> bool:
+            return should_stop() or cancel.is_set()
 
-    result = yield from streamed(job)
-    if result is CANCELLED:
-        return result
-    comparison = None
-    if reference is not None:
-        comparison = get_task(request.task).compare(result.outputs, reference, mask)
-    return result, comparison
+        return predict_and_compare(request, reference, mask, progress, stop)
+
+    return (yield from streamed(job))

@@ -340,10 +340,7 @@ class TrainWidget(TaskInputs):
 
     def _export_qsm_case(self, run_dir: Path) -> dict:
         a = self._layer_array
-        try:
-            b0 = tuple(float(c) for c in self.b0.value.replace(",", " ").split())
-        except ValueError:
-            raise ValueError(f"B0 direction must be 3 numbers, got {self.b0.value!r}") from None
+        b0 = self.b0_direction()  # ValueError: shown by the caller like any export failure
         return self._export.export_qsm_case(run_dir, a(self.field), a(self.chi), a(self.mask), b0)
 
     def _request(self, run_dir: Path) -> tuple[TrainRequest, str, str]:

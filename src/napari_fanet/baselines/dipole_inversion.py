@@ -46,7 +46,7 @@ def tkd(
     Parameters
     ----------
     field : torch.Tensor or np.ndarray
-        Local field in ppm of B0, shape ``(..., D, H, W)``, used as given (zero it outside
+        Local field in ppm of B0, shape ``(..., X, Y, Z)``, used as given (zero it outside
         the brain beforehand).
     voxel_size : sequence of float
         Voxel size in mm along array axes 0, 1, 2.
@@ -57,7 +57,7 @@ def tkd(
     pad_factor : float
         Zero padding factor per axis, at least 1.
     mask : torch.Tensor or np.ndarray, optional
-        Shape ``(D, H, W)`` or the full shape; the result is multiplied by ``mask != 0``.
+        Shape ``(X, Y, Z)`` or the full shape; the result is multiplied by ``mask != 0``.
 
     Returns
     -------
@@ -95,7 +95,7 @@ def cfl2(
     Parameters
     ----------
     field : torch.Tensor or np.ndarray
-        Local field in ppm of B0, shape ``(..., D, H, W)``, used as given.
+        Local field in ppm of B0, shape ``(..., X, Y, Z)``, used as given.
     voxel_size : sequence of float
         Voxel size in mm along array axes 0, 1, 2.
     b0_dir : sequence of float
@@ -105,7 +105,7 @@ def cfl2(
     pad_factor : float
         Zero padding factor per axis, at least 1.
     mask : torch.Tensor or np.ndarray, optional
-        Shape ``(D, H, W)`` or the full shape; the result is multiplied by ``mask != 0``.
+        Shape ``(X, Y, Z)`` or the full shape; the result is multiplied by ``mask != 0``.
 
     Returns
     -------
@@ -144,11 +144,11 @@ def tune_parameter(
     method : {"tkd", "cfl2"}
         ``"tkd"`` tunes ``threshold``, ``"cfl2"`` tunes ``lam``.
     field : torch.Tensor or np.ndarray
-        Local field (ppm), shape ``(D, H, W)``.
+        Local field (ppm), shape ``(X, Y, Z)``.
     reference : torch.Tensor or np.ndarray
-        Ground-truth susceptibility (ppm), shape ``(D, H, W)``.
+        Ground-truth susceptibility (ppm), shape ``(X, Y, Z)``.
     mask : torch.Tensor or np.ndarray
-        Brain mask, shape ``(D, H, W)``; applied to each reconstruction and to the metric.
+        Brain mask, shape ``(X, Y, Z)``; applied to each reconstruction and to the metric.
     voxel_size, b0_dir : sequence of float
         As in :func:`tkd`.
     candidates : sequence of float
@@ -180,7 +180,7 @@ def tune_parameter(
     ref = restore(as_tensor(reference, "reference")[0], True)
     m = restore(as_tensor(mask, "mask", allow_bool=True)[0], True) != 0
     if x.ndim != 3:
-        raise ValueError(f"field must be 3D (D, H, W) for tuning, got shape {tuple(x.shape)}")
+        raise ValueError(f"field must be 3D (X, Y, Z) for tuning, got shape {tuple(x.shape)}")
     recon = tkd if method == "tkd" else cfl2
     key = "threshold" if method == "tkd" else "lam"
     scores: dict[float, float] = {}

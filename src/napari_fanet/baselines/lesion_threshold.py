@@ -11,7 +11,7 @@ matter (synthetic lesions are easy; a network must beat this)". The pipeline is
    (median and MAD of the WM voxels), thresholded, small components removed;
 4. :func:`tune_flair_threshold`: the threshold with the best mean Dice (or L-F1) over cases.
 
-Inputs are numpy arrays ``(D, H, W)``; masks are boolean (or 0/1). Every length is in mm and
+Inputs are numpy arrays ``(X, Y, Z)``; masks are boolean (or 0/1). Every length is in mm and
 every function that needs one takes ``voxel_size`` (mm along array axes 0, 1, 2).
 """
 
@@ -78,7 +78,7 @@ def correct_bias(
     Parameters
     ----------
     image : np.ndarray
-        Intensity image (e.g. FLAIR), shape ``(D, H, W)``, positive inside the brain.
+        Intensity image (e.g. FLAIR), shape ``(X, Y, Z)``, positive inside the brain.
     brain_mask : np.ndarray
         Boolean brain mask, same shape, not empty.
     sigma_mm : float
@@ -89,7 +89,7 @@ def correct_bias(
     Returns
     -------
     np.ndarray
-        Corrected image, shape ``(D, H, W)``, float32 for float32/small-integer input, else
+        Corrected image, shape ``(X, Y, Z)``, float32 for float32/small-integer input, else
         float64.
     """
     img, m = _image_and_mask(image, brain_mask, "image")
@@ -184,7 +184,7 @@ def white_matter_mask(
     Parameters
     ----------
     t1 : np.ndarray
-        T1-weighted image, shape ``(D, H, W)``.
+        T1-weighted image, shape ``(X, Y, Z)``.
     brain_mask : np.ndarray
         Boolean brain mask, same shape, not empty.
     dilation_mm : float
@@ -197,7 +197,7 @@ def white_matter_mask(
     Returns
     -------
     np.ndarray
-        Boolean WM mask, shape ``(D, H, W)``.
+        Boolean WM mask, shape ``(X, Y, Z)``.
     """
     img, m = _image_and_mask(t1, brain_mask, "t1")
     structure = ellipsoid_structure(_check_length_mm(dilation_mm, "dilation_mm"), voxel_size)
@@ -226,7 +226,7 @@ def flair_zscore(
     Parameters
     ----------
     flair : np.ndarray
-        FLAIR image, shape ``(D, H, W)``.
+        FLAIR image, shape ``(X, Y, Z)``.
     brain_mask, wm_mask : np.ndarray
         Boolean masks, same shape; ``wm_mask`` must have voxels inside the brain.
     voxel_size : sequence of float
@@ -239,7 +239,7 @@ def flair_zscore(
     Returns
     -------
     np.ndarray
-        float64 z-score map, shape ``(D, H, W)``, 0 outside ``wm_mask & brain_mask``.
+        float64 z-score map, shape ``(X, Y, Z)``, 0 outside ``wm_mask & brain_mask``.
     """
     img, m = _image_and_mask(flair, brain_mask, "flair")
     wm = as_mask(wm_mask, "wm_mask")
@@ -292,7 +292,7 @@ def flair_threshold_segment(
     Parameters
     ----------
     flair : np.ndarray
-        FLAIR image, shape ``(D, H, W)``.
+        FLAIR image, shape ``(X, Y, Z)``.
     brain_mask, wm_mask : np.ndarray
         Boolean masks, same shape (see :func:`white_matter_mask`).
     threshold : float
@@ -309,7 +309,7 @@ def flair_threshold_segment(
     Returns
     -------
     np.ndarray
-        Boolean lesion mask, shape ``(D, H, W)``.
+        Boolean lesion mask, shape ``(X, Y, Z)``.
     """
     t = _check_threshold(threshold)
     min_size = check_min_size(min_size)
@@ -346,7 +346,7 @@ def tune_flair_threshold(
     ----------
     cases : sequence of dict
         Each with ``"flair"``, ``"t1"``, ``"brain_mask"``, ``"lesion_mask"`` (arrays
-        ``(D, H, W)``) and optionally ``"voxel_size"`` (mm, default 1 mm isotropic; used for
+        ``(X, Y, Z)``) and optionally ``"voxel_size"`` (mm, default 1 mm isotropic; used for
         the WM dilation and the bias correction).
     candidates : sequence of float
         Thresholds to try (default 1.5 to 6.0 in steps of 0.25).
@@ -426,7 +426,7 @@ def flair_white_matter_mask(
     Parameters
     ----------
     flair : np.ndarray
-        FLAIR image, shape ``(D, H, W)``.
+        FLAIR image, shape ``(X, Y, Z)``.
     brain_mask : np.ndarray
         Boolean brain mask, same shape, not empty.
     dilation_mm : float
@@ -437,7 +437,7 @@ def flair_white_matter_mask(
     Returns
     -------
     np.ndarray
-        Boolean WM mask, shape ``(D, H, W)``.
+        Boolean WM mask, shape ``(X, Y, Z)``.
     """
     img, m = _image_and_mask(flair, brain_mask, "flair")
     structure = ellipsoid_structure(_check_length_mm(dilation_mm, "dilation_mm"), voxel_size)

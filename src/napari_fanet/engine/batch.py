@@ -186,7 +186,7 @@ def chi_summary(chi: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     Parameters
     ----------
     chi : np.ndarray
-        Susceptibility (ppm), shape ``(D, H, W)``.
+        Susceptibility (ppm), shape ``(X, Y, Z)``.
     mask : np.ndarray
         Brain mask (non-zero inside), same shape.
 

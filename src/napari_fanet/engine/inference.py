@@ -164,7 +164,7 @@ def predict_volume(
     model : torch.nn.Module
         Network mapping ``(n, C_in, *roi)`` to ``(n, C_out, *roi)``; put in eval mode here.
     volume : torch.Tensor
-        Shape ``(1, C_in, D, H, W)`` (already normalised), on any device.
+        Shape ``(1, C_in, X, Y, Z)`` (already normalised), on any device.
     settings : WindowSettings, optional
         Tiling, device and precision.
     progress : callable, optional
@@ -177,12 +177,12 @@ def predict_volume(
     Returns
     -------
     torch.Tensor
-        Shape ``(1, C_out, D, H, W)``, float32, on the CPU.
+        Shape ``(1, C_out, X, Y, Z)``, float32, on the CPU.
     """
     settings = settings or WindowSettings()
     report = report if report is not None else InferenceReport()
     if volume.ndim != 5 or volume.shape[0] != 1:
-        raise ValueError(f"volume must have shape (1, C, D, H, W), got {tuple(volume.shape)}")
+        raise ValueError(f"volume must have shape (1, C, X, Y, Z), got {tuple(volume.shape)}")
     device = resolve_device(settings.device)
     batch = settings.sw_batch_size
     model.eval()

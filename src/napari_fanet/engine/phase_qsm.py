@@ -31,7 +31,7 @@ from torch import nn
 
 from napari_fanet.engine.inference import WindowSettings
 from napari_fanet.engine.predict import DEFAULT_DC_METHOD, reconstruct_qsm
-from napari_fanet.io.b0_direction import world_to_array_direction
+from napari_fanet.io.b0_direction import B0Direction, world_to_array_direction
 from napari_fanet.io.nifti import Volume
 from napari_fanet.physics.phase_chain import PhaseChainResult, PhaseChainSettings, run_phase_chain
 
@@ -103,7 +103,7 @@ def phase_to_susceptibility(
     *,
     magnitude: np.ndarray | None = None,
     mask: np.ndarray | None = None,
-    b0_dir_world: Sequence[float] = (0.0, 0.0, 1.0),
+    b0_dir_world: B0Direction | Sequence[float] = (0.0, 0.0, 1.0),
     chain_settings: PhaseChainSettings | None = None,
     method: str = "fanet",
     model: nn.Module | None = None,
@@ -129,8 +129,8 @@ def phase_to_susceptibility(
         ``(4, 4)`` voxel-to-world affine (mm) of the phase's array axes.
     magnitude, mask : np.ndarray, optional
         As in :func:`~napari_fanet.physics.phase_chain.run_phase_chain` (one is needed).
-    b0_dir_world : sequence of 3 float
-        Main-field direction in world (scanner) axes; its sign does not matter.
+    b0_dir_world : B0Direction or sequence of 3 float
+        Main-field direction in world (scanner) axes (never text); its sign does not matter.
     chain_settings : PhaseChainSettings, optional
         Field strength, unwrapping, background removal; its ``b0_dir`` is replaced by the
         array-axes direction of ``b0_dir_world``.

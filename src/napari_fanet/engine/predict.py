@@ -25,7 +25,7 @@ from napari_fanet.engine.inference import (
     WindowSettings,
     predict_volume,
 )
-from napari_fanet.io.b0_direction import world_to_array_direction
+from napari_fanet.io.b0_direction import B0Direction, world_to_array_direction
 from napari_fanet.io.formatting import format_numbers
 from napari_fanet.io.nifti import (
     VOXEL_SIZE_RANGE,
@@ -116,7 +116,7 @@ def check_resampling(
     Parameters
     ----------
     shape : sequence of 3 int
-        Input grid ``(D, H, W)``.
+        Input grid ``(X, Y, Z)``.
     voxel_size : sequence of 3 float
         Input voxel size (mm).
     model_voxel : sequence of 3 float or None
@@ -211,12 +211,12 @@ def seg_model_input(
     Returns
     -------
     image : np.ndarray
-        ``(3, D, H, W)`` float32: T1, T2, FLAIR z-scored inside the brain; a missing modality
+        ``(3, X, Y, Z)`` float32: T1, T2, FLAIR z-scored inside the brain; a missing modality
         is an all-zero channel (what modality dropout trained the model on).
     brain : np.ndarray
-        ``(D, H, W)`` bool brain mask.
+        ``(X, Y, Z)`` bool brain mask.
     grid : tuple of int or None
-        ``(D, H, W)`` when the inputs were resampled to the model's voxel size, else None.
+        ``(X, Y, Z)`` when the inputs were resampled to the model's voxel size, else None.
     """
     SEGMENTATION.check_inputs(arrays, checkpoint)
     brain = SEGMENTATION.brain(arrays)
@@ -228,7 +228,9 @@ def seg_model_input(
     return SEGMENTATION.preprocess(channels, brain), brain, grid
 
 
-def b0_in_array_axes(b0_dir: Sequence[float] | None, linear: np.ndarray | None) -> np.ndarray:
+def b0_in_array_axes(
+    b0_dir: B0Direction | Sequence[float] | None, linear: np.ndarray | None
+) -> np.ndarray:
     """Unit B0 direction in canonical array axes (default z); ``linear`` maps world to array."""
     b0 = np.asarray(b0_dir if b0_dir is not None else (0.0, 0.0, 1.0), dtype=np.float64)
     if b0.shape != (3,) or not np.all(np.isfinite(b0)):
@@ -258,7 +260,7 @@ def qsm_model_input(
     Returns
     -------
     field, mask : np.ndarray
-        ``(D, H, W)`` field (ppm, not yet scaled) and bool mask on the model grid.
+        ``(X, Y, Z)`` field (ppm, not yet scaled) and bool mask on the model grid.
     grid : tuple of int or None
         The model grid's shape when the inputs were resampled, else None.
     model_voxel : tuple of float
@@ -337,7 +339,7 @@ def reconstruct_qsm(
     brain_mask: Volume | np.ndarray,
     *,
     voxel_size: Sequence[float] | None = None,
-    b0_dir: Sequence[float] | None = None,
+    b0_dir: B0Direction | Sequence[float] | None = None,
     data_consistency: str = DEFAULT_DC_METHOD,
     dc_lambda: float | str = DEFAULT_DC_LAMBDA,
     settings: WindowSettings | None = None,
@@ -346,8 +348,9 @@ def reconstruct_qsm(
 ) -> PredictionResult:
     """Reconstruct susceptibility (ppm) from a local field (ppm); output ``chi`` (float32).
 
-    ``b0_dir`` is the main-field direction: in scanner (world) axes for :class:`Volume` input,
-    in array axes for array input; default ``(0, 0, 1)``; its sign does not matter.
+    ``b0_dir`` is the main-field direction (a :class:`B0Direction` or 3 numbers, never text): in
+    scanner (world) axes for :class:`Volume` input, in array axes for array input; default
+    ``(0, 0, 1)``; its sign does not matter.
 
     The network's map is then made consistent with the measured field on the input's own grid
     (``data_consistency``: ``"cg"``, the mask-weighted solver, by default; ``"kspace"``, the

@@ -23,6 +23,7 @@ from napari_fanet.engine.predict import (
     shipped_weights,
     supports_missing_modalities,
 )
+from napari_fanet.io.b0_direction import B0Direction, b0_direction_problem, parse_numbers
 from napari_fanet.io.formatting import format_numbers
 from napari_fanet.io.layers import LayerVolume
 from napari_fanet.io.nifti import VOXEL_SIZE_RANGE
@@ -67,7 +68,7 @@ class PhaseOptions:
         from napari_fanet.physics.echo_unwrap import check_echo_times
 
         try:
-            te = parse_b0_text(self.te_ms) if isinstance(self.te_ms, str) else self.te_ms
+            te = parse_numbers(self.te_ms) if isinstance(self.te_ms, str) else self.te_ms
         except ValueError:
             raise ValueError(
                 f"echo times must be numbers in ms such as '4, 8, 12'; got {self.te_ms!r}"
@@ -94,10 +95,11 @@ class PredictionRequest:
         Shipped model name or checkpoint path.
     settings : WindowSettings
         Tile size, overlap, device.
-    b0_dir : sequence of 3 float or str, optional
+    b0_dir : B0Direction or sequence of 3 float, optional
         QSM only: the main-field direction in the inputs' array axes (default ``(0, 0, 1)``).
-        Text as typed in a field (``"0, 0, 1"``) is parsed; text that is not 3 numbers is kept
-        as it is and reported by :meth:`problems`.
+        Never text: a widget parses what is typed with
+        :func:`napari_fanet.io.b0_direction.parse_b0_text` and passes the problem it raises in
+        ``field_problems``. Numbers that are not a direction are reported by :meth:`problems`.
     threshold : float
         Segmentation only: probability above which a voxel is a lesion.
     data_consistency : {"cg", "kspace", "none"}
@@ -109,24 +111,30 @@ class PredictionRequest:
     phase : PhaseOptions, optional
         QSM only: start from multi-echo phase (inputs :data:`PHASE_ROLES`); the result's
         outputs add ``field_hz`` (Hz), ``local_field`` (ppm) and ``mask`` (uint8) to ``chi``.
+    field_problems : sequence of str
+        Problems found while reading the caller's fields (typed text that is not a B0
+        direction); :meth:`problems` lists them last.
     """
 
     task: str
     inputs: dict[str, LayerVolume | None]
     model: str
     settings: WindowSettings = field(default_factory=WindowSettings)
-    b0_dir: Sequence[float] | str | None = None
+    b0_dir: B0Direction | Sequence[float] | None = None
     threshold: float = 0.5
     data_consistency: str = DEFAULT_DC_METHOD
     dc_lambda: float | str = DEFAULT_DC_LAMBDA
     phase: PhaseOptions | None = None
+    field_problems: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.b0_dir, str):
-            try:
-                self.b0_dir = parse_b0_text(self.b0_dir)
-            except ValueError:
-                pass  # kept as typed: problems() says what is wrong with it
+            raise TypeError(
+                f"b0_dir must be a B0Direction or 3 numbers, not text ({self.b0_dir!r}); "
+                "parse typed text with napari_fanet.io.b0_direction.parse_b0_text"
+            )
+        if self.b0_dir is not None and b0_direction_problem(self.b0_dir) is None:
+            self.b0_dir = B0Direction(self.b0_dir)
 
     def problems(self) -> list[str]:
         """Everything that would make :meth:`run` fail, as sentences for the user (empty: ok)."""
@@ -191,11 +199,7 @@ class PredictionRequest:
         mask_required = "brain mask" not in optional
         if mask_required and mask is not None and not np.any(np.asarray(mask.data) > 0.5):
             found.append(f"brain mask (layer {mask.name!r}) is empty")
-        if self.b0_dir is not None:
-            problem = b0_direction_problem(self.b0_dir)
-            if problem:
-                found.append(problem)
-        return found
+        return found + self._b0_problems()
 
     def run(
         self,
@@ -275,11 +279,12 @@ class PredictionRequest:
             found.append(
                 f"background removal must be one of {BACKGROUND_METHODS}, got {opts.background!r}"
             )
-        if self.b0_dir is not None:
-            problem = b0_direction_problem(self.b0_dir)
-            if problem:
-                found.append(problem)
-        return found
+        return found + self._b0_problems()
+
+    def _b0_problems(self) -> list[str]:
+        """The B0 direction's problem (numbers that are no direction), then ``field_problems``."""
+        problem = None if self.b0_dir is None else b0_direction_problem(self.b0_dir)
+        return ([problem] if problem else []) + list(self.field_problems)
 
     def _run_phase(self, model, checkpoint, progress, should_stop) -> PredictionResult:
         """The phase chain and the network (:func:`.phase_qsm.phase_to_susceptibility`).
@@ -336,40 +341,6 @@ class PredictionRequest:
         result.report.device = res.device
         result.report.messages.extend(res.messages)
         return result
-
-
-def parse_b0_text(text: str) -> tuple[float, ...]:
-    """Numbers typed as a B0 direction (``"0, 0, 1"`` or ``"0 0 1"``); ValueError echoes the text.
-
-    Only the parsing: :func:`b0_direction_problem` checks that they make a direction.
-    """
-    try:
-        return tuple(float(c) for c in str(text).replace(",", " ").split())
-    except ValueError:
-        raise ValueError(
-            f"B0 direction must be 3 numbers such as '0, 0, 1'; got {text!r}"
-        ) from None
-
-
-def b0_direction_problem(b0_dir: Sequence[float] | str) -> str | None:
-    """Why ``b0_dir`` (numbers, or text as typed) is not a B0 direction; None when it is one."""
-    if isinstance(b0_dir, str):
-        try:
-            b0_dir = parse_b0_text(b0_dir)
-        except ValueError as exc:
-            return str(exc)
-    try:
-        values = np.asarray(b0_dir, dtype=np.float64)
-    except (TypeError, ValueError):
-        return f"B0 direction must be 3 numbers; got {b0_dir!r}"
-    shown = format_numbers(values.ravel())
-    if values.shape != (3,):
-        return f"B0 direction must be 3 numbers; got {values.size}: {shown}"
-    if not np.all(np.isfinite(values)):
-        return f"B0 direction must be 3 finite numbers; got {shown}"
-    if not np.linalg.norm(values) > 0:
-        return f"B0 direction must be 3 numbers, not all zero; got {shown}"
-    return None
 
 
 def model_accepts_missing_modalities(model: str) -> bool:

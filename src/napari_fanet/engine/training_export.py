@@ -28,8 +28,7 @@ import numpy as np
 from napari_fanet.engine.annotations import annotation_to_label
 from napari_fanet.engine.prediction_request import PredictionRequest
 from napari_fanet.io.atomic import atomic_write
-from napari_fanet.io.b0_direction import array_to_world_direction
-from napari_fanet.io.formatting import format_numbers
+from napari_fanet.io.b0_direction import B0Direction, array_to_world_direction
 from napari_fanet.io.layers import NIFTI_METADATA_KEY, LayerVolume, layer_to_nifti
 from napari_fanet.io.nifti import save_volume
 from napari_fanet.tasks.subjects import list_subjects
@@ -173,22 +172,20 @@ def export_qsm_case(
     field: LayerVolume,
     chi: LayerVolume,
     brain_mask: LayerVolume,
-    b0_dir: Sequence[float] | None = None,
+    b0_dir: B0Direction | Sequence[float] | None = None,
 ) -> dict:
     """Write a QSM case (local field, reference susceptibility, mask) into ``RUN/data``.
 
-    ``b0_dir`` is the main-field direction in the displayed array axes (default ``(0, 0, 1)``);
-    it is stored as a world direction (``meta.json`` ``b0_dir_world``), so it stays right on the
-    source grid. Returns the summary written to ``RUN/export.json``.
+    ``b0_dir`` is the main-field direction in the displayed array axes (default ``(0, 0, 1)``),
+    a :class:`~napari_fanet.io.b0_direction.B0Direction` or 3 numbers (never text; ValueError
+    from :class:`B0Direction` when they are not a direction). It is stored as a world direction
+    (``meta.json`` ``b0_dir_world``), so it stays right on the source grid. Returns the summary
+    written to ``RUN/export.json``.
     """
     _check_inputs("qsm", {"local field": field, "brain mask": brain_mask})
     chi_data = _check_on_grid(chi, field, "reference susceptibility")
-    b0 = np.asarray((0.0, 0.0, 1.0) if b0_dir is None else b0_dir, dtype=np.float64)
-    if b0.shape != (3,) or not np.isfinite(b0).all() or not np.linalg.norm(b0) > 0:
-        raise ValueError(
-            f"B0 direction must be 3 finite numbers, not all zero; got {format_numbers(b0_dir)}"
-        )
-    world = array_to_world_direction(b0 / np.linalg.norm(b0), _displayed_affine(field))
+    b0 = B0Direction((0.0, 0.0, 1.0) if b0_dir is None else b0_dir)
+    world = array_to_world_direction(b0.unit(), _displayed_affine(field))
     run_dir = Path(run_dir)
     folder = _fresh_subject_folder(run_dir)
     _save(folder, "local_field", np.asarray(field.data, dtype=np.float32), field, np.float32)

@@ -2,14 +2,16 @@
 
 Modules
 -------
+scoring
+    The one path: run named methods on a case and score them with the task's comparison
+    (``run_and_score``), and a prediction request with its comparison (``predict_and_compare``,
+    the FA-Net widget's job).
 simulated
     Models against each other and the baselines on simulated (or given) held-out subjects.
 real
     Segmentation models on real, labelled MS scans, per subject and input mode.
 qsm_suite
     The QSM out-of-distribution suite (phantom families training never draws).
-comparison
-    A prediction against a reference: error maps and a metrics table (the widget's comparison).
 lesion_table
     One row per MS lesion: size, position, probability, location class, susceptibility.
 demo, demo_results, demo_figures

@@ -33,6 +33,7 @@ from napari_fanet.evaluation.sample_files import SAMPLE_SEED, SUBJECT, simulate_
 from napari_fanet.evaluation.sample_files import (
     shipped_sample_data as repository_sample_data,  # its old name
 )
+from napari_fanet.evaluation.scoring import Method, MethodResult, run_and_score
 from napari_fanet.io.atomic import atomic_write
 from napari_fanet.io.b0_direction import array_to_world_direction, world_to_array_direction
 from napari_fanet.io.nifti import Volume, check_same_grid, load_volume, save_volume
@@ -152,63 +153,75 @@ def _load(folder: Path, names: Sequence[str]) -> dict[str, Volume]:
     return vols
 
 
-def _timed(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, float]:
-    start = time.perf_counter()
-    return fn(*args, **kwargs), time.perf_counter() - start
-
-
 # -- the two tasks --------------------------------------------------------------------------------
 
 
 def run_ms(folder: Path, models: list[DemoModel], z: float, settings, log: Log) -> TaskResult:
-    """Segment the MS case with each model and the FLAIR threshold; metrics and maps."""
+    """Segment the MS case with each model and the FLAIR threshold; metrics and maps.
+
+    Every method runs through :func:`~napari_fanet.evaluation.scoring.run_and_score`, scored by
+    the segmentation task's comparison (Dice, lesion metrics at >= 3 voxels, TP/FP/FN labels).
+    """
     from napari_fanet.baselines.lesion_threshold import flair_threshold_segment, white_matter_mask
     from napari_fanet.engine.predict import segment
-    from napari_fanet.metrics import segmentation_error_labels, segmentation_metrics
+    from napari_fanet.tasks import SEGMENTATION
 
     v = _load(folder, ("t1", "t2", "flair", "brain_mask", "lesion_mask"))
     brain, gt = v["brain_mask"].data > 0.5, v["lesion_mask"].data > 0.5
     res = TaskResult([], v["flair"], images={"flair": v["flair"].data, "gt": gt, "brain": brain})
 
-    def add(method: str, label: str, pred: np.ndarray, sec: float, **extra: Any) -> np.ndarray:
-        m = segmentation_metrics(pred, gt, min_size=3)
+    def add(result: MethodResult, **extra: Any) -> np.ndarray:
+        m, sec, label = result.metrics, result.seconds, result.method.title
         keep = {k: m[k] for k in ("dice", "ltpr", "lppv", "lf1", "n_pred", "n_gt")}
-        res.rows.append({"method": method, "label": label, **keep, "seconds": sec, **extra})
+        res.rows.append({"method": result.name, "label": label, **keep, "seconds": sec, **extra})
         log(f"ms: {label}: Dice {m['dice']:.3f}, L-F1 {m['lf1']:.3f} ({sec:.1f} s)")
-        res.panels[label] = segmentation_error_labels(pred, gt)
+        res.panels[label] = result.comparison.maps["errors"]
         return res.panels[label]
 
-    for m in models:
-        log(f"ms: segmenting with {m.key} ...")
-        out, sec = _timed(
-            segment,
-            m.model,
-            m.checkpoint,
-            v["t1"],
-            v["t2"],
-            v["flair"],
-            brain_mask=v["brain_mask"],
-            threshold=SEG_THRESHOLD,
-            settings=settings,
-        )
-        mask = out.outputs["mask"] > 0
-        errors = add(m.key, m.label, mask, sec, checkpoint=m.source, device=out.report.device)
+    def network(m: DemoModel) -> Method:
+        def run(case: dict[str, Volume]) -> Any:
+            return segment(
+                m.model,
+                m.checkpoint,
+                case["t1"],
+                case["t2"],
+                case["flair"],
+                brain_mask=case["brain_mask"],
+                threshold=SEG_THRESHOLD,
+                settings=settings,
+            )
+
+        return Method(m.key, run, m.label)
+
+    by_key = {m.key: m for m in models}
+
+    def segmenting(method: Method) -> None:
+        log(f"ms: segmenting with {method.name} ...")
+
+    def segmented(result: MethodResult) -> None:
+        m, out = by_key[result.name], result.returned
+        mask = result.outputs["mask"] > 0
+        errors = add(result, checkpoint=m.source, device=out.report.device)
         res.volumes[f"{m.key}_lesion_probability"] = out.outputs["probability"]
         res.volumes[f"{m.key}_lesion_mask"] = mask.astype(np.uint8)
         res.volumes[f"{m.key}_error_labels"] = errors
+
+    networks = [network(m) for m in models]
+    run_and_score(SEGMENTATION, networks, v, gt, brain, before=segmenting, after=segmented)
     if not models:
         res.note = "no segmentation model available: only the FLAIR threshold baseline ran"
         log(f"ms: {res.note}")
     log("ms: FLAIR threshold baseline ...")
     vox = v["flair"].voxel_size
 
-    def threshold() -> np.ndarray:
-        wm = white_matter_mask(v["t1"].data, brain, voxel_size=vox)
-        return flair_threshold_segment(v["flair"].data, brain, wm, z, voxel_size=vox)
+    def threshold(case: dict[str, Volume]) -> np.ndarray:
+        wm = white_matter_mask(case["t1"].data, brain, voxel_size=vox)
+        return flair_threshold_segment(case["flair"].data, brain, wm, z, voxel_size=vox)
 
-    pred, sec = _timed(threshold)
-    add("flair-threshold", f"FLAIR threshold (z = {z:g})", pred, sec)
-    res.volumes["flair_threshold_mask"] = pred.astype(np.uint8)
+    baseline = Method("flair-threshold", threshold, f"FLAIR threshold (z = {z:g})")
+    (result,) = run_and_score(SEGMENTATION, [baseline], v, gt, brain)
+    add(result)
+    res.volumes["flair_threshold_mask"] = result.returned.astype(np.uint8)
     return res
 
 
@@ -224,10 +237,14 @@ def b0_directions(meta: dict, affine: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def run_qsm(folder: Path, models: list[DemoModel], params: dict, settings, log: Log) -> TaskResult:
-    """Reconstruct the QSM case with each model, TKD and CFL2; metrics and maps."""
+    """Reconstruct the QSM case with each model, TKD and CFL2; metrics and maps.
+
+    Every method runs through :func:`~napari_fanet.evaluation.scoring.run_and_score`, scored by
+    the QSM task's comparison inside the brain mask.
+    """
     from napari_fanet.baselines.dipole_inversion import cfl2, tkd
     from napari_fanet.engine.predict import reconstruct_qsm
-    from napari_fanet.metrics import qsm_metrics, susceptibility_error_maps
+    from napari_fanet.tasks import QSM
 
     v = _load(folder, ("local_field", "chi", "brain_mask"))
     b0_world, b0_array = b0_directions(
@@ -237,36 +254,58 @@ def run_qsm(folder: Path, models: list[DemoModel], params: dict, settings, log: 
     images = {"chi": ref, "field": v["local_field"].data, "brain": mask}
     res = TaskResult([], v["local_field"], images=images)
 
-    def add(method: str, label: str, chi: np.ndarray, sec: float, **extra: Any) -> None:
-        metrics = {k: float(x) for k, x in qsm_metrics(chi, ref, mask).items()}
+    def add(result: MethodResult, **extra: Any) -> None:
+        method, label, sec = result.name, result.method.title, result.seconds
+        metrics = {k: float(x) for k, x in result.metrics.items()}
         res.rows.append({"method": method, "label": label, **metrics, "seconds": sec, **extra})
         log(f"qsm: {label}: NRMSE {metrics['nrmse']:.2f} % ({sec:.1f} s)")
+        chi = result.outputs["chi"]
         res.volumes[f"{method}_chi"] = res.panels[label] = chi.astype(np.float32)
 
-    for m in models:
-        log(f"qsm: reconstructing with {m.key} ...")
-        out, sec = _timed(
-            reconstruct_qsm,
-            m.model,
-            m.checkpoint,
-            v["local_field"],
-            v["brain_mask"],
-            b0_dir=b0_world,
-            settings=settings,
-        )
-        chi = out.outputs["chi"]
-        add(m.key, m.label, chi, sec, checkpoint=m.source, device=out.report.device)
-        res.volumes[f"{m.key}_abs_error"] = susceptibility_error_maps(chi, ref, mask)[1]
+    def network(m: DemoModel) -> Method:
+        def run(case: dict[str, Volume]) -> Any:
+            return reconstruct_qsm(
+                m.model,
+                m.checkpoint,
+                case["local_field"],
+                case["brain_mask"],
+                b0_dir=b0_world,
+                settings=settings,
+            )
+
+        return Method(m.key, run, m.label)
+
+    by_key = {m.key: m for m in models}
+
+    def reconstructing(method: Method) -> None:
+        log(f"qsm: reconstructing with {method.name} ...")
+
+    def reconstructed(result: MethodResult) -> None:
+        m = by_key[result.name]
+        add(result, checkpoint=m.source, device=result.returned.report.device)
+        res.volumes[f"{m.key}_abs_error"] = result.comparison.maps["absolute error"]
+
+    networks = [network(m) for m in models]
+    run_and_score(QSM, networks, v, ref, mask, before=reconstructing, after=reconstructed)
     if not models:
         res.note = "no QSM model available: only the TKD and CFL2 baselines ran"
         log(f"qsm: {res.note}")
     field_ppm, vox = v["local_field"].data, v["local_field"].voxel_size
     t, lam = params["tkd_threshold"]["value"], params["cfl2_lambda"]["value"]
     log("qsm: TKD and CFL2 baselines ...")
-    chi, sec = _timed(tkd, field_ppm, vox, b0_array, threshold=t, mask=mask)
-    add("tkd", f"TKD (threshold = {t:g})", chi, sec)
-    chi, sec = _timed(cfl2, field_ppm, vox, b0_array, lam=lam, mask=mask)
-    add("cfl2", f"CFL2 (lambda = {lam:g})", chi, sec)
+    baselines = [
+        Method(
+            "tkd",
+            lambda _: tkd(field_ppm, vox, b0_array, threshold=t, mask=mask),
+            f"TKD (threshold = {t:g})",
+        ),
+        Method(
+            "cfl2",
+            lambda _: cfl2(field_ppm, vox, b0_array, lam=lam, mask=mask),
+            f"CFL2 (lambda = {lam:g})",
+        ),
+    ]
+    run_and_score(QSM, baselines, v, ref, mask, after=add)
     return res
 
 

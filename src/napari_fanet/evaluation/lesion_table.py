@@ -74,7 +74,7 @@ class LesionTable:
     Attributes
     ----------
     labels : np.ndarray
-        int32, shape ``(D, H, W)``: lesion ``i`` is ``labels == i`` (0: background and
+        int32, shape ``(X, Y, Z)``: lesion ``i`` is ``labels == i`` (0: background and
         components smaller than the minimum size).
     rows : tuple of dict
         One dict per lesion, keys :attr:`columns`, in label order.
@@ -131,7 +131,7 @@ def template_alignment(brain_mask: np.ndarray | None, affine: np.ndarray) -> np.
     Parameters
     ----------
     brain_mask : np.ndarray or None
-        Binary brain mask of the scan, shape ``(D, H, W)``. None: the identity (the scan is
+        Binary brain mask of the scan, shape ``(X, Y, Z)``. None: the identity (the scan is
         taken to be in MNI space).
     affine : np.ndarray
         4x4 voxel-to-world affine of the scan.
@@ -206,11 +206,11 @@ def classify_locations(
     Parameters
     ----------
     labels : np.ndarray
-        int, shape ``(D, H, W)``: lesions numbered ``1..n`` (0 background).
+        int, shape ``(X, Y, Z)``: lesions numbered ``1..n`` (0 background).
     affine : np.ndarray
         4x4 voxel-to-world affine of the scan.
     brain_mask : np.ndarray, optional
-        Scan brain mask ``(D, H, W)`` for :func:`template_alignment`; None: the scan is taken
+        Scan brain mask ``(X, Y, Z)`` for :func:`template_alignment`; None: the scan is taken
         to be in MNI space.
     periventricular_mm, juxtacortical_mm : float
         Distances (mm, >= 0) to the template's lateral ventricles and cortex.
@@ -268,16 +268,16 @@ def lesion_table(
     Parameters
     ----------
     mask : np.ndarray
-        Lesion mask ``(D, H, W)``; every non-zero voxel is lesion (labels layers may hold
+        Lesion mask ``(X, Y, Z)``; every non-zero voxel is lesion (labels layers may hold
         several values).
     affine : np.ndarray
         4x4 voxel-to-world (mm) affine of the mask's grid.
     probability : np.ndarray, optional
-        Lesion probability ``(D, H, W)`` on the same grid.
+        Lesion probability ``(X, Y, Z)`` on the same grid.
     chi : np.ndarray, optional
-        Susceptibility map (ppm) ``(D, H, W)`` on the same grid.
+        Susceptibility map (ppm) ``(X, Y, Z)`` on the same grid.
     brain_mask : np.ndarray, optional
-        Brain mask ``(D, H, W)`` for aligning the location template (see
+        Brain mask ``(X, Y, Z)`` for aligning the location template (see
         :func:`template_alignment`).
     min_size : int
         Smallest lesion kept, in voxels (default 3, as ``shared/EVALUATION.md``).

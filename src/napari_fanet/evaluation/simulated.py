@@ -9,13 +9,13 @@ differences between two methods come with a bootstrap 95% confidence interval.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from napari_fanet.engine.inference import WindowSettings
 from napari_fanet.engine.predict import predict_task
+from napari_fanet.evaluation.scoring import Method, run_and_score
 from napari_fanet.tasks import get_task
 from napari_fanet.tasks.cases import EvalCase as EvalCase  # re-exported
 from napari_fanet.tasks.qsm import CFL2_LAMBDAS as CFL2_LAMBDAS  # re-exported
@@ -87,13 +87,19 @@ def score(task: str, pred: np.ndarray, case: EvalCase) -> dict[str, float]:
 def run_evaluation(
     task: str, methods: dict[str, Callable], cases: Sequence[EvalCase], progress=None
 ) -> dict[str, list[dict[str, float]]]:
-    """Per-subject metrics (plus ``seconds``) of every method on every case."""
+    """Per-subject metrics (plus ``seconds``) of every method on every case.
+
+    Each case goes through :func:`~napari_fanet.evaluation.scoring.run_and_score` (the task's
+    comparison); a row keeps :meth:`~napari_fanet.tasks.Task.case_scores` of it, and
+    ``seconds`` counts the prediction and its scoring.
+    """
+    chosen = get_task(task)
+    named = [Method(name, method) for name, method in methods.items()]
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in methods}
     for i, case in enumerate(cases):
-        for name, method in methods.items():
-            t0 = time.perf_counter()
-            pred = method(case)
-            rows[name].append({**score(task, pred, case), "seconds": time.perf_counter() - t0})
+        for result in run_and_score(chosen, named, case, case.reference, case.mask):
+            seconds = result.seconds + result.score_seconds
+            rows[result.name].append({**chosen.case_scores(result.metrics), "seconds": seconds})
         if progress is not None:
             progress(i + 1, len(cases))
     return rows

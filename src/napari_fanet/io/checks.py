@@ -12,12 +12,12 @@ from napari_fanet.io.formatting import format_numbers
 
 
 def as_volume(x: Any, name: str) -> np.ndarray:
-    """A finite, real, 3D ``(D, H, W)`` array as float64."""
+    """A finite, real, 3D ``(X, Y, Z)`` array as float64."""
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     if arr.ndim != 3:
-        raise ValueError(f"{name} must be 3D (D, H, W), got shape {arr.shape}")
+        raise ValueError(f"{name} must be 3D (X, Y, Z), got shape {arr.shape}")
     arr = arr.astype(np.float64, copy=False)
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values")
@@ -30,7 +30,7 @@ def as_mask(x: Any, name: str) -> np.ndarray:
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a boolean (binary) array, got dtype {arr.dtype}")
     if arr.ndim != 3:
-        raise ValueError(f"{name} must be 3D (D, H, W), got shape {arr.shape}")
+        raise ValueError(f"{name} must be 3D (X, Y, Z), got shape {arr.shape}")
     if arr.dtype != bool:
         if not np.isin(arr, (0, 1)).all():
             raise ValueError(f"{name} must be binary (bool or only 0 and 1 values)")

@@ -1,6 +1,6 @@
 """QSM metrics, exactly as ``shared/EVALUATION.md`` defines them.
 
-Inputs are numpy arrays ``(D, H, W)`` in ppm and a boolean brain mask ``M`` of the same shape.
+Inputs are numpy arrays ``(X, Y, Z)`` in ppm and a boolean brain mask ``M`` of the same shape.
 Masked metrics are evaluated inside ``M``. Before a filter (HFEN's LoG, the SSIM windows) both
 maps are set to zero outside ``M``, so values outside the mask never leak into the score. The
 "paper-style" variants use the whole volume instead and are background-inflated.
@@ -43,9 +43,9 @@ def nrmse(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray, *, demean: bool =
     Parameters
     ----------
     pred, ref : np.ndarray
-        Susceptibility maps (ppm), shape ``(D, H, W)``.
+        Susceptibility maps (ppm), shape ``(X, Y, Z)``.
     mask : np.ndarray
-        Boolean brain mask ``M``, shape ``(D, H, W)``, not empty.
+        Boolean brain mask ``M``, shape ``(X, Y, Z)``, not empty.
     demean : bool
         If true, each map's mean inside ``M`` is subtracted first (QSM challenge 2.0 style);
         default false (plain NRMSE).
@@ -102,7 +102,7 @@ def hfen(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> float:
     Parameters
     ----------
     pred, ref : np.ndarray
-        Susceptibility maps (ppm), shape ``(D, H, W)``.
+        Susceptibility maps (ppm), shape ``(X, Y, Z)``.
     mask : np.ndarray
         Boolean brain mask, same shape, not empty.
 
@@ -124,7 +124,7 @@ def psnr(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> float:
     Parameters
     ----------
     pred, ref : np.ndarray
-        Susceptibility maps (ppm), shape ``(D, H, W)``.
+        Susceptibility maps (ppm), shape ``(X, Y, Z)``.
     mask : np.ndarray
         Boolean brain mask, same shape, not empty.
 
@@ -147,7 +147,7 @@ def qsm_metrics(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> dict[str
     Parameters
     ----------
     pred, ref : np.ndarray
-        Susceptibility maps (ppm), shape ``(D, H, W)``.
+        Susceptibility maps (ppm), shape ``(X, Y, Z)``.
     mask : np.ndarray
         Boolean brain mask, same shape, not empty.
 
@@ -178,14 +178,14 @@ def susceptibility_error_maps(
     Parameters
     ----------
     pred, ref : np.ndarray
-        Susceptibility maps (ppm), shape ``(D, H, W)``.
+        Susceptibility maps (ppm), shape ``(X, Y, Z)``.
     mask : np.ndarray
         Boolean brain mask, same shape, not empty.
 
     Returns
     -------
     signed, absolute : np.ndarray
-        float32, shape ``(D, H, W)``, in ppm.
+        float32, shape ``(X, Y, Z)``, in ppm.
     """
     p, r, m = _prepare(pred, ref, mask)
     signed = np.where(m, p - r, 0.0).astype(np.float32)

@@ -1,6 +1,6 @@
 """MS lesion segmentation metrics, exactly as ``shared/EVALUATION.md`` defines them.
 
-Inputs are binary numpy arrays ``(D, H, W)`` (bool, or numbers that are all 0 or 1).
+Inputs are binary numpy arrays ``(X, Y, Z)`` (bool, or numbers that are all 0 or 1).
 
 - Dice is voxel-wise on the masks as given (no size filter).
 - Lesions are 3D connected components with 26-connectivity (a ``3x3x3`` ones structure:
@@ -49,14 +49,14 @@ def label_lesions(mask: np.ndarray, *, min_size: int = 3) -> tuple[np.ndarray, i
     Parameters
     ----------
     mask : np.ndarray
-        Binary mask, shape ``(D, H, W)``.
+        Binary mask, shape ``(X, Y, Z)``.
     min_size : int
         Smallest lesion kept, in voxels (>= 1).
 
     Returns
     -------
     labels : np.ndarray
-        int32, shape ``(D, H, W)``: 0 background (and dropped components), kept lesions
+        int32, shape ``(X, Y, Z)``: 0 background (and dropped components), kept lesions
         numbered ``1..n`` in scan order.
     n : int
         Number of kept lesions.
@@ -80,7 +80,7 @@ def dice(pred: np.ndarray, gt: np.ndarray) -> float:
     Parameters
     ----------
     pred, gt : np.ndarray
-        Binary masks, shape ``(D, H, W)``.
+        Binary masks, shape ``(X, Y, Z)``.
 
     Returns
     -------
@@ -104,7 +104,7 @@ def lesion_metrics(
     Parameters
     ----------
     pred, gt : np.ndarray
-        Binary masks, shape ``(D, H, W)``.
+        Binary masks, shape ``(X, Y, Z)``.
     min_size : int
         Smallest lesion counted, in voxels (>= 1), applied to both masks.
     paper_style : bool
@@ -151,7 +151,7 @@ def segmentation_metrics(
     Parameters
     ----------
     pred, gt : np.ndarray
-        Binary masks, shape ``(D, H, W)``.
+        Binary masks, shape ``(X, Y, Z)``.
     min_size : int
         Smallest lesion counted (lesion metrics only; Dice uses every voxel).
     paper_style : bool
@@ -174,12 +174,12 @@ def segmentation_error_labels(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     pred, gt : np.ndarray
-        Binary masks, shape ``(D, H, W)``.
+        Binary masks, shape ``(X, Y, Z)``.
 
     Returns
     -------
     np.ndarray
-        uint8, shape ``(D, H, W)``.
+        uint8, shape ``(X, Y, Z)``.
     """
     p, g = _pair(pred, gt)
     out = np.zeros(p.shape, dtype=np.uint8)

@@ -62,7 +62,7 @@ def ssim(
     Parameters
     ----------
     pred, ref : np.ndarray
-        Susceptibility maps (ppm), shape ``(D, H, W)``, at least 11 voxels per axis.
+        Susceptibility maps (ppm), shape ``(X, Y, Z)``, at least 11 voxels per axis.
     mask : np.ndarray
         Boolean brain mask, same shape, not empty.
     data_range : float, optional
@@ -100,7 +100,7 @@ def xsim(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> float:
     Parameters
     ----------
     pred, ref : np.ndarray
-        Susceptibility maps in ppm, shape ``(D, H, W)``.
+        Susceptibility maps in ppm, shape ``(X, Y, Z)``.
     mask : np.ndarray
         Boolean brain mask, same shape, not empty.
 
@@ -134,7 +134,7 @@ def ssim_paper_style(pred: np.ndarray, ref: np.ndarray) -> float:
     Parameters
     ----------
     pred, ref : np.ndarray
-        Susceptibility maps, shape ``(D, H, W)``, at least 11 voxels per axis.
+        Susceptibility maps, shape ``(X, Y, Z)``, at least 11 voxels per axis.
 
     Returns
     -------
@@ -165,7 +165,7 @@ def psnr_paper_style(pred: np.ndarray, ref: np.ndarray) -> float:
     Parameters
     ----------
     pred, ref : np.ndarray
-        Susceptibility maps, shape ``(D, H, W)``.
+        Susceptibility maps, shape ``(X, Y, Z)``.
 
     Returns
     -------

@@ -1,4 +1,9 @@
-"""Models: Folded Attention, the baseline attentions, the U-Net backbones and the registry."""
+"""Models: Folded Attention, the baseline attentions, the U-Net backbones and the registry.
+
+Shapes here use the FA spec's tensor notation ``(B, C, D, H, W)``: D, H, W are the canonical
+array axes X, Y, Z that the rest of the package names (arrays ``(X, Y, Z)`` in RAS+ canonical
+orientation, network tensors ``(B, C, X, Y, Z)``).
+"""
 
 from napari_fanet.models.attention_gate import AttentionGate3d
 from napari_fanet.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint

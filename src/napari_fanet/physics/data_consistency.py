@@ -91,7 +91,7 @@ def _inputs(
     p, _ = as_tensor(chi_prior, "chi_prior")
     if f.ndim != 3 or tuple(p.shape) != tuple(f.shape):
         raise ValueError(
-            "field and chi_prior must be 3D volumes (D, H, W) of the same shape, got "
+            "field and chi_prior must be 3D volumes (X, Y, Z) of the same shape, got "
             f"{tuple(f.shape)} and {tuple(p.shape)}"
         )
     check_voxel_size(voxel_size)
@@ -107,7 +107,7 @@ def _check_lambda(lam: float) -> float:
 
 
 def estimate_field_noise(field: Array, mask: Array) -> float:
-    """Standard deviation (ppm) of white noise in ``field`` inside ``mask``, both ``(D, H, W)``.
+    """Standard deviation (ppm) of white noise in ``field`` inside ``mask``, both ``(X, Y, Z)``.
 
     ``1.4826 * MAD(L f) / sqrt(42)`` over the mask eroded by two voxels, with ``L`` the 7-point
     discrete Laplacian (voxel units). Anatomy adds to the estimate, so it is an upper bound of
@@ -138,7 +138,7 @@ def automatic_lambda(
     ``lam = s^2 / t^2`` with ``s`` from :func:`estimate_field_noise` and
     ``t^2 = max(mean_M((D chi_net - f)^2) - s^2, 0) / (4/45)``, clipped to
     :data:`AUTO_LAMBDA_RANGE` (a perfect prior gets the largest ``lam``).
-    Shapes ``(D, H, W)``; field and prior in ppm.
+    Shapes ``(X, Y, Z)``; field and prior in ppm.
     """
     f, prior, _ = _inputs(field, chi_prior, voxel_size, b0_dir)
     m, _ = as_tensor(mask, "mask", allow_bool=True)
@@ -174,7 +174,7 @@ def kspace_data_consistency(
     Parameters
     ----------
     field : torch.Tensor or np.ndarray
-        Local field in ppm of B0, shape ``(D, H, W)``, zero outside the brain.
+        Local field in ppm of B0, shape ``(X, Y, Z)``, zero outside the brain.
     chi_prior : torch.Tensor or np.ndarray
         The network's susceptibility map (ppm), same shape.
     voxel_size : sequence of float
@@ -186,12 +186,12 @@ def kspace_data_consistency(
     pad_factor : float
         Zero padding factor per axis, at least 1.
     mask : torch.Tensor or np.ndarray, optional
-        ``(D, H, W)``; the result is multiplied by ``mask != 0``.
+        ``(X, Y, Z)``; the result is multiplied by ``mask != 0``.
 
     Returns
     -------
     torch.Tensor or np.ndarray
-        Susceptibility (ppm), shape ``(D, H, W)``, the type of ``field``.
+        Susceptibility (ppm), shape ``(X, Y, Z)``, the type of ``field``.
     """
     f, prior, was_numpy = _inputs(field, chi_prior, voxel_size, b0_dir)
     lam_value = _check_lambda(lam)
@@ -200,7 +200,7 @@ def kspace_data_consistency(
     d = dipole_kernel(pshape, voxel_size, b0_dir, dtype=f.dtype, device=f.device)  # (D', H', W')
     numerator = d * torch.fft.fftn(f, s=pshape) + lam_value * torch.fft.fftn(prior, s=pshape)
     chi = torch.fft.ifftn(numerator / (d * d + lam_value)).real  # (D', H', W')
-    chi = chi[: spatial[0], : spatial[1], : spatial[2]]  # (D, H, W)
+    chi = chi[: spatial[0], : spatial[1], : spatial[2]]  # (X, Y, Z)
     if mask is not None:
         m, _ = as_tensor(mask, "mask", allow_bool=True)
         chi = chi * (m.to(chi.device) != 0).to(chi.dtype)
@@ -240,17 +240,17 @@ def weighted_data_consistency(
     Parameters
     ----------
     field : torch.Tensor or np.ndarray
-        Local field in ppm of B0, shape ``(D, H, W)``.
+        Local field in ppm of B0, shape ``(X, Y, Z)``.
     chi_prior : torch.Tensor or np.ndarray
         The network's susceptibility map (ppm), same shape.
     mask : torch.Tensor or np.ndarray
-        Brain mask ``(D, H, W)``: where the field was measured. The result is masked too.
+        Brain mask ``(X, Y, Z)``: where the field was measured. The result is masked too.
     voxel_size, b0_dir : sequence of float
         As in :func:`kspace_data_consistency`.
     lam : float
         Weight of the prior, ``lam > 0``.
     weights : torch.Tensor or np.ndarray, optional
-        Non-negative reliability ``(D, H, W)`` (e.g. magnitude over its median), default 1.
+        Non-negative reliability ``(X, Y, Z)`` (e.g. magnitude over its median), default 1.
     iterations : int
         Largest number of CG iterations, at least 1.
     tolerance : float
@@ -266,7 +266,7 @@ def weighted_data_consistency(
     Returns
     -------
     torch.Tensor or np.ndarray
-        Susceptibility (ppm), shape ``(D, H, W)``, the type of ``field``.
+        Susceptibility (ppm), shape ``(X, Y, Z)``, the type of ``field``.
     """
     f, prior, was_numpy = _inputs(field, chi_prior, voxel_size, b0_dir)
     lam_value = _check_lambda(lam)
@@ -280,7 +280,7 @@ def weighted_data_consistency(
         raise ValueError(
             f"mask must have the field's shape {tuple(f.shape)}, got {tuple(m.shape)}"
         )
-    w2 = (m.to(f.device) != 0).to(f.dtype)  # (D, H, W)
+    w2 = (m.to(f.device) != 0).to(f.dtype)  # (X, Y, Z)
     if weights is not None:
         w, _ = as_tensor(weights, "weights")
         if tuple(w.shape) != tuple(f.shape) or not bool(torch.isfinite(w).all()) or (w < 0).any():
@@ -298,7 +298,7 @@ def weighted_data_consistency(
     ]  # (D', H', W'//2+1)
     inverse = 1.0 / (half * half + lam_value)  # the k-space solution's filter: the preconditioner
 
-    def filtered(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:  # (D, H, W) -> same
+    def filtered(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:  # (X, Y, Z) -> same
         y = torch.fft.irfftn(kernel * torch.fft.rfftn(x, s=pshape), s=pshape)  # (D', H', W')
         return y[: spatial[0], : spatial[1], : spatial[2]]
 
@@ -355,7 +355,7 @@ def data_consistency(
     ``"none"`` returns ``chi_prior`` masked; ``"kspace"`` calls
     :func:`kspace_data_consistency`; ``"cg"`` calls :func:`weighted_data_consistency`.
     ``lam="auto"`` takes :func:`automatic_lambda` of the case. Shapes and units as there:
-    ``(D, H, W)`` volumes in ppm.
+    ``(X, Y, Z)`` volumes in ppm.
     """
     if isinstance(lam, str) and lam != "auto":
         raise ValueError(f"lam must be a number > 0 or 'auto', got {lam!r}")

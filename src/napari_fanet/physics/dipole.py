@@ -1,7 +1,7 @@
 """Dipole and gradient kernels of the QSM forward model, in the unshifted FFT layout.
 
 ``k`` comes from ``torch.fft.fftfreq(n, d=voxel_size[i])`` per axis (cycles/mm), so anisotropic
-voxels are handled; ``b0_dir`` is given in array axes ``(0, 1, 2)`` = ``(D, H, W)``.
+voxels are handled; ``b0_dir`` is given in array axes ``(0, 1, 2)`` = ``(X, Y, Z)``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def padded_shape(shape: Sequence[int], pad_factor: float = 1.5) -> tuple[int, in
     Parameters
     ----------
     shape : sequence of int
-        Spatial shape ``(D, H, W)``.
+        Spatial shape ``(X, Y, Z)``.
     pad_factor : float
         At least 1.
 
@@ -79,7 +79,7 @@ def dipole_kernel(
     Parameters
     ----------
     shape : sequence of int
-        Spatial shape ``(D, H, W)`` of the (padded) FFT grid.
+        Spatial shape ``(X, Y, Z)`` of the (padded) FFT grid.
     voxel_size : sequence of float
         Voxel size in mm along array axes 0, 1, 2; ``k`` is ``fftfreq(n, d=voxel_size[i])``.
     b0_dir : sequence of float
@@ -92,7 +92,7 @@ def dipole_kernel(
     Returns
     -------
     torch.Tensor
-        Shape ``(D, H, W)``, unshifted FFT layout, values in ``[-2/3, 1/3]``. Computed in
+        Shape ``(X, Y, Z)``, unshifted FFT layout, values in ``[-2/3, 1/3]``. Computed in
         float64; values within ``8 * eps`` of zero (grid points on the magic cone, where the
         exact value is 0) are set to exactly zero before the cast to ``dtype``.
     """
@@ -101,8 +101,8 @@ def dipole_kernel(
     vs = check_voxel_size(voxel_size)
     b0 = check_b0_dir(b0_dir)
     kx, ky, kz = _frequencies(shape, vs, torch.float64, device)  # computed in float64
-    k2 = kx**2 + ky**2 + kz**2  # (D, H, W)
-    kb = kx * b0[0] + ky * b0[1] + kz * b0[2]  # (D, H, W)
+    k2 = kx**2 + ky**2 + kz**2  # (X, Y, Z)
+    kb = kx * b0[0] + ky * b0[1] + kz * b0[2]  # (X, Y, Z)
     k2[0, 0, 0] = 1.0  # avoid 0/0; D(0) is set below
     kernel = 1.0 / 3.0 - kb**2 / k2
     kernel[0, 0, 0] = 0.0
@@ -123,7 +123,7 @@ def _check_shape(shape: Sequence[int]) -> None:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise ValueError(f"shape must be 3 positive integers (D, H, W), got {shape!r}")
+        raise ValueError(f"shape must be 3 positive integers (X, Y, Z), got {shape!r}")
 
 
 def _check_dtype(dtype: torch.dtype) -> None:
@@ -143,7 +143,7 @@ def gradient_kernel(
     Parameters
     ----------
     shape : sequence of int
-        Spatial shape ``(D, H, W)`` of the FFT grid.
+        Spatial shape ``(X, Y, Z)`` of the FFT grid.
     dtype : torch.dtype
         ``torch.float32`` or ``torch.float64``.
     device : torch.device or str, optional
@@ -152,13 +152,13 @@ def gradient_kernel(
     Returns
     -------
     torch.Tensor
-        Shape ``(D, H, W)``, unshifted FFT layout, zero at ``k = 0``, at most 12.
+        Shape ``(X, Y, Z)``, unshifted FFT layout, zero at ``k = 0``, at most 12.
     """
     _check_shape(shape)
     _check_dtype(dtype)
     kx, ky, kz = _frequencies(shape, (1.0, 1.0, 1.0), torch.float64, device)
     e2 = 4.0 * (torch.sin(math.pi * kx) ** 2 + torch.sin(math.pi * ky) ** 2)  # (D, H, 1)
-    return (e2 + 4.0 * torch.sin(math.pi * kz) ** 2).to(dtype)  # (D, H, W)
+    return (e2 + 4.0 * torch.sin(math.pi * kz) ** 2).to(dtype)  # (X, Y, Z)
 
 
 def fft_apply(x: torch.Tensor, kernel_fn: Any, pad_factor: float) -> torch.Tensor:
@@ -170,4 +170,4 @@ def fft_apply(x: torch.Tensor, kernel_fn: Any, pad_factor: float) -> torch.Tenso
     pshape = padded_shape(spatial, pad_factor)
     xk = torch.fft.fftn(x, s=pshape, dim=(-3, -2, -1))  # zeros appended: (..., D', H', W')
     out = torch.fft.ifftn(xk * kernel_fn(pshape), dim=(-3, -2, -1)).real  # (..., D', H', W')
-    return out[..., : spatial[0], : spatial[1], : spatial[2]].contiguous()  # (..., D, H, W)
+    return out[..., : spatial[0], : spatial[1], : spatial[2]].contiguous()  # (..., X, Y, Z)

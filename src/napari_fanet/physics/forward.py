@@ -3,7 +3,7 @@
 Conventions (``shared/EVALUATION.md``):
 
 - Arrays are torch tensors (or numpy arrays) whose **last three dimensions** are the spatial
-  axes ``(D, H, W)`` = array axes 0, 1, 2; leading dimensions (batch, channel) are carried
+  axes ``(X, Y, Z)`` = array axes 0, 1, 2; leading dimensions (batch, channel) are carried
   along. A numpy array in gives a numpy array out, a tensor in gives a tensor out (same device).
   float32 and float64 are kept; any other real dtype is computed and returned as float64.
 - ``k`` comes from ``torch.fft.fftfreq(n, d=voxel_size[i])`` per axis, in cycles/mm, so
@@ -52,7 +52,7 @@ def forward_field(
     Parameters
     ----------
     chi : torch.Tensor or np.ndarray
-        Susceptibility (ppm), shape ``(..., D, H, W)``.
+        Susceptibility (ppm), shape ``(..., X, Y, Z)``.
     voxel_size : sequence of float
         Voxel size in mm along array axes 0, 1, 2.
     b0_dir : sequence of float

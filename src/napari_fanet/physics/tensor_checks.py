@@ -26,7 +26,7 @@ _KEPT_DTYPES = (torch.float32, torch.float64)
 
 
 def as_tensor(x: Any, name: str, *, allow_bool: bool = False) -> tuple[torch.Tensor, bool]:
-    """Return ``(tensor, was_numpy)`` for a real array with at least 3 dims ``(..., D, H, W)``.
+    """Return ``(tensor, was_numpy)`` for a real array with at least 3 dims ``(..., X, Y, Z)``.
 
     float32 and float64 are kept; other real dtypes become float64 (bool is kept for masks
     when ``allow_bool``). Data arrays (not masks) must be finite.
@@ -46,7 +46,7 @@ def as_tensor(x: Any, name: str, *, allow_bool: bool = False) -> tuple[torch.Ten
         raise TypeError(f"{name} must be a torch.Tensor or np.ndarray, got {type(x).__name__}")
     if tensor.ndim < 3:
         raise ValueError(
-            f"{name} must have at least 3 dims (..., D, H, W), got shape {tuple(tensor.shape)}"
+            f"{name} must have at least 3 dims (..., X, Y, Z), got shape {tuple(tensor.shape)}"
         )
     if allow_bool and tensor.dtype == torch.bool:
         return tensor, was_numpy

@@ -119,7 +119,7 @@ def geometric_source(
     params: SourceParams,
     edge: float,
 ) -> tuple[np.ndarray, float, dict]:
-    """One sphere, ellipsoid or cylinder: weight ``(D, H, W)``, value (ppm), description."""
+    """One sphere, ellipsoid or cylinder: weight ``(X, Y, Z)``, value (ppm), description."""
     shape = SHAPES[int(rng.integers(len(SHAPES)))]
     radius = uniform(rng, params.geometric_radius_mm)
     value = uniform(rng, params.geometric_chi) * (1.0 if rng.random() < 0.5 else -1.0)
@@ -175,9 +175,9 @@ def random_sources(
     rng : np.random.Generator
         The phantom's ``sources`` stream.
     world : np.ndarray
-        ``(3, D, H, W)`` world coordinates (mm) of the grid.
+        ``(3, X, Y, Z)`` world coordinates (mm) of the grid.
     mask : np.ndarray
-        ``(D, H, W)`` brain mask; every source is centred inside it.
+        ``(X, Y, Z)`` brain mask; every source is centred inside it.
     params : SourceParams
         Counts and ranges.
     edge_mm : float
@@ -186,7 +186,7 @@ def random_sources(
     Returns
     -------
     sources : list of (np.ndarray, float)
-        ``(weight (D, H, W), value ppm)`` in drawing order (later ones lie on top).
+        ``(weight (X, Y, Z), value ppm)`` in drawing order (later ones lie on top).
     info : dict
         JSON-ready description of what was drawn.
     """

@@ -67,7 +67,7 @@ def rotation_to_z(b0_dir: Sequence[float]) -> np.ndarray:
 def rotate_volume(
     volume: np.ndarray, rotation: np.ndarray, voxel_size: Sequence[float], *, order: int = 3
 ) -> np.ndarray:
-    """Resample ``volume`` ``(D, H, W)`` rotated by ``rotation`` (mm space, about the centre).
+    """Resample ``volume`` ``(X, Y, Z)`` rotated by ``rotation`` (mm space, about the centre).
 
     The value at output position ``p`` (mm from the centre) is the input's value at
     ``rotation.T @ p``: a structure at ``q`` in the input appears at ``rotation @ q``.

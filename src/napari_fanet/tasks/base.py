@@ -6,8 +6,8 @@ reference, its classical baselines, its default model and its simulation family.
 task up by name (:func:`napari_fanet.tasks.get_task`) and never branch on which one it is.
 
 The window inference belongs to the engine (a layer above): :meth:`Task.validate` takes it as
-``infer``, a function from a ``(C, D, H, W)`` network input to the network's
-``(1, C_out, D, H, W)`` output tensor.
+``infer``, a function from a ``(C, X, Y, Z)`` network input to the network's
+``(1, C_out, X, Y, Z)`` output tensor.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from torch import nn
 from napari_fanet.tasks.cases import EvalCase
 from napari_fanet.tasks.roles import InputRole
 
-#: Window inference as the engine runs it: ``(C, D, H, W)`` input -> ``(1, C_out, D, H, W)``.
+#: Window inference as the engine runs it: ``(C, X, Y, Z)`` input -> ``(1, C_out, X, Y, Z)``.
 Infer = Callable[[np.ndarray], torch.Tensor]
 #: A method of an evaluation: a case in, the prediction (mask or map) out.
 Method = Callable[[EvalCase], np.ndarray]
@@ -204,6 +204,10 @@ class Task(ABC):
     @abstractmethod
     def score(self, prediction: np.ndarray, case: EvalCase) -> dict[str, float]:
         """Metrics of one prediction against the case's reference (EVALUATION.md)."""
+
+    def case_scores(self, metrics: Mapping[str, Any]) -> dict[str, float]:
+        """The metrics of a :meth:`compare` an evaluation row keeps (:meth:`score`'s keys)."""
+        return dict(metrics)
 
     def case_inputs(self, case: EvalCase) -> dict[str, Any]:
         """The case's input Volumes by role name (what the prediction functions take)."""

@@ -24,9 +24,9 @@ def segmentation_loss(
     Parameters
     ----------
     logits : torch.Tensor
-        Shape ``(B, 2, D, H, W)``: background and lesion logits.
+        Shape ``(B, 2, X, Y, Z)``: background and lesion logits.
     target : torch.Tensor
-        Shape ``(B, D, H, W)``, integer: 0 background, 1 lesion, :data:`IGNORE_INDEX` unlabelled.
+        Shape ``(B, X, Y, Z)``, integer: 0 background, 1 lesion, :data:`IGNORE_INDEX` unlabelled.
     class_weights : (float, float)
         Cross-entropy weights of background and lesion (lesions are rare).
     dice_weight : float
@@ -40,7 +40,7 @@ def segmentation_loss(
         Scalar loss. Zero (with a gradient path) when no voxel is labelled.
     """
     if logits.ndim != 5 or logits.shape[1] != 2:
-        raise ValueError(f"logits must have shape (B, 2, D, H, W), got {tuple(logits.shape)}")
+        raise ValueError(f"logits must have shape (B, 2, X, Y, Z), got {tuple(logits.shape)}")
     if target.shape != logits.shape[:1] + logits.shape[2:]:
         raise ValueError(
             f"target must have shape {tuple(logits.shape[:1] + logits.shape[2:])}, "
@@ -52,7 +52,7 @@ def segmentation_loss(
         return logits.sum() * 0.0
     weight = torch.as_tensor(class_weights, dtype=logits.dtype, device=logits.device)
     ce = F.cross_entropy(logits.float(), target, weight=weight.float(), ignore_index=IGNORE_INDEX)
-    prob = torch.softmax(logits.float(), dim=1)[:, 1]  # (B, D, H, W)
+    prob = torch.softmax(logits.float(), dim=1)[:, 1]  # (B, X, Y, Z)
     fg = (target == 1) & valid
     inter = (prob * fg).sum()
     denom = (prob * valid).sum() + fg.sum()
@@ -84,9 +84,9 @@ def qsm_loss(
     Parameters
     ----------
     pred, target : torch.Tensor
-        Shape ``(B, 1, D, H, W)``: predicted and reference susceptibility (scaled units).
+        Shape ``(B, 1, X, Y, Z)``: predicted and reference susceptibility (scaled units).
     mask : torch.Tensor
-        Shape ``(B, 1, D, H, W)``, 0/1 brain mask.
+        Shape ``(B, 1, X, Y, Z)``, 0/1 brain mask.
     dipole : torch.Tensor
         Shape ``(B, 1, D', H', W')`` with ``D' >= D`` etc.: each sample's dipole kernel in
         k-space (unshifted), for the zero-padded size the convolution uses.
@@ -100,7 +100,7 @@ def qsm_loss(
     """
     if pred.shape != target.shape or pred.shape != mask.shape or pred.ndim != 5:
         raise ValueError(
-            "pred, target and mask must share one (B, 1, D, H, W) shape, got "
+            "pred, target and mask must share one (B, 1, X, Y, Z) shape, got "
             f"{tuple(pred.shape)}, {tuple(target.shape)}, {tuple(mask.shape)}"
         )
     pred, target, mask = pred.float(), target.float(), mask.float()

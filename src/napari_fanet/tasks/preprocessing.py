@@ -26,7 +26,7 @@ from napari_fanet.tasks.roles import SEG_CHANNELS
 
 # ----------------------------------------------------------------------------- segmentation
 def seg_brain_mask(flair: np.ndarray, brain_mask: np.ndarray | None = None) -> np.ndarray:
-    """The ``(D, H, W)`` bool brain: ``brain_mask > 0.5``, else the non-zero FLAIR voxels.
+    """The ``(X, Y, Z)`` bool brain: ``brain_mask > 0.5``, else the non-zero FLAIR voxels.
 
     Without a brain mask the input is taken as skull-stripped: the brain is what is not zero.
     """
@@ -41,14 +41,14 @@ def zscore_in_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     image : np.ndarray
-        ``(D, H, W)`` intensities.
+        ``(X, Y, Z)`` intensities.
     mask : np.ndarray
-        ``(D, H, W)`` bool.
+        ``(X, Y, Z)`` bool.
 
     Returns
     -------
     np.ndarray
-        ``(D, H, W)`` float32.
+        ``(X, Y, Z)`` float32.
     """
     values = image[mask]
     if values.size == 0:
@@ -58,15 +58,15 @@ def zscore_in_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def seg_network_image(images: Mapping[str, np.ndarray], brain: np.ndarray) -> np.ndarray:
-    """The ``(3, D, H, W)`` float32 network input: T1, T2, FLAIR z-scored inside ``brain``.
+    """The ``(3, X, Y, Z)`` float32 network input: T1, T2, FLAIR z-scored inside ``brain``.
 
     Parameters
     ----------
     images : mapping
-        ``(D, H, W)`` arrays by role name (:data:`~.roles.SEG_CHANNELS`: ``"T1"``, ``"T2"``,
+        ``(X, Y, Z)`` arrays by role name (:data:`~.roles.SEG_CHANNELS`: ``"T1"``, ``"T2"``,
         ``"FLAIR"``); a role that is absent becomes an all-zero channel. Other keys are ignored.
     brain : np.ndarray
-        ``(D, H, W)`` bool brain mask (:func:`seg_brain_mask`).
+        ``(X, Y, Z)`` bool brain mask (:func:`seg_brain_mask`).
     """
     return np.stack(
         [
@@ -84,9 +84,9 @@ class QSMNetworkInput:
     Attributes
     ----------
     image : np.ndarray
-        ``(D, H, W)`` float32: the masked field over :attr:`scale`, in the network's frame.
+        ``(X, Y, Z)`` float32: the masked field over :attr:`scale`, in the network's frame.
     mask : np.ndarray
-        ``(D, H, W)`` bool brain mask in the network's frame.
+        ``(X, Y, Z)`` bool brain mask in the network's frame.
     scale : float
         The field's divisor (ppm), :func:`volume_field_scale` of the input.
     rotation : np.ndarray or None
@@ -137,7 +137,7 @@ def qsm_network_input(
     Parameters
     ----------
     field, mask : np.ndarray
-        ``(D, H, W)`` local field (ppm) and bool brain mask.
+        ``(X, Y, Z)`` local field (ppm) and bool brain mask.
     scales : dict
         The model's preprocessing scales (``field_scale``, ``chi_scale``, ``align_b0``).
     b0_dir : sequence of 3 float
@@ -157,7 +157,7 @@ def qsm_network_input(
 def qsm_target(
     chi: np.ndarray, net: QSMNetworkInput, scales: dict, voxel_size: Sequence[float]
 ) -> np.ndarray:
-    """A reference susceptibility ``(D, H, W)`` (ppm) as the training target of ``net``.
+    """A reference susceptibility ``(X, Y, Z)`` (ppm) as the training target of ``net``.
 
     Rotated into the network's frame as the field was (masked there) and divided by the
     :func:`output_gain`, so that :func:`qsm_output` of the target gives ``chi`` back.
@@ -174,7 +174,7 @@ def qsm_output(
     scales: dict,
     voxel_size: Sequence[float],
 ) -> np.ndarray:
-    """The network's ``(D, H, W)`` output as susceptibility (ppm) on the input grid.
+    """The network's ``(X, Y, Z)`` output as susceptibility (ppm) on the input grid.
 
     Multiplied by the :func:`output_gain`, rotated back when the input was rotated, and 0
     outside ``mask`` (the input's brain mask).

@@ -127,7 +127,7 @@ class QSMTask(Task):
         scales: dict,
         voxel_size: Sequence[float],
     ) -> np.ndarray:
-        """Susceptibility ``(D, H, W)`` in ppm from the ``(1, 1, D, H, W)`` network output."""
+        """Susceptibility ``(X, Y, Z)`` in ppm from the ``(1, 1, X, Y, Z)`` network output."""
         return qsm_output(output[0, 0].numpy(), net, mask, scales, voxel_size)
 
     # ------------------------------------------------------------------ subjects

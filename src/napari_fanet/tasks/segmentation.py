@@ -63,7 +63,7 @@ def check_brain(arrays: Mapping[str, np.ndarray], brain: np.ndarray) -> None:
     arrays : mapping
         The inputs by role (``"FLAIR"`` and maybe ``"brain mask"``).
     brain : np.ndarray
-        ``(D, H, W)`` bool brain mask derived from them (:func:`~.preprocessing.seg_brain_mask`).
+        ``(X, Y, Z)`` bool brain mask derived from them (:func:`~.preprocessing.seg_brain_mask`).
     """
     if brain.any():
         return
@@ -97,7 +97,7 @@ class SegmentationTask(Task):
 
     # ------------------------------------------------------------------ inputs
     def brain(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The ``(D, H, W)`` bool brain of inputs by role (brain mask, else non-zero FLAIR)."""
+        """The ``(X, Y, Z)`` bool brain of inputs by role (brain mask, else non-zero FLAIR)."""
         return seg_brain_mask(arrays["FLAIR"], arrays.get("brain mask"))
 
     def check_modalities(self, arrays: Mapping[str, Any], checkpoint: dict) -> None:
@@ -126,11 +126,11 @@ class SegmentationTask(Task):
 
     # ------------------------------------------------------------------ pre/postprocessing
     def preprocess(self, images: Mapping[str, np.ndarray], brain: np.ndarray) -> np.ndarray:
-        """The ``(3, D, H, W)`` network input (:func:`~.preprocessing.seg_network_image`)."""
+        """The ``(3, X, Y, Z)`` network input (:func:`~.preprocessing.seg_network_image`)."""
         return seg_network_image(images, brain)
 
     def postprocess(self, logits: torch.Tensor, brain: np.ndarray) -> np.ndarray:
-        """Lesion probability ``(D, H, W)`` of ``(1, 2, D, H, W)`` logits, 0 outside the brain."""
+        """Lesion probability ``(X, Y, Z)`` of ``(1, 2, X, Y, Z)`` logits, 0 outside the brain."""
         return torch.softmax(logits, dim=1)[0, 1].numpy() * brain
 
     # ------------------------------------------------------------------ subjects
@@ -260,8 +260,11 @@ class SegmentationTask(Task):
 
     def score(self, prediction: np.ndarray, case: EvalCase) -> dict[str, float]:
         """Dice, lesion-wise TPR, PPV and F1 of a lesion mask."""
-        m = segmentation_metrics(prediction, case.reference)
-        return {k: float(m[k]) for k in ("dice", "ltpr", "lppv", "lf1")}
+        return self.case_scores(segmentation_metrics(prediction, case.reference))
+
+    def case_scores(self, metrics: Mapping[str, Any]) -> dict[str, float]:
+        """Dice, LTPR, LPPV and L-F1 of the comparison's metrics, as floats."""
+        return {k: float(metrics[k]) for k in ("dice", "ltpr", "lppv", "lf1")}
 
     def case_prediction(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """The predicted lesion mask as bool."""

@@ -50,13 +50,13 @@ class SegSubject:
     Attributes
     ----------
     image : np.ndarray
-        ``(3, D, H, W)`` float32 network input: T1, T2, FLAIR, each z-scored inside the brain
+        ``(3, X, Y, Z)`` float32 network input: T1, T2, FLAIR, each z-scored inside the brain
         (:func:`~.preprocessing.seg_network_image`); a modality the subject lacks is an
         all-zero channel.
     label : np.ndarray or None
-        ``(D, H, W)`` uint8: 0, 1 or :data:`IGNORE_INDEX`.
+        ``(X, Y, Z)`` uint8: 0, 1 or :data:`IGNORE_INDEX`.
     brain : np.ndarray
-        ``(D, H, W)`` bool brain mask.
+        ``(X, Y, Z)`` bool brain mask.
     """
 
     name: str
@@ -74,12 +74,12 @@ class QSMSubject:
     Attributes
     ----------
     field : np.ndarray
-        ``(D, H, W)`` float32 local field as read (the task's preprocessing masks and scales
+        ``(X, Y, Z)`` float32 local field as read (the task's preprocessing masks and scales
         it, :func:`~.preprocessing.qsm_network_input`).
     chi : np.ndarray or None
-        ``(D, H, W)`` float32 reference susceptibility, 0 outside the mask.
+        ``(X, Y, Z)`` float32 reference susceptibility, 0 outside the mask.
     mask : np.ndarray
-        ``(D, H, W)`` bool brain mask.
+        ``(X, Y, Z)`` bool brain mask.
     b0_dir : np.ndarray
         ``(3,)`` unit main-field direction in array axes.
     """
@@ -156,7 +156,7 @@ def load_seg_subject(
     Returns
     -------
     SegSubject
-        ``image`` ``(3, D, H, W)`` with absent modalities zero; ``modalities`` names the present
+        ``image`` ``(3, X, Y, Z)`` with absent modalities zero; ``modalities`` names the present
         ones.
     """
     folder = Path(folder)
