@@ -10,9 +10,8 @@ same request a user's layers give:
    ``brain_mask.nii.gz`` if present; otherwise the non-zero FLAIR voxels are the brain, as for a
    skull-stripped input), or, without ``--data``, a synthetic 182 x 218 x 182 volume (the MNI
    1 mm grid) with an ellipsoidal brain;
-2. a model: ``--model FILE``, or by default the shipped ``fanet-seg`` grown to FA levels (2, 4)
-   with sqrt energy scaling (``models.attention_growth.grow_attention``), its new level-2 gates
-   set to ``--beta`` so that the effective map is not the identity;
+2. a model: ``--model FILE``, or by default the shipped ``fanet-seg`` (FA at levels 2 and 4,
+   sqrt energy scaling);
 3. the first pass (one click, timed), then ``--clicks`` clicks at random brain voxels.
 
 Usage::
@@ -29,7 +28,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,8 +38,6 @@ from napari_fanet.engine.attention_inspection import AttentionInspector
 from napari_fanet.engine.prediction_request import PredictionRequest
 from napari_fanet.io.layers import LayerVolume
 from napari_fanet.io.nifti import load_volume, to_canonical
-from napari_fanet.models import load_checkpoint, save_checkpoint
-from napari_fanet.models.attention_growth import grow_attention
 
 SHIPPED = Path(__file__).resolve().parents[1] / "src/napari_fanet/weights/fanet-seg.pt"
 MNI_1MM = (182, 218, 182)
@@ -77,40 +73,15 @@ def synthetic_volumes(seed: int) -> tuple[dict[str, np.ndarray], tuple[float, ..
     return arrays, (1.0, 1.0, 1.0), f"synthetic {MNI_1MM}"
 
 
-def grown_model(folder: Path, beta: float, sharpen: float = 1.0, seed: int = 0) -> Path:
-    """The shipped fanet-seg grown to FA levels (2, 4), sqrt scale, level-2 gates at ``beta``.
-
-    ``sharpen`` multiplies the new block's query and key projections (``theta``, ``phi``), so
-    its energies by ``sharpen**2``: its random initial rows are nearly uniform, and a sharper
-    block makes a map worth looking at in a screenshot (it does not change the timing). The new
-    block's projections are random: ``seed`` fixes them.
-    """
-    model, checkpoint = load_checkpoint(SHIPPED)
-    torch.manual_seed(seed)
-    grown = grow_attention(model, (2, 4), {"scale": "sqrt"}).eval()
-    block = grown.level_attention["2"]
-    with torch.no_grad():
-        block.beta.fill_(beta)
-        for conv in (block.theta, block.phi):
-            conv.weight.mul_(sharpen)
-            conv.bias.mul_(sharpen)
-    extra = {"voxel_size": checkpoint["extra"]["voxel_size"]}
-    return save_checkpoint(folder / "fanet-seg-levels-2-4.pt", grown, extra=extra)
-
-
 def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="patient folder (flair/t1/t2.nii.gz)")
-    parser.add_argument("--model", type=Path, help="FA checkpoint (default: grown fanet-seg)")
+    parser.add_argument("--model", type=Path, default=SHIPPED, help="FA checkpoint")
     parser.add_argument("--level", type=int, default=None, help="FA level (default: finest)")
     parser.add_argument("--window", type=int, default=None, help="window (default: whole)")
     parser.add_argument("--clicks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--beta", type=float, default=0.5, help="level-2 gates of the grown model")
-    parser.add_argument(
-        "--sharpen", type=float, default=1.0, help="scale of the level-2 theta/phi (grown model)"
-    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -120,31 +91,30 @@ def main() -> None:
         patient_volumes(args.data) if args.data else synthetic_volumes(args.seed)
     )
     shape = next(iter(arrays.values())).shape
-    with tempfile.TemporaryDirectory(prefix="fanet-inspector-bench-") as tmp:
-        model = args.model or grown_model(Path(tmp), args.beta, args.sharpen, args.seed)
-        inputs = {
-            role: LayerVolume(role, arrays.get(role), voxel) if role in arrays else None
-            for role in ("T1", "T2", "FLAIR", "brain mask")
-        }
-        request = PredictionRequest("segmentation", inputs, str(model))
-        options = {"level": args.level, "window": args.window}
-        brain = arrays.get("brain mask", arrays["FLAIR"]) > 0
-        candidates = np.argwhere(brain)
-        rng = np.random.default_rng(args.seed)
-        voxels = candidates[rng.choice(len(candidates), args.clicks + 1, replace=False)]
+    model = args.model
+    inputs = {
+        role: LayerVolume(role, arrays.get(role), voxel) if role in arrays else None
+        for role in ("T1", "T2", "FLAIR", "brain mask")
+    }
+    request = PredictionRequest("segmentation", inputs, str(model))
+    options = {"level": args.level, "window": args.window}
+    brain = arrays.get("brain mask", arrays["FLAIR"]) > 0
+    candidates = np.argwhere(brain)
+    rng = np.random.default_rng(args.seed)
+    voxels = candidates[rng.choice(len(candidates), args.clicks + 1, replace=False)]
 
-        inspector = AttentionInspector()
-        inspector.load(str(model))  # loading the file is not part of the first pass
+    inspector = AttentionInspector()
+    inspector.load(str(model))  # loading the file is not part of the first pass
+    start = time.perf_counter()
+    view = inspector.inspect_request(request, tuple(voxels[0]), **options)
+    first = time.perf_counter() - start
+    times = []
+    for v in voxels[1:]:
         start = time.perf_counter()
-        view = inspector.inspect_request(request, tuple(voxels[0]), **options)
-        first = time.perf_counter() - start
-        times = []
-        for v in voxels[1:]:
-            start = time.perf_counter()
-            view = inspector.inspect_request(request, tuple(v), **options)
-            times.append(time.perf_counter() - start)
-        if inspector.forward_passes != 1:
-            raise RuntimeError(f"clicks reran the network: {inspector.forward_passes} passes")
+        view = inspector.inspect_request(request, tuple(v), **options)
+        times.append(time.perf_counter() - start)
+    if inspector.forward_passes != 1:
+        raise RuntimeError(f"clicks reran the network: {inspector.forward_passes} passes")
 
     median, worst = statistics.median(times), max(times)
     verdict = "yes" if worst <= TARGET_S else "no"

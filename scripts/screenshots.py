@@ -157,7 +157,9 @@ def periventricular_voxel(folder: Path) -> tuple[int, int, int]:
 def patient_inspector(folder: Path, model: Path | None) -> Path:
     """The inspector on a real patient: FLAIR with the map of a click in a periventricular lesion.
 
-    Shows the default display (effective rows, the finest FA level). Prints how long the widget
+    Shows the raw softmax rows at the finest FA level: the shipped gates are small (about 0.01),
+    so the effective rows ``M = I + beta A`` are nearly the identity and their map is the clicked
+    cell; the raw rows show where the block looks. Prints how long the widget
     took from a click to the updated map layer and to everything drawn (dock plots included),
     for the first click (the forward pass) and a later one (the cached matrices).
     """
@@ -182,6 +184,7 @@ def patient_inspector(folder: Path, model: Path | None) -> Path:
     widget.mask.value = "(none)"  # skull-stripped: the non-zero FLAIR voxels are the brain
     if model is not None:
         widget.checkpoint.value = model
+    widget.rows.value = "raw softmax A"
     shown = []
     show = widget._show
     widget._show = lambda view, source: (show(view, source), shown.append(time.monotonic()))

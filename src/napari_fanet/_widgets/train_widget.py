@@ -284,14 +284,21 @@ class TrainWidget(TaskInputs):
         }  # fmt: skip
 
     def _required(self) -> dict[Any, str]:
-        if self.task_name == "qsm":
-            return {self.field: "local field", self.chi: "reference susceptibility",
-                    self.mask: "brain mask"}  # fmt: skip
-        required = {self.flair: "FLAIR", self.annotation: "annotation (Labels)"}
-        if not self._requests.model_accepts_missing_modalities(self._start_model_file()):
-            # a new model, or one not trained with modality dropout, needs every modality
-            required = {self.t1: "T1", self.t2: "T2", **required}
-        return required
+        """Picker -> what to ask for: the task's required inputs, then what it trains from.
+
+        T1 and T2 are optional when the starting model was trained for missing modalities.
+        """
+        task = self.current_task
+        accepts_missing = task.has_optional_modalities and (
+            self._requests.model_accepts_missing_modalities(self._start_model_file())
+        )
+        optional = task.optional_roles(missing_modalities=accepts_missing)
+        inputs = {picker: role for role, picker in self.roles().items() if role not in optional}
+        targets = {
+            "segmentation": {self.annotation: "annotation (Labels)"},
+            "qsm": {self.chi: "reference susceptibility"},
+        }[self.task_name]
+        return {**inputs, **targets}
 
     # ------------------------------------------------------------------ helpers
     def copy_prediction(self, *_: Any) -> Layer | None:

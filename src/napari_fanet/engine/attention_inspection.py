@@ -87,7 +87,7 @@ class RankOneFactors:
     channel_weight : float
         ``w``: the scale the channel factor puts on the spatial map.
     spatial_map : np.ndarray
-        ``w * m_D[k] x m_H[i] x m_W[j]`` on the FA block's grid ``(D, H, W)`` (float64).
+        ``w * m_D[k] x m_H[i] x m_W[j]`` on the FA block's grid ``(X, Y, Z)`` (float64).
     """
 
     factors: dict[str, np.ndarray]
@@ -124,7 +124,7 @@ def rank_one_factors(
     record : AffinityRecord
         Affinities of one forward pass (batch element 0 is used).
     cell : sequence of 3 int
-        ``(k, i, j)`` on the block's grid ``(D, H, W)``.
+        ``(k, i, j)`` on the block's grid ``(X, Y, Z)``.
     effective : bool
         Rows of ``M_a = I + beta_a A_a`` (default) or of the raw softmax ``A_a``.
     channel : int
@@ -153,7 +153,7 @@ def rank_one_factors(
     factors = {a: matrices[a][c] for a, c in zip("DHW", cell, strict=True)}
     factors["C"] = matrices["C"][channel] if channel >= 0 else matrices["C"].mean(axis=0)
     weight = float(factors["C"].sum() if source_channel < 0 else factors["C"][source_channel])
-    # (D,) x (H,) x (W,) -> (D, H, W): the rank-one spatial map, scaled by the channel factor.
+    # (D,) x (H,) x (W,) -> (X, Y, Z): the rank-one spatial map, scaled by the channel factor.
     d, h, w = (factors[a] for a in "DHW")
     spatial = np.multiply.outer(np.multiply.outer(weight * d, h), w)
     return RankOneFactors(factors, matrices, weight, spatial)
@@ -164,7 +164,7 @@ class CellGrid:
     """Where an FA block's cell grid lies on the input arrays (axis-aligned frames only).
 
     Cell ``c`` (per axis) is centred on input-array coordinate ``offset + scale * c``: a viewer
-    shows the ``(D, H, W)`` map as an image with these (times the input voxel size) as its own
+    shows the ``(X, Y, Z)`` map as an image with these (times the input voxel size) as its own
     scale and translate, and it lines up with the anatomy without any up-sampling.
 
     Attributes
@@ -207,7 +207,7 @@ class AttentionView:
     cell : tuple of int
         ``(k, i, j)``: the cell holding the voxel on the block's grid.
     bottleneck_shape : tuple of int
-        ``(C, D, H, W)`` of the FA block's input (its grid; the name dates from when only the
+        ``(C, X, Y, Z)`` of the FA block's input (its grid; the name dates from when only the
         bottleneck block was inspected).
     grid : CellGrid or None
         Where the cell grid lies on the input arrays; None when the network's frame is rotated

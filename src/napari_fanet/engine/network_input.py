@@ -41,7 +41,7 @@ class NetworkInput:
     Attributes
     ----------
     image : np.ndarray
-        ``(C_in, D, H, W)`` float32, what the network sees (model grid; B0-aligned for QSM).
+        ``(C_in, X, Y, Z)`` float32, what the network sees (model grid; B0-aligned for QSM).
     input_shape : tuple of int
         Shape of the input arrays.
     grid : tuple of int or None
