@@ -34,8 +34,10 @@ import numpy as np
 from napari_fanet.baselines import lesion_threshold as lt
 from napari_fanet.engine.inference import WindowSettings
 from napari_fanet.engine.predict import segment, supports_missing_modalities
+from napari_fanet.evaluation.scoring import Method, MethodResult, run_and_score
 from napari_fanet.io.nifti import Volume, check_same_grid, load_volume
-from napari_fanet.metrics.segmentation import dice, label_lesions, segmentation_metrics
+from napari_fanet.metrics.segmentation import dice, label_lesions
+from napari_fanet.tasks import SEGMENTATION
 from napari_fanet.tasks.subjects import find_file, find_lesion_mask, list_subjects
 
 #: Input modes: name -> modalities given to the model (the others are left out).
@@ -109,18 +111,31 @@ def volume_ml(mask: np.ndarray, voxel_size: Sequence[float]) -> float:
     return float(np.count_nonzero(mask)) * float(np.prod(voxel_size)) / 1000.0
 
 
-def score_case(pred: np.ndarray, case: RealCase, *, min_size: int = 3) -> dict[str, float]:
-    """Dice, LTPR, LPPV, L-F1 and the lesion volumes (mL) of one prediction."""
-    m = segmentation_metrics(pred, case.lesions, min_size=min_size)
+def case_row(result: MethodResult, case: RealCase) -> dict[str, float]:
+    """Dice, LTPR, LPPV, L-F1, lesion counts and volumes (mL) of one scored prediction."""
+    m = result.metrics
+    pred = result.outputs[SEGMENTATION.output].astype(bool)
     gt_ml, pred_ml = volume_ml(case.lesions, case.voxel_size), volume_ml(pred, case.voxel_size)
     return {
-        **{k: float(m[k]) for k in ("dice", "ltpr", "lppv", "lf1")},
+        **SEGMENTATION.case_scores(m),
         "n_gt": int(m["n_gt"]),
         "n_pred": int(m["n_pred"]),
         "volume_gt_ml": gt_ml,
         "volume_pred_ml": pred_ml,
         "volume_error_ml": pred_ml - gt_ml,
     }
+
+
+def score_case(pred: np.ndarray, case: RealCase, *, min_size: int = 3) -> dict[str, float]:
+    """:func:`case_row` of a given lesion mask ``(X, Y, Z)`` (scored by the task's comparison)."""
+    (result,) = run_and_score(
+        SEGMENTATION,
+        [Method("given", lambda _: np.asarray(pred, dtype=bool))],
+        case,
+        case.lesions,
+        compare_options={"min_size": min_size},
+    )
+    return case_row(result, case)
 
 
 def baseline_zscore(case: RealCase, mode: str) -> np.ndarray:
@@ -272,7 +287,7 @@ def evaluate_real(
     Returns
     -------
     list of dict
-        Rows with ``subject``, ``mode``, ``method`` and either the keys of :func:`score_case`
+        Rows with ``subject``, ``mode``, ``method`` and either the keys of :func:`case_row`
         plus ``seconds`` (and ``threshold`` for the baseline), or ``skipped`` (the reason).
     """
     unknown = [m for m in modes if m not in INPUT_MODES]
@@ -280,6 +295,7 @@ def evaluate_real(
         raise ValueError(f"unknown input modes {unknown}; choose from {list(INPUT_MODES)}")
     rows: list[dict] = []
     say = progress or (lambda _: None)
+    options = {"min_size": min_size}
     for mode in modes:
         usable = [c for c in cases if c.has_mode(mode)]
         for case in cases:
@@ -296,16 +312,20 @@ def evaluate_real(
                 for case in usable:
                     rows.append(_skipped(case, mode, model.name, NEEDS_ALL))
                 continue
+            method = Method(
+                model.name, lambda c, m=model, md=mode: predict_mode(m, c, md, settings)
+            )
             for case in usable:
                 say(f"{model.name} on {case.name} ({mode})")
-                t0 = time.perf_counter()
                 try:
-                    pred = predict_mode(model, case, mode, settings)
+                    (result,) = run_and_score(
+                        SEGMENTATION, [method], case, case.lesions, compare_options=options
+                    )
                 except ValueError as exc:
                     rows.append(_skipped(case, mode, model.name, str(exc)))
                     continue
-                row = score_case(pred, case, min_size=min_size)
-                rows.append(_row(case, mode, model.name, row, time.perf_counter() - t0))
+                seconds = result.seconds + result.score_seconds
+                rows.append(_row(case, mode, model.name, case_row(result, case), seconds))
         if len(usable) < 2:
             for case in usable:
                 rows.append(_skipped(case, mode, BASELINE, "leave-one-out needs 2+ subjects"))
@@ -318,8 +338,14 @@ def evaluate_real(
         )
         seconds = (time.perf_counter() - t0) / len(usable)
         for case, z, t in zip(usable, zmaps, thresholds, strict=True):
-            row = score_case(threshold_zscore(z, t, min_size=min_size), case, min_size=min_size)
-            rows.append(_row(case, mode, BASELINE, {**row, "threshold": t}, seconds))
+            baseline = Method(
+                BASELINE, lambda _, z=z, t=t: threshold_zscore(z, t, min_size=min_size)
+            )
+            (result,) = run_and_score(
+                SEGMENTATION, [baseline], case, case.lesions, compare_options=options
+            )
+            row = {**case_row(result, case), "threshold": t}
+            rows.append(_row(case, mode, BASELINE, row, seconds + result.score_seconds))
     return rows
 
 

@@ -117,6 +117,7 @@ def run_and_score(
     *,
     before: Callable[[Method], None] | None = None,
     after: Callable[[MethodResult], None] | None = None,
+    compare_options: Mapping[str, Any] | None = None,
 ) -> list[MethodResult]:
     """Run each method on ``case`` and compare its prediction with ``reference``.
 
@@ -137,6 +138,8 @@ def run_and_score(
     before, after : callable, optional
         Called with each method before it runs, and with its result once it is scored (for
         progress lines).
+    compare_options : mapping, optional
+        Keyword options of the task's comparison (segmentation: ``min_size``).
 
     Returns
     -------
@@ -155,7 +158,11 @@ def run_and_score(
         seconds = time.perf_counter() - start
         start = time.perf_counter()
         outputs = _outputs(chosen, returned)
-        comparison = None if reference is None else chosen.compare(outputs, reference, mask)
+        comparison = (
+            None
+            if reference is None
+            else chosen.compare(outputs, reference, mask, **dict(compare_options or {}))
+        )
         scoring = time.perf_counter() - start
         result = MethodResult(method, returned, outputs, comparison, seconds, scoring)
         if after is not None:

@@ -225,4 +225,8 @@ class Task(ABC):
     def compare(
         self, outputs: Mapping[str, np.ndarray], reference: np.ndarray, mask: np.ndarray | None
     ) -> Any:
-        """The :class:`~.comparison.Comparison` of a prediction's outputs with a reference."""
+        """The :class:`~.comparison.Comparison` of a prediction's outputs with a reference.
+
+        A task may take keyword options (segmentation: ``min_size``), which
+        :func:`~napari_fanet.evaluation.scoring.run_and_score` passes as ``compare_options``.
+        """

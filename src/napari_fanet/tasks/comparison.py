@@ -69,17 +69,19 @@ def _check_pair(pred: np.ndarray, ref: np.ndarray, what: str) -> None:
         )
 
 
-def compare_masks(pred: np.ndarray, reference: np.ndarray) -> Comparison:
+def compare_masks(pred: np.ndarray, reference: np.ndarray, *, min_size: int = 3) -> Comparison:
     """Lesion masks: TP/FP/FN labels (:data:`ERROR_LABEL_NAMES`), Dice and lesion-wise metrics.
 
     Parameters
     ----------
     pred, reference : np.ndarray
         Masks, shape ``(X, Y, Z)``; any non-zero voxel of ``reference`` is a lesion.
+    min_size : int
+        Smallest lesion (voxels) the lesion-wise metrics count; Dice uses every voxel.
     """
     _check_pair(pred, reference, "lesion mask comparison")
     p, r = np.asarray(pred) > 0, np.asarray(reference) > 0
-    metrics = segmentation_metrics(p, r)
+    metrics = segmentation_metrics(p, r, min_size=min_size)
     legend = ", ".join(f"{k} {v}" for k, v in ERROR_LABEL_NAMES.items())
     text = format_metrics(metrics, f"Lesion segmentation vs reference (labels: {legend})")
     return Comparison({"errors": segmentation_error_labels(p, r)}, metrics, text)

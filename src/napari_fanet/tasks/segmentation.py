@@ -271,9 +271,14 @@ class SegmentationTask(Task):
         return outputs[self.output].astype(bool)
 
     def compare(
-        self, outputs: Mapping[str, np.ndarray], reference: np.ndarray, mask: np.ndarray | None
+        self,
+        outputs: Mapping[str, np.ndarray],
+        reference: np.ndarray,
+        mask: np.ndarray | None,
+        *,
+        min_size: int = 3,
     ) -> Any:
-        """The predicted lesion mask against a reference mask."""
+        """The predicted lesion mask against a reference mask (lesions of ``min_size``+ voxels)."""
         from napari_fanet.tasks.comparison import compare_masks
 
-        return compare_masks(outputs[self.output], reference)
+        return compare_masks(outputs[self.output], reference, min_size=min_size)
