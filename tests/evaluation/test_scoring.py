@@ -123,3 +123,18 @@ def test_predict_and_compare_runs_the_request_with_its_callbacks() -> None:
     assert comparison.metrics["dice"] == pytest.approx(_dice(prediction, reference))
     result, comparison = predict_and_compare(request, None, None, lambda d, t: None, lambda: False)
     assert comparison is None and calls == [True, False]
+
+
+def test_compare_options_reach_the_segmentation_comparison() -> None:
+    """``min_size`` decides which predicted components count as lesions."""
+    reference = np.zeros((8, 8, 8), dtype=bool)
+    reference[1:4, 1:4, 1:4] = True
+    pred = reference.copy()
+    pred[6, 6, 6] = True  # a one-voxel false positive
+    method = Method("given", lambda _: pred)
+    (small,) = run_and_score(
+        "segmentation", [method], None, reference, compare_options={"min_size": 1}
+    )
+    (default,) = run_and_score("segmentation", [method], None, reference)
+    assert small.metrics["n_pred"] == 2 and default.metrics["n_pred"] == 1
+    assert small.metrics["lppv"] == 0.5 and default.metrics["lppv"] == 1.0
