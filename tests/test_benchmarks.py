@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+#: Packaging, benchmark smoke runs, DDP and the demo: run by default, deselect with
+#: ``-m "not integration"``.
+pytestmark = pytest.mark.integration
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SRC = BENCHMARKS.parent / "src"
 

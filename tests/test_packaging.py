@@ -14,6 +14,10 @@ import pytest
 
 import napari_fanet
 
+#: Packaging, benchmark smoke runs, DDP and the demo: run by default, deselect with
+#: ``-m "not integration"``.
+pytestmark = pytest.mark.integration
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_NAME = "napari-fanet"
 BIN = Path(sys.executable).parent  # the scripts of the environment running the tests

@@ -4,6 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+#: Packaging, benchmark smoke runs, DDP and the demo: run by default, deselect with
+#: ``-m "not integration"``.
+pytestmark = pytest.mark.integration
+
 
 def _free_port():
     with socket.socket() as s:

@@ -25,6 +25,10 @@ from napari_fanet.engine.predict import shipped_weights
 from napari_fanet.evaluation import demo
 from napari_fanet.metrics import segmentation_error_labels
 
+#: Packaging, benchmark smoke runs, DDP and the demo: run by default, deselect with
+#: ``-m "not integration"``.
+pytestmark = pytest.mark.integration
+
 DATA = demo.repository_sample_data()
 SEG_MODELS = ("fanet-seg", "unet-seg")
 MS_KINDS = ("lesion_probability", "lesion_mask", "error_labels")

@@ -4,6 +4,12 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
+#: Packaging, benchmark smoke runs, DDP and the demo: run by default, deselect with
+#: ``-m "not integration"``.
+pytestmark = pytest.mark.integration
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
