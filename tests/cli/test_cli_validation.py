@@ -134,7 +134,7 @@ def test_qsm_all_zero_b0_dir_says_not_all_zero(qsm_data, tmp_path, capsys):
     pytest.importorskip("napari_fanet.weights")
     argv = qsm_argv(qsm_data / "sub-0000", "qsmnet", tmp_path / "out", "--b0-dir", "0", "0", "0")
     err = error_line(capsys, 1, main(argv))
-    assert "b0_dir must be 3 numbers, not all zero; got (0, 0, 0)" in err
+    assert "B0 direction must be 3 numbers, not all zero; got (0, 0, 0)" in err
 
 
 @pytest.mark.parametrize(

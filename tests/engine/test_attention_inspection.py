@@ -331,7 +331,7 @@ def test_qsm_input_errors():
     mask[10:20, 10:20, 5:15] = 1
     with pytest.raises(ValueError, match=r"lacks the QSM preprocessing scales"):
         prepare_network_input("qsm", arrays, (2, 2, 2), SEG_CKPT)
-    with pytest.raises(ValueError, match="b0_dir must be 3 numbers, not all zero"):
+    with pytest.raises(ValueError, match="B0 direction must be 3 numbers, not all zero"):
         prepare_network_input("qsm", arrays, (2, 2, 2), QSM_CKPT, b0_dir=(0, 0, 0))
 
 

@@ -77,9 +77,9 @@ def test_all_zero_flair_without_a_mask_says_so():
 @pytest.mark.parametrize(
     ("b0", "match"),
     [
-        ((float("nan"), 0.0, 1.0), r"b0_dir must be 3 finite numbers; got \(nan, 0, 1\)"),
-        ((0.0, 0.0, 0.0), r"b0_dir must be 3 numbers, not all zero; got \(0, 0, 0\)"),
-        ((1.0, 0.0), r"b0_dir must be 3 finite numbers; got \(1, 0\)"),
+        ((float("nan"), 0.0, 1.0), r"B0 direction must be 3 finite numbers; got \(nan, 0, 1\)"),
+        ((0.0, 0.0, 0.0), r"B0 direction must be 3 numbers, not all zero; got \(0, 0, 0\)"),
+        ((1.0, 0.0), r"B0 direction must be 3 numbers; got 2: \(1, 0\)"),
     ],
 )
 def test_b0_in_array_axes_says_what_is_wrong(b0, match):
@@ -90,10 +90,10 @@ def test_b0_in_array_axes_says_what_is_wrong(b0, match):
 @pytest.mark.parametrize(
     ("b0", "match"),
     [
-        ((np.nan, 0, 1), r"^b0_dir must be 3 finite numbers, got \(nan, 0, 1\)$"),
-        ((0, 0, 0), r"^b0_dir must be 3 numbers, not all zero, got \(0, 0, 0\)$"),
-        ((0, 1), r"^b0_dir must be 3 numbers, got 2: \(0, 1\)$"),
-        (None, r"^b0_dir must be 3 numbers \(finite, not all zero\), got None$"),
+        ((np.nan, 0, 1), r"^B0 direction must be 3 finite numbers; got \(nan, 0, 1\)$"),
+        ((0, 0, 0), r"^B0 direction must be 3 numbers, not all zero; got \(0, 0, 0\)$"),
+        ((0, 1), r"^B0 direction must be 3 numbers; got 2: \(0, 1\)$"),
+        (None, r"^B0 direction must be 3 numbers; got None$"),
     ],
 )
 def test_check_b0_dir_says_what_is_wrong(b0, match):

@@ -134,7 +134,7 @@ SMALL[2:6, 2:6, 2:6] = True
         (lambda: pdf(FIELD, SMALL, tol=1.5), r"tol must be in \(0, 1\)"),
         (lambda: pdf(FIELD, SMALL, weights=np.ones((8, 8, 7))), "weights must have the field's"),
         (lambda: pdf(FIELD, SMALL, weights=-np.ones((8, 8, 8))), "weights must be finite"),
-        (lambda: pdf(FIELD, SMALL, b0_dir=(0, 0, 0)), "b0_dir must be 3 numbers"),
+        (lambda: pdf(FIELD, SMALL, b0_dir=(0, 0, 0)), "B0 direction must be 3 numbers"),
     ],
 )
 def test_bad_input_raises(call, match):

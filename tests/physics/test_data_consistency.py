@@ -213,7 +213,7 @@ def test_bad_shapes_and_method(case):
         weighted_data_consistency(field, prior, mask[:4], vox, b0)
     with pytest.raises(ValueError, match="data consistency must be one of cg, kspace, none"):
         data_consistency("tikhonov", field, prior, mask, vox, b0)
-    with pytest.raises(ValueError, match="b0_dir"):
+    with pytest.raises(ValueError, match="B0 direction must be 3 numbers"):
         kspace_data_consistency(field, prior, vox, (0.0, 0.0, 0.0))
 
 

@@ -51,5 +51,5 @@ def test_alignment_round_trip_and_physics():
 
 
 def test_bad_b0():
-    with pytest.raises(ValueError, match="b0_dir must be 3 finite numbers"):
+    with pytest.raises(ValueError, match="B0 direction must be 3 numbers, not all zero"):
         rotation_to_z((0, 0, 0))

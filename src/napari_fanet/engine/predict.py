@@ -232,11 +232,7 @@ def b0_in_array_axes(
     b0_dir: B0Direction | Sequence[float] | None, linear: np.ndarray | None
 ) -> np.ndarray:
     """Unit B0 direction in canonical array axes (default z); ``linear`` maps world to array."""
-    b0 = np.asarray(b0_dir if b0_dir is not None else (0.0, 0.0, 1.0), dtype=np.float64)
-    if b0.shape != (3,) or not np.all(np.isfinite(b0)):
-        raise ValueError(f"b0_dir must be 3 finite numbers; got {format_numbers(b0_dir)}")
-    if not np.linalg.norm(b0) > 0:
-        raise ValueError(f"b0_dir must be 3 numbers, not all zero; got {format_numbers(b0_dir)}")
+    b0 = np.asarray(B0Direction((0.0, 0.0, 1.0) if b0_dir is None else b0_dir), dtype=np.float64)
     if linear is not None:  # world (scanner) direction -> canonical array axes
         b0 = world_to_array_direction(b0, linear)
     return b0 / np.linalg.norm(b0)

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_fanet.io.b0_direction import B0Direction
 from napari_fanet.io.checks import check_voxel_size
-from napari_fanet.io.formatting import format_numbers
 
 __all__ = [
     "apply_mask",
@@ -63,21 +63,8 @@ def restore(x: torch.Tensor, was_numpy: bool) -> Any:
 
 
 def check_b0_dir(b0_dir: Sequence[float]) -> tuple[float, float, float]:
-    """Three finite numbers, not all zero; returned as a unit vector."""
-    try:
-        values = tuple(float(v) for v in b0_dir)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"b0_dir must be 3 numbers (finite, not all zero), got {format_numbers(b0_dir)}"
-        ) from None
-    if len(values) != 3:
-        raise ValueError(f"b0_dir must be 3 numbers, got {len(values)}: {format_numbers(values)}")
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"b0_dir must be 3 finite numbers, got {format_numbers(values)}")
-    norm = math.sqrt(sum(v * v for v in values))
-    if norm == 0:
-        raise ValueError(f"b0_dir must be 3 numbers, not all zero, got {format_numbers(values)}")
-    return tuple(v / norm for v in values)  # type: ignore[return-value]
+    """The unit vector of a B0 direction (validated once, by ``io.b0_direction.B0Direction``)."""
+    return B0Direction(b0_dir).unit()
 
 
 def check_number(value: Any, name: str, *, positive: bool) -> float:

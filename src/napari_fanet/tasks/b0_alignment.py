@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from napari_fanet.io.b0_direction import B0Direction
+
 Z_AXIS = np.array([0.0, 0.0, 1.0])
 
 
@@ -26,22 +28,11 @@ def fold_b0_sign(b0_dir: Sequence[float]) -> np.ndarray:
     a 180-degree rotation that shows the network an upside-down brain. A direction in the
     x-y plane is folded so that its first non-zero component is positive.
     """
-    b0 = np.asarray(b0_dir, dtype=np.float64)
-    norm = np.linalg.norm(b0) if b0.shape == (3,) else np.nan
-    if not np.isfinite(norm) or norm == 0:
-        raise ValueError(f"b0_dir must be 3 finite numbers, not all zero; got {_as_text(b0_dir)}")
-    b0 = b0 / norm
+    b0 = np.asarray(B0Direction(b0_dir).unit())
     for component in b0[::-1]:  # z first, then y, then x
         if abs(component) > 1e-12:
             return b0 if component > 0 else -b0
     return b0
-
-
-def _as_text(values: object) -> str:
-    try:
-        return "(" + ", ".join(f"{float(v):g}" for v in values) + ")"  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        return repr(values)
 
 
 def rotation_to_z(b0_dir: Sequence[float]) -> np.ndarray:
@@ -50,11 +41,7 @@ def rotation_to_z(b0_dir: Sequence[float]) -> np.ndarray:
     ``b0`` pointing to ``-z`` gives a 180-degree rotation; callers that treat ``b0`` and
     ``-b0`` alike fold the sign first (:func:`fold_b0_sign`), as :func:`align_to_b0` does.
     """
-    b0 = np.asarray(b0_dir, dtype=np.float64)
-    norm = np.linalg.norm(b0) if b0.shape == (3,) else np.nan
-    if not np.isfinite(norm) or norm == 0:
-        raise ValueError(f"b0_dir must be 3 finite numbers, not all zero; got {_as_text(b0_dir)}")
-    b0 = b0 / norm
+    b0 = np.asarray(B0Direction(b0_dir).unit())
     axis = np.cross(b0, Z_AXIS)
     s, c = np.linalg.norm(axis), float(b0 @ Z_AXIS)
     if s < 1e-12:
