@@ -107,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="real segmentation subjects, one folder each")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    for path in args.models:
+        if not path.is_file():
+            parser.error(f"--models: expected a checkpoint file, got {path} (not found)")
+    if args.data is not None and not args.data.is_dir():
+        parser.error(f"--data: expected a folder of subjects, got {args.data}")
     rows = []
     for model_path in args.models:
         task = load_checkpoint(model_path)[1]["config"]["task"]

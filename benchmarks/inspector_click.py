@@ -84,6 +84,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.data is not None and not all((args.data / f).is_file() for f in FILES.values()):
+        wanted = ", ".join(FILES.values())
+        parser.error(f"--data: expected a folder with {wanted}, got {args.data}")
+    if not args.model.is_file():
+        parser.error(f"--model: expected a checkpoint file, got {args.model} (not found)")
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
 

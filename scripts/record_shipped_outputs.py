@@ -51,6 +51,11 @@ def main(names: list[str]) -> int:
     if not names:
         print(__doc__, file=sys.stderr)
         return 2
+    missing = [n for n in names if not (WEIGHTS / f"{n}.pt").is_file()]
+    if missing:
+        shipped = sorted(p.stem for p in WEIGHTS.glob("*.pt"))
+        print(f"expected shipped model names {shipped}, got {missing}", file=sys.stderr)
+        return 2
     recorded = torch.load(RECORD, weights_only=True)
     for name in names:
         recorded[name] = record(name)

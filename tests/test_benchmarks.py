@@ -156,3 +156,35 @@ def test_qsm_physics_slope_and_sample_rows(bench, monkeypatch):
     assert set(slopes) == set(qsm_physics.SCALES)
     assert all(abs(s - 1) < 0.05 for s in slopes.values())
     assert 0 <= sign < 0.01
+
+
+def test_attention_entropy_main_tiny(bench, tmp_path, capsys):
+    """A tiny FA-Net with two FA levels on the sample case: one row per block and axis."""
+    import torch
+
+    from napari_fanet.models import build_model, load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(
+        "fanet-seg",
+        features=(8, 8, 8, 8, 8),
+        attention_levels=(2, 4),
+        attention_kwargs={"scale": "sqrt"},
+    )
+    shipped = load_checkpoint(SRC / "napari_fanet" / "weights" / "fanet-seg.pt")[1]
+    path = save_checkpoint(tmp_path / "tiny.pt", model, extra=shipped["extra"])
+    entropy = bench("attention_entropy")
+    assert entropy.main(["--models", str(path), "--threads", "1"]) == 0
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith("| tiny | sample |")]
+    assert len(rows) == 8  # two blocks x four axes
+    for row in rows:
+        relative = float(row.split("|")[7])
+        assert 0.0 <= relative <= 1.0
+
+
+def test_attention_entropy_refuses_a_missing_model(bench, tmp_path, capsys):
+    entropy = bench("attention_entropy")
+    with pytest.raises(SystemExit):
+        entropy.main(["--models", str(tmp_path / "none.pt")])
+    assert "--models: expected a checkpoint file, got" in capsys.readouterr().err

@@ -56,3 +56,10 @@ def test_ms_loo_recipe_continues_a_fold_from_its_own_earlier_stage(tmp_path):
     assert recipe.starting_weights(tmp_path, "fanet-seg", "p1") == run / "last.pt"
     assert recipe.starting_weights(tmp_path, "fanet-seg", "p2") == tmp_path / "fanet-seg.pt"
     assert recipe.starting_weights(tmp_path, "unet-seg", "p2") is None
+
+
+def test_record_shipped_outputs_refuses_an_unknown_model(capsys):
+    record = _load("record_shipped_outputs")
+    assert record.main(["fanet-nothing"]) == 2
+    err = capsys.readouterr().err
+    assert "expected shipped model names [" in err and "got ['fanet-nothing']" in err
