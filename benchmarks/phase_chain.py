@@ -22,7 +22,9 @@ Reported per method (unwrapping x background removal), mean and standard deviati
   the true mask, as ``qsm --field`` runs it) and against the local-field path given the same
   acquisition noise (``+ noise`` below), all scored in the chain's ``local_mask`` and the true
   mask; inversions CFL2 and TKD at their tuned defaults, plus the shipped ``fanet-qsm`` with
-  ``--fanet`` (slow on CPU: it runs on a 2 mm grid).
+  ``--fanet`` (slow on CPU: it runs on a 2 mm grid), both with its default data consistency
+  on the local field (``fanet``) and with ``--data-consistency smv`` on the total field
+  (``fanet-smv``, which shares ``fanet``'s local-field path).
 - ``steps``: what each step adds to the chi NRMSE (CFL2 and TKD), one ingredient at a time,
   every row scored in the same voxels (the intersection of all rows' masks with the true mask):
 
@@ -186,6 +188,10 @@ def step_contributions(gre, stored: np.ndarray, pdf_iter: int) -> dict:
     return out
 
 
+#: What ``fanet-smv`` shares with ``fanet`` in :func:`chi_comparison`.
+LOCAL_PATH_KEYS = ("local_field", "local_field_noise", "local_field_s")
+
+
 def chi_comparison(gre, stored: np.ndarray, pdf_iter: int, network=None) -> dict:
     """Chi NRMSE of the full chain against the local-field path (noise-free and with the same
     acquisition noise), per inversion."""
@@ -194,27 +200,29 @@ def chi_comparison(gre, stored: np.ndarray, pdf_iter: int, network=None) -> dict
     noisy = noisy_field_perfect_unwrap(gre, gre.mask)
     with_noise = np.where(gre.mask, gre.local_field_ppm + noisy - gre.total_field_ppm, 0.0)
     out = {}
-    for method in ("cfl2", "tkd") + (("fanet",) if network else ()):
-        extra = {"model": network[0], "checkpoint": network[1]} if method == "fanet" else {}
+    for method in ("cfl2", "tkd") + (("fanet", "fanet-smv") if network else ()):
+        inversion = "fanet" if method.startswith("fanet") else method
+        extra = {"model": network[0], "checkpoint": network[1]} if inversion == "fanet" else {}
+        if method == "fanet-smv":
+            extra["data_consistency"] = "smv"
         start = time.perf_counter()
         chain = phase_to_susceptibility(
             stored, gre.echo_times_s, gre.affine, magnitude=gre.magnitude, b0_dir_world=world,
-            chain_settings=settings, method=method, **extra,
+            chain_settings=settings, method=inversion, **extra,
         )  # fmt: skip
         chain_s = time.perf_counter() - start
+        m = chain.chain.local_mask & gre.mask
+        out[method] = {"chain": nrmse(chain.chi, gre.chi, m, demean=True), "chain_s": chain_s}
+        out[method]["timings_s"] = chain.timings_s
+        if method == "fanet-smv":  # the same local-field path as "fanet", in the same voxels
+            out[method].update({k: out["fanet"][k] for k in LOCAL_PATH_KEYS})
+            continue
         start = time.perf_counter()
         direct = local_field_inversion(method, gre, world, network)
-        direct_s = time.perf_counter() - start
+        out[method]["local_field_s"] = time.perf_counter() - start
         noisy_chi = local_field_inversion(method, gre, world, network, field=with_noise)
-        m = chain.chain.local_mask & gre.mask
-        out[method] = {
-            "chain": nrmse(chain.chi, gre.chi, m, demean=True),
-            "local_field": nrmse(direct, gre.chi, m, demean=True),
-            "local_field_noise": nrmse(noisy_chi, gre.chi, m, demean=True),
-            "chain_s": chain_s,
-            "local_field_s": direct_s,
-            "timings_s": chain.timings_s,
-        }
+        out[method]["local_field"] = nrmse(direct, gre.chi, m, demean=True)
+        out[method]["local_field_noise"] = nrmse(noisy_chi, gre.chi, m, demean=True)
     return out
 
 

@@ -176,6 +176,7 @@ def test_real_gre_patch_runs_end_to_end_with_fanet(tmp_path, capsys):
         (("--magnitude", "m.nii.gz"), "--magnitude only apply with --phase"),
         (("--te", "4"), "--te only apply with --phase"),
         (("--method", "tkd"), "--method tkd needs --phase"),
+        (("--data-consistency", "smv"), "--data-consistency smv needs --phase"),
     ],
 )
 def test_phase_options_with_field_are_usage_errors(tmp_path, capsys, extra, message):
@@ -198,6 +199,7 @@ def test_field_without_mask_and_field_with_phase(tmp_path, capsys):
         ("--b0-tesla", (), 2, "--phase needs --b0-tesla"),
         (None, ("--te", "0.004", "0.008", "0.012"), 2, "--te is in milliseconds"),
         (None, ("--method", "cfl2", "--no-data-consistency"), 2, "only apply with --method fanet"),
+        (None, ("--method", "tkd", "--data-consistency", "smv"), 2, "got --method tkd"),
         (None, ("--te", "4", "8"), 1, "--te: expected 3 echo time(s) (one per echo), got 2"),
     ],
 )
@@ -239,6 +241,8 @@ def test_core_call_rejects_bad_arguments(gre):
         phase_to_susceptibility(gre.phase, gre.echo_times_s, np.eye(3), method="tkd")
     with pytest.raises(ValueError, match="b0_dir_world must be 3 finite numbers, not all zero"):
         phase_to_susceptibility(*args, method="tkd", b0_dir_world=(0, 0, 0))
+    with pytest.raises(ValueError, match="data_consistency must be one of cg, kspace, none, smv"):
+        phase_to_susceptibility(*args, method="tkd", data_consistency="x")
 
 
 def test_core_call_matches_the_local_field_path_on_the_chain_output(gre):
@@ -253,6 +257,35 @@ def test_core_call_matches_the_local_field_path_on_the_chain_output(gre):
     )
     np.testing.assert_allclose(res.chi, ref, atol=1e-6)
     assert list(res.timings_s) == ["scale", "mask", "unwrap", "fit", "remove", "inversion"]
+
+
+def test_fanet_with_smv_data_consistency_through_the_cli(gre, case, tmp_path, capsys):
+    out = tmp_path / "smv"
+    argv = [*phase_argv(case, out, "--data-consistency", "smv"), "--b0-dir", *world_b0(gre)]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "Dipole inversion: fanet-qsm, data consistency smv." in summary["messages"]
+    chi, inside = load(out, "chi"), load(out, "brain_mask") > 0
+    assert np.isfinite(chi).all() and (chi[~inside] == 0).all() and chi[inside].std() > 0
+
+
+def test_smv_data_consistency_is_the_raw_map_matched_to_the_total_field(gre):
+    """The core call's ``"smv"``: the raw network map, then ``smv_data_consistency``."""
+    from napari_fanet.engine.predict import load_model
+    from napari_fanet.physics.smv_consistency import smv_data_consistency
+
+    model, ckpt = load_model("fanet-qsm")
+    world = array_to_world_direction(gre.b0_dir, gre.affine)
+    common = {"magnitude": gre.magnitude, "b0_dir_world": world, "model": model,
+              "checkpoint": ckpt}  # fmt: skip
+    args = (gre.phase, gre.echo_times_s, gre.affine)
+    raw = phase_to_susceptibility(*args, data_consistency="none", **common)
+    smv = phase_to_susceptibility(*args, data_consistency="smv", dc_lambda=0.05, **common)
+    expected = smv_data_consistency(
+        raw.chain.field_ppm, raw.chi, raw.chain.mask, gre.voxel_size, gre.b0_dir, lam=0.05
+    )
+    np.testing.assert_allclose(smv.chi, expected * raw.chain.local_mask, atol=1e-6)
+    assert not np.allclose(smv.chi, raw.chi)
 
 
 def test_cli_choices_are_the_cores():

@@ -12,6 +12,7 @@ from pathlib import Path
 from napari_fanet.cli.base import (
     Command,
     CommandError,
+    UsageError,
     finite_float,
     overlap_fraction,
     positive_float,
@@ -265,10 +266,12 @@ def add_qsm_arguments(parser: argparse.ArgumentParser) -> None:
     dc = parser.add_mutually_exclusive_group()
     dc.add_argument(
         "--data-consistency",
-        choices=("cg", "kspace"),
+        choices=("cg", "kspace", "smv"),
         default="cg",
         help="make the network's map consistent with the field: cg (default; data term inside "
-        "the mask, conjugate gradients) or kspace (closed form on the padded grid)",
+        "the mask, conjugate gradients), kspace (closed form on the padded grid) or smv "
+        "(--phase only: match the total field through spherical means, which keeps the part of "
+        "the local field that background removal loses; best with low noise)",
     )
     dc.add_argument(
         "--no-data-consistency",
@@ -300,6 +303,11 @@ def run_qsm(args: argparse.Namespace) -> int:
     check_overwrite(args)
     if args.phase is not None:
         return run_qsm_phase(args)
+    if args.data_consistency == "smv":
+        raise UsageError(
+            "--data-consistency smv needs --phase: it matches the total field, and a local "
+            "--field has none"
+        )
     if args.batch is not None:
         return run_batch_command(args, _qsm_one)
     check_field_arguments(args)

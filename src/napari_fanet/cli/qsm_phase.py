@@ -106,8 +106,13 @@ def _check_phase_arguments(args: argparse.Namespace) -> None:
             f"--te is in milliseconds, got {' '.join(f'{t:g}' for t in args.te)}: were they "
             "given in seconds?"
         )
-    if args.method != "fanet" and (args.no_data_consistency or args.dc_lambda is not None):
-        raise UsageError("--no-data-consistency and --dc-lambda only apply with --method fanet")
+    if args.method != "fanet" and (
+        args.no_data_consistency or args.dc_lambda is not None or args.data_consistency == "smv"
+    ):
+        raise UsageError(
+            "--data-consistency smv, --no-data-consistency and --dc-lambda only apply with "
+            f"--method fanet, got --method {args.method}"
+        )
 
 
 def _load_inputs(args: argparse.Namespace):

@@ -7,7 +7,11 @@ one of :data:`QSM_METHODS`:
 
 - ``"fanet"``: a QSM network through :func:`.predict.reconstruct_qsm` (data consistent by
   default), which takes the local field as a :class:`~napari_fanet.io.nifti.Volume` and the B0
-  direction in **world** axes and reorients both to the canonical axes itself;
+  direction in **world** axes and reorients both to the canonical axes itself. With
+  ``data_consistency="smv"`` the network's raw map is instead made consistent with the chain's
+  *total* field through spherical means
+  (:func:`napari_fanet.physics.smv_consistency.smv_data_consistency`), which keeps the part of
+  the local field that background removal loses;
 - ``"cfl2"`` / ``"tkd"``: :func:`~napari_fanet.baselines.dipole_inversion.cfl2` /
   :func:`~napari_fanet.baselines.dipole_inversion.tkd` on the array grid, with the B0 direction in
   **array** axes.
@@ -29,23 +33,28 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from napari_fanet.engine.inference import WindowSettings
+from napari_fanet.engine.inference import InferenceCancelled, WindowSettings
 from napari_fanet.engine.predict import DEFAULT_DC_METHOD, reconstruct_qsm
 from napari_fanet.io.b0_direction import B0Direction, world_to_array_direction
 from napari_fanet.io.nifti import Volume
+from napari_fanet.physics.data_consistency import DC_METHODS
 from napari_fanet.physics.phase_chain import PhaseChainResult, PhaseChainSettings, run_phase_chain
+from napari_fanet.physics.smv_consistency import smv_data_consistency
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_CFL2_LAMBDA",
     "DEFAULT_TKD_THRESHOLD",
+    "PHASE_DC_METHODS",
     "QSM_METHODS",
     "PhaseQSMResult",
     "phase_to_susceptibility",
 ]
 
 QSM_METHODS = ("fanet", "cfl2", "tkd")
+#: Data consistency of the phase path: the local-field solvers, plus ``"smv"`` (total field).
+PHASE_DC_METHODS = (*DC_METHODS, "smv")
 #: CFL2 gradient weight and TKD threshold used by default: the values tuned on validation
 #: subjects in ``sample_data/baselines.json``
 #: (:data:`napari_fanet.evaluation.demo.BUILTIN_PARAMETERS`).
@@ -140,7 +149,9 @@ def phase_to_susceptibility(
         The QSM network and its checkpoint (``method="fanet"`` only; see
         :func:`.predict.load_model`).
     data_consistency, dc_lambda
-        As in :func:`.predict.reconstruct_qsm` (``method="fanet"`` only).
+        As in :func:`.predict.reconstruct_qsm` (``method="fanet"`` only), plus
+        ``data_consistency="smv"``: the raw network map matched to the total field in the
+        chain's mask (module docstring).
     cfl2_lambda, tkd_threshold : float
         Regularisation of the classical inversions.
     window_settings : WindowSettings, optional
@@ -167,6 +178,11 @@ def phase_to_susceptibility(
         raise ValueError(f"method must be one of {', '.join(QSM_METHODS)}; got {method!r}")
     if method == "fanet" and (model is None or checkpoint is None):
         raise ValueError("method 'fanet' needs a QSM model and its checkpoint")
+    if data_consistency not in PHASE_DC_METHODS:
+        raise ValueError(
+            f"data_consistency must be one of {', '.join(PHASE_DC_METHODS)}; "
+            f"got {data_consistency!r}"
+        )
     aff = np.asarray(affine, dtype=np.float64)
     if aff.shape != (4, 4) or not np.all(np.isfinite(aff)) or abs(np.linalg.det(aff[:3, :3])) == 0:
         raise ValueError(
@@ -198,13 +214,20 @@ def phase_to_susceptibility(
             Volume(local.astype(np.float32), aff),
             Volume(local_mask.astype(np.float32), aff),
             b0_dir=tuple(world),
-            data_consistency=data_consistency,
+            data_consistency="none" if data_consistency == "smv" else data_consistency,
             dc_lambda=dc_lambda,
             settings=window_settings,
             progress=None if progress is None else lambda d, t: progress("inversion", d, t),
             should_stop=should_stop,
         )
         chi = result.outputs["chi"]
+        if data_consistency == "smv":
+            chi = smv_data_consistency(
+                chain.field_ppm, chi, chain.mask, voxel_size, b0_array, lam=dc_lambda,
+                should_stop=should_stop,
+            )  # fmt: skip
+            if should_stop is not None and should_stop():
+                raise InferenceCancelled("inference cancelled")
         device = result.report.device
         messages += result.report.messages
         messages.append(

@@ -26,13 +26,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from napari_fanet.io.checks import check_voxel_size
 
-__all__ = ["BACKGROUND_METHODS", "default_radii", "pdf", "vsharp"]
+__all__ = [
+    "BACKGROUND_METHODS",
+    "SMVHighPass",
+    "default_radii",
+    "pdf",
+    "smv_high_pass",
+    "vsharp",
+]
 
 #: Background removal methods of the phase chain (``"lbv"``: :func:`.lbv.lbv`).
 BACKGROUND_METHODS = ("vsharp", "pdf", "lbv")
@@ -62,6 +70,106 @@ def _sphere_spectrum(
     sphere = (dist2 <= radius_mm**2 + 1e-9).astype(np.float64)
     sphere /= sphere.sum()
     return np.fft.rfftn(sphere).real  # symmetric kernel: imaginary part is rounding
+
+
+@dataclass(frozen=True)
+class SMVHighPass:
+    """The background-free part of a total field: ``(delta - S_r) * f`` per voxel.
+
+    Attributes
+    ----------
+    filtered : np.ndarray
+        float64 ``(X, Y, Z)``: ``f - S_r * f`` with ``r`` the largest radius whose sphere fits
+        in the mask at that voxel; 0 where none fits.
+    assigned : np.ndarray
+        bool ``(X, Y, Z)``: where ``filtered`` is defined (the mask eroded by the smallest
+        radius).
+    bands : tuple of (float, np.ndarray, np.ndarray)
+        Per radius that some voxel took, largest first: ``(radius_mm, high_pass, voxels)`` with
+        ``high_pass = 1 - S_r(k)`` in real-FFT layout ``(X', Y', Z'//2+1)`` on the padded grid
+        and ``voxels`` the bool ``(X, Y, Z)`` voxels that took it.
+    largest_high_pass : np.ndarray
+        ``1 - S_rmax(k)`` of the largest radius asked for (real-FFT layout).
+    padded_shape : tuple of 3 int
+        The zero padded FFT grid ``(X', Y', Z')``.
+    """
+
+    filtered: np.ndarray
+    assigned: np.ndarray
+    bands: tuple[tuple[float, np.ndarray, np.ndarray], ...]
+    largest_high_pass: np.ndarray
+    padded_shape: tuple[int, int, int]
+
+
+def smv_high_pass(
+    field: np.ndarray,
+    mask: np.ndarray,
+    voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+    *,
+    radii_mm: Sequence[float] | None = None,
+    pad_factor: float = 1.5,
+) -> SMVHighPass:
+    """V-SHARP's first step: remove the background by spherical means, without deconvolving.
+
+    A harmonic background equals its spherical mean, so ``(delta - S_r) * f`` holds only the
+    local field's own high-pass part wherever the sphere of radius ``r`` fits in the mask.
+    Radii go from large to small and each voxel takes the largest that fits.
+
+    Parameters
+    ----------
+    field : np.ndarray
+        Total field ``(X, Y, Z)`` (ppm or Hz); only values inside ``mask`` are used.
+    mask : np.ndarray
+        Brain mask ``(X, Y, Z)``.
+    voxel_size : sequence of float
+        Voxel size in mm.
+    radii_mm : sequence of float, optional
+        Sphere radii in mm (any order). Default :func:`default_radii`.
+    pad_factor : float
+        Zero padding of the FFT grid per axis, at least 1.
+
+    Returns
+    -------
+    SMVHighPass
+
+    Raises
+    ------
+    ValueError
+        If shapes differ, the field is not finite in the mask, a radius is not positive, or
+        the smallest sphere fits nowhere in the mask.
+    """
+    from napari_fanet.physics.dipole import padded_shape
+
+    f, m = _check_inputs(field, mask)
+    vs = check_voxel_size(voxel_size)
+    radii = default_radii(vs) if radii_mm is None else tuple(float(r) for r in radii_mm)
+    if not radii or not all(math.isfinite(r) and r > 0 for r in radii):
+        raise ValueError(f"radii_mm must be positive numbers (mm), got {radii_mm!r}")
+    radii = tuple(sorted(set(radii), reverse=True))
+    shape = f.shape
+    pshape = padded_shape(shape, pad_factor)
+    crop = (slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]))
+    mask_k = _rfft(m.astype(np.float64), pshape)  # (X', Y', Z'//2+1)
+    field_k = _rfft(np.where(m, f, 0.0), pshape)
+    filtered = np.zeros(shape)
+    assigned = np.zeros(shape, dtype=bool)
+    bands = []
+    largest = None
+    for r in radii:
+        s_k = _sphere_spectrum(pshape, vs, r)
+        largest = s_k if largest is None else largest
+        fits = _irfft(mask_k * s_k, pshape)[crop] > 1.0 - 1e-6  # the sphere fits inside M
+        new = fits & m & ~assigned
+        if new.any():
+            filtered[new] = (f - _irfft(field_k * s_k, pshape)[crop])[new]  # (delta - S_r) * f
+            assigned |= new
+            bands.append((r, 1.0 - s_k, new))
+    if not assigned.any():
+        raise ValueError(
+            f"no voxel of the mask holds a sphere of radius {radii[-1]:g} mm: the mask is too "
+            "small or thin for V-SHARP (use smaller radii_mm or PDF)"
+        )
+    return SMVHighPass(filtered, assigned, tuple(bands), 1.0 - largest, pshape)
 
 
 def vsharp(
@@ -103,39 +211,14 @@ def vsharp(
         If shapes differ, the field is not finite, a radius is not positive, ``threshold`` is
         outside ``(0, 1)``, or the smallest sphere fits nowhere in the mask.
     """
-    from napari_fanet.physics.dipole import padded_shape
-
-    f, m = _check_inputs(field, mask)
-    vs = check_voxel_size(voxel_size)
-    radii = default_radii(vs) if radii_mm is None else tuple(float(r) for r in radii_mm)
-    if not radii or not all(math.isfinite(r) and r > 0 for r in radii):
-        raise ValueError(f"radii_mm must be positive numbers (mm), got {radii_mm!r}")
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
-    radii = tuple(sorted(set(radii), reverse=True))
-    shape = f.shape
-    pshape = padded_shape(shape, pad_factor)
+    f, _ = _check_inputs(field, mask)
+    smv = smv_high_pass(f, mask, voxel_size, radii_mm=radii_mm, pad_factor=pad_factor)
+    pshape, shape = smv.padded_shape, f.shape
     crop = (slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]))
-    mask_k = _rfft(m.astype(np.float64), pshape)  # (X', Y', Z'//2+1)
-    field_k = _rfft(np.where(m, f, 0.0), pshape)
-    combined = np.zeros(shape)
-    assigned = np.zeros(shape, dtype=bool)
-    largest = None
-    for r in radii:
-        s_k = _sphere_spectrum(pshape, vs, r)
-        largest = s_k if largest is None else largest
-        fits = _irfft(mask_k * s_k, pshape)[crop] > 1.0 - 1e-6  # the sphere fits inside M
-        fits &= m
-        smooth = _irfft(field_k * s_k, pshape)[crop]
-        new = fits & ~assigned
-        combined[new] = (f - smooth)[new]  # (delta - S_r) * f
-        assigned |= new
-    if not assigned.any():
-        raise ValueError(
-            f"no voxel of the mask holds a sphere of radius {radii[-1]:g} mm: the mask is too "
-            "small or thin for V-SHARP (use smaller radii_mm or PDF)"
-        )
-    high_pass = 1.0 - largest  # (delta - S_rmax)(k)
+    combined, assigned = smv.filtered, smv.assigned
+    high_pass = smv.largest_high_pass  # (delta - S_rmax)(k)
     keep = np.abs(high_pass) > threshold
     inverse = np.where(keep, 1.0 / np.where(keep, high_pass, 1.0), 0.0)
     local = _irfft(_rfft(combined, pshape) * inverse, pshape)[crop]
