@@ -96,6 +96,12 @@ def test_widget_runs_qsm_from_phase_and_adds_the_chain_maps(
     w.device.value = "cpu"
     w.tile.value = 32
     assert w.problems.value == "" and w.run_button.enabled
+    assert w.build_request().data_consistency == "cg"
+    w.total_field_dc.value = True
+    assert w.build_request().data_consistency == "smv"
+    w.data_consistency.value = False
+    assert w.build_request().data_consistency == "none"
+    w.data_consistency.value = True
     w.run_button.clicked.emit()
     qtbot.waitUntil(lambda: w._worker is None, timeout=180_000)
     chi = viewer.layers["susceptibility (fanet-qsm, ppm)"]
@@ -107,3 +113,5 @@ def test_widget_runs_qsm_from_phase_and_adds_the_chain_maps(
     inside = viewer.layers["brain mask (fanet-qsm)"].data > 0
     assert inside.any() and np.abs(chi.data[inside]).max() < 1.0
     assert np.abs(viewer.layers["total field (fanet-qsm, Hz)"].data).max() < 125
+    w.qsm_input.value = QSM_INPUTS[0]  # a local field has no total field: back to "cg"
+    assert w.total_field_dc.native.isHidden() and w.build_request().data_consistency == "cg"

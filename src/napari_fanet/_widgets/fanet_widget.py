@@ -147,8 +147,17 @@ class FANetWidget(TaskInputs):
             tooltip="V-SHARP (erodes the mask), PDF (uses the B0 direction) or LBV (Laplace "
             "equation in the mask, erodes it by one voxel).",
         )
+        self.total_field_dc = CheckBox(
+            text="Match the total field (SMV)",
+            value=False,
+            tooltip="With data consistency on: fit the network's map to the total field through "
+            "spherical means instead of to the background-removed local field. It keeps the part "
+            "of the local field that background removal loses; it helps most with low noise. "
+            "Slower: about 15 s per 2 mm brain on one core.",
+        )
         self.phase_fields = [
             self.phase, self.magnitude, self.te, self.b0_tesla, self.unwrap, self.bfr,
+            self.total_field_dc,
         ]  # fmt: skip
         self.reference = layer_picker(
             v,
@@ -252,7 +261,7 @@ class FANetWidget(TaskInputs):
         return self.request(
             settings=settings,
             threshold=self.threshold.value,
-            data_consistency="cg" if self.data_consistency.value else "none",
+            data_consistency=self._data_consistency_method(),
             dc_lambda=self.dc_lambda.value or "auto",
             phase=None
             if not self.phase_mode
@@ -260,6 +269,12 @@ class FANetWidget(TaskInputs):
                 self.te.value, self.b0_tesla.value, self.unwrap.value, self.bfr.value
             ),
         )
+
+    def _data_consistency_method(self) -> str:
+        """``"none"``, ``"cg"`` or, in phase mode with the total field chosen, ``"smv"``."""
+        if not self.data_consistency.value:
+            return "none"
+        return "smv" if self.phase_mode and self.total_field_dc.value else "cg"
 
     def _refresh_problems(self, *_: Any) -> list[str]:
         found = self.build_request().problems()

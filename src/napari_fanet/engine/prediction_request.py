@@ -102,9 +102,11 @@ class PredictionRequest:
         ``field_problems``. Numbers that are not a direction are reported by :meth:`problems`.
     threshold : float
         Segmentation only: probability above which a voxel is a lesion.
-    data_consistency : {"cg", "kspace", "none"}
+    data_consistency : {"cg", "kspace", "none", "smv"}
         QSM only: how the network's map is made consistent with the field (``"none"``: the
-        raw network output); see :mod:`napari_fanet.physics.data_consistency`.
+        raw network output); see :mod:`napari_fanet.physics.data_consistency`. ``"smv"``
+        (phase input only) matches the total field instead
+        (:mod:`napari_fanet.physics.smv_consistency`).
     dc_lambda : float or "auto"
         QSM only: weight of the network's map against the field in data consistency
         (``"auto"``: estimated per case).

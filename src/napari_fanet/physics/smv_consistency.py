@@ -156,6 +156,7 @@ def smv_data_consistency(
     iterations: int = DEFAULT_SMV_ITERATIONS,
     pad_factor: float = 1.5,
     should_stop: Callable[[], bool] | None = None,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Make a network's map consistent with the total field inside the brain (module docstring).
 
@@ -214,11 +215,13 @@ def smv_data_consistency(
     def centred(x: torch.Tensor) -> torch.Tensor:  # x less its mean inside the brain
         return x - brain * (torch.sum(brain * x) / n_brain)
 
-    def normal(x: torch.Tensor) -> torch.Tensor:  # (A^T A + lam C) x
-        return op.adjoint(op.forward(x)) + lam_value * centred(x)
+    w2 = torch.ones_like(prior) if weights is None else torch.as_tensor(weights) ** 2
+
+    def normal(x: torch.Tensor) -> torch.Tensor:  # (A^T W^2 A + lam C) x
+        return op.adjoint(w2 * op.forward(x)) + lam_value * centred(x)
 
     precondition = 1.0 / (op.largest**2 + lam_value)  # exact in the interior band
-    rhs = op.adjoint(torch.as_tensor(smv.filtered)) + lam_value * centred(prior)
+    rhs = op.adjoint(w2 * torch.as_tensor(smv.filtered)) + lam_value * centred(prior)
     chi = prior.clone()
     r = rhs - normal(chi)
     z = brain * op.filtered(r, precondition)
