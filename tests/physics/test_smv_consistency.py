@@ -103,6 +103,16 @@ def test_automatic_lambda(head):
     np.testing.assert_allclose(auto, same)
 
 
+def test_weights_of_one_change_nothing_and_zero_weights_drop_the_data(head):
+    prior = np.zeros_like(head["chi"])
+    args = (head["total"], prior, head["brain"], VOX, B0)
+    plain = smv_data_consistency(*args, lam=0.1, radii_mm=RADII)
+    ones = smv_data_consistency(*args, lam=0.1, radii_mm=RADII, weights=np.ones(prior.shape))
+    np.testing.assert_allclose(ones, plain, rtol=1e-6, atol=1e-9)
+    none = smv_data_consistency(*args, lam=0.1, radii_mm=RADII, weights=np.zeros(prior.shape))
+    np.testing.assert_allclose(none, 0.0, atol=1e-12)
+
+
 def test_should_stop_returns_the_masked_prior(head):
     prior = head["chi"] + 1.0
     out = smv_data_consistency(head["total"], prior, head["brain"], VOX, B0, lam=0.1,
@@ -121,6 +131,8 @@ def test_should_stop_returns_the_masked_prior(head):
         ({"iterations": 2.5}, TypeError, "iterations must be an integer, got float"),
         ({"mask": "empty"}, ValueError, "mask is empty"),
         ({"radii_mm": (40.0,)}, ValueError, "no voxel of the mask holds a sphere of radius 40"),
+        ({"weights": -np.ones((36, 40, 34))}, ValueError, "weights must be finite, non-neg"),
+        ({"weights": np.ones((2, 2, 2))}, ValueError, r"of shape \(36, 40, 34\), got shape \(2,"),
         ({"b0_dir": (0, 0, 0)}, ValueError, "B0 direction must be 3 numbers, not all zero"),
     ],
 )

@@ -109,6 +109,15 @@ def _prepare(total_field, chi_prior, mask, voxel_size, b0_dir, radii_mm, pad_fac
     return f, prior, m, smv, op
 
 
+def _weights(weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != mask.shape or not np.all(np.isfinite(w)) or (w < 0).any():
+        raise ValueError(
+            f"weights must be finite, non-negative and of shape {mask.shape}, got shape {w.shape}"
+        )
+    return w
+
+
 def _lambda_from(op: _SMVOperator, smv: SMVHighPass, prior, noise: float) -> float:
     lo, hi = SMV_LAMBDA_RANGE
     assigned = torch.as_tensor(smv.assigned)
@@ -184,6 +193,9 @@ def smv_data_consistency(
         Zero padding of the FFT grid per axis, at least 1.
     should_stop : callable, optional
         Checked before each iteration; when it returns True the current iterate is returned.
+    weights : np.ndarray, optional
+        Non-negative reliability ``(X, Y, Z)`` of the field (for example the median of the
+        chain's ``sigma_hz`` over ``sigma_hz``), default 1; it weights the data term per voxel.
 
     Returns
     -------
@@ -193,7 +205,8 @@ def smv_data_consistency(
     Raises
     ------
     ValueError
-        If shapes differ, an input is not finite, ``lam`` or ``iterations`` is out of range, or
+        If shapes differ, an input is not finite, ``lam``, ``iterations`` or ``weights`` is out
+        of range, or
         no sphere fits in the mask (see :func:`~napari_fanet.physics.background.smv_high_pass`).
     """
     if isinstance(iterations, bool) or not isinstance(iterations, int | np.integer):
@@ -215,7 +228,7 @@ def smv_data_consistency(
     def centred(x: torch.Tensor) -> torch.Tensor:  # x less its mean inside the brain
         return x - brain * (torch.sum(brain * x) / n_brain)
 
-    w2 = torch.ones_like(prior) if weights is None else torch.as_tensor(weights) ** 2
+    w2 = torch.ones_like(prior) if weights is None else torch.as_tensor(_weights(weights, m)) ** 2
 
     def normal(x: torch.Tensor) -> torch.Tensor:  # (A^T W^2 A + lam C) x
         return op.adjoint(w2 * op.forward(x)) + lam_value * centred(x)
