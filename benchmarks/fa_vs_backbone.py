@@ -9,6 +9,11 @@ interrupted study resumes.
 
     PYTHONPATH=src python benchmarks/fa_vs_backbone.py --task qsm --seeds 0 1 2 --steps 600 \\
         --patch 48 --parallel 2 --out benchmarks/out/fa_vs_backbone_qsm
+
+``--loo SEED WITH.json WITHOUT.json`` (repeated, one per seed) instead reports a leave-one-out
+ablation on real patients from two ``napari-fanet evaluate --data`` reports per seed: the runs
+with the attention under test and the same recipe without it (see
+``benchmarks/results/fa_ablation_loo.md``). Nothing is trained or evaluated then.
 """
 
 from __future__ import annotations
@@ -124,8 +129,61 @@ def report(args: argparse.Namespace, result: dict) -> str:
     return "\n".join(lines)
 
 
+def _loo_means(path: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """``{(mode, subject): {"dice", "lf1"}}``: the network rows of an ``evaluate --data`` report."""
+    try:
+        rows = json.loads(Path(path).read_text())["per_subject"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(
+            f"--loo: expected an 'evaluate --data' evaluation.json with per_subject rows, "
+            f"got {path} ({exc})"
+        ) from exc
+    return {
+        (r["mode"], r["subject"]): {"dice": r["dice"], "lf1": r["lf1"]}
+        for r in rows
+        if "threshold" not in r["method"].lower()
+    }
+
+
+def loo_report(pairs: list[tuple[int, Path, Path]]) -> str:
+    """Markdown: per seed and input mode, mean Dice and L-F1 with and without, and the paired
+    (same seed, mode and patient) differences, then the mean and sd over seeds."""
+    lines = [
+        f"## Leave-one-out ablation on the real patients: {len(pairs)} seed(s)",
+        "",
+        "| mode | seed | Dice with | Dice without | difference | L-F1 with | L-F1 without "
+        "| difference |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    per_seed: dict[str, dict[str, list[float]]] = {}
+    for seed, with_path, without_path in pairs:
+        with_, without = _loo_means(with_path), _loo_means(without_path)
+        if set(with_) != set(without) or not with_:
+            raise SystemExit(
+                f"--loo seed {seed}: the two reports must score the same modes and patients, "
+                f"got {sorted(with_)} and {sorted(without)}"
+            )
+        for mode in dict.fromkeys(m for m, _ in with_):
+            keys = [k for k in with_ if k[0] == mode]
+            cells = []
+            for metric in ("dice", "lf1"):
+                a = statistics.mean(with_[k][metric] for k in keys)
+                b = statistics.mean(without[k][metric] for k in keys)
+                per_seed.setdefault(mode, {}).setdefault(metric, []).append(a - b)
+                cells += [f"{a:.3f}", f"{b:.3f}", f"{a - b:+.3f}"]
+            lines.append(f"| {mode} | {seed} | " + " | ".join(cells) + " |")
+    for mode, metrics in per_seed.items():
+        cells = []
+        for metric in ("dice", "lf1"):
+            d = metrics[metric]
+            spread = f" (sd {statistics.stdev(d):.3f})" if len(d) > 1 else ""
+            cells += ["", "", f"{statistics.mean(d):+.3f}{spread}"]
+        lines.append(f"| {mode} | mean over seeds | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
-    """Train, evaluate, report."""
+    """Train, evaluate, report (or, with ``--loo``, report a real-patient ablation)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=tuple(MODELS), default="qsm")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -137,7 +195,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/fa_vs_backbone"))
+    parser.add_argument(
+        "--loo",
+        nargs=3,
+        action="append",
+        metavar=("SEED", "WITH_JSON", "WITHOUT_JSON"),
+        help="report a leave-one-out ablation from evaluate --data reports (repeat per seed)",
+    )
     args = parser.parse_args()
+    if args.loo:
+        try:
+            pairs = [(int(seed), Path(a), Path(b)) for seed, a, b in args.loo]
+        except ValueError as exc:
+            parser.error(f"--loo: expected SEED (an integer) WITH_JSON WITHOUT_JSON ({exc})")
+        print(loo_report(pairs))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     checkpoints = train_all(args)

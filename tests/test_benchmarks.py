@@ -111,6 +111,38 @@ def test_fa_vs_backbone_report_pairs_by_seed_and_subject(bench):
     assert "Classical CFL2 on the same subjects: nrmse 50.000" in text
 
 
+def _loo_json(path, dice_by_subject):
+    rows = [
+        {"subject": subject, "mode": mode, "method": method, "dice": dice, "lf1": dice / 2}
+        for mode in ("flair", "t1-flair")
+        for subject, dice in dice_by_subject.items()
+        for method in ("fanet-seg-without-held-out (LOO)", "FLAIR threshold (LOO)")
+    ]
+    path.write_text(json.dumps({"per_subject": rows}))
+    return path
+
+
+def test_fa_vs_backbone_loo_report_pairs_seeds_modes_and_patients(bench, tmp_path):
+    mod = bench("fa_vs_backbone")
+    pairs = [
+        (1, _loo_json(tmp_path / "a1.json", {"p1": 0.5, "p2": 0.3}),
+         _loo_json(tmp_path / "b1.json", {"p1": 0.4, "p2": 0.3})),
+        (2, _loo_json(tmp_path / "a2.json", {"p1": 0.2, "p2": 0.2}),
+         _loo_json(tmp_path / "b2.json", {"p1": 0.3, "p2": 0.3})),
+    ]  # fmt: skip
+    text = mod.loo_report(pairs)
+    assert "| flair | 1 | 0.400 | 0.350 | +0.050 | 0.200 | 0.175 | +0.025 |" in text
+    assert "| t1-flair | 2 | 0.200 | 0.300 | -0.100 | 0.100 | 0.150 | -0.050 |" in text
+    assert (
+        "| flair | mean over seeds |  |  | -0.025 (sd 0.106) |  |  | -0.012 (sd 0.053) |" in text
+    )
+    other = _loo_json(tmp_path / "c.json", {"p1": 0.5})
+    with pytest.raises(SystemExit, match="the two reports must score the same modes and patients"):
+        mod.loo_report([(3, pairs[0][1], other)])
+    with pytest.raises(SystemExit, match=r"expected an 'evaluate --data' evaluation\.json"):
+        mod.loo_report([(3, tmp_path / "missing.json", other)])
+
+
 def test_fa_vs_backbone_train_command_is_the_documented_recipe(bench, tmp_path):
     mod = bench("fa_vs_backbone")
     args = mod.argparse.Namespace(subjects=8, steps=600, patch=48, device="cpu", threads=1)
