@@ -130,7 +130,7 @@ def report(args: argparse.Namespace, result: dict) -> str:
 
 
 def _loo_means(path: Path) -> dict[tuple[str, str], dict[str, float]]:
-    """``{(mode, subject): {"dice", "lf1"}}``: the network rows of an ``evaluate --data`` report."""
+    """``{(mode, subject): {"dice", "lf1"}}`` of the network rows of an evaluate --data report."""
     try:
         rows = json.loads(Path(path).read_text())["per_subject"]
     except (OSError, ValueError, KeyError) as exc:
