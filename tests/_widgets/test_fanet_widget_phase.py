@@ -96,9 +96,10 @@ def test_widget_runs_qsm_from_phase_and_adds_the_chain_maps(
     w.device.value = "cpu"
     w.tile.value = 32
     assert w.problems.value == "" and w.run_button.enabled
+    assert w.build_request().data_consistency == "smv"  # the phase path's default
+    w.total_field_dc.value = False
     assert w.build_request().data_consistency == "cg"
     w.total_field_dc.value = True
-    assert w.build_request().data_consistency == "smv"
     w.data_consistency.value = False
     assert w.build_request().data_consistency == "none"
     w.data_consistency.value = True

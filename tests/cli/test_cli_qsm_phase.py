@@ -259,14 +259,15 @@ def test_core_call_matches_the_local_field_path_on_the_chain_output(gre):
     assert list(res.timings_s) == ["scale", "mask", "unwrap", "fit", "remove", "inversion"]
 
 
-def test_fanet_with_smv_data_consistency_through_the_cli(gre, case, tmp_path, capsys):
-    out = tmp_path / "smv"
-    argv = [*phase_argv(case, out, "--data-consistency", "smv"), "--b0-dir", *world_b0(gre)]
-    assert main(argv) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert "Dipole inversion: fanet-qsm, data consistency smv." in summary["messages"]
-    chi, inside = load(out, "chi"), load(out, "brain_mask") > 0
-    assert np.isfinite(chi).all() and (chi[~inside] == 0).all() and chi[inside].std() > 0
+def test_fanet_matches_the_total_field_by_default_through_the_cli(gre, case, tmp_path, capsys):
+    """``--phase`` defaults to ``--data-consistency smv``; ``cg`` is still there."""
+    for extra, method in (((), "smv"), (("--data-consistency", "cg"), "cg")):
+        out = tmp_path / method
+        assert main([*phase_argv(case, out, *extra), "--b0-dir", *world_b0(gre)]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert f"Dipole inversion: fanet-qsm, data consistency {method}." in summary["messages"]
+        chi, inside = load(out, "chi"), load(out, "brain_mask") > 0
+        assert np.isfinite(chi).all() and (chi[~inside] == 0).all() and chi[inside].std() > 0
 
 
 def test_smv_data_consistency_is_the_raw_map_matched_to_the_total_field(gre):

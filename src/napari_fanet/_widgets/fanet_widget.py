@@ -149,11 +149,12 @@ class FANetWidget(TaskInputs):
         )
         self.total_field_dc = CheckBox(
             text="Match the total field (SMV)",
-            value=False,
-            tooltip="With data consistency on: fit the network's map to the total field through "
-            "spherical means instead of to the background-removed local field. It keeps the part "
-            "of the local field that background removal loses; it helps most with low noise. "
-            "Slower: about 15 s per 2 mm brain on one core.",
+            value=True,
+            tooltip="With data consistency on (default): fit the network's map to the total "
+            "field through spherical means instead of to the background-removed local field. It "
+            "keeps the part of the local field that background removal loses (2-8 points lower "
+            "chi NRMSE on simulated validation heads). Off: fit the local field, as for a "
+            "local-field input. Costs about 15 s per 2 mm brain on one core.",
         )
         self.phase_fields = [
             self.phase, self.magnitude, self.te, self.b0_tesla, self.unwrap, self.bfr,

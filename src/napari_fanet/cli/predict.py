@@ -267,11 +267,12 @@ def add_qsm_arguments(parser: argparse.ArgumentParser) -> None:
     dc.add_argument(
         "--data-consistency",
         choices=("cg", "kspace", "smv"),
-        default="cg",
-        help="make the network's map consistent with the field: cg (default; data term inside "
-        "the mask, conjugate gradients), kspace (closed form on the padded grid) or smv "
-        "(--phase only: match the total field through spherical means, which keeps the part of "
-        "the local field that background removal loses; best with low noise)",
+        default=None,
+        help="make the network's map consistent with the field: cg (the default with --field; "
+        "data term inside the mask, conjugate gradients), kspace (closed form on the padded "
+        "grid) or smv (--phase only, and its default: the raw map matched to the total field "
+        "through spherical means, which keeps the part of the local field that background "
+        "removal loses)",
     )
     dc.add_argument(
         "--no-data-consistency",
@@ -325,7 +326,7 @@ def _qsm_one(args: argparse.Namespace, loaded: tuple | None = None) -> dict:
     field, mask = _load(args.field, "local field"), _load(args.mask, "brain mask")
     b0_dir = _b0_direction(args, field.affine)
     model, ckpt = loaded or _model(args.model)
-    method = "none" if args.no_data_consistency else args.data_consistency
+    method = "none" if args.no_data_consistency else (args.data_consistency or "cg")
     options: dict = {"data_consistency": method}
     if args.dc_lambda is not None:
         options["dc_lambda"] = args.dc_lambda

@@ -166,7 +166,7 @@ def _stage_progress(args: argparse.Namespace):
 def run_qsm_phase(args: argparse.Namespace) -> int:
     """Run ``napari-fanet qsm --phase ...`` (module docstring)."""
     from napari_fanet.cli.predict_io import OUTPUT_NAMES, _b0_direction, _model, _save, _settings
-    from napari_fanet.engine.phase_qsm import phase_to_susceptibility
+    from napari_fanet.engine.phase_qsm import DEFAULT_PHASE_DC_METHOD, phase_to_susceptibility
     from napari_fanet.io.atomic import check_output_folder
     from napari_fanet.physics.phase_chain import PhaseChainSettings
 
@@ -184,7 +184,9 @@ def run_qsm_phase(args: argparse.Namespace) -> int:
         options.update(
             model=model,
             checkpoint=ckpt,
-            data_consistency="none" if args.no_data_consistency else args.data_consistency,
+            data_consistency="none"
+            if args.no_data_consistency
+            else (args.data_consistency or DEFAULT_PHASE_DC_METHOD),
             window_settings=_settings(args),
         )
         if args.dc_lambda is not None:

@@ -34,7 +34,7 @@ import numpy as np
 from torch import nn
 
 from napari_fanet.engine.inference import InferenceCancelled, WindowSettings
-from napari_fanet.engine.predict import DEFAULT_DC_METHOD, reconstruct_qsm
+from napari_fanet.engine.predict import reconstruct_qsm
 from napari_fanet.io.b0_direction import B0Direction, world_to_array_direction
 from napari_fanet.io.nifti import Volume
 from napari_fanet.physics.data_consistency import DC_METHODS
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_CFL2_LAMBDA",
+    "DEFAULT_PHASE_DC_METHOD",
     "DEFAULT_TKD_THRESHOLD",
     "PHASE_DC_METHODS",
     "QSM_METHODS",
@@ -55,6 +56,10 @@ __all__ = [
 QSM_METHODS = ("fanet", "cfl2", "tkd")
 #: Data consistency of the phase path: the local-field solvers, plus ``"smv"`` (total field).
 PHASE_DC_METHODS = (*DC_METHODS, "smv")
+#: The phase path's default, chosen on validation subjects (seeds 10000-10001, 2 mm): FA-Net's
+#: chi NRMSE 52.0 / 51.2 % against 54.4 / 52.2 % with ``"cg"`` at the default noise, and
+#: 43.3 / 42.2 % against 49.7 / 50.3 % at SNR 200-400 (``benchmarks/results/phase_chain.md``).
+DEFAULT_PHASE_DC_METHOD = "smv"
 #: CFL2 gradient weight and TKD threshold used by default: the values tuned on validation
 #: subjects in ``sample_data/baselines.json``
 #: (:data:`napari_fanet.evaluation.demo.BUILTIN_PARAMETERS`).
@@ -117,7 +122,7 @@ def phase_to_susceptibility(
     method: str = "fanet",
     model: nn.Module | None = None,
     checkpoint: dict | None = None,
-    data_consistency: str = DEFAULT_DC_METHOD,
+    data_consistency: str = DEFAULT_PHASE_DC_METHOD,
     dc_lambda: float | str = "auto",
     cfl2_lambda: float = DEFAULT_CFL2_LAMBDA,
     tkd_threshold: float = DEFAULT_TKD_THRESHOLD,
@@ -150,8 +155,8 @@ def phase_to_susceptibility(
         :func:`.predict.load_model`).
     data_consistency, dc_lambda
         As in :func:`.predict.reconstruct_qsm` (``method="fanet"`` only), plus
-        ``data_consistency="smv"``: the raw network map matched to the total field in the
-        chain's mask (module docstring).
+        ``data_consistency="smv"`` (the default, :data:`DEFAULT_PHASE_DC_METHOD`): the raw
+        network map matched to the total field in the chain's mask (module docstring).
     cfl2_lambda, tkd_threshold : float
         Regularisation of the classical inversions.
     window_settings : WindowSettings, optional
