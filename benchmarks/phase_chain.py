@@ -22,9 +22,10 @@ Reported per method (unwrapping x background removal), mean and standard deviati
   the true mask, as ``qsm --field`` runs it) and against the local-field path given the same
   acquisition noise (``+ noise`` below), all scored in the chain's ``local_mask`` and the true
   mask; inversions CFL2 and TKD at their tuned defaults, plus the shipped ``fanet-qsm`` with
-  ``--fanet`` (slow on CPU: it runs on a 2 mm grid), both with its default data consistency
-  on the local field (``fanet``) and with ``--data-consistency smv`` on the total field
-  (``fanet-smv``, which shares ``fanet``'s local-field path).
+  ``--fanet`` (slow on CPU: it runs on a 2 mm grid), both with the phase path's default data
+  consistency, on the total field (``fanet``: ``--data-consistency smv``), and with the
+  local-field path's, on the chain's local field (``fanet-cg``, which shares ``fanet``'s
+  local-field path rows).
 - ``steps``: what each step adds to the chi NRMSE (CFL2 and TKD), one ingredient at a time,
   every row scored in the same voxels (the intersection of all rows' masks with the true mask):
 
@@ -188,7 +189,7 @@ def step_contributions(gre, stored: np.ndarray, pdf_iter: int) -> dict:
     return out
 
 
-#: What ``fanet-smv`` shares with ``fanet`` in :func:`chi_comparison`.
+#: What ``fanet-cg`` shares with ``fanet`` in :func:`chi_comparison`.
 LOCAL_PATH_KEYS = ("local_field", "local_field_noise", "local_field_s")
 
 
@@ -200,11 +201,11 @@ def chi_comparison(gre, stored: np.ndarray, pdf_iter: int, network=None) -> dict
     noisy = noisy_field_perfect_unwrap(gre, gre.mask)
     with_noise = np.where(gre.mask, gre.local_field_ppm + noisy - gre.total_field_ppm, 0.0)
     out = {}
-    for method in ("cfl2", "tkd") + (("fanet", "fanet-smv") if network else ()):
+    for method in ("cfl2", "tkd") + (("fanet", "fanet-cg") if network else ()):
         inversion = "fanet" if method.startswith("fanet") else method
         extra = {"model": network[0], "checkpoint": network[1]} if inversion == "fanet" else {}
-        if method == "fanet-smv":
-            extra["data_consistency"] = "smv"
+        if method == "fanet-cg":
+            extra["data_consistency"] = "cg"
         start = time.perf_counter()
         chain = phase_to_susceptibility(
             stored, gre.echo_times_s, gre.affine, magnitude=gre.magnitude, b0_dir_world=world,
@@ -214,7 +215,7 @@ def chi_comparison(gre, stored: np.ndarray, pdf_iter: int, network=None) -> dict
         m = chain.chain.local_mask & gre.mask
         out[method] = {"chain": nrmse(chain.chi, gre.chi, m, demean=True), "chain_s": chain_s}
         out[method]["timings_s"] = chain.timings_s
-        if method == "fanet-smv":  # the same local-field path as "fanet", in the same voxels
+        if method == "fanet-cg":  # the same local-field path as "fanet", in the same voxels
             out[method].update({k: out["fanet"][k] for k in LOCAL_PATH_KEYS})
             continue
         start = time.perf_counter()
@@ -354,6 +355,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )  # fmt: skip
     parser.add_argument("--json", default=None, help="also write the raw numbers here")
     parser.add_argument(
+        "--first-seed", type=int, default=FIRST_SEED,
+        help=f"first subject seed (default {FIRST_SEED}, the test split; 10000: validation)",
+    )  # fmt: skip
+    parser.add_argument(
         "--fanet", action="store_true", help="also compare chi with the shipped fanet-qsm"
     )
     args = parser.parse_args(argv)
@@ -364,7 +369,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
         network = load_model("fanet-qsm")
     subjects = [
-        run_subject(FIRST_SEED + i, args.voxel, args.pdf_iter, params, network)
+        run_subject(args.first_seed + i, args.voxel, args.pdf_iter, params, network)
         for i in range(args.subjects)
     ]
     print(summarise(subjects))

@@ -31,3 +31,4 @@ def test_phase_chain_benchmark_runs_on_a_coarse_subject(monkeypatch, tmp_path, c
     assert "chi NRMSE full chain" in table
     for name, row in saved[0]["chi"].items():  # full chain against the local-field path
         assert math.isfinite(row["chain"]) and math.isfinite(row["local_field"]), name
+    assert phase_chain.main([*argv, "--first-seed", "10000"])[0]["seed"] == 10000
