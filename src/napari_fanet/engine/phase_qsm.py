@@ -57,8 +57,8 @@ QSM_METHODS = ("fanet", "cfl2", "tkd")
 #: Data consistency of the phase path: the local-field solvers, plus ``"smv"`` (total field).
 PHASE_DC_METHODS = (*DC_METHODS, "smv")
 #: The phase path's default, chosen on validation subjects (seeds 10000-10001, 2 mm): FA-Net's
-#: chi NRMSE 52.0 / 51.2 % against 54.4 / 52.2 % with ``"cg"`` at the default noise, and
-#: 43.3 / 42.2 % against 49.7 / 50.3 % at SNR 200-400 (``benchmarks/results/phase_chain.md``).
+#: mean chi NRMSE 51.6 % against 53.3 % with ``"cg"`` at the default noise, and 43.4 % against
+#: 50.0 % at SNR 200-400 (``benchmarks/results/phase_chain.md``).
 DEFAULT_PHASE_DC_METHOD = "smv"
 #: CFL2 gradient weight and TKD threshold used by default: the values tuned on validation
 #: subjects in ``sample_data/baselines.json``
