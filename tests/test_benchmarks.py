@@ -143,6 +143,12 @@ def test_fa_vs_backbone_loo_report_pairs_seeds_modes_and_patients(bench, tmp_pat
         mod.loo_report([(3, tmp_path / "missing.json", other)])
 
 
+def test_smv_cost_runs_on_a_coarse_head(bench, capsys):
+    row = bench("smv_cost").main(["--voxel", "8"])
+    assert row["shape"] == [23, 27, 23] and _finite(row["seconds"]) and _finite(row["peak_rss_gb"])
+    assert "| 8 mm | (23, 27, 23) | 1 |" in capsys.readouterr().out
+
+
 def test_fa_vs_backbone_train_command_is_the_documented_recipe(bench, tmp_path):
     mod = bench("fa_vs_backbone")
     args = mod.argparse.Namespace(subjects=8, steps=600, patch=48, device="cpu", threads=1)
