@@ -362,6 +362,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--fanet", action="store_true", help="also compare chi with the shipped fanet-qsm"
     )
     args = parser.parse_args(argv)
+    if args.first_seed < 0:
+        parser.error(f"--first-seed: expected a non-negative integer, got {args.first_seed}")
     params = GREParams() if args.snr is None else GREParams(snr=tuple(args.snr))
     network = None
     if args.fanet:

@@ -149,6 +149,20 @@ def test_smv_cost_runs_on_a_coarse_head(bench, capsys):
     assert "| 8 mm | (23, 27, 23) | 1 |" in capsys.readouterr().out
 
 
+def test_smv_cost_rejects_bad_arguments(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench("smv_cost").main(["--voxel", "0"])
+    assert "expected --voxel > 0 and --threads >= 1, got 0.0, 1" in capsys.readouterr().err
+
+
+def test_fa_vs_backbone_loo_seed_must_be_an_integer(bench, monkeypatch, capsys):
+    mod = bench("fa_vs_backbone")
+    monkeypatch.setattr(mod.sys, "argv", ["fa_vs_backbone.py", "--loo", "one", "a.json", "b.json"])
+    with pytest.raises(SystemExit):
+        mod.main()
+    assert "--loo: expected SEED (an integer) WITH_JSON WITHOUT_JSON" in capsys.readouterr().err
+
+
 def test_fa_vs_backbone_train_command_is_the_documented_recipe(bench, tmp_path):
     mod = bench("fa_vs_backbone")
     args = mod.argparse.Namespace(subjects=8, steps=600, patch=48, device="cpu", threads=1)

@@ -32,3 +32,12 @@ def test_phase_chain_benchmark_runs_on_a_coarse_subject(monkeypatch, tmp_path, c
     for name, row in saved[0]["chi"].items():  # full chain against the local-field path
         assert math.isfinite(row["chain"]) and math.isfinite(row["local_field"]), name
     assert phase_chain.main([*argv, "--first-seed", "10000"])[0]["seed"] == 10000
+
+
+def test_phase_chain_benchmark_rejects_a_negative_seed(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import phase_chain
+
+    with pytest.raises(SystemExit):
+        phase_chain.main(["--first-seed", "-1"])
+    assert "--first-seed: expected a non-negative integer, got -1" in capsys.readouterr().err

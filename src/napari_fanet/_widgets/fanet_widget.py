@@ -154,8 +154,8 @@ class FANetWidget(TaskInputs):
             "field through spherical means instead of to the background-removed local field. It "
             "keeps the part of the local field that background removal loses: on simulated "
             "validation heads, chi NRMSE 1.7 points lower at typical noise and 6.6 with low "
-            "noise. Off: fit the local field, as for a local-field input. Costs about 15 s per "
-            "2 mm brain on one core.",
+            "noise. Off: fit the local field, as for a local-field input. Costs about 13 s per "
+            "2 mm head and 3 min per 1 mm head on one core.",
         )
         self.phase_fields = [
             self.phase, self.magnitude, self.te, self.b0_tesla, self.unwrap, self.bfr,
