@@ -72,6 +72,7 @@ from napari_fanet.physics.phase_chain import STEPS, PhaseChainSettings, run_phas
 from napari_fanet.physics.unwrap import wrap
 from napari_fanet.simulation import simulate_qsm_subject
 from napari_fanet.simulation.gre_phase import GREParams, simulate_gre_phase
+from napari_fanet.simulation.qsm_chain import store_phase_as_integers
 
 METHODS = (
     ("laplacian", "vsharp"),
@@ -232,7 +233,7 @@ def run_subject(seed: int, voxel: float, pdf_iter: int, params: GREParams, netwo
     start = time.perf_counter()
     gre = simulate_gre_phase(simulate_qsm_subject(seed, voxel, noise=False), seed, params=params)
     sim_s = time.perf_counter() - start
-    stored = np.clip(np.round(gre.phase * 4096 / math.pi), -4096, 4095).astype(np.int16)
+    stored = store_phase_as_integers(gre.phase)
     truth, brain = gre.local_field_ppm, gre.mask
     rows = {}
     for unwrap, background in METHODS:

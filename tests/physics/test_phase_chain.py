@@ -14,6 +14,7 @@ from napari_fanet.physics.phase_chain import (
     PhaseChainSettings,
     run_phase_chain,
 )
+from napari_fanet.simulation.qsm_chain import store_phase_as_integers
 
 N = 32
 GRID = np.indices((N, N, N), dtype=float) - (N - 1) / 2
@@ -46,7 +47,7 @@ def acquisition(seed=0, noise=0.003):
     signal = signal + noise * (
         rng.standard_normal(signal.shape) + 1j * rng.standard_normal(signal.shape)
     )
-    stored = np.clip(np.round(np.angle(signal) * 4096 / math.pi), -4096, 4095).astype(np.int16)
+    stored = store_phase_as_integers(np.angle(signal))
     return stored, np.abs(signal), local
 
 

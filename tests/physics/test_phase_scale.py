@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from napari_fanet.physics.phase_scale import detect_phase_scaling, phase_to_radians
+from napari_fanet.simulation.qsm_chain import store_phase_as_integers
 
 RNG = np.random.default_rng(0)
 TRUE = RNG.uniform(-math.pi, math.pi, size=(12, 10, 8, 3))  # radians, full cycle
 
 
 def _signed12(phase):
-    return np.clip(np.round(phase * 4096 / math.pi), -4096, 4095).astype(np.int16)
+    return store_phase_as_integers(phase)
 
 
 def _unsigned12(phase):

@@ -71,7 +71,7 @@ def test_the_registry_holds_one_task_per_stored_name():
                 "primary_metric": ("nrmse", False),
                 "role_names": ("local field", "brain mask"),
                 "grid_role": "local field",
-                "families": ("phantom", "fullrange"),
+                "families": ("phantom", "fullrange", "chain"),
                 "prediction_options": ("b0_dir", "data_consistency", "dc_lambda"),
                 "output": "chi",
                 "phase_input": True,
@@ -113,5 +113,5 @@ def test_task_of_subject():
 
 def test_check_family_names_the_simulator_task():
     assert SEGMENTATION.check_family("randomised") == "randomised"
-    with pytest.raises(ValueError, match=r"family must be one of phantom, fullrange for task qsm"):
+    with pytest.raises(ValueError, match=r"family must be one of phantom, fullrange, chain for task qsm"):
         QSM.check_family("randomised")

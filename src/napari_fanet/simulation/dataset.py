@@ -32,8 +32,9 @@ TASKS = ("qsm", "ms")
 #: Generator families per task: ``phantom`` (the original phantoms); for MS, the
 #: domain-randomised ``randomised`` family (:mod:`.ms_randomised`); for QSM, the ``fullrange``
 #: training family (:data:`.qsm_families.FULL_RANGE`: extra sources over the whole physical
-#: range of susceptibility, B0 tilts up to 30 degrees).
-FAMILIES = {"qsm": ("phantom", "fullrange"), "ms": ("phantom", "randomised")}
+#: range of susceptibility, B0 tilts up to 30 degrees) and the ``chain`` family (:mod:`.qsm_chain`:
+#: full-range phantoms whose local field is the phase chain's estimate from simulated GRE phase).
+FAMILIES = {"qsm": ("phantom", "fullrange", "chain"), "ms": ("phantom", "randomised")}
 #: First subject seed of each split; subject ``i`` of a dataset made with ``seed`` uses
 #: ``seed + i``, so splits stay disjoint for datasets of up to 10 000 subjects.
 SPLIT_SEEDS = {"train": 0, "val": 10_000, "test": 20_000, "sample": 90_000}
@@ -113,12 +114,19 @@ def _qsm_fullrange(seed: int, voxel_size, noise: bool) -> QSMSubject:
     return simulate_qsm_subject(seed, voxel_size, noise=noise, params=FULL_RANGE)
 
 
+def _qsm_chain(seed: int, voxel_size, noise: bool) -> QSMSubject:
+    from napari_fanet.simulation.qsm_chain import simulate_chain_qsm_subject
+
+    return simulate_chain_qsm_subject(seed, voxel_size, noise=noise)
+
+
 #: The generator of each (task, family) of :data:`FAMILIES`.
 _GENERATORS = {
     ("ms", "phantom"): _ms_phantom,
     ("ms", "randomised"): _ms_randomised,
     ("qsm", "phantom"): _qsm_phantom,
     ("qsm", "fullrange"): _qsm_fullrange,
+    ("qsm", "chain"): _qsm_chain,
 }
 
 

@@ -33,7 +33,10 @@ def simulated_seg_subject(
 def simulated_qsm_subject(
     seed: int, voxel_size: Sequence[float], *, family: str = "phantom"
 ) -> QSMSubject:
-    """One simulated QSM subject (``family``: ``"phantom"`` or ``"fullrange"``) from ``seed``."""
+    """One simulated QSM subject from ``seed``.
+
+    ``family``: ``"phantom"``, ``"fullrange"`` or ``"chain"`` (``simulation.dataset.FAMILIES``).
+    """
     from napari_fanet.simulation.dataset import simulate_subject
 
     s = simulate_subject("qsm", seed, tuple(voxel_size), family=family)
