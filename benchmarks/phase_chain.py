@@ -44,6 +44,7 @@ Usage::
     PYTHONPATH=src python benchmarks/phase_chain.py --subjects 1 --voxel 3 --json out.json
     PYTHONPATH=src python benchmarks/phase_chain.py --snr 200 400   # less noise
     PYTHONPATH=src python benchmarks/phase_chain.py --subjects 2 --fanet   # chi with FA-Net too
+    PYTHONPATH=src python benchmarks/phase_chain.py --fanet --model run/best.pt --chi-only
 """
 
 from __future__ import annotations
@@ -228,13 +229,30 @@ def chi_comparison(gre, stored: np.ndarray, pdf_iter: int, network=None) -> dict
     return out
 
 
-def run_subject(seed: int, voxel: float, pdf_iter: int, params: GREParams, network=None) -> dict:
-    """All methods on one simulated subject."""
+def run_subject(
+    seed: int,
+    voxel: float,
+    pdf_iter: int,
+    params: GREParams,
+    network=None,
+    *,
+    chi_only: bool = False,
+) -> dict:
+    """All methods on one simulated subject (``chi_only``: only the chi comparison)."""
     start = time.perf_counter()
     gre = simulate_gre_phase(simulate_qsm_subject(seed, voxel, noise=False), seed, params=params)
     sim_s = time.perf_counter() - start
     stored = store_phase_as_integers(gre.phase)
     truth, brain = gre.local_field_ppm, gre.mask
+    if chi_only:
+        return {
+            "seed": seed,
+            "shape": list(brain.shape),
+            "simulation_s": sim_s,
+            "local_field_std_ppm": float(truth[brain].std()),
+            "background_range_ppm": float(np.ptp(gre.background_field_ppm[brain])),
+            "chi": chi_comparison(gre, stored, pdf_iter, network),
+        }
     rows = {}
     for unwrap, background in METHODS:
         settings = PhaseChainSettings(
@@ -280,7 +298,9 @@ def _mean_sd(values: list[float]) -> str:
 
 
 def summarise(subjects: list[dict]) -> str:
-    """Markdown tables of accuracy and timings."""
+    """Markdown tables of accuracy and timings (only the chi table for ``--chi-only`` runs)."""
+    if "methods" not in subjects[0]:
+        return "\n".join([*chi_table(subjects), "", subjects_line(subjects)])
     lines = [
         "| method | NRMSE (%) | NRMSE demeaned (%) | mask Dice | "
         + " | ".join(f"{s} (s)" for s in STEPS)
@@ -307,8 +327,26 @@ def summarise(subjects: list[dict]) -> str:
             f"| {name} | {_mean_sd([r['nrmse'] for r in rows])} | "
             f"{statistics.mean(r['seconds'] for r in rows):.2f} |"
         )
+    lines += ["", *chi_table(subjects)]
     lines += [
         "",
+        "| step (default chain, one ingredient at a time) | local field NRMSE (%) | "
+        "chi NRMSE CFL2 (%) | chi NRMSE TKD (%) |",
+        "|---|---|---|---|",
+    ]
+    for row in STEP_ROWS:
+        rows = [s["steps"][row] for s in subjects]
+        lines.append(
+            f"| {row} | {_mean_sd([r['local_field'] for r in rows])} | "
+            f"{_mean_sd([r['cfl2'] for r in rows])} | {_mean_sd([r['tkd'] for r in rows])} |"
+        )
+    lines += ["", subjects_line(subjects)]
+    return "\n".join(lines)
+
+
+def chi_table(subjects: list[dict]) -> list[str]:
+    """Lines of the chi table: full chain against the local-field path, per inversion."""
+    lines = [
         "| inversion | chi NRMSE full chain (%) | chi NRMSE local-field path (%) | "
         "local-field path + same noise (%) | chain total (s) | inversion (s) |",
         "|---|---|---|---|---|---|",
@@ -322,27 +360,18 @@ def summarise(subjects: list[dict]) -> str:
             f"{statistics.mean(r['chain_s'] for r in rows):.2f} | "
             f"{statistics.mean(r['timings_s']['inversion'] for r in rows):.2f} |"
         )
-    lines += [
-        "",
-        "| step (default chain, one ingredient at a time) | local field NRMSE (%) | "
-        "chi NRMSE CFL2 (%) | chi NRMSE TKD (%) |",
-        "|---|---|---|---|",
-    ]
-    for row in STEP_ROWS:
-        rows = [s["steps"][row] for s in subjects]
-        lines.append(
-            f"| {row} | {_mean_sd([r['local_field'] for r in rows])} | "
-            f"{_mean_sd([r['cfl2'] for r in rows])} | {_mean_sd([r['tkd'] for r in rows])} |"
-        )
+    return lines
+
+
+def subjects_line(subjects: list[dict]) -> str:
+    """The line describing the subjects: seeds, grid, field strengths."""
     stds = [s["local_field_std_ppm"] for s in subjects]
     ranges = [s["background_range_ppm"] for s in subjects]
-    lines += [
-        "",
+    return (
         f"subjects: seeds {[s['seed'] for s in subjects]}, grid {subjects[0]['shape']}; "
         f"true local field std {statistics.mean(stds):.4f} ppm, background range in the brain "
-        f"{statistics.mean(ranges):.2f} ppm",
-    ]
-    return "\n".join(lines)
+        f"{statistics.mean(ranges):.2f} ppm"
+    )
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -362,6 +391,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--fanet", action="store_true", help="also compare chi with the shipped fanet-qsm"
     )
+    parser.add_argument(
+        "--model", default="fanet-qsm", metavar="NAME_OR_PATH",
+        help="with --fanet: the network (a shipped model's name or a checkpoint file; default "
+        "fanet-qsm)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--chi-only", action="store_true",
+        help="only the chi table (skip the per-method field rows, the oracle and the steps)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.first_seed < 0:
         parser.error(f"--first-seed: expected a non-negative integer, got {args.first_seed}")
@@ -370,11 +408,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.fanet:
         from napari_fanet.engine.predict import load_model
 
-        network = load_model("fanet-qsm")
-    subjects = [
-        run_subject(args.first_seed + i, args.voxel, args.pdf_iter, params, network)
-        for i in range(args.subjects)
-    ]
+        try:
+            network = load_model(args.model)
+        except (FileNotFoundError, ValueError) as exc:
+            parser.error(f"--model: {exc}")
+    subjects = []
+    for i in range(args.subjects):
+        seed = args.first_seed + i
+        subject = run_subject(
+            seed, args.voxel, args.pdf_iter, params, network, chi_only=args.chi_only
+        )
+        subjects.append(subject)
     print(summarise(subjects))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

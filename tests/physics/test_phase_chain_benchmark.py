@@ -41,3 +41,28 @@ def test_phase_chain_benchmark_rejects_a_negative_seed(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         phase_chain.main(["--first-seed", "-1"])
     assert "--first-seed: expected a non-negative integer, got -1" in capsys.readouterr().err
+
+
+def test_phase_chain_benchmark_chi_only_with_a_checkpoint(monkeypatch, tmp_path, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import phase_chain
+    from napari_fanet.engine.predict import shipped_weights
+
+    weights = str(shipped_weights()["fanet-qsm"])
+    argv = ["--subjects", "1", "--voxel", "8", "--fanet", "--model", weights, "--chi-only"]
+    subjects = phase_chain.main(argv)
+    table = capsys.readouterr().out
+    assert "chi NRMSE full chain" in table and "oracle" not in table
+    assert "methods" not in subjects[0] and "steps" not in subjects[0]
+    assert set(subjects[0]["chi"]) == {"cfl2", "tkd", "fanet", "fanet-cg"}
+    for name, row in subjects[0]["chi"].items():
+        assert math.isfinite(row["chain"]) and math.isfinite(row["local_field_noise"]), name
+
+
+def test_phase_chain_benchmark_rejects_a_missing_model(monkeypatch, tmp_path, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import phase_chain
+
+    with pytest.raises(SystemExit):
+        phase_chain.main(["--fanet", "--model", str(tmp_path / "none.pt")])
+    assert "--model: no checkpoint file" in capsys.readouterr().err

@@ -113,5 +113,6 @@ def test_task_of_subject():
 
 def test_check_family_names_the_simulator_task():
     assert SEGMENTATION.check_family("randomised") == "randomised"
-    with pytest.raises(ValueError, match=r"family must be one of phantom, fullrange, chain for task qsm"):
+    expected = r"family must be one of phantom, fullrange, chain for task qsm"
+    with pytest.raises(ValueError, match=expected):
         QSM.check_family("randomised")
