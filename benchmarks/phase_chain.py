@@ -244,15 +244,16 @@ def run_subject(
     sim_s = time.perf_counter() - start
     stored = store_phase_as_integers(gre.phase)
     truth, brain = gre.local_field_ppm, gre.mask
+    out = {
+        "seed": seed,
+        "shape": list(brain.shape),
+        "simulation_s": sim_s,
+        "local_field_std_ppm": float(truth[brain].std()),
+        "background_range_ppm": float(np.ptp(gre.background_field_ppm[brain])),
+        "chi": chi_comparison(gre, stored, pdf_iter, network),
+    }
     if chi_only:
-        return {
-            "seed": seed,
-            "shape": list(brain.shape),
-            "simulation_s": sim_s,
-            "local_field_std_ppm": float(truth[brain].std()),
-            "background_range_ppm": float(np.ptp(gre.background_field_ppm[brain])),
-            "chi": chi_comparison(gre, stored, pdf_iter, network),
-        }
+        return out
     rows = {}
     for unwrap, background in METHODS:
         settings = PhaseChainSettings(
@@ -280,14 +281,9 @@ def run_subject(
             "seconds": time.perf_counter() - start,
         }
     return {
-        "seed": seed,
-        "shape": list(brain.shape),
-        "simulation_s": sim_s,
-        "local_field_std_ppm": float(truth[brain].std()),
-        "background_range_ppm": float(np.ptp(gre.background_field_ppm[brain])),
+        **out,
         "methods": rows,
         "oracle": oracle,
-        "chi": chi_comparison(gre, stored, pdf_iter, network),
         "steps": step_contributions(gre, stored, pdf_iter),
     }
 
