@@ -21,11 +21,12 @@ Reported per method (unwrapping x background removal), mean and standard deviati
   against the **local-field path** (the same inversion of the true, noise-free local field in
   the true mask, as ``qsm --field`` runs it) and against the local-field path given the same
   acquisition noise (``+ noise`` below), all scored in the chain's ``local_mask`` and the true
-  mask; inversions CFL2 and TKD at their tuned defaults, plus the shipped ``fanet-qsm`` with
-  ``--fanet`` (slow on CPU: it runs on a 2 mm grid), both with the phase path's default data
-  consistency, on the total field (``fanet``: ``--data-consistency smv``), and with the
-  local-field path's, on the chain's local field (``fanet-cg``, which shares ``fanet``'s
-  local-field path rows).
+  mask; inversions CFL2 and TKD at their tuned defaults, plus FA-Net with ``--fanet`` (slow on
+  CPU: it runs on a 2 mm grid) as the product runs it: the chain with ``--model`` (default the
+  shipped ``fanet-qsm-phase``), the local-field path with ``--local-model`` (default the shipped
+  ``fanet-qsm``); the chain both with the phase path's default data consistency, on the total
+  field (``fanet``: ``--data-consistency smv``), and with the local-field path's, on the chain's
+  local field (``fanet-cg``, which shares ``fanet``'s local-field path rows).
 - ``steps``: what each step adds to the chi NRMSE (CFL2 and TKD), one ingredient at a time,
   every row scored in the same voxels (the intersection of all rows' masks with the true mask):
 
@@ -74,6 +75,7 @@ from napari_fanet.physics.unwrap import wrap
 from napari_fanet.simulation import simulate_qsm_subject
 from napari_fanet.simulation.gre_phase import GREParams, simulate_gre_phase
 from napari_fanet.simulation.qsm_chain import store_phase_as_integers
+from napari_fanet.tasks import QSM
 
 METHODS = (
     ("laplacian", "vsharp"),
@@ -195,9 +197,13 @@ def step_contributions(gre, stored: np.ndarray, pdf_iter: int) -> dict:
 LOCAL_PATH_KEYS = ("local_field", "local_field_noise", "local_field_s")
 
 
-def chi_comparison(gre, stored: np.ndarray, pdf_iter: int, network=None) -> dict:
+def chi_comparison(
+    gre, stored: np.ndarray, pdf_iter: int, network=None, local_network=None
+) -> dict:
     """Chi NRMSE of the full chain against the local-field path (noise-free and with the same
-    acquisition noise), per inversion."""
+    acquisition noise), per inversion; FA-Net's chain runs ``network``, its local-field path
+    ``local_network`` (default: ``network``)."""
+    local_network = local_network or network
     world = array_to_world_direction(gre.b0_dir, gre.affine)
     settings = PhaseChainSettings(b0_tesla=gre.b0_tesla, pdf_max_iter=pdf_iter)
     noisy = noisy_field_perfect_unwrap(gre, gre.mask)
@@ -221,9 +227,9 @@ def chi_comparison(gre, stored: np.ndarray, pdf_iter: int, network=None) -> dict
             out[method].update({k: out["fanet"][k] for k in LOCAL_PATH_KEYS})
             continue
         start = time.perf_counter()
-        direct = local_field_inversion(method, gre, world, network)
+        direct = local_field_inversion(method, gre, world, local_network)
         out[method]["local_field_s"] = time.perf_counter() - start
-        noisy_chi = local_field_inversion(method, gre, world, network, field=with_noise)
+        noisy_chi = local_field_inversion(method, gre, world, local_network, field=with_noise)
         out[method]["local_field"] = nrmse(direct, gre.chi, m, demean=True)
         out[method]["local_field_noise"] = nrmse(noisy_chi, gre.chi, m, demean=True)
     return out
@@ -237,8 +243,12 @@ def run_subject(
     network=None,
     *,
     chi_only: bool = False,
+    local_network=None,
 ) -> dict:
-    """All methods on one simulated subject (``chi_only``: only the chi comparison)."""
+    """All methods on one simulated subject (``chi_only``: only the chi comparison).
+
+    FA-Net's chain runs ``network``, its local-field path ``local_network`` (default the same).
+    """
     start = time.perf_counter()
     gre = simulate_gre_phase(simulate_qsm_subject(seed, voxel, noise=False), seed, params=params)
     sim_s = time.perf_counter() - start
@@ -250,7 +260,7 @@ def run_subject(
         "simulation_s": sim_s,
         "local_field_std_ppm": float(truth[brain].std()),
         "background_range_ppm": float(np.ptp(gre.background_field_ppm[brain])),
-        "chi": chi_comparison(gre, stored, pdf_iter, network),
+        "chi": chi_comparison(gre, stored, pdf_iter, network, local_network),
     }
     if chi_only:
         return out
@@ -385,12 +395,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help=f"first subject seed (default {FIRST_SEED}, the test split; 10000: validation)",
     )  # fmt: skip
     parser.add_argument(
-        "--fanet", action="store_true", help="also compare chi with the shipped fanet-qsm"
+        "--fanet",
+        action="store_true",
+        help="also compare chi with FA-Net (--model and --local-model)",
     )
     parser.add_argument(
-        "--model", default="fanet-qsm", metavar="NAME_OR_PATH",
-        help="with --fanet: the network (a shipped model's name or a checkpoint file; default "
-        "fanet-qsm)",
+        "--model", default=QSM.default_phase_model, metavar="NAME_OR_PATH",
+        help="with --fanet: the network of the full chain (a shipped model's name or a "
+        f"checkpoint file; default {QSM.default_phase_model}, as qsm --phase runs)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--local-model", default=QSM.default_model, metavar="NAME_OR_PATH",
+        help="with --fanet: the network of the local-field path (default "
+        f"{QSM.default_model}, as qsm --field runs)",
     )  # fmt: skip
     parser.add_argument(
         "--chi-only", action="store_true",
@@ -400,7 +417,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.first_seed < 0:
         parser.error(f"--first-seed: expected a non-negative integer, got {args.first_seed}")
     params = GREParams() if args.snr is None else GREParams(snr=tuple(args.snr))
-    network = None
+    network = local_network = None
     if args.fanet:
         from napari_fanet.engine.predict import load_model
 
@@ -408,12 +425,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
             network = load_model(args.model)
         except (FileNotFoundError, ValueError) as exc:
             parser.error(f"--model: {exc}")
+        try:
+            local_network = load_model(args.local_model)
+        except (FileNotFoundError, ValueError) as exc:
+            parser.error(f"--local-model: {exc}")
     subjects = []
     for i in range(args.subjects):
         seed = args.first_seed + i
         subject = run_subject(
-            seed, args.voxel, args.pdf_iter, params, network, chi_only=args.chi_only
-        )
+            seed, args.voxel, args.pdf_iter, params, network,
+            chi_only=args.chi_only, local_network=local_network,
+        )  # fmt: skip
         subjects.append(subject)
     print(summarise(subjects))
     if args.json:

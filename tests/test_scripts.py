@@ -63,3 +63,28 @@ def test_record_shipped_outputs_refuses_an_unknown_model(capsys):
     assert record.main(["fanet-nothing"]) == 2
     err = capsys.readouterr().err
     assert "expected shipped model names [" in err and "got ['fanet-nothing']" in err
+
+
+def test_export_weights_renames_the_model(tmp_path, capsys):
+    from napari_fanet.models import build_model, load_checkpoint, save_checkpoint
+
+    export = _load("export_weights")
+    source = tmp_path / "run" / "best.pt"
+    source.parent.mkdir()
+    save_checkpoint(source, build_model("fanet-qsm", features=(4, 4, 4, 4, 8)), epoch=7)
+    target = tmp_path / "weights" / "fanet-qsm-phase.pt"
+    assert export.main([str(source), str(target), "--name", "fanet-qsm-phase"]) == 0
+    model, ckpt = load_checkpoint(target)
+    assert model.config.name == "fanet-qsm-phase" and ckpt["epoch"] == 7
+    assert "fanet-qsm-phase.pt" in capsys.readouterr().out
+
+
+def test_export_weights_refuses_a_missing_source_and_an_empty_name(tmp_path, capsys):
+    export = _load("export_weights")
+    with pytest.raises(SystemExit):
+        export.main([str(tmp_path / "none.pt"), str(tmp_path / "out.pt")])
+    assert "none.pt" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        export.main([str(tmp_path / "none.pt"), str(tmp_path / "out.pt"), "--name", " "])
+    assert "--name: expected a non-empty model name, got ' '" in capsys.readouterr().err
+    assert not (tmp_path / "out.pt").exists()

@@ -86,7 +86,9 @@ def test_widget_runs_qsm_from_phase_and_adds_the_chain_maps(
     w = FANetWidget(viewer)
     viewer.window.add_dock_widget(w)
     w.task.value = "QSM reconstruction"
+    assert w.model.value == "fanet-qsm"
     w.qsm_input.value = QSM_INPUTS[1]
+    assert w.model.value == "fanet-qsm-phase"  # the phase path's shipped network
     assert not w.phase.native.isHidden() and w.field.native.isHidden()  # shown / hidden
     assert w.phase.value == "GRE phase" and w.magnitude.value == "GRE magnitude"
     w.te.value = "4, 8"
@@ -105,14 +107,18 @@ def test_widget_runs_qsm_from_phase_and_adds_the_chain_maps(
     w.data_consistency.value = True
     w.run_button.clicked.emit()
     qtbot.waitUntil(lambda: w._worker is None, timeout=180_000)
-    chi = viewer.layers["susceptibility (fanet-qsm, ppm)"]
-    maps = ("total field (fanet-qsm, Hz)", "local field (fanet-qsm, ppm)")
-    for name in (*maps, "brain mask (fanet-qsm)"):
+    chi = viewer.layers["susceptibility (fanet-qsm-phase, ppm)"]
+    maps = ("total field (fanet-qsm-phase, Hz)", "local field (fanet-qsm-phase, ppm)")
+    for name in (*maps, "brain mask (fanet-qsm-phase)"):
         layer = viewer.layers[name]
         assert layer.data.shape == phase.shape[1:] and tuple(layer.scale) == SCALE
     assert chi.data.shape == phase.shape[1:] and np.isfinite(chi.data).all()
-    inside = viewer.layers["brain mask (fanet-qsm)"].data > 0
+    inside = viewer.layers["brain mask (fanet-qsm-phase)"].data > 0
     assert inside.any() and np.abs(chi.data[inside]).max() < 1.0
-    assert np.abs(viewer.layers["total field (fanet-qsm, Hz)"].data).max() < 125
+    assert np.abs(viewer.layers["total field (fanet-qsm-phase, Hz)"].data).max() < 125
     w.qsm_input.value = QSM_INPUTS[0]  # a local field has no total field: back to "cg"
     assert w.total_field_dc.native.isHidden() and w.build_request().data_consistency == "cg"
+    assert w.model.value == "fanet-qsm"  # and the local-field path's network
+    w.model.value = "qsmnet"  # a model the user picked stays picked
+    w.qsm_input.value = QSM_INPUTS[1]
+    assert w.model.value == "qsmnet"

@@ -231,7 +231,8 @@ def test_qsm_fields_and_a_new_model(widgets, tmp_path):
     w.task.value = "QSM reconstruction"
     shown = {n: not getattr(w, n).native.isHidden() for n in ("chi", "annotation", "mask", "t1")}
     assert shown == {"chi": True, "annotation": False, "mask": True, "t1": False}
-    assert set(w.model.choices) == {"fanet-qsm", "qsmnet", "(new model, random weights)"}
+    expected = {"fanet-qsm", "fanet-qsm-phase", "qsmnet", "(new model, random weights)"}
+    assert set(w.model.choices) == expected
     assert w.model.value == "fanet-qsm" and w.lr.value == 1e-4  # fine-tuning a shipped model
     w.model.value = "(new model, random weights)"
     assert w.lr.value == 1e-3

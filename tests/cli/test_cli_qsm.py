@@ -129,3 +129,12 @@ def test_no_data_consistency_and_a_method_are_exclusive(case, tmp_path, capsys):
     argv = qsm_argv(case, tmp_path / "o", "--no-data-consistency", "--data-consistency", "kspace")
     assert main(argv) == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_field_path_defaults_to_fanet_qsm(case, tmp_path, capsys):
+    """Without ``--model`` a local field runs ``fanet-qsm`` (``--phase`` runs fanet-qsm-phase)."""
+    argv = qsm_argv(case, tmp_path / "o", "--b0-dir", "0", "0.3", "1")
+    i = argv.index("--model")
+    del argv[i : i + 2]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "fanet-qsm"

@@ -152,7 +152,7 @@ def test_real_gre_patch_runs_end_to_end_with_fanet(tmp_path, capsys):
     ]  # fmt: skip
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["method"] == "fanet" and summary["model"] == "fanet-qsm"
+    assert summary["method"] == "fanet" and summary["model"] == "fanet-qsm-phase"
     assert "0.00367" in summary["phase_scaling"]
     affine = nib.load(REAL / "phase.nii.gz").affine
     for name in NAMES:
@@ -260,12 +260,18 @@ def test_core_call_matches_the_local_field_path_on_the_chain_output(gre):
 
 
 def test_fanet_matches_the_total_field_by_default_through_the_cli(gre, case, tmp_path, capsys):
-    """``--phase`` defaults to ``--data-consistency smv``; ``cg`` is still there."""
-    for extra, method in (((), "smv"), (("--data-consistency", "cg"), "cg")):
+    """``--phase`` defaults to ``fanet-qsm-phase`` and ``--data-consistency smv``; ``cg`` and
+    any ``--model`` are still there."""
+    runs = (
+        ((), "smv", "fanet-qsm-phase"),
+        (("--data-consistency", "cg", "--model", "fanet-qsm"), "cg", "fanet-qsm"),
+    )
+    for extra, method, model in runs:
         out = tmp_path / method
         assert main([*phase_argv(case, out, *extra), "--b0-dir", *world_b0(gre)]) == 0
         summary = json.loads(capsys.readouterr().out)
-        assert f"Dipole inversion: fanet-qsm, data consistency {method}." in summary["messages"]
+        assert summary["model"] == model
+        assert f"Dipole inversion: {model}, data consistency {method}." in summary["messages"]
         chi, inside = load(out, "chi"), load(out, "brain_mask") > 0
         assert np.isfinite(chi).all() and (chi[~inside] == 0).all() and chi[inside].std() > 0
 

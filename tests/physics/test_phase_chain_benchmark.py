@@ -50,6 +50,7 @@ def test_phase_chain_benchmark_chi_only_with_a_checkpoint(monkeypatch, tmp_path,
 
     weights = str(shipped_weights()["fanet-qsm"])
     argv = ["--subjects", "1", "--voxel", "8", "--fanet", "--model", weights, "--chi-only"]
+    argv += ["--local-model", "fanet-qsm"]
     subjects = phase_chain.main(argv)
     table = capsys.readouterr().out
     assert "chi NRMSE full chain" in table and "oracle" not in table
@@ -66,3 +67,6 @@ def test_phase_chain_benchmark_rejects_a_missing_model(monkeypatch, tmp_path, ca
     with pytest.raises(SystemExit):
         phase_chain.main(["--fanet", "--model", str(tmp_path / "none.pt")])
     assert "--model: no checkpoint file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        phase_chain.main(["--fanet", "--local-model", str(tmp_path / "none.pt")])
+    assert "--local-model: no checkpoint file" in capsys.readouterr().err

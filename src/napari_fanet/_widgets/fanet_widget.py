@@ -123,7 +123,8 @@ class FANetWidget(TaskInputs):
             choices=list(QSM_INPUTS),
             tooltip="Local field (ppm), or multi-echo GRE phase and magnitude: scaled to "
             "radians, masked, unwrapped, fitted over echoes (Hz) and background-removed (ppm) "
-            "before the network.",
+            "before the network. The model follows: fanet-qsm for a local field, "
+            "fanet-qsm-phase (trained on simulated phase through this chain) for phase.",
         )
         self.phase = layer_picker(
             v,
@@ -236,6 +237,20 @@ class FANetWidget(TaskInputs):
         for w in self.phase_fields:
             w.visible = self.phase_mode
         self.field.visible = "local field" in task.role_names and not self.phase_mode
+        self._select_default_model()
+
+    def _select_default_model(self) -> None:
+        """Switch between the task's two shipped defaults (local field, phase) with the input.
+
+        A model the user picked that is neither default is kept.
+        """
+        task = self.current_task
+        defaults = (task.default_model, task.default_phase_model)
+        if not task.phase_input or self.model.value not in defaults:
+            return
+        wanted = defaults[1] if self.phase_mode else defaults[0]
+        if wanted in self.model.choices:
+            self.model.value = wanted
 
     def roles(self) -> dict[str, Any]:
         """Input role -> layer picker; phase mode: phase, magnitude and the optional mask."""

@@ -37,12 +37,17 @@ BATCH_HELP = (
 OVERWRITE_HELP = "with --batch: run again the subjects whose outputs already exist"
 
 
-def add_common(parser: argparse.ArgumentParser, default_model: str) -> None:
-    """Model, device, tiling and output arguments shared by ``segment`` and ``qsm``."""
+def add_common(
+    parser: argparse.ArgumentParser, default_model: str | None, model_help: str | None = None
+) -> None:
+    """Model, device, tiling and output arguments shared by ``segment`` and ``qsm``.
+
+    ``default_model`` None: the command picks the model after parsing (``model_help`` says how).
+    """
     parser.add_argument(
         "--model",
         default=default_model,
-        help=f"shipped model name or checkpoint file (default {default_model})",
+        help=model_help or f"shipped model name or checkpoint file (default {default_model})",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
@@ -287,7 +292,12 @@ def add_qsm_arguments(parser: argparse.ArgumentParser) -> None:
         "(a number > 0; default auto: estimated for each volume from the field's noise and the "
         "network's residual)",
     )
-    add_common(parser, "fanet-qsm")
+    add_common(
+        parser,
+        None,
+        "shipped model name or checkpoint file (default fanet-qsm for --field, fanet-qsm-phase "
+        "for --phase: fanet-qsm fine-tuned on simulated phase through this chain)",
+    )
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 
@@ -302,6 +312,11 @@ def run_qsm(args: argparse.Namespace) -> int:
     from napari_fanet.cli.qsm_phase import check_field_arguments, run_qsm_phase
 
     check_overwrite(args)
+    if args.model is None:
+        from napari_fanet.tasks import QSM
+
+        phase = args.phase is not None
+        args.model = QSM.default_phase_model if phase else QSM.default_model
     if args.phase is not None:
         return run_qsm_phase(args)
     if args.data_consistency == "smv":

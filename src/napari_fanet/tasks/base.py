@@ -59,6 +59,8 @@ class Task(ABC):
         The prediction output an evaluation scores (``"mask"``, ``"chi"``).
     phase_input : bool
         Whether the task can also start from multi-echo phase (:data:`~.roles.PHASE_ROLES`).
+    default_phase_model : str or None
+        The shipped model used from phase when none is named (``phase_input`` tasks).
     """
 
     name: str
@@ -74,6 +76,7 @@ class Task(ABC):
     ablations: dict[str, dict[str, Any]]
     output: str
     phase_input: bool = False
+    default_phase_model: str | None = None
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"

@@ -91,6 +91,10 @@ class QSMTask(Task):
     }
     output = "chi"
     phase_input = True
+    #: ``fanet-qsm`` fine-tuned on the ``chain`` family (simulated phase through the phase
+    #: chain), with folded attention at 1/4 resolution too; the local-field path keeps
+    #: ``default_model``.
+    default_phase_model = "fanet-qsm-phase"
 
     # ------------------------------------------------------------------ inputs
     def check_inputs(self, arrays: Mapping[str, Any], checkpoint: dict) -> None:
