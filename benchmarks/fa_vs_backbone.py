@@ -14,6 +14,9 @@ interrupted study resumes.
 ablation on real patients from two ``napari-fanet evaluate --data`` reports per seed: the runs
 with the attention under test and the same recipe without it (see
 ``benchmarks/results/fa_ablation_loo.md``). Nothing is trained or evaluated then.
+``--simulated SEED evaluation.json WITH WITHOUT`` (repeated) does the same for simulated test
+subjects, from one ``napari-fanet evaluate --task ms`` report that scored both arms of every seed
+(``benchmarks/results/fa_ablation_sim.md``).
 """
 
 from __future__ import annotations
@@ -145,22 +148,41 @@ def _loo_means(path: Path) -> dict[tuple[str, str], dict[str, float]]:
     }
 
 
-def loo_report(pairs: list[tuple[int, Path, Path]]) -> str:
+def _simulated_means(path: Path, method: str) -> dict[tuple[str, str], dict[str, float]]:
+    """``{("simulated", case): {"dice", "lf1"}}`` of one method of an ``evaluate`` report."""
+    try:
+        report = json.loads(Path(path).read_text())
+        rows, cases = report["per_subject"][method], report["test_cases"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(
+            f"--simulated: expected an 'evaluate --task ms' evaluation.json with a method "
+            f"{method!r}, got {path} ({type(exc).__name__}: {exc})"
+        ) from exc
+    return {
+        ("simulated", case): {"dice": r["dice"], "lf1": r["lf1"]}
+        for case, r in zip(cases, rows, strict=True)
+    }
+
+
+def paired_report(title: str, seeds: list[tuple[int, dict, dict]]) -> str:
     """Markdown: per seed and input mode, mean Dice and L-F1 with and without, and the paired
-    (same seed, mode and patient) differences, then the mean and sd over seeds."""
+    (same seed, mode and case) differences, then the mean and sd over seeds.
+
+    ``seeds``: ``(seed, with_means, without_means)``, each means ``{(mode, case): {"dice",
+    "lf1"}}``.
+    """
     lines = [
-        f"## Leave-one-out ablation on the real patients: {len(pairs)} seed(s)",
+        f"## {title}: {len(seeds)} seed(s)",
         "",
         "| mode | seed | Dice with | Dice without | difference | L-F1 with | L-F1 without "
         "| difference |",
         "|---|---|---|---|---|---|---|---|",
     ]
     per_seed: dict[str, dict[str, list[float]]] = {}
-    for seed, with_path, without_path in pairs:
-        with_, without = _loo_means(with_path), _loo_means(without_path)
+    for seed, with_, without in seeds:
         if set(with_) != set(without) or not with_:
             raise SystemExit(
-                f"--loo seed {seed}: the two reports must score the same modes and patients, "
+                f"seed {seed}: the two reports must score the same modes and cases, "
                 f"got {sorted(with_)} and {sorted(without)}"
             )
         for mode in dict.fromkeys(m for m, _ in with_):
@@ -180,6 +202,20 @@ def loo_report(pairs: list[tuple[int, Path, Path]]) -> str:
             cells += ["", "", f"{statistics.mean(d):+.3f}{spread}"]
         lines.append(f"| {mode} | mean over seeds | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def loo_report(pairs: list[tuple[int, Path, Path]]) -> str:
+    """The leave-one-out ablation on the real patients from ``evaluate --data`` reports."""
+    seeds = [(seed, _loo_means(a), _loo_means(b)) for seed, a, b in pairs]
+    return paired_report("Leave-one-out ablation on the real patients", seeds)
+
+
+def simulated_report(rows: list[tuple[int, Path, str, str]]) -> str:
+    """The ablation on simulated test subjects: ``(seed, evaluation.json, with, without)``."""
+    seeds = [
+        (seed, _simulated_means(path, a), _simulated_means(path, b)) for seed, path, a, b in rows
+    ]
+    return paired_report("Ablation on the simulated test subjects", seeds)
 
 
 def main() -> None:
@@ -202,7 +238,22 @@ def main() -> None:
         metavar=("SEED", "WITH_JSON", "WITHOUT_JSON"),
         help="report a leave-one-out ablation from evaluate --data reports (repeat per seed)",
     )
+    parser.add_argument(
+        "--simulated",
+        nargs=4,
+        action="append",
+        metavar=("SEED", "JSON", "WITH", "WITHOUT"),
+        help="report an ablation on simulated test subjects from one evaluate report: the "
+        "methods WITH and WITHOUT of that seed (repeat per seed)",
+    )
     args = parser.parse_args()
+    if args.simulated:
+        try:
+            rows = [(int(seed), Path(p), a, b) for seed, p, a, b in args.simulated]
+        except ValueError as exc:
+            parser.error(f"--simulated: expected SEED (an integer) JSON WITH WITHOUT ({exc})")
+        print(simulated_report(rows))
+        return
     if args.loo:
         try:
             pairs = [(int(seed), Path(a), Path(b)) for seed, a, b in args.loo]

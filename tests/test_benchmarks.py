@@ -137,10 +137,34 @@ def test_fa_vs_backbone_loo_report_pairs_seeds_modes_and_patients(bench, tmp_pat
         "| flair | mean over seeds |  |  | -0.025 (sd 0.106) |  |  | -0.012 (sd 0.053) |" in text
     )
     other = _loo_json(tmp_path / "c.json", {"p1": 0.5})
-    with pytest.raises(SystemExit, match="the two reports must score the same modes and patients"):
+    with pytest.raises(SystemExit, match="the two reports must score the same modes and cases"):
         mod.loo_report([(3, pairs[0][1], other)])
     with pytest.raises(SystemExit, match=r"expected an 'evaluate --data' evaluation\.json"):
         mod.loo_report([(3, tmp_path / "missing.json", other)])
+
+
+def test_fa_vs_backbone_simulated_report_pairs_methods_per_seed(bench, tmp_path):
+    mod = bench("fa_vs_backbone")
+    rows = {
+        "a1": [{"dice": 0.5, "lf1": 0.6}, {"dice": 0.3, "lf1": 0.4}],
+        "b1": [{"dice": 0.4, "lf1": 0.6}, {"dice": 0.3, "lf1": 0.2}],
+    }
+    path = tmp_path / "evaluation.json"
+    path.write_text(json.dumps({"per_subject": rows, "test_cases": ["seed-1", "seed-2"]}))
+    text = mod.simulated_report([(1, path, "a1", "b1"), (2, path, "b1", "a1")])
+    assert "| simulated | 1 | 0.400 | 0.350 | +0.050 | 0.500 | 0.400 | +0.100 |" in text
+    assert "| simulated | mean over seeds |  |  | +0.000 (sd 0.071) |" in text
+    with pytest.raises(SystemExit, match="with a method 'c1'"):
+        mod.simulated_report([(1, path, "a1", "c1")])
+
+
+def test_fa_vs_backbone_simulated_seed_must_be_an_integer(bench, monkeypatch, capsys):
+    mod = bench("fa_vs_backbone")
+    argv = ["fa_vs_backbone.py", "--simulated", "one", "e.json", "a", "b"]
+    monkeypatch.setattr(mod.sys, "argv", argv)
+    with pytest.raises(SystemExit):
+        mod.main()
+    assert "--simulated: expected SEED (an integer) JSON WITH WITHOUT" in capsys.readouterr().err
 
 
 def test_smv_cost_runs_on_a_coarse_head(bench, capsys):
