@@ -59,7 +59,7 @@ PHASE_DC_METHODS = (*DC_METHODS, "smv")
 #: The phase path's default, chosen on validation subjects (seeds 10000-10001, 2 mm): FA-Net's
 #: mean chi NRMSE 51.6 % against 53.3 % with ``"cg"`` at the default noise, and 43.4 % against
 #: 50.0 % at SNR 200-400, with ``fanet-qsm``; with ``fanet-qsm-phase`` (the QSM task's
-#: ``default_phase_model``), 48.6 % against 50.0 % and 38.9 % against 48.9 %
+#: ``default_phase_model``), 46.8 % against 48.3 % and 38.1 % against 49.0 %
 #: (``benchmarks/results/phase_chain.md``).
 DEFAULT_PHASE_DC_METHOD = "smv"
 #: CFL2 gradient weight and TKD threshold used by default: the values tuned on validation
