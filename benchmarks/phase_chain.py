@@ -400,9 +400,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="also compare chi with FA-Net (--model and --local-model)",
     )
     parser.add_argument(
-        "--model", default=QSM.default_phase_model, metavar="NAME_OR_PATH",
+        "--model", default=QSM.default_model_for(phase=True), metavar="NAME_OR_PATH",
         help="with --fanet: the network of the full chain (a shipped model's name or a "
-        f"checkpoint file; default {QSM.default_phase_model}, as qsm --phase runs)",
+        f"checkpoint file; default {QSM.default_model_for(phase=True)}, as qsm --phase runs)",
     )  # fmt: skip
     parser.add_argument(
         "--local-model", default=QSM.default_model, metavar="NAME_OR_PATH",

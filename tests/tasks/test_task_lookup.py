@@ -87,7 +87,8 @@ def test_what_each_task_declares(task, attributes):
 def test_the_default_models_are_shipped():
     from napari_fanet.engine.predict import shipped_weights
 
-    assert {t.default_model for t in TASKS.values()} <= set(shipped_weights())
+    defaults = {t.default_model_for(phase=p) for t in TASKS.values() for p in (False, True)}
+    assert defaults <= set(shipped_weights())
 
 
 @pytest.mark.parametrize(
@@ -116,3 +117,11 @@ def test_check_family_names_the_simulator_task():
     expected = r"family must be one of phantom, fullrange, chain for task qsm"
     with pytest.raises(ValueError, match=expected):
         QSM.check_family("randomised")
+
+
+def test_default_model_for_each_input():
+    assert QSM.default_model_for(phase=True) == "fanet-qsm-phase"
+    assert QSM.default_model_for(phase=False) == "fanet-qsm"
+    assert SEGMENTATION.default_model_for(phase=True) == "fanet-seg"  # no phase input
+    assert QSM.is_default_model("fanet-qsm-phase") and QSM.is_default_model("fanet-qsm")
+    assert not QSM.is_default_model("qsmnet") and not SEGMENTATION.is_default_model(None)

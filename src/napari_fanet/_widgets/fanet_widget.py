@@ -245,10 +245,9 @@ class FANetWidget(TaskInputs):
         A model the user picked that is neither default is kept.
         """
         task = self.current_task
-        defaults = (task.default_model, task.default_phase_model)
-        if not task.phase_input or self.model.value not in defaults:
+        if not task.phase_input or not task.is_default_model(self.model.value):
             return
-        wanted = defaults[1] if self.phase_mode else defaults[0]
+        wanted = task.default_model_for(phase=self.phase_mode)
         if wanted in self.model.choices:
             self.model.value = wanted
 

@@ -315,8 +315,7 @@ def run_qsm(args: argparse.Namespace) -> int:
     if args.model is None:
         from napari_fanet.tasks import QSM
 
-        phase = args.phase is not None
-        args.model = QSM.default_phase_model if phase else QSM.default_model
+        args.model = QSM.default_model_for(phase=args.phase is not None)
     if args.phase is not None:
         return run_qsm_phase(args)
     if args.data_consistency == "smv":

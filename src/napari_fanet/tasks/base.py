@@ -82,6 +82,18 @@ class Task(ABC):
         return f"<Task {self.name}>"
 
     # ------------------------------------------------------------------ names and models
+    def default_model_for(self, *, phase: bool) -> str:
+        """The shipped model used when none is named: from phase, or from the usual inputs.
+
+        ``phase=True`` gives :attr:`default_phase_model` where the task has one, else
+        :attr:`default_model`.
+        """
+        return (self.default_phase_model if phase else None) or self.default_model
+
+    def is_default_model(self, name: str | None) -> bool:
+        """Whether ``name`` is one of this task's shipped defaults (either input)."""
+        return name in {self.default_model, self.default_phase_model} - {None}
+
     @property
     def families(self) -> tuple[str, ...]:
         """Simulation families of this task (:data:`napari_fanet.simulation.dataset.FAMILIES`)."""
