@@ -71,3 +71,10 @@ def test_simulate_subject_dispatches_the_chain_family():
     assert subject.meta["family"] == "chain"
     with pytest.raises(ValueError, match="family must be one of phantom, randomised for task ms"):
         simulate_subject("ms", 3, VOX, family="chain")
+
+
+def test_chain_subject_refuses_a_bad_voxel_size():
+    with pytest.raises(
+        ValueError, match=r"voxel_size must be between 0.25 and 10 mm, got \(0, 2, 2\)"
+    ):
+        simulate_chain_qsm_subject(1, (0, 2, 2))
