@@ -415,7 +415,8 @@ class FoldedAttention3d(nn.Module):
             # Z~ = gram_w @ [X; 1] without its bias column, which only adds a constant to
             # each row of the spatial energies (the softmax ignores those):
             # (C+1, C) @ (B, C, N) -> (B, C+1, N)
-            zq = batched_product(gram_w[:, :c].expand(b, -1, -1), xf.mT)
+            # (contiguous: oneDNN reorders a strided weight on every call, about 0.5 ms here)
+            zq = batched_product(gram_w[:, :c].contiguous().expand(b, -1, -1), xf.mT)
             z = zq[:, :c]  # (B, C, N), a view
             q = zq[:, c].view(b, d, h, w)  # (B, D, H, W): column term of every energy
             # (B, C, D, HW) @ (B, C, HW, D) -> (B, C, D, D) -> sum over C -> (B, D, D)
