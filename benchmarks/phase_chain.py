@@ -46,6 +46,7 @@ Usage::
     PYTHONPATH=src python benchmarks/phase_chain.py --snr 200 400   # less noise
     PYTHONPATH=src python benchmarks/phase_chain.py --subjects 2 --fanet   # chi with FA-Net too
     PYTHONPATH=src python benchmarks/phase_chain.py --fanet --model run/best.pt --chi-only
+    PYTHONPATH=src python benchmarks/phase_chain.py --fanet --chi-only --background lbv
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ STEP_ROWS = (
     "+ mask = full chain",
 )
 FIRST_SEED = 20_000
+#: The phase chain's default background removal (``qsm --phase`` without ``--bfr``).
+DEFAULT_BACKGROUND = PhaseChainSettings().background
 
 
 def nrmse(est: np.ndarray, ref: np.ndarray, mask: np.ndarray, *, demean: bool = False) -> float:
@@ -150,10 +153,14 @@ def remove_background(name: str, total: np.ndarray, mask: np.ndarray, gre, pdf_i
     return pdf(total, mask, gre.voxel_size, gre.b0_dir, max_iter=pdf_iter), mask
 
 
-def step_fields(gre, stored: np.ndarray, pdf_iter: int) -> dict:
+def step_fields(
+    gre, stored: np.ndarray, pdf_iter: int, background: str = DEFAULT_BACKGROUND
+) -> dict:
     """The local fields of :data:`STEP_ROWS`: ``{row: (local_ppm, mask)}`` (module docstring)."""
     brain = gre.mask
-    settings = PhaseChainSettings(b0_tesla=gre.b0_tesla, b0_dir=gre.b0_dir, pdf_max_iter=pdf_iter)
+    settings = PhaseChainSettings(
+        b0_tesla=gre.b0_tesla, b0_dir=gre.b0_dir, pdf_max_iter=pdf_iter, background=background
+    )
     method = settings.background
     noisy = noisy_field_perfect_unwrap(gre, brain)
     noise = np.where(brain, noisy - gre.total_field_ppm, 0.0)
@@ -176,9 +183,11 @@ def step_fields(gre, stored: np.ndarray, pdf_iter: int) -> dict:
     }
 
 
-def step_contributions(gre, stored: np.ndarray, pdf_iter: int) -> dict:
+def step_contributions(
+    gre, stored: np.ndarray, pdf_iter: int, background: str = DEFAULT_BACKGROUND
+) -> dict:
     """Chi and local-field NRMSE of each :data:`STEP_ROWS` row, CFL2 and TKD, same voxels."""
-    fields = step_fields(gre, stored, pdf_iter)
+    fields = step_fields(gre, stored, pdf_iter, background)
     score = gre.mask.copy()
     for _, mask in fields.values():
         score &= mask
@@ -198,14 +207,22 @@ LOCAL_PATH_KEYS = ("local_field", "local_field_noise", "local_field_s")
 
 
 def chi_comparison(
-    gre, stored: np.ndarray, pdf_iter: int, network=None, local_network=None
+    gre,
+    stored: np.ndarray,
+    pdf_iter: int,
+    network=None,
+    local_network=None,
+    background: str = DEFAULT_BACKGROUND,
 ) -> dict:
     """Chi NRMSE of the full chain against the local-field path (noise-free and with the same
     acquisition noise), per inversion; FA-Net's chain runs ``network``, its local-field path
-    ``local_network`` (default: ``network``)."""
+    ``local_network`` (default: ``network``); the chain removes the background with
+    ``background``."""
     local_network = local_network or network
     world = array_to_world_direction(gre.b0_dir, gre.affine)
-    settings = PhaseChainSettings(b0_tesla=gre.b0_tesla, pdf_max_iter=pdf_iter)
+    settings = PhaseChainSettings(
+        b0_tesla=gre.b0_tesla, pdf_max_iter=pdf_iter, background=background
+    )
     noisy = noisy_field_perfect_unwrap(gre, gre.mask)
     with_noise = np.where(gre.mask, gre.local_field_ppm + noisy - gre.total_field_ppm, 0.0)
     out = {}
@@ -244,10 +261,12 @@ def run_subject(
     *,
     chi_only: bool = False,
     local_network=None,
+    background: str = DEFAULT_BACKGROUND,
 ) -> dict:
     """All methods on one simulated subject (``chi_only``: only the chi comparison).
 
-    FA-Net's chain runs ``network``, its local-field path ``local_network`` (default the same).
+    FA-Net's chain runs ``network``, its local-field path ``local_network`` (default the same);
+    the chi comparison and the steps use the background removal ``background``.
     """
     start = time.perf_counter()
     gre = simulate_gre_phase(simulate_qsm_subject(seed, voxel, noise=False), seed, params=params)
@@ -260,7 +279,8 @@ def run_subject(
         "simulation_s": sim_s,
         "local_field_std_ppm": float(truth[brain].std()),
         "background_range_ppm": float(np.ptp(gre.background_field_ppm[brain])),
-        "chi": chi_comparison(gre, stored, pdf_iter, network, local_network),
+        "background": background,
+        "chi": chi_comparison(gre, stored, pdf_iter, network, local_network, background),
     }
     if chi_only:
         return out
@@ -294,7 +314,7 @@ def run_subject(
         **out,
         "methods": rows,
         "oracle": oracle,
-        "steps": step_contributions(gre, stored, pdf_iter),
+        "steps": step_contributions(gre, stored, pdf_iter, background),
     }
 
 
@@ -410,6 +430,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"{QSM.default_model}, as qsm --field runs)",
     )  # fmt: skip
     parser.add_argument(
+        "--background", choices=("vsharp", "pdf", "lbv"), default=DEFAULT_BACKGROUND,
+        help="background removal of the chain in the chi comparison and the steps (default "
+        f"{DEFAULT_BACKGROUND}, as qsm --phase runs)",
+    )  # fmt: skip
+    parser.add_argument(
         "--chi-only", action="store_true",
         help="only the chi table (skip the per-method field rows, the oracle and the steps)",
     )  # fmt: skip
@@ -434,7 +459,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         seed = args.first_seed + i
         subject = run_subject(
             seed, args.voxel, args.pdf_iter, params, network,
-            chi_only=args.chi_only, local_network=local_network,
+            chi_only=args.chi_only, local_network=local_network, background=args.background,
         )  # fmt: skip
         subjects.append(subject)
     print(summarise(subjects))

@@ -70,3 +70,20 @@ def test_phase_chain_benchmark_rejects_a_missing_model(monkeypatch, tmp_path, ca
     with pytest.raises(SystemExit):
         phase_chain.main(["--fanet", "--local-model", str(tmp_path / "none.pt")])
     assert "--local-model: no checkpoint file" in capsys.readouterr().err
+
+
+def test_phase_chain_benchmark_background_choice(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import phase_chain
+
+    assert phase_chain.DEFAULT_BACKGROUND == "vsharp"
+    argv = ["--subjects", "1", "--voxel", "8", "--chi-only"]
+    default = phase_chain.main(argv)[0]
+    with_lbv = phase_chain.main([*argv, "--background", "lbv"])[0]
+    assert (default["background"], with_lbv["background"]) == ("vsharp", "lbv")
+    # The local-field path does not depend on the chain's background removal; the chain does.
+    assert with_lbv["chi"]["cfl2"]["chain"] != default["chi"]["cfl2"]["chain"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        phase_chain.main([*argv, "--background", "sharp"])
+    assert "invalid choice: 'sharp'" in capsys.readouterr().err
