@@ -264,3 +264,61 @@ def test_attention_entropy_refuses_a_missing_model(bench, tmp_path, capsys):
     with pytest.raises(SystemExit):
         entropy.main(["--models", str(tmp_path / "none.pt")])
     assert "--models: expected a checkpoint file, got" in capsys.readouterr().err
+
+
+def _ms_case(root, name, lesions, affine):
+    import nibabel as nib
+
+    folder = root / name
+    folder.mkdir(parents=True)
+    flair = np.ones(lesions.shape, dtype=np.float32)
+    nib.save(nib.Nifti1Image(flair, affine), folder / "flair.nii.gz")
+    nib.save(nib.Nifti1Image(lesions.astype(np.uint8), affine), folder / "lesion_mask.nii.gz")
+
+
+def test_ms_postprocessing_tunes_leave_one_out(bench, tmp_path, capsys):
+    import nibabel as nib
+
+    post = bench("ms_postprocessing")
+    affine = np.eye(4)
+    data, maps = tmp_path / "data", tmp_path / "maps"
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(("a", "b", "c")):
+        lesions = np.zeros((24, 24, 24), bool)
+        lesions[4:10, 4:10, 4:10] = True
+        lesions[14 + i : 17 + i, 14:17, 14:17] = True
+        _ms_case(data, name, lesions, affine)
+        # A faint blur of the truth plus a small bright false lesion: a higher smallest lesion helps.
+        probability = np.where(lesions, 0.65, 0.0) + 0.05 * rng.random(lesions.shape)
+        probability[19:21, 1:3, 1:3] = 0.9  # an 8-voxel false lesion
+        (maps / f"{name}-flair").mkdir(parents=True)
+        nib.save(
+            nib.Nifti1Image(probability.astype(np.float32), affine),
+            maps / f"{name}-flair" / "lesion_probability.nii.gz",
+        )
+    out = tmp_path / "post.json"
+    results = post.main(["--data", str(data), "--maps", str(maps), "--modes", "flair"])
+    post.main(["--data", str(data), "--maps", str(maps), "--modes", "flair", "--json", str(out)])
+    assert json.loads(out.read_text()) == results
+    table = capsys.readouterr().out
+    assert "| mean |" in table and "setting chosen on the others" in table
+    for row in results["flair"].values():
+        threshold, smallest = row["setting"]
+        assert threshold < 0.65 and smallest in (10, 20)  # keeps 27 voxels, drops 8
+        assert row["dice"] == pytest.approx(1.0) and row["lf1"] == pytest.approx(1.0)
+        assert row["product_dice"] < 1.0 and row["product_lf1"] < 1.0
+
+
+def test_ms_postprocessing_refuses_missing_maps(bench, tmp_path, capsys):
+    post = bench("ms_postprocessing")
+    lesions = np.zeros((8, 8, 8), bool)
+    lesions[2:5, 2:5, 2:5] = True
+    for name in ("a", "b"):
+        _ms_case(tmp_path / "data", name, lesions, np.eye(4))
+    with pytest.raises(SystemExit):
+        post.main(["--data", str(tmp_path / "data"), "--maps", str(tmp_path), "--modes", "flair"])
+    assert "a-flair/lesion_probability.nii.gz (from napari-fanet segment), not found" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(ValueError, match="at least 2 subjects, got 1"):
+        post.leave_one_out({"a": {}})
