@@ -288,7 +288,7 @@ def test_ms_postprocessing_tunes_leave_one_out(bench, tmp_path, capsys):
         lesions[4:10, 4:10, 4:10] = True
         lesions[14 + i : 17 + i, 14:17, 14:17] = True
         _ms_case(data, name, lesions, affine)
-        # A faint blur of the truth plus a small bright false lesion: a higher smallest lesion helps.
+        # The truth, faint, plus a small bright false lesion: a larger smallest lesion helps.
         probability = np.where(lesions, 0.65, 0.0) + 0.05 * rng.random(lesions.shape)
         probability[19:21, 1:3, 1:3] = 0.9  # an 8-voxel false lesion
         (maps / f"{name}-flair").mkdir(parents=True)

@@ -99,6 +99,9 @@ def test_widget_runs_qsm_from_phase_and_adds_the_chain_maps(
     w.tile.value = 32
     assert w.problems.value == "" and w.run_button.enabled
     assert w.build_request().data_consistency == "smv"  # the phase path's default
+    from napari_fanet.physics.phase_chain import DEFAULT_BACKGROUND
+
+    assert w.bfr.value == DEFAULT_BACKGROUND == w.build_request().phase.background  # LBV
     w.total_field_dc.value = False
     assert w.build_request().data_consistency == "cg"
     w.total_field_dc.value = True

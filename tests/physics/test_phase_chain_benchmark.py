@@ -76,13 +76,13 @@ def test_phase_chain_benchmark_background_choice(monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import phase_chain
 
-    assert phase_chain.DEFAULT_BACKGROUND == "vsharp"
+    assert phase_chain.DEFAULT_BACKGROUND == "lbv"
     argv = ["--subjects", "1", "--voxel", "8", "--chi-only"]
     default = phase_chain.main(argv)[0]
-    with_lbv = phase_chain.main([*argv, "--background", "lbv"])[0]
-    assert (default["background"], with_lbv["background"]) == ("vsharp", "lbv")
+    with_vsharp = phase_chain.main([*argv, "--background", "vsharp"])[0]
+    assert (default["background"], with_vsharp["background"]) == ("lbv", "vsharp")
     # The local-field path does not depend on the chain's background removal; the chain does.
-    assert with_lbv["chi"]["cfl2"]["chain"] != default["chi"]["cfl2"]["chain"]
+    assert with_vsharp["chi"]["cfl2"]["chain"] != default["chi"]["cfl2"]["chain"]
     capsys.readouterr()
     with pytest.raises(SystemExit):
         phase_chain.main([*argv, "--background", "sharp"])

@@ -43,7 +43,7 @@ def test_chain_subject_is_the_phantom_in_the_chains_local_mask(noisy):
     phantom = simulate_qsm_subject(3, VOX, noise=False, params=FULL_RANGE)
     m = noisy.mask
     assert m.dtype == bool and m.shape == phantom.mask.shape
-    # V-SHARP erodes the brain: the local mask is most of it, and inside the head
+    # LBV erodes the brain by a voxel: the local mask is most of it, and inside the head
     assert 0.5 * phantom.mask.sum() < m.sum() <= phantom.mask.sum() * 1.05
     np.testing.assert_array_equal(noisy.chi[m], phantom.chi[m])
     for array in (noisy.chi, noisy.local_field, noisy.magnitude):
@@ -51,7 +51,7 @@ def test_chain_subject_is_the_phantom_in_the_chains_local_mask(noisy):
         assert np.isfinite(array).all()
     assert noisy.affine.tolist() == phantom.affine.tolist()
     assert noisy.b0_dir == phantom.b0_dir
-    assert noisy.meta["family"] == "chain"
+    assert noisy.meta["family"] == "chain" and noisy.meta["background"] == "lbv"
     assert 30.0 <= noisy.meta["acquisition"]["snr"] <= 400.0
     assert set(noisy.meta["chain_s"]) >= {"unwrap", "fit", "remove"}
 
@@ -61,7 +61,7 @@ def test_chain_field_follows_the_true_local_field_and_noise_false_is_cleaner(noi
     both = noisy.mask & clean.mask
     r_noisy = _correlation(noisy.local_field[both], truth[both])
     r_clean = _correlation(clean.local_field[both], truth[both])
-    assert r_clean > 0.7  # V-SHARP's harmonic loss keeps it below 1
+    assert r_clean > 0.7  # the harmonic part background removal loses keeps it below 1
     assert r_clean >= r_noisy - 1e-3
     assert clean.meta["acquisition"]["snr"] == pytest.approx(1.0e4)
 
@@ -69,6 +69,9 @@ def test_chain_field_follows_the_true_local_field_and_noise_false_is_cleaner(noi
 def test_simulate_subject_dispatches_the_chain_family():
     subject = simulate_subject("qsm", 3, VOX, noise=False, family="chain")
     assert subject.meta["family"] == "chain"
+    vsharp = simulate_subject("qsm", 3, VOX, noise=False, family="chain-vsharp")
+    assert (vsharp.meta["family"], vsharp.meta["background"]) == ("chain-vsharp", "vsharp")
+    assert not np.allclose(vsharp.local_field, subject.local_field)  # another estimate
     with pytest.raises(ValueError, match="family must be one of phantom, randomised for task ms"):
         simulate_subject("ms", 3, VOX, family="chain")
 

@@ -71,7 +71,7 @@ def test_the_registry_holds_one_task_per_stored_name():
                 "primary_metric": ("nrmse", False),
                 "role_names": ("local field", "brain mask"),
                 "grid_role": "local field",
-                "families": ("phantom", "fullrange", "chain"),
+                "families": ("phantom", "fullrange", "chain", "chain-vsharp"),
                 "prediction_options": ("b0_dir", "data_consistency", "dc_lambda"),
                 "output": "chi",
                 "phase_input": True,
@@ -114,7 +114,7 @@ def test_task_of_subject():
 
 def test_check_family_names_the_simulator_task():
     assert SEGMENTATION.check_family("randomised") == "randomised"
-    expected = r"family must be one of phantom, fullrange, chain for task qsm"
+    expected = r"family must be one of phantom, fullrange, chain, chain-vsharp for task qsm"
     with pytest.raises(ValueError, match=expected):
         QSM.check_family("randomised")
 

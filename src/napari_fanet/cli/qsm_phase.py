@@ -31,9 +31,11 @@ PHASE_ONLY = (
 MIN_TE_MS = 0.1
 #: Copies of the core's choices and defaults, so that ``--help`` imports neither torch nor the
 #: physics package (a test keeps them equal to ``physics.unwrap.UNWRAP_METHODS``,
-#: ``physics.background.BACKGROUND_METHODS`` and ``engine.phase_qsm``'s).
+#: ``physics.background.BACKGROUND_METHODS``, ``physics.phase_chain.DEFAULT_BACKGROUND`` and
+#: ``engine.phase_qsm``'s).
 UNWRAP_CHOICES = ("laplacian", "quality")
 BFR_CHOICES = ("vsharp", "pdf", "lbv")
+BFR_DEFAULT = "lbv"
 METHOD_CHOICES = ("fanet", "cfl2", "tkd")
 CFL2_LAMBDA = 0.00562
 TKD_THRESHOLD = 0.225
@@ -71,8 +73,9 @@ def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
         "--bfr",
         choices=BFR_CHOICES,
         help=(
-            "background field removal (default vsharp; pdf uses the B0 direction; lbv solves "
-            "the Laplace equation in the mask)"
+            f"background field removal (default {BFR_DEFAULT}: solves the Laplace equation in "
+            "the mask, which it erodes by one voxel; vsharp erodes it by its largest sphere "
+            "radius; pdf uses the B0 direction)"
         ),
     )
     group.add_argument(
@@ -192,7 +195,9 @@ def run_qsm_phase(args: argparse.Namespace) -> int:
         if args.dc_lambda is not None:
             options["dc_lambda"] = args.dc_lambda
     settings = PhaseChainSettings(
-        b0_tesla=args.b0_tesla, unwrap=args.unwrap or "laplacian", background=args.bfr or "vsharp"
+        b0_tesla=args.b0_tesla,
+        unwrap=args.unwrap or "laplacian",
+        background=args.bfr or BFR_DEFAULT,
     )
     progress, close = _stage_progress(args)
     try:

@@ -28,6 +28,7 @@ from napari_fanet.io.formatting import format_numbers
 from napari_fanet.io.layers import LayerVolume
 from napari_fanet.io.nifti import VOXEL_SIZE_RANGE
 from napari_fanet.physics.data_consistency import DEFAULT_DC_LAMBDA
+from napari_fanet.physics.phase_chain import DEFAULT_BACKGROUND
 from napari_fanet.tasks import TASKS, get_task
 from napari_fanet.tasks.roles import PHASE_ROLES as PHASE_ROLES  # re-exported
 
@@ -54,14 +55,14 @@ class PhaseOptions:
         Main field strength in tesla.
     unwrap : {"laplacian", "quality"}
         Spatial unwrapping method.
-    background : {"vsharp", "pdf"}
-        Background field removal method.
+    background : {"lbv", "vsharp", "pdf"}
+        Background field removal method (default the phase chain's, LBV).
     """
 
     te_ms: Sequence[float] | str
     b0_tesla: float = 3.0
     unwrap: str = "laplacian"
-    background: str = "vsharp"
+    background: str = DEFAULT_BACKGROUND
 
     def echo_times_s(self, n_echoes: int) -> np.ndarray:
         """Echo times in seconds for ``n_echoes`` echoes; ValueError says what is wrong."""

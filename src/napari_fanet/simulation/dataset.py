@@ -33,8 +33,13 @@ TASKS = ("qsm", "ms")
 #: domain-randomised ``randomised`` family (:mod:`.ms_randomised`); for QSM, the ``fullrange``
 #: training family (:data:`.qsm_families.FULL_RANGE`: extra sources over the whole physical
 #: range of susceptibility, B0 tilts up to 30 degrees) and the ``chain`` family (:mod:`.qsm_chain`:
-#: full-range phantoms whose local field is the phase chain's estimate from simulated GRE phase).
-FAMILIES = {"qsm": ("phantom", "fullrange", "chain"), "ms": ("phantom", "randomised")}
+#: full-range phantoms whose local field is the phase chain's estimate from simulated GRE phase,
+#: with the chain's default background removal), plus ``chain-vsharp``, the same with V-SHARP
+#: (the default until 2026-12-05, which the first two stages of ``fanet-qsm-phase`` used).
+FAMILIES = {
+    "qsm": ("phantom", "fullrange", "chain", "chain-vsharp"),
+    "ms": ("phantom", "randomised"),
+}
 #: First subject seed of each split; subject ``i`` of a dataset made with ``seed`` uses
 #: ``seed + i``, so splits stay disjoint for datasets of up to 10 000 subjects.
 SPLIT_SEEDS = {"train": 0, "val": 10_000, "test": 20_000, "sample": 90_000}
@@ -120,6 +125,12 @@ def _qsm_chain(seed: int, voxel_size, noise: bool) -> QSMSubject:
     return simulate_chain_qsm_subject(seed, voxel_size, noise=noise)
 
 
+def _qsm_chain_vsharp(seed: int, voxel_size, noise: bool) -> QSMSubject:
+    from napari_fanet.simulation.qsm_chain import simulate_chain_qsm_subject
+
+    return simulate_chain_qsm_subject(seed, voxel_size, noise=noise, background="vsharp")
+
+
 #: The generator of each (task, family) of :data:`FAMILIES`.
 _GENERATORS = {
     ("ms", "phantom"): _ms_phantom,
@@ -127,6 +138,7 @@ _GENERATORS = {
     ("qsm", "phantom"): _qsm_phantom,
     ("qsm", "fullrange"): _qsm_fullrange,
     ("qsm", "chain"): _qsm_chain,
+    ("qsm", "chain-vsharp"): _qsm_chain_vsharp,
 }
 
 

@@ -6,15 +6,16 @@ differs from the truth in two ways a network can learn about:
 
 - acquisition noise after the echo fit, weighted by the magnitude (stronger and more
   structured than the Gaussian field noise of the other families);
-- V-SHARP's errors: the eroded mask, and the part of the local field that is harmonic inside the
-  brain, which V-SHARP removes with the background.
+- the background removal's errors: the eroded mask, and the part of the local field that is
+  harmonic inside the brain, which every background removal takes away with the background.
 
 Each ``chain`` subject is a :data:`.qsm_families.FULL_RANGE` phantom (noise-free), put in a head
 with air cavities and acquired as 3-echo GRE (4, 8, 12 ms at 3 T) by
 :func:`.gre_phase.simulate_gre_phase`, with a first-echo SNR drawn from :data:`CHAIN_SNR`. The
 phase is stored as signed 12-bit integers as a scanner writes it, and
 :func:`napari_fanet.physics.phase_chain.run_phase_chain` runs with its defaults (scale detection,
-Otsu mask, Laplacian unwrapping, echo fit, V-SHARP). The subject's ``local_field`` and ``mask``
+Otsu mask, Laplacian unwrapping, echo fit, LBV; ``background="vsharp"`` for the
+``chain-vsharp`` family). The subject's ``local_field`` and ``mask``
 are the chain's local field and local mask; its ``chi`` is the true susceptibility in that mask.
 """
 
@@ -45,7 +46,7 @@ def store_phase_as_integers(phase: np.ndarray) -> np.ndarray:
 
 
 def simulate_chain_qsm_subject(
-    seed: int, voxel_size: Sequence[float], *, noise: bool = True
+    seed: int, voxel_size: Sequence[float], *, noise: bool = True, background: str | None = None
 ) -> QSMSubject:
     """One ``chain`` subject (module docstring) from ``seed``.
 
@@ -58,6 +59,9 @@ def simulate_chain_qsm_subject(
     noise : bool
         False: the acquisition SNR is :data:`NOISE_FREE_SNR` instead of a draw from
         :data:`CHAIN_SNR`.
+    background : {"lbv", "vsharp", "pdf"}, optional
+        The chain's background removal; default the chain's
+        (:data:`napari_fanet.physics.phase_chain.DEFAULT_BACKGROUND`).
 
     Returns
     -------
@@ -75,12 +79,20 @@ def simulate_chain_qsm_subject(
     snr = CHAIN_SNR if noise else (NOISE_FREE_SNR, NOISE_FREE_SNR)
     gre = simulate_gre_phase(phantom, seed, params=GREParams(snr=snr))
     settings = PhaseChainSettings(b0_tesla=gre.b0_tesla, b0_dir=gre.b0_dir)
+    if background is not None:
+        settings = replace(settings, background=background)
     chain = run_phase_chain(
         store_phase_as_integers(gre.phase), gre.echo_times_s, gre.voxel_size,
         magnitude=gre.magnitude, settings=settings,
     )  # fmt: skip
     mask = np.asarray(chain.local_mask, dtype=bool)
-    meta = dict(phantom.meta, family="chain", acquisition=gre.meta, chain_s=chain.timings_s)
+    meta = dict(
+        phantom.meta,
+        family="chain" if background is None else f"chain-{background}",
+        background=settings.background,
+        acquisition=gre.meta,
+        chain_s=chain.timings_s,
+    )
     return replace(
         phantom,
         chi=np.where(mask, phantom.chi, 0.0).astype(np.float32),

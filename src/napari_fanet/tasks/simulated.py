@@ -35,7 +35,8 @@ def simulated_qsm_subject(
 ) -> QSMSubject:
     """One simulated QSM subject from ``seed``.
 
-    ``family``: ``"phantom"``, ``"fullrange"`` or ``"chain"`` (``simulation.dataset.FAMILIES``).
+    ``family``: ``"phantom"``, ``"fullrange"``, ``"chain"`` or ``"chain-vsharp"``
+    (``simulation.dataset.FAMILIES``).
     """
     from napari_fanet.simulation.dataset import simulate_subject
 
