@@ -147,7 +147,7 @@ class FANetWidget(TaskInputs):
             choices=["lbv", "vsharp", "pdf"],
             value="lbv",  # the phase chain's default (a test keeps them equal)
             tooltip="LBV (default: Laplace equation in the mask, erodes it by one voxel), "
-            "V-SHARP (erodes the mask by its largest sphere) or PDF (uses the B0 direction).",
+            "V-SHARP (erodes the mask by its smallest sphere) or PDF (uses the B0 direction).",
         )
         self.total_field_dc = CheckBox(
             text="Match the total field (SMV)",

@@ -74,7 +74,7 @@ def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
         choices=BFR_CHOICES,
         help=(
             f"background field removal (default {BFR_DEFAULT}: solves the Laplace equation in "
-            "the mask, which it erodes by one voxel; vsharp erodes it by its largest sphere "
+            "the mask, which it erodes by one voxel; vsharp erodes it by its smallest sphere "
             "radius; pdf uses the B0 direction)"
         ),
     )

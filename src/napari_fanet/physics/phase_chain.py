@@ -17,8 +17,8 @@ remove     LBV (:mod:`.lbv`, default), V-SHARP or PDF (:mod:`.background`) ppm o
 
 LBV is the default background removal since 2026-12-05: on simulated validation heads it gave
 the phase path a lower chi NRMSE than V-SHARP with every network tried (``benchmarks/README.md``,
-``phase_chain.py``), erodes the mask by one voxel instead of V-SHARP's largest radius, and is
-4-7x faster.
+``phase_chain.py``), erodes the mask by one voxel (V-SHARP: by its smallest radius, at least
+one voxel and 1 mm), and is 4-7x faster.
 
 The mask comes before unwrapping (the issue lists it after the fit) because both unwrapping
 methods and the noise estimate are better restricted to the brain; it only needs magnitude.
