@@ -322,3 +322,27 @@ def test_ms_postprocessing_refuses_missing_maps(bench, tmp_path, capsys):
     )
     with pytest.raises(ValueError, match="at least 2 subjects, got 1"):
         post.leave_one_out({"a": {}})
+
+
+def test_ms_postprocessing_refuses_a_map_on_another_grid(bench, tmp_path, capsys):
+    import nibabel as nib
+
+    post = bench("ms_postprocessing")
+    lesions = np.zeros((8, 8, 8), bool)
+    lesions[2:5, 2:5, 2:5] = True
+    for name in ("a", "b"):
+        _ms_case(tmp_path / "data", name, lesions, np.eye(4))
+        (tmp_path / "maps" / f"{name}-flair").mkdir(parents=True)
+        nib.save(
+            nib.Nifti1Image(np.zeros((8, 8, 6), np.float32), np.eye(4)),
+            tmp_path / "maps" / f"{name}-flair" / "lesion_probability.nii.gz",
+        )
+    argv = ["--data", str(tmp_path / "data"), "--maps", str(tmp_path / "maps")]
+    with pytest.raises(SystemExit):
+        post.main([*argv, "--modes", "flair"])
+    assert "has shape (8, 8, 6), expected (8, 8, 8) (the reference of a)" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        post.main(["--data", str(tmp_path / "none"), "--maps", str(tmp_path / "maps")])
+    assert "--data: data folder not found:" in capsys.readouterr().err
