@@ -309,12 +309,17 @@ def test_ms_postprocessing_tunes_leave_one_out(bench, tmp_path, capsys):
         assert row["product_dice"] < 1.0 and row["product_lf1"] < 1.0
 
 
-def test_ms_postprocessing_refuses_missing_maps(bench, tmp_path, capsys):
-    post = bench("ms_postprocessing")
+def _two_small_cases(root):
+    """Subjects ``a`` and ``b`` under ``root``: an (8, 8, 8) FLAIR and one 27-voxel lesion."""
     lesions = np.zeros((8, 8, 8), bool)
     lesions[2:5, 2:5, 2:5] = True
     for name in ("a", "b"):
-        _ms_case(tmp_path / "data", name, lesions, np.eye(4))
+        _ms_case(root, name, lesions, np.eye(4))
+
+
+def test_ms_postprocessing_refuses_missing_maps(bench, tmp_path, capsys):
+    post = bench("ms_postprocessing")
+    _two_small_cases(tmp_path / "data")
     with pytest.raises(SystemExit):
         post.main(["--data", str(tmp_path / "data"), "--maps", str(tmp_path), "--modes", "flair"])
     assert "a-flair/lesion_probability.nii.gz (from napari-fanet segment), not found" in (
@@ -328,10 +333,8 @@ def test_ms_postprocessing_refuses_a_map_on_another_grid(bench, tmp_path, capsys
     import nibabel as nib
 
     post = bench("ms_postprocessing")
-    lesions = np.zeros((8, 8, 8), bool)
-    lesions[2:5, 2:5, 2:5] = True
+    _two_small_cases(tmp_path / "data")
     for name in ("a", "b"):
-        _ms_case(tmp_path / "data", name, lesions, np.eye(4))
         (tmp_path / "maps" / f"{name}-flair").mkdir(parents=True)
         nib.save(
             nib.Nifti1Image(np.zeros((8, 8, 6), np.float32), np.eye(4)),

@@ -81,3 +81,8 @@ def test_chain_subject_refuses_a_bad_voxel_size():
         ValueError, match=r"voxel_size must be between 0.25 and 10 mm, got \(0, 2, 2\)"
     ):
         simulate_chain_qsm_subject(1, (0, 2, 2))
+
+
+def test_chain_subject_refuses_an_unknown_background_removal():
+    with pytest.raises(ValueError, match=r"background must be one of .*got 'sharp'"):
+        simulate_chain_qsm_subject(1, VOX, background="sharp")

@@ -75,12 +75,13 @@ def simulate_chain_qsm_subject(
     from napari_fanet.simulation.gre_phase import GREParams, simulate_gre_phase
     from napari_fanet.simulation.qsm_families import FULL_RANGE
 
+    # The chain's options, checked before the (slow) simulation; B0 comes from the acquisition.
+    chain_options = {} if background is None else {"background": background}
+    PhaseChainSettings(**chain_options)
     phantom = simulate_qsm_subject(seed, voxel_size, noise=False, params=FULL_RANGE)
     snr = CHAIN_SNR if noise else (NOISE_FREE_SNR, NOISE_FREE_SNR)
     gre = simulate_gre_phase(phantom, seed, params=GREParams(snr=snr))
-    settings = PhaseChainSettings(b0_tesla=gre.b0_tesla, b0_dir=gre.b0_dir)
-    if background is not None:
-        settings = replace(settings, background=background)
+    settings = PhaseChainSettings(b0_tesla=gre.b0_tesla, b0_dir=gre.b0_dir, **chain_options)
     chain = run_phase_chain(
         store_phase_as_integers(gre.phase), gre.echo_times_s, gre.voxel_size,
         magnitude=gre.magnitude, settings=settings,
