@@ -84,6 +84,55 @@ def test_large_loads_make_confluent_periventricular_lesions() -> None:
     assert largest > 15.0  # one big connected lesion
 
 
+def _confluent_only(seed: int = 11, **confluent):
+    """A subject whose whole load is one confluent lesion, at 2 mm, and its meta."""
+    params = _quiet(
+        load_ml=(40.0, 40.0), p_confluent=1.0, confluent_fraction=(1.0, 1.0), **confluent
+    )
+    return simulate_randomised_ms_subject(seed, 2.0, params=params, noise=False)
+
+
+def _flair_over_wm(s, region: np.ndarray) -> float:
+    wm = (s.wm_prob > 0.95) & ~ndimage.binary_dilation(s.lesion_mask, iterations=4)
+    return float(np.median(s.flair[region]) / np.median(s.flair[wm]))
+
+
+def test_confluent_lesions_range_from_faint_to_severe() -> None:
+    faint = _confluent_only(confluent_severity=(0.0, 0.0), confluent_fade=(0.0, 0.0))
+    severe = _confluent_only(confluent_severity=(1.0, 1.0), confluent_fade=(0.0, 0.0))
+    assert faint.meta["confluent"]["severity_at_wall"] == 0.0
+    core = ndimage.binary_erosion(faint.lesion_mask)
+    assert 1.0 < _flair_over_wm(faint, core) < _flair_over_wm(severe, core)
+
+
+def test_confluent_lesions_fade_from_the_ventricle_outwards() -> None:
+    def wall_minus_edge(fade: float) -> float:
+        s = _confluent_only(confluent_severity=(1.0, 1.0), confluent_fade=(fade, fade))
+        lesion = s.lesion_mask
+        csf = s.brain_mask & (s.flair < 0.6 * np.median(s.flair[s.brain_mask]))  # dark
+        inner = lesion & ndimage.binary_dilation(csf, iterations=1)  # at the ventricle wall
+        outer = lesion & ~ndimage.binary_erosion(lesion, iterations=1) & ~inner  # at the edge
+        assert inner.sum() > 20 and outer.sum() > 20
+        return _flair_over_wm(s, inner) - _flair_over_wm(s, outer)
+
+    # partial volume alone makes the edge a little darker; the fade adds to that
+    assert wall_minus_edge(0.7) > wall_minus_edge(0.0) + 0.04
+
+
+def test_a_wide_confluent_edge_leaves_a_faint_unlabelled_rim() -> None:
+    sharp = _confluent_only(confluent_severity=(1.0, 1.0), confluent_edge_mm=(0.5, 0.5))
+    soft = _confluent_only(confluent_severity=(1.0, 1.0), confluent_edge_mm=(6.0, 6.0))
+    assert soft.meta["confluent"]["edge_mm"] == 6.0
+    for s in (sharp, soft):  # the label keeps the drawn volume either way
+        assert s.meta["confluent_ml"] == pytest.approx(sharp.meta["confluent_ml"], rel=0.15)
+
+    def rim(s):
+        ring = ndimage.binary_dilation(s.lesion_mask, iterations=1) & ~s.lesion_mask
+        return _flair_over_wm(s, ring & (s.wm_prob > 0.5))
+
+    assert rim(soft) > rim(sharp) + 0.03
+
+
 def test_every_site_hosts_lesions_down_to_3_mm() -> None:
     params = _quiet(load_ml=(2.0, 2.0), site_weights=(1, 1, 1, 1), volume_median_mm3=30.0)
     s = simulate_randomised_ms_subject(5, 2.0, params=params, noise=False)
@@ -113,6 +162,9 @@ def test_bad_params_are_refused(kwargs, match) -> None:
         ({"load_ml": (0.0, 1.0)}, "load_ml"),
         ({"site_weights": (0.0, 0.0, 0.0, 0.0)}, "site_weights"),
         ({"confluent_fraction": (0.8, 0.2)}, "confluent_fraction"),
+        ({"confluent_severity": (0.5, 1.5)}, "confluent_severity"),
+        ({"confluent_fade": (0.9, 0.1)}, "confluent_fade"),
+        ({"confluent_edge_mm": (0.0, 2.0)}, "confluent_edge_mm"),
     ],
 )
 def test_bad_lesion_params_are_refused(kwargs, match) -> None:

@@ -4,15 +4,20 @@ Per subject a total lesion load is drawn (log-uniform, 0.1 to 80 mL by default).
 part of it is usually one confluent periventricular lesion (:func:`confluent_lesion`): the
 white matter around the lateral ventricles whose distance to them, stretched by a smooth random
 field, is below a cut chosen so that the region has the drawn volume; it is patchy and fingers
-outwards like real confluent lesions. The rest is discrete lesions (:func:`blob_lesion`): the
-union of one to five ellipsoids whose radius is perturbed by smooth noise and thresholded, at
-periventricular (long axis away from the ventricle: Dawson's fingers), juxtacortical, deep white
-matter and infratentorial (brainstem, cerebellar white matter) sites, from 3 mm across up to a
-few mL. Lesions are confined to white matter (juxtacortical ones may reach into the cortex) and
-never enter CSF.
+outwards like real confluent lesions. Its contrast ranges from faint to severe, is strongest at
+the ventricle wall and fades outwards, and its edge is soft over 1-4 mm, so a faint unlabelled
+rim surrounds it and its label boundary lies inside an intensity gradient (generator version 3;
+before, confluent lesions were moderate to severe, uniform and sharp-edged).
+
+The rest is discrete lesions (:func:`blob_lesion`): the union of one to five ellipsoids whose
+radius is perturbed by smooth noise and thresholded, at periventricular (long axis away from
+the ventricle: Dawson's fingers), juxtacortical, deep white matter and infratentorial
+(brainstem, cerebellar white matter) sites, from 3 mm across up to a few mL. Lesions are
+confined to white matter (juxtacortical ones may reach into the cortex) and never enter CSF.
 
 A lesion is a partial-volume weight ``w`` in [0, 1] on the subject grid; the lesion mask is
-``w >= 0.5``. Each lesion also gets a severity in [0, 1] that sets its contrast.
+``w >= 0.5``. Each lesion also gets a severity in [0, 1] that sets its contrast (a map, for the
+confluent lesion).
 """
 
 from __future__ import annotations
@@ -54,6 +59,18 @@ class LesionLoadParams:
         ...with this probability...
     confluent_fraction : tuple of float
         ...taking this fraction of the load (uniform).
+    confluent_severity : tuple of float
+        Severity of a confluent lesion at the ventricle wall (uniform): 0 is the subject's
+        faintest lesion contrast, 1 its most severe. Confluent periventricular lesions are often
+        faint, so the range starts at 0.
+    confluent_fade : tuple of float
+        Fraction of that severity lost from the ventricle wall to the lesion's outer edge
+        (uniform): real confluent lesions are brightest next to the ventricle and fade outwards.
+    confluent_edge_mm : tuple of float
+        Width (mm, uniform) over which a confluent lesion's partial-volume weight falls from 1 to
+        0 across its edge. The label is where the weight is at least 0.5, so a wide edge leaves a
+        faint unlabelled rim around the lesion ("dirty-appearing" white matter) and a boundary
+        inside an intensity gradient, as raters draw it.
     """
 
     load_ml: tuple[float, float] = (0.1, 80.0)
@@ -66,6 +83,9 @@ class LesionLoadParams:
     confluent_min_ml: float = 4.0
     p_confluent: float = 0.8
     confluent_fraction: tuple[float, float] = (0.3, 0.85)
+    confluent_severity: tuple[float, float] = (0.0, 1.0)
+    confluent_fade: tuple[float, float] = (0.0, 0.7)
+    confluent_edge_mm: tuple[float, float] = (1.0, 4.0)
 
     def __post_init__(self) -> None:
         lo, hi = self.load_ml
@@ -81,6 +101,12 @@ class LesionLoadParams:
             <= self.confluent_fraction[0]
             <= self.confluent_fraction[1]
             <= 1,
+            "confluent_severity": 0
+            <= self.confluent_severity[0]
+            <= self.confluent_severity[1]
+            <= 1,
+            "confluent_fade": 0 <= self.confluent_fade[0] <= self.confluent_fade[1] <= 1,
+            "confluent_edge_mm": 0 < self.confluent_edge_mm[0] <= self.confluent_edge_mm[1],
         }
         for name, ok in checks.items():
             if not ok:
@@ -231,13 +257,14 @@ def confluent_lesion(
     vent_dist: np.ndarray,
     allowed: np.ndarray,
     voxel_size: np.ndarray,
-) -> tuple[tuple[slice, ...], np.ndarray]:
+    edge_mm: float = 1.0,
+) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
     """A confluent periventricular lesion of about ``volume_mm3`` (patchy, finger-like).
 
     The score ``vent_dist * exp(-0.6 n1) + n2`` (``n1``, ``n2`` smooth noise of about 12 and
     3 mm) is cut at the value that leaves the wanted volume among periventricular voxels
-    (within 25 mm of the ventricles, ``allowed > 0.5``); the weight falls off over 1 mm across
-    the cut.
+    (within 25 mm of the ventricles, ``allowed > 0.5``); the weight falls from 1 to 0 over
+    ``edge_mm`` across the cut (0.5 at the cut, so the label keeps the wanted volume).
 
     Parameters
     ----------
@@ -251,6 +278,8 @@ def confluent_lesion(
         ``(X, Y, Z)`` in [0, 1]: where a lesion may be (white matter, not CSF).
     voxel_size : np.ndarray
         ``(3,)`` mm.
+    edge_mm : float
+        Width of the weight's fall-off across the lesion's edge (mm of score, about mm).
 
     Returns
     -------
@@ -258,10 +287,14 @@ def confluent_lesion(
         Region of the grid the lesion lies in.
     weight : np.ndarray
         Partial-volume weight inside ``box``.
+    depth : np.ndarray
+        In [0, 1] inside ``box``: 0 at the ventricle wall, 1 at the lesion's edge (the score
+        over the cut), for a contrast that fades outwards.
     """
     near = vent_dist < 25.0
+    empty = np.zeros((0, 0, 0), np.float32)
     if not near.any():
-        return (slice(0, 0),) * 3, np.zeros((0, 0, 0), np.float32)
+        return (slice(0, 0),) * 3, empty, empty
     idx = np.argwhere(near)
     box = tuple(slice(int(a), int(b) + 1) for a, b in zip(idx.min(0), idx.max(0), strict=True))
     d, ok = vent_dist[box], allowed[box]
@@ -274,11 +307,12 @@ def confluent_lesion(
     values = score[candidates]
     n_want = round(volume_mm3 / float(np.prod(voxel_size)))
     if values.size == 0 or n_want < 1:
-        return box, np.zeros(shape, np.float32)
+        return box, np.zeros(shape, np.float32), np.zeros(shape, np.float32)
     n_want = min(n_want, values.size - 1)
     cut = float(np.partition(values, n_want)[n_want])
-    weight = np.clip(0.5 + (cut - score) / 1.0, 0.0, 1.0) * (d > 0)
-    return box, weight.astype(np.float32)
+    weight = np.clip(0.5 + (cut - score) / edge_mm, 0.0, 1.0) * (d > 0)
+    depth = np.clip(score / cut, 0.0, 1.0) if cut > 0 else np.zeros(shape)
+    return box, weight.astype(np.float32), depth.astype(np.float32)
 
 
 def draw_lesions(
@@ -332,20 +366,31 @@ def draw_lesions(
     with_cortex = np.clip(wm + 0.7 * gm, 0.0, 1.0) * tissue
 
     def add(box, w, s) -> float:
-        """Add a lesion; returns the lesion volume (mm^3) it adds."""
+        """Add a lesion (``s``: its severity, a number or an array like ``w``).
+
+        Returns the lesion volume (mm^3) it adds.
+        """
         before = int(np.count_nonzero(weight[box] >= 0.5))
         new = w > weight[box]
-        severity[box][new] = s
+        severity[box][new] = s[new] if np.ndim(s) else s
         weight[box] = np.maximum(weight[box], w)
         return (int(np.count_nonzero(weight[box] >= 0.5)) - before) * voxel_mm3
 
     info: dict = {"load_target_ml": round(load_mm3 / 1000.0, 3), "confluent_ml": 0.0}
     if load_mm3 >= 1000.0 * p.confluent_min_ml and rng.random() < p.p_confluent:
         part = load_mm3 * rng.uniform(*p.confluent_fraction)
-        box, w = confluent_lesion(rng, part, vent_dist, wm_only, vox)
+        edge = float(rng.uniform(*p.confluent_edge_mm))
+        box, w, depth = confluent_lesion(rng, part, vent_dist, wm_only, vox, edge_mm=edge)
         w = w * (wm_only[box] >= 0.5)
-        added = add(box, w, float(rng.uniform(0.3, 1.0))) if w.size else 0.0
+        wall = float(rng.uniform(*p.confluent_severity))
+        fade = float(rng.uniform(*p.confluent_fade))
+        added = add(box, w, wall * (1.0 - fade * depth)) if w.size else 0.0
         info["confluent_ml"] = round(added / 1000.0, 3)
+        info["confluent"] = {
+            "severity_at_wall": round(wall, 3),
+            "fade": round(fade, 3),
+            "edge_mm": round(edge, 2),
+        }
     weights = np.asarray(p.site_weights, dtype=float)
     weights *= np.array([pools[s][0].shape[0] > 0 for s in LESION_SITES], dtype=float)
     lesions: list[dict] = []

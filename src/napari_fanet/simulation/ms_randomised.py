@@ -47,7 +47,8 @@ from napari_fanet.simulation.template import check_voxel_size, mni_grid
 FAMILY = "randomised"
 #: Bumped whenever a default range changes, so datasets made before can be told apart
 #: (``meta.json`` ``generator_version``). 2: FLAIR lesion contrast matched to real scans.
-GENERATOR_VERSION = 2
+#: 3: confluent lesions from faint to severe, fading outwards, with a soft edge.
+GENERATOR_VERSION = 3
 STREAMS = ("anatomy", "contrast", "lesions", "caps", "texture", "t1", "t2", "flair")
 CHANNELS = ("t1", "t2", "flair")
 CLASSES = ("wm", "cgm", "dgm", "csf")
