@@ -133,6 +133,18 @@ def test_a_wide_confluent_edge_leaves_a_faint_unlabelled_rim() -> None:
     assert rim(soft) > rim(sharp) + 0.03
 
 
+def test_version_2_keeps_uniform_sharp_confluent_lesions_and_says_so() -> None:
+    from napari_fanet.simulation.dataset import simulate_subject
+
+    v2 = simulate_subject("ms", 11, VOX, noise=False, family="randomised-v2")
+    v3 = simulate_subject("ms", 11, VOX, noise=False, family="randomised")
+    assert (v2.meta["generator_version"], v3.meta["generator_version"]) == (2, 3)
+    assert "confluent" not in v2.meta  # one severity, a 1 mm edge: nothing more was drawn
+    # the anatomy and the contrasts are drawn from other streams: the same in both versions
+    assert v2.meta["contrast"] == v3.meta["contrast"]
+    assert np.array_equal(v2.brain_mask, v3.brain_mask)
+
+
 def test_every_site_hosts_lesions_down_to_3_mm() -> None:
     params = _quiet(load_ml=(2.0, 2.0), site_weights=(1, 1, 1, 1), volume_median_mm3=30.0)
     s = simulate_randomised_ms_subject(5, 2.0, params=params, noise=False)
@@ -165,6 +177,7 @@ def test_bad_params_are_refused(kwargs, match) -> None:
         ({"confluent_severity": (0.5, 1.5)}, "confluent_severity"),
         ({"confluent_fade": (0.9, 0.1)}, "confluent_fade"),
         ({"confluent_edge_mm": (0.0, 2.0)}, "confluent_edge_mm"),
+        ({"confluent_style": "sharp"}, "confluent_style"),
     ],
 )
 def test_bad_lesion_params_are_refused(kwargs, match) -> None:

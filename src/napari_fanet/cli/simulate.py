@@ -51,12 +51,13 @@ def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--family",
-        choices=("phantom", "randomised", "fullrange", "chain", "chain-vsharp"),
+        choices=("phantom", "randomised", "randomised-v2", "fullrange", "chain", "chain-vsharp"),
         default="phantom",
         help="generator family: phantom (default); for --task ms, randomised "
         "(domain-randomised contrast, lesion load 0.1-80 mL, scanner artefacts; use "
-        "--voxel-size 1 1 1); for --task qsm, fullrange, chain or chain-vsharp (see "
-        "napari-fanet train --help)",
+        "--voxel-size 1 1 1) or randomised-v2 (its generator version 2: uniform, sharp-edged "
+        "confluent lesions; reproduces older datasets); for --task qsm, fullrange, chain or "
+        "chain-vsharp (see napari-fanet train --help)",
     )
     parser.add_argument(
         "--no-noise", action="store_true", help="noise-free data (for tests and debugging)"

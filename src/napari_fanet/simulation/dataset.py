@@ -30,7 +30,9 @@ FORMAT = "napari-fanet-simulation"
 FORMAT_VERSION = 1
 TASKS = ("qsm", "ms")
 #: Generator families per task: ``phantom`` (the original phantoms); for MS, the
-#: domain-randomised ``randomised`` family (:mod:`.ms_randomised`); for QSM, the ``fullrange``
+#: domain-randomised ``randomised`` family (:mod:`.ms_randomised`), and ``randomised-v2``, its
+#: generator version 2 (uniform, sharp-edged confluent lesions; ``fanet-seg``'s stages 1-3);
+#: for QSM, the ``fullrange``
 #: training family (:data:`.qsm_families.FULL_RANGE`: extra sources over the whole physical
 #: range of susceptibility, B0 tilts up to 30 degrees) and the ``chain`` family (:mod:`.qsm_chain`:
 #: full-range phantoms whose local field is the phase chain's estimate from simulated GRE phase,
@@ -38,7 +40,7 @@ TASKS = ("qsm", "ms")
 #: (the default until 2026-12-05, which the first two stages of ``fanet-qsm-phase`` used).
 FAMILIES = {
     "qsm": ("phantom", "fullrange", "chain", "chain-vsharp"),
-    "ms": ("phantom", "randomised"),
+    "ms": ("phantom", "randomised", "randomised-v2"),
 }
 #: First subject seed of each split; subject ``i`` of a dataset made with ``seed`` uses
 #: ``seed + i``, so splits stay disjoint for datasets of up to 10 000 subjects.
@@ -109,6 +111,12 @@ def _ms_randomised(seed: int, voxel_size, noise: bool) -> MSSubject:
     return simulate_randomised_ms_subject(seed, voxel_size, noise=noise)
 
 
+def _ms_randomised_v2(seed: int, voxel_size, noise: bool) -> MSSubject:
+    from napari_fanet.simulation.ms_randomised import VERSION_2, simulate_randomised_ms_subject
+
+    return simulate_randomised_ms_subject(seed, voxel_size, noise=noise, params=VERSION_2)
+
+
 def _qsm_phantom(seed: int, voxel_size, noise: bool) -> QSMSubject:
     return simulate_qsm_subject(seed, voxel_size, noise=noise, params=None)
 
@@ -135,6 +143,7 @@ def _qsm_chain_vsharp(seed: int, voxel_size, noise: bool) -> QSMSubject:
 _GENERATORS = {
     ("ms", "phantom"): _ms_phantom,
     ("ms", "randomised"): _ms_randomised,
+    ("ms", "randomised-v2"): _ms_randomised_v2,
     ("qsm", "phantom"): _qsm_phantom,
     ("qsm", "fullrange"): _qsm_fullrange,
     ("qsm", "chain"): _qsm_chain,

@@ -30,6 +30,8 @@ from napari_fanet.simulation._random import ellipsoid_radius, random_rotation
 from napari_fanet.simulation.fast_fields import smooth_noise
 
 LESION_SITES = ("periventricular", "juxtacortical", "deep", "infratentorial")
+#: Confluent lesion contrasts: graded (generator version 3) or uniform (version 2).
+CONFLUENT_STYLES = ("graded", "uniform")
 #: Boxes (MNI mm, x taken as |x|) of the brainstem and the cerebellar white matter.
 _BRAINSTEM = ((0.0, 10.0), (-40.0, -15.0), (-55.0, -10.0))
 _CEREBELLUM = ((8.0, 40.0), (-80.0, -40.0), (-50.0, -15.0))
@@ -71,6 +73,10 @@ class LesionLoadParams:
         0 across its edge. The label is where the weight is at least 0.5, so a wide edge leaves a
         faint unlabelled rim around the lesion ("dirty-appearing" white matter) and a boundary
         inside an intensity gradient, as raters draw it.
+    confluent_style : {"graded", "uniform"}
+        ``"graded"`` (default, generator version 3): the three ranges above. ``"uniform"``
+        reproduces generator version 2 draw for draw: one severity in [0.3, 1] for the whole
+        lesion and a 1 mm edge (the three ranges are then unused).
     """
 
     load_ml: tuple[float, float] = (0.1, 80.0)
@@ -86,6 +92,7 @@ class LesionLoadParams:
     confluent_severity: tuple[float, float] = (0.0, 1.0)
     confluent_fade: tuple[float, float] = (0.0, 0.7)
     confluent_edge_mm: tuple[float, float] = (1.0, 4.0)
+    confluent_style: str = "graded"
 
     def __post_init__(self) -> None:
         lo, hi = self.load_ml
@@ -107,6 +114,7 @@ class LesionLoadParams:
             <= 1,
             "confluent_fade": 0 <= self.confluent_fade[0] <= self.confluent_fade[1] <= 1,
             "confluent_edge_mm": 0 < self.confluent_edge_mm[0] <= self.confluent_edge_mm[1],
+            "confluent_style": self.confluent_style in CONFLUENT_STYLES,
         }
         for name, ok in checks.items():
             if not ok:
@@ -379,18 +387,22 @@ def draw_lesions(
     info: dict = {"load_target_ml": round(load_mm3 / 1000.0, 3), "confluent_ml": 0.0}
     if load_mm3 >= 1000.0 * p.confluent_min_ml and rng.random() < p.p_confluent:
         part = load_mm3 * rng.uniform(*p.confluent_fraction)
-        edge = float(rng.uniform(*p.confluent_edge_mm))
+        graded = p.confluent_style == "graded"
+        edge = float(rng.uniform(*p.confluent_edge_mm)) if graded else 1.0
         box, w, depth = confluent_lesion(rng, part, vent_dist, wm_only, vox, edge_mm=edge)
         w = w * (wm_only[box] >= 0.5)
-        wall = float(rng.uniform(*p.confluent_severity))
-        fade = float(rng.uniform(*p.confluent_fade))
-        added = add(box, w, wall * (1.0 - fade * depth)) if w.size else 0.0
+        if graded:
+            wall = float(rng.uniform(*p.confluent_severity))
+            fade = float(rng.uniform(*p.confluent_fade))
+            added = add(box, w, wall * (1.0 - fade * depth)) if w.size else 0.0
+            info["confluent"] = {
+                "severity_at_wall": round(wall, 3),
+                "fade": round(fade, 3),
+                "edge_mm": round(edge, 2),
+            }
+        else:  # version 2: one severity, drawn only when there is a lesion
+            added = add(box, w, float(rng.uniform(0.3, 1.0))) if w.size else 0.0
         info["confluent_ml"] = round(added / 1000.0, 3)
-        info["confluent"] = {
-            "severity_at_wall": round(wall, 3),
-            "fade": round(fade, 3),
-            "edge_mm": round(edge, 2),
-        }
     weights = np.asarray(p.site_weights, dtype=float)
     weights *= np.array([pools[s][0].shape[0] > 0 for s in LESION_SITES], dtype=float)
     lesions: list[dict] = []

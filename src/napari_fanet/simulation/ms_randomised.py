@@ -49,6 +49,7 @@ FAMILY = "randomised"
 #: (``meta.json`` ``generator_version``). 2: FLAIR lesion contrast matched to real scans.
 #: 3: confluent lesions from faint to severe, fading outwards, with a soft edge.
 GENERATOR_VERSION = 3
+
 STREAMS = ("anatomy", "contrast", "lesions", "caps", "texture", "t1", "t2", "flair")
 CHANNELS = ("t1", "t2", "flair")
 CLASSES = ("wm", "cgm", "dgm", "csf")
@@ -125,6 +126,16 @@ class RandomisedMSParams:
                     f"{name} must be (lo, mid, hi) with 0 < lo <= mid <= hi, "
                     f"got {getattr(self, name)!r}"
                 )
+
+
+def generator_version(params: RandomisedMSParams) -> int:
+    """The generator version ``params`` reproduce: 2 with uniform confluent lesions, else 3."""
+    return 2 if params.lesions.confluent_style == "uniform" else GENERATOR_VERSION
+
+
+#: The ranges of generator version 2 (``--family randomised-v2``), which the first three
+#: leave-one-out stages of ``fanet-seg`` trained on.
+VERSION_2 = RandomisedMSParams(lesions=LesionLoadParams(confluent_style="uniform"))
 
 
 def draw_contrast(rng: np.random.Generator, p: RandomisedMSParams) -> dict:
@@ -329,7 +340,7 @@ def simulate_randomised_ms_subject(
         "seed": int(seed),
         "task": "ms",
         "family": FAMILY,
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": generator_version(p),
         "voxel_size": list(vox),
         "shape": list(anat.full_shape),
         "noise": bool(noise),
