@@ -289,3 +289,11 @@ def test_qsm_unknown_model_name_exits_1_listing_shipped_models(qsm_data, tmp_pat
     argv = qsm_argv(qsm_data / "sub-0000", "fanet-qsm-v9", tmp_path / "out")
     assert main(argv) == 1
     assert "no shipped model of that name (shipped: " in capsys.readouterr().err
+
+
+def test_family_choices_are_the_simulators_families():
+    from napari_fanet.cli.base import FAMILY_CHOICES
+    from napari_fanet.simulation.dataset import FAMILIES
+
+    families = {f for task_families in FAMILIES.values() for f in task_families}
+    assert set(FAMILY_CHOICES) == families and len(FAMILY_CHOICES) == len(families)

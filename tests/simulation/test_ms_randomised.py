@@ -136,10 +136,13 @@ def test_a_wide_confluent_edge_leaves_a_faint_unlabelled_rim() -> None:
 def test_version_2_keeps_uniform_sharp_confluent_lesions_and_says_so() -> None:
     from napari_fanet.simulation.dataset import simulate_subject
 
-    v2 = simulate_subject("ms", 11, VOX, noise=False, family="randomised-v2")
-    v3 = simulate_subject("ms", 11, VOX, noise=False, family="randomised")
+    # seed 0 draws a confluent lesion (17 mL at 3 mm) in both versions
+    v2 = simulate_subject("ms", 0, VOX, noise=False, family="randomised-v2")
+    v3 = simulate_subject("ms", 0, VOX, noise=False, family="randomised")
     assert (v2.meta["generator_version"], v3.meta["generator_version"]) == (2, 3)
-    assert "confluent" not in v2.meta  # one severity, a 1 mm edge: nothing more was drawn
+    assert v2.meta["confluent_ml"] > 5.0 and v3.meta["confluent_ml"] > 5.0
+    assert "confluent" in v3.meta and "confluent" not in v2.meta  # v2: one severity, 1 mm edge
+    assert not np.array_equal(v2.flair, v3.flair)
     # the anatomy and the contrasts are drawn from other streams: the same in both versions
     assert v2.meta["contrast"] == v3.meta["contrast"]
     assert np.array_equal(v2.brain_mask, v3.brain_mask)

@@ -16,6 +16,10 @@ from pathlib import Path
 logger = logging.getLogger("napari_fanet")
 
 PROG = "napari-fanet"
+#: ``--family`` choices of ``simulate`` and ``train``: every task's generator families, a copy of
+#: ``simulation.dataset.FAMILIES`` (kept here so that ``--help`` imports no simulator; a test
+#: keeps the two equal).
+FAMILY_CHOICES = ("phantom", "randomised", "randomised-v2", "fullrange", "chain", "chain-vsharp")
 
 
 class CommandError(Exception):

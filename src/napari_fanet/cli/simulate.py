@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from napari_fanet.cli.base import (
+    FAMILY_CHOICES,
     Command,
     CommandError,
     UsageError,
@@ -51,7 +52,7 @@ def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--family",
-        choices=("phantom", "randomised", "randomised-v2", "fullrange", "chain", "chain-vsharp"),
+        choices=FAMILY_CHOICES,
         default="phantom",
         help="generator family: phantom (default); for --task ms, randomised "
         "(domain-randomised contrast, lesion load 0.1-80 mL, scanner artefacts; use "

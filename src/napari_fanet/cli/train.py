@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from napari_fanet.cli.base import (
+    FAMILY_CHOICES,
     Command,
     CommandError,
     UsageError,
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument(
         "--family",
-        choices=("phantom", "randomised", "randomised-v2", "fullrange", "chain", "chain-vsharp"),
+        choices=FAMILY_CHOICES,
         default="phantom",
         help="with --simulate: generator family. MS: randomised (domain-randomised contrast, "
         "lesion loads and scanner artefacts; use --voxel-size 1 1 1) or randomised-v2 (its "
