@@ -9,11 +9,17 @@ grid) and axis: the mean entropy of the softmax rows (nats; a one-hot row has 0,
     PYTHONPATH=src python benchmarks/attention_entropy.py \\
         --models src/napari_fanet/weights/fanet-seg.pt src/napari_fanet/weights/fanet-qsm.pt \\
         --data ../shared/data/open-ms-lesjak2017
+
+``--cosine-scales 1 3 10 30 100`` adds a second table: for the same blocks and inputs, the
+relative entropy the rows would have with cosine energies (``scale="cosine"``) multiplied by
+each of those numbers instead of the block's own energies. It chose
+:data:`napari_fanet.models.folded_attention.COSINE_SCALE`.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -24,7 +30,9 @@ from napari_fanet.engine.network_input import prepare_network_input
 from napari_fanet.engine.predict import as_canonical
 from napari_fanet.io.nifti import load_volume
 from napari_fanet.models import capture_affinities, load_checkpoint
-from napari_fanet.models.attention_statistics import attention_statistics
+from napari_fanet.models.attention_statistics import attention_statistics, row_entropy
+from napari_fanet.models.folded_attention import FoldedAttention3d, cosine_energies
+from napari_fanet.models.folding import AXES
 from napari_fanet.tasks import get_task
 from napari_fanet.tasks.subjects import find_file
 
@@ -51,7 +59,25 @@ def block_level(name: str) -> str:
     return "4" if name == "attention" else name.rsplit(".", 1)[-1]
 
 
-def measure(model_path: Path, folder: Path, threads: int) -> list[dict]:
+def cosine_entropies(block: FoldedAttention3d, x: torch.Tensor, scales: list[float]) -> dict:
+    """``{axis: [relative row entropy of softmax(s * cosine energy) for s in scales]}``."""
+    with torch.no_grad():
+        energies = cosine_energies(block.theta(x).double(), block.phi(x).double())
+    out = {}
+    for a in AXES:
+        sign = block.channel_sign if a == "C" else 1
+        length = energies[a].shape[-1]
+        out[a] = [
+            float(row_entropy(torch.softmax(sign * s * energies[a], -1)).mean())
+            / max(math.log(length), 1e-12)
+            for s in scales
+        ]
+    return out
+
+
+def measure(
+    model_path: Path, folder: Path, threads: int, cosine_scales: list[float] | None = None
+) -> list[dict]:
     """One whole-volume forward pass of ``model_path`` on ``folder``; a row per block and axis."""
     model, ckpt = load_checkpoint(model_path)
     task = ckpt["config"]["task"]
@@ -59,10 +85,21 @@ def measure(model_path: Path, folder: Path, threads: int) -> list[dict]:
     net = prepare_network_input(task, arrays, voxel, ckpt)
     x = torch.from_numpy(net.image).unsqueeze(0).float()  # (1, channels, X, Y, Z)
     torch.set_num_threads(threads)
+    inputs: dict[str, tuple[FoldedAttention3d, torch.Tensor]] = {}
+    hooks = [
+        module.register_forward_pre_hook(
+            lambda mod, args, name=name: inputs.__setitem__(name, (mod, args[0]))
+        )
+        for name, module in model.named_modules()
+        if cosine_scales and isinstance(module, FoldedAttention3d)
+    ]
     start = time.perf_counter()
     with capture_affinities(model) as capture, torch.no_grad():
         model(x)
     seconds = time.perf_counter() - start
+    for hook in hooks:
+        hook.remove()
+    cosine = {name: cosine_entropies(b, inp, cosine_scales) for name, (b, inp) in inputs.items()}
     rows = []
     for name, records in sorted(capture.records.items(), key=lambda kv: block_level(kv[0])):
         record = records[-1]
@@ -81,6 +118,7 @@ def measure(model_path: Path, folder: Path, threads: int) -> list[dict]:
                     "max_weight": s.max_weight,
                     "beta": s.beta,
                     "forward_s": seconds,
+                    "cosine": cosine.get(name, {}).get(s.axis),
                 }
             )
     return rows
@@ -100,12 +138,37 @@ def markdown(rows: list[dict]) -> str:
     return head + body
 
 
+def cosine_markdown(rows: list[dict], scales: list[float]) -> str:
+    """Relative row entropy with cosine energies times each scale, per block and axis."""
+    head = (
+        "| model | case | level (grid) | axis | L | "
+        + " | ".join(f"{s:g} x cosine" for s in scales)
+        + " |\n|---|---|---|---|---:|"
+        + "---:|" * len(scales)
+        + "\n"
+    )
+    body = "".join(
+        f"| {r['model']} | {r['case']} | {r['level']} ({r['grid']}) | {r['axis']} | {r['L']} | "
+        + " | ".join(f"{v:.2f}" for v in r["cosine"])
+        + " |\n"
+        for r in rows
+    )
+    return head + body
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the table for every model and case."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, nargs="+", required=True, help="checkpoints")
     parser.add_argument("--data", type=Path, help="real segmentation subjects, one folder each")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--cosine-scales",
+        type=float,
+        nargs="+",
+        metavar="S",
+        help="also print the relative row entropy with cosine energies times each S",
+    )
     args = parser.parse_args(argv)
     for path in args.models:
         if not path.is_file():
@@ -119,9 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         if task == "segmentation" and args.data is not None:
             folders += sorted(p for p in args.data.iterdir() if p.is_dir())
         for folder in folders:
-            rows += measure(model_path, folder, args.threads)
+            rows += measure(model_path, folder, args.threads, args.cosine_scales)
             print(f"{model_path.name} {folder.name}: done", file=sys.stderr, flush=True)
     print(markdown(rows))
+    if args.cosine_scales:
+        print("\nRelative row entropy (/ log L) with cosine energies times S:\n")
+        print(cosine_markdown(rows, args.cosine_scales))
     return 0
 
 

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         help="train --attention-levels: grow the starting FA-Net's attention to these levels",
     )
     parser.add_argument(
-        "--attention-scale", choices=("none", "sqrt"), help="train --attention-scale"
+        "--attention-scale", choices=("none", "sqrt", "cosine"), help="train --attention-scale"
     )
     args = parser.parse_args(argv)
 

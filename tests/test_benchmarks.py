@@ -259,6 +259,28 @@ def test_attention_entropy_main_tiny(bench, tmp_path, capsys):
         assert 0.0 <= relative <= 1.0
 
 
+def test_attention_entropy_cosine_table_falls_with_the_scale(bench, tmp_path, capsys):
+    """Softmax entropy never rises with the energies' scale: each row of the table falls."""
+    import torch
+
+    from napari_fanet.models import build_model, load_checkpoint, save_checkpoint
+
+    torch.manual_seed(1)
+    model = build_model("fanet-seg", features=(8, 8, 8, 8, 8), attention_levels=(2, 4))
+    shipped = load_checkpoint(SRC / "napari_fanet" / "weights" / "fanet-seg.pt")[1]
+    path = save_checkpoint(tmp_path / "tiny.pt", model, extra=shipped["extra"])
+    entropy = bench("attention_entropy")
+    argv = ["--models", str(path), "--threads", "1", "--cosine-scales", "1", "10", "1000"]
+    assert entropy.main(argv) == 0
+    table = capsys.readouterr().out.split("with cosine energies times S")[1]
+    rows = [line for line in table.splitlines() if line.startswith("| tiny | sample |")]
+    assert len(rows) == 8
+    for row in rows:
+        values = [float(v) for v in row.split("|")[6:9]]
+        assert 1.0 >= values[0] >= values[1] >= values[2] >= 0.0
+    assert min(float(r.split("|")[6]) for r in rows) > 0.5  # 1 x cosine: nearly uniform
+
+
 def test_attention_entropy_refuses_a_missing_model(bench, tmp_path, capsys):
     entropy = bench("attention_entropy")
     with pytest.raises(SystemExit):

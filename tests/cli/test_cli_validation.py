@@ -453,6 +453,20 @@ def test_train_grows_the_init_checkpoints_attention(ms_data, tmp_path):
     assert ckpt["config"]["attention_kwargs"] == {"scale": "sqrt"}
 
 
+def test_train_switches_the_init_checkpoints_attention_to_cosine(ms_data, tmp_path):
+    start = tmp_path / "start"
+    argv = train_argv(ms_data, start, "fanet-seg", "--attention-levels", "2", "4")
+    assert main([*argv, "--attention-scale", "sqrt"]) == 0
+    run = tmp_path / "run"
+    argv = train_argv(ms_data, run, "fanet-seg", "--init", str(start / "last.pt"))
+    assert main([*argv, "--attention-scale", "cosine"]) == 0
+    ckpt = read_checkpoint(run / "last.pt")
+    assert ckpt["config"]["attention_levels"] == [2, 4]
+    assert ckpt["config"]["attention_kwargs"] == {"scale": "cosine", "learn_temperature": True}
+    for name in ("attention", "level_attention.2"):
+        assert ckpt["state_dict"][f"{name}.log_temperature"].shape == (4,)
+
+
 def test_train_refuses_to_grow_attention_of_a_checkpoint_without_fa(ms_data, tmp_path, capsys):
     start = tmp_path / "start"
     assert main(train_argv(ms_data, start, "unet-seg")) == 0

@@ -32,6 +32,12 @@ def reference_affinities(module, x, sign=-1, scale=None):
         "W": torch.einsum("bcdhw,bcdhv->bwv", t, p),
         "C": sign * torch.einsum("bcdhw,bedhw->bce", t, p),
     }
+    if scale == "cosine":  # divide by the norms of the slices each energy contracts
+        keep = {"D": "bcdhw->bd", "H": "bcdhw->bh", "W": "bcdhw->bw", "C": "bcdhw->bc"}
+        for a, spec in keep.items():
+            norm_t = torch.einsum(spec, t * t).sqrt()
+            norm_p = torch.einsum(spec, p * p).sqrt()
+            energies[a] = 10.0 * energies[a] / (norm_t[:, :, None] * norm_p[:, None, :])
     if scale == "sqrt":
         rows = {"D": n * c / x.shape[2], "H": n * c / x.shape[3], "W": n * c / x.shape[4]}
         rows["C"] = n
@@ -115,7 +121,14 @@ def test_cascade_equals_four_way_contraction(impl, variant, shape):
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 @pytest.mark.parametrize(
-    "kwargs", [{"channel_sign": 1}, {"scale": "sqrt"}, {"channel_sign": 1, "scale": "sqrt"}]
+    "kwargs",
+    [
+        {"channel_sign": 1},
+        {"scale": "sqrt"},
+        {"channel_sign": 1, "scale": "sqrt"},
+        {"scale": "cosine"},
+        {"channel_sign": 1, "scale": "cosine"},
+    ],
 )
 def test_options_match_reference(impl, kwargs):
     module = make_module(3, impl, **kwargs)
@@ -235,7 +248,7 @@ def test_betas_receive_gradient():
 
 # --------------------------------------------------------------------------- check 7
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
-@pytest.mark.parametrize("scale", [None, "sqrt"])
+@pytest.mark.parametrize("scale", [None, "sqrt", "cosine"])
 def test_finite_in_float32_for_large_inputs(impl, scale):
     torch.manual_seed(1)
     module = FoldedAttention3d(8, implementation=impl, scale=scale)
@@ -260,8 +273,9 @@ def test_fast_equals_literal_in_float32():
     torch.testing.assert_close(fast(x), literal(x), rtol=1e-4, atol=1e-5)
 
 
-def test_autocast_keeps_softmax_in_float32():
-    module = FoldedAttention3d(8)
+@pytest.mark.parametrize("scale", [None, "cosine"])
+def test_autocast_keeps_softmax_in_float32(scale):
+    module = FoldedAttention3d(8, scale=scale)
     x = torch.randn(1, 8, 4, 4, 4) * 10
     with torch.autocast("cpu", dtype=torch.bfloat16):
         aff = module.affinities(x)
@@ -280,7 +294,7 @@ def test_autocast_keeps_softmax_in_float32():
         ({"channels": 4, "channel_sign": 0}, "channel_sign must be -1 or 1, got 0"),
         (
             {"channels": 4, "scale": -1.0},
-            "scale must be None, 'none', 'sqrt' or a positive number",
+            "scale must be None, 'none', 'sqrt', 'cosine' or a positive number",
         ),
         ({"channels": 4, "scale": "log"}, "scale must be None"),
         ({"channels": 4, "implementation": "cuda"}, "implementation must be 'fast' or 'literal'"),

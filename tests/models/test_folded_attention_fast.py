@@ -33,6 +33,9 @@ OPTIONS = [
     {"outer_residual": True, "scale": "sqrt", "variant": "pure"},
     {"learn_temperature": True},
     {"learn_temperature": True, "scale": "sqrt", "channel_sign": 1},
+    {"scale": "cosine"},
+    {"scale": "cosine", "learn_temperature": True, "variant": "pure"},
+    {"scale": "cosine", "learn_temperature": True, "outer_residual": True},
 ]
 WEIGHTS = Path(__file__).parents[2] / "src" / "napari_fanet" / "weights"
 SHIPPED = Path(__file__).parent / "data" / "shipped_outputs.pt"
@@ -107,7 +110,10 @@ def test_fast_gradients_match_reference(kwargs):
             torch.testing.assert_close(g_fast, g_ref, rtol=1e-10, atol=1e-11)
 
 
-@pytest.mark.parametrize("kwargs", [{"scale": "sqrt"}, {"learn_temperature": True}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"scale": "sqrt"}, {"learn_temperature": True}, {"scale": "cosine", "learn_temperature": True}],
+)
 def test_fast_gradcheck_with_scaling(kwargs):
     block = make_block(2, **kwargs)
     names = [n for n, _ in block.named_parameters()]
@@ -294,13 +300,45 @@ def test_sqrt_scale_divides_by_the_contracted_length():
         torch.testing.assert_close(scaled[a], expected, rtol=1e-9, atol=1e-12)
 
 
+def test_cosine_energies_are_bounded_and_invariant_to_feature_scale():
+    block = make_block(3, scale="cosine")
+    x = torch.randn(1, 3, 3, 4, 5, dtype=torch.float64)
+    with torch.no_grad():
+        t, p = block.theta(x), block.phi(x)
+        energies = fa.cosine_energies(t, p)
+        scaled = fa.cosine_energies(7.0 * t, 0.1 * p)
+        affinities = block.affinities(x)
+    for a, energy in energies.items():
+        assert energy.abs().max() <= 1.0 + 1e-12
+        torch.testing.assert_close(scaled[a], energy)
+        # softmax(10 cos): no weight exceeds exp(20) times another one in its row
+        ratio = affinities[a].amax(-1) / affinities[a].amin(-1)
+        assert ratio.max() <= torch.exp(torch.tensor(2 * fa.COSINE_SCALE)) * (1 + 1e-9)
+    # one row by hand: D row 1 against every D slice
+    rows_t, rows_p = t[0].transpose(0, 1).reshape(3, -1), p[0].transpose(0, 1).reshape(3, -1)
+    cos = torch.nn.functional.cosine_similarity(rows_t[1:2], rows_p, dim=-1)
+    torch.testing.assert_close(energies["D"][0, 1], cos)
+
+
+def test_cosine_rows_do_not_saturate_where_unscaled_rows_do():
+    torch.manual_seed(3)
+    plain, cosine = FoldedAttention3d(16), FoldedAttention3d(16, scale="cosine")
+    cosine.load_state_dict(plain.state_dict())
+    x = 10.0 * torch.randn(1, 16, 6, 8, 5)
+    with torch.no_grad():
+        saturated, spread = plain.affinities(x), cosine.affinities(x)
+    assert saturated["D"].amax(-1).mean() > 0.99
+    assert spread["D"].amax(-1).mean() < 0.9
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
         ({"learn_temperature": 1}, TypeError, "learn_temperature must be a bool, got 1"),
         ({"cpu_threads": 0}, ValueError, "cpu_threads must be a positive integer, got 0"),
         ({"cpu_threads": "many"}, ValueError, "cpu_threads must be a positive integer"),
-        ({"scale": "Sqrt"}, ValueError, "scale must be None, 'none', 'sqrt' or a positive"),
+        ({"scale": "Sqrt"}, ValueError, "scale must be None, 'none', 'sqrt', 'cosine' or a"),
+        ({"scale": True}, ValueError, "scale must be None, 'none', 'sqrt', 'cosine' or a"),
     ],
 )
 def test_bad_new_arguments(kwargs, error, match):

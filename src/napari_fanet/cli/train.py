@@ -27,6 +27,12 @@ from napari_fanet.cli.base import (
 )
 
 SEED_STRIDE = {"train": 0, "val": 10_000}
+#: ``--attention-scale`` choices -> the FA blocks' options (cosine comes with its temperature).
+ATTENTION_SCALES = {
+    "none": {"scale": "none"},
+    "sqrt": {"scale": "sqrt"},
+    "cosine": {"scale": "cosine", "learn_temperature": True},
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,9 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument(
         "--attention-scale",
-        choices=("none", "sqrt"),
+        choices=tuple(ATTENTION_SCALES),
         help="energy scaling of folded attention: none (the paper's; softmax rows saturate "
-        "to one-hot) or sqrt (energies divided by the square root of the contracted size)",
+        "to one-hot), sqrt (energies divided by the square root of the contracted size) or "
+        "cosine (cosine similarities times 10, divided by a learned temperature per axis)",
     )
     model.add_argument(
         "--init",
@@ -238,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
             p_lesion=args.p_lesion,
             init_checkpoint=str(args.init) if args.init else None,
             attention_levels=tuple(args.attention_levels) if args.attention_levels else None,
-            attention_kwargs={"scale": args.attention_scale} if args.attention_scale else {},
+            attention_kwargs=ATTENTION_SCALES.get(args.attention_scale, {}),
         )
         source = args.out / "last.pt" if args.resume else args.init  # its model is trained
         task = read_checkpoint(source)["config"]["task"] if source else config.task

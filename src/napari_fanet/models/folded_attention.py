@@ -26,6 +26,10 @@ Two implementations give the same result to rounding:
   ``(1, 64, 32, 32, 32)``). Its row softmax also never produces subnormal numbers (see
   :func:`row_softmax`), which would slow every later CPU product down, in any thread.
 
+With ``scale="cosine"`` (non-default) the energies are cosine similarities of the unfolded rows
+of ``theta(X)`` and ``phi(X)`` (:func:`cosine_energies`), which need each row's norm, so both
+implementations form ``theta(X)`` and ``phi(X)`` for the affinities; the fast cascade is unchanged.
+
 On the CPU, the tall products use oneDNN for float32 inference (:func:`batched_product`), and
 the block runs single-threaded while other work competes for the cores (``cpu_threads``,
 :func:`cpu_contended`). Timings: ``benchmarks/README.md`` (``attention_cost.py --ratio``).
@@ -47,6 +51,12 @@ from napari_fanet.models.folding import AXES, autocast_off, check_count, check_v
 
 Variant = Literal["authors", "pure"]
 Implementation = Literal["fast", "literal"]
+SCALES = ("none", "sqrt", "cosine")
+#: Cosine energies are multiplied by this before the softmax (and any learned temperature).
+#: On the shipped ``fanet-seg``'s blocks (real patient 07), softmax rows of 10 x cosine had
+#: 0.54-0.90 of a uniform row's entropy, 3 x cosine 0.77-0.99 (nearly uniform) and 100 x
+#: 0.00-0.44 (``benchmarks/README.md``, "Cosine energies").
+COSINE_SCALE = 10.0
 
 
 def _positive_tiny(a: torch.Tensor) -> torch.Tensor:
@@ -262,12 +272,16 @@ class FoldedAttention3d(nn.Module):
     channel_sign : {-1, 1}
         Sign of the channel energy inside the softmax. ``-1`` (default) is the authors' code
         (inherited from DANet's channel module); ``+1`` is the paper's Eq. 5.
-    scale : None, "none", "sqrt" or float
+    scale : None, "none", "sqrt", "cosine" or float
         Energy scaling. ``None`` or ``"none"`` (default, the paper's and the authors' choice,
         and what the shipped checkpoints were trained with): unscaled energies, whose softmax
         rows are nearly one-hot. ``"sqrt"`` (non-default "scale" variant): divide each energy
         by the square root of the contracted dimension, its row length ``N*C/L`` (``N`` for the
-        channel axis). A positive float multiplies every energy by that number.
+        channel axis). ``"cosine"`` (non-default): each energy is the cosine of the angle
+        between the unfolded rows of ``theta(X)`` and ``phi(X)``, times
+        :data:`COSINE_SCALE`; energies are then bounded, so rows saturate only if a learned
+        temperature drives them there, whatever the width and grid (``sqrt`` was not enough at
+        bottlenecks). A positive float multiplies every energy by that number.
     learn_temperature : bool
         Non-default: divide each axis's (scaled) energy by a learned temperature
         ``exp(log_temperature[a])``, one per axis D, H, W, C, starting at 1. Adds the
@@ -316,11 +330,12 @@ class FoldedAttention3d(nn.Module):
             raise ValueError(f"channel_sign must be -1 or 1, got {channel_sign!r}")
         if not (
             scale is None
-            or scale in ("none", "sqrt")
+            or (isinstance(scale, str) and scale in SCALES)
             or (isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0)
         ):
             raise ValueError(
-                f"scale must be None, 'none', 'sqrt' or a positive number, got {scale!r}"
+                f"scale must be None, 'none', 'sqrt', 'cosine' or a positive number, "
+                f"got {scale!r}"
             )
         if not isinstance(learn_temperature, bool):
             raise TypeError(f"learn_temperature must be a bool, got {learn_temperature!r}")
@@ -370,6 +385,8 @@ class FoldedAttention3d(nn.Module):
             energy = energy * self.channel_sign
         if self.scale == "sqrt":
             energy = energy / math.sqrt(row_length)
+        elif self.scale == "cosine":
+            energy = energy * COSINE_SCALE
         elif self.scale is not None:
             energy = energy * float(self.scale)
         if self.learn_temperature:
@@ -391,6 +408,8 @@ class FoldedAttention3d(nn.Module):
         with autocast_off(t.device):
             t = t.to(torch.promote_types(t.dtype, torch.float32))
             p = p.to(torch.promote_types(p.dtype, torch.float32))
+            if self.scale == "cosine":
+                return self._softmaxes(cosine_energies(t, p), t.shape)
             # (B, L, N*C/L) @ (B, N*C/L, L) -> (B, L, L)
             energies = {a: unfold(t, a) @ unfold(p, a).transpose(1, 2) for a in AXES}
             return self._softmaxes(energies, t.shape)
@@ -456,9 +475,14 @@ class FoldedAttention3d(nn.Module):
         """
         check_volume(x, self.channels)
         with self._threads(x.device):
-            if self.implementation == "literal":
-                return self._affinities_from(self.theta(x), self.phi(x))
-            return self._softmaxes(self._fast_energies(x), x.shape)
+            return self._affinities(x)
+
+    def _affinities(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The sub-affinities of ``x`` by this block's implementation (no checks)."""
+        if self.implementation == "literal" or self.scale == "cosine":
+            # Cosine energies need each row's norm, so theta(x) and phi(x) are formed.
+            return self._affinities_from(self.theta(x), self.phi(x))
+        return self._softmaxes(self._fast_energies(x), x.shape)
 
     def effective_matrices(self, affinities: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-axis mixing matrices ``M_a`` of this block (see :func:`effective_matrices`)."""
@@ -522,7 +546,7 @@ class FoldedAttention3d(nn.Module):
     def _forward_fast(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         b, c, d, h, w = x.shape
         n = d * h * w
-        aff = self._softmaxes(self._fast_energies(x), x.shape)
+        aff = self._affinities(x)
         mats = self.effective_matrices(aff)  # float32 or float64
         # Row sums of M_D, M_H, M_W: what the spatial steps do to g's constant bias field.
         gain = 1.0 if self.variant == "pure" else torch.prod(1 + self.beta[:3])
@@ -575,6 +599,28 @@ class FoldedAttention3d(nn.Module):
                 }
             )
         return y
+
+
+def cosine_energies(t: torch.Tensor, p: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Cosine similarities between the unfolded rows of ``t`` and ``p``, per axis.
+
+    Parameters
+    ----------
+    t, p : torch.Tensor
+        ``theta(X)`` and ``phi(X)``, shape ``(B, C, D, H, W)``, float32 or float64.
+
+    Returns
+    -------
+    dict
+        ``{"D": (B, D, D), "H": (B, H, H), "W": (B, W, W), "C": (B, C, C)}`` with entries in
+        ``[-1, 1]``; an all-zero row gives zeros (``eps`` in the norm).
+    """
+    out = {}
+    for a in AXES:
+        rows_t = nn.functional.normalize(unfold(t, a), dim=-1)  # (B, L, N*C/L)
+        rows_p = nn.functional.normalize(unfold(p, a), dim=-1)
+        out[a] = rows_t @ rows_p.transpose(1, 2)  # (B, L, L)
+    return out
 
 
 def folded_attention_reference(block: FoldedAttention3d, x: torch.Tensor) -> torch.Tensor:
