@@ -112,7 +112,11 @@ def test_fast_gradients_match_reference(kwargs):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"scale": "sqrt"}, {"learn_temperature": True}, {"scale": "cosine", "learn_temperature": True}],
+    [
+        {"scale": "sqrt"},
+        {"learn_temperature": True},
+        {"scale": "cosine", "learn_temperature": True},
+    ],
 )
 def test_fast_gradcheck_with_scaling(kwargs):
     block = make_block(2, **kwargs)

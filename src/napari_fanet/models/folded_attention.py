@@ -334,8 +334,7 @@ class FoldedAttention3d(nn.Module):
             or (isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0)
         ):
             raise ValueError(
-                f"scale must be None, 'none', 'sqrt', 'cosine' or a positive number, "
-                f"got {scale!r}"
+                f"scale must be None, 'none', 'sqrt', 'cosine' or a positive number, got {scale!r}"
             )
         if not isinstance(learn_temperature, bool):
             raise TypeError(f"learn_temperature must be a bool, got {learn_temperature!r}")
