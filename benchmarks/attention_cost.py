@@ -206,6 +206,10 @@ RATIO_MODULES = {
     "FA": lambda c: FoldedAttention3d(c),  # cpu_threads="auto"
     "FA (cpu_threads=None)": lambda c: FoldedAttention3d(c, cpu_threads=None),
     "FA (cpu_threads=1)": lambda c: FoldedAttention3d(c, cpu_threads=1),
+    # the shipped fanet-seg's blocks: cosine energies need theta(X) and phi(X) formed
+    "FA (cosine, learned temperature)": lambda c: FoldedAttention3d(
+        c, scale="cosine", learn_temperature=True
+    ),
     "FA (literal)": lambda c: FoldedAttention3d(c, implementation="literal", cpu_threads=None),
 }
 #: Issue 13's target: FA takes at most this fraction of one 3x3x3 convolution's time.
