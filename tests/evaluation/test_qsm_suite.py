@@ -41,3 +41,33 @@ def test_suite_cli_usage_errors(capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "--families: unknown mri; expected some of " + ", ".join(suite_names()) in err
+
+
+def test_run_family_starts_at_the_seed_offset(monkeypatch):
+    from napari_fanet.evaluation import qsm_suite
+
+    drawn = []
+    monkeypatch.setattr(
+        qsm_suite,
+        "family_cases",
+        lambda fam, indices, validation: drawn.append((list(indices), validation)) or [],
+    )
+    monkeypatch.setattr(
+        qsm_suite, "tune_classical", lambda task, cases: {"cfl2": 0.01, "tkd": 0.2}
+    )
+    monkeypatch.setattr(qsm_suite, "run_evaluation", lambda task, methods, cases, progress: {})
+    run_family("geometric", {}, n_test=2, n_val=1, first_index=100)
+    assert drawn == [([100], True), ([100, 101], False)]
+
+
+def test_run_family_refuses_draws_past_the_validation_offset():
+    with pytest.raises(
+        ValueError, match="a seed offset of 499 with 2 subjects needs draws up to 500"
+    ):
+        run_family("geometric", {}, n_test=2, n_val=1, first_index=499)
+
+
+def test_suite_cli_refuses_a_seed_offset_past_the_draws(capsys):
+    argv = ["evaluate", "--task", "qsm", "--suite", "ood", "--models", "fanet-qsm"]
+    assert main([*argv, "--seed-offset", "498", "--n-test", "3"]) == 2
+    assert "--seed-offset 498 with 3 subjects needs draws up to 500" in capsys.readouterr().err

@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed-offset",
         type=non_negative_int,
         default=0,
-        help="added to the test and validation seeds",
+        help="added to the test and validation seeds (with --suite ood: each family's first "
+        "draw, 0-499)",
     )
     parser.add_argument(
         "--voxel-size",

@@ -23,6 +23,15 @@ def run_ood(args: argparse.Namespace) -> int:
     if unknown:
         known = ", ".join(suite_names())
         raise UsageError(f"--families: unknown {', '.join(unknown)}; expected some of {known}")
+    from napari_fanet.simulation.qsm_families import VALIDATION_OFFSET
+
+    needed = args.seed_offset + max(args.n_test, args.n_val)
+    if needed > VALIDATION_OFFSET:
+        raise UsageError(
+            f"--seed-offset {args.seed_offset} with {max(args.n_test, args.n_val)} subjects needs "
+            f"draws up to {needed - 1}; each family of the suite has draws 0 to "
+            f"{VALIDATION_OFFSET - 1}"
+        )
     models = load_models(args.models, "qsm")
     settings = WindowSettings(roi_size=tuple(args.tile), overlap=0.5, device=args.device)
     results = []
@@ -39,6 +48,7 @@ def run_ood(args: argparse.Namespace) -> int:
                 n_val=args.n_val,
                 settings=settings,
                 progress=lambda i, n: print(f"  subject {i}/{n}", file=sys.stderr),
+                first_index=args.seed_offset,
             )
         )
     report = "## QSM out-of-distribution suite\n\n" + suite_markdown(results)

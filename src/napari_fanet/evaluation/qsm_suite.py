@@ -25,7 +25,7 @@ from napari_fanet.evaluation.simulated import (
     summarise,
     tune_classical,
 )
-from napari_fanet.simulation.qsm_families import FAMILIES, QSMFamily, family
+from napari_fanet.simulation.qsm_families import FAMILIES, VALIDATION_OFFSET, QSMFamily, family
 from napari_fanet.tasks.qsm import simulated_qsm_case
 
 #: Metrics of the suite's tables.
@@ -94,15 +94,29 @@ def run_family(
     settings: WindowSettings | None = None,
     dc_lambda: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    first_index: int = 0,
 ) -> FamilyResult:
-    """Evaluate ``models`` and the tuned classical baselines on one family."""
+    """Evaluate ``models`` and the tuned classical baselines on one family.
+
+    Test subjects are the family's draws ``first_index`` to ``first_index + n_test - 1``, and
+    the baselines are tuned on its validation draws ``first_index`` onwards (``first_index`` is
+    ``evaluate --seed-offset``; see :meth:`QSMFamily.seed` for the seeds).
+    """
     if n_test < 1 or n_val < 1:
         raise ValueError(f"n_test and n_val must be at least 1, got {n_test} and {n_val}")
+    last = first_index + max(n_test, n_val)
+    if first_index < 0 or last > VALIDATION_OFFSET:
+        raise ValueError(
+            f"the suite's draws are numbered 0 to {VALIDATION_OFFSET - 1} per family: a seed "
+            f"offset of {first_index} with {max(n_test, n_val)} subjects needs draws up to "
+            f"{last - 1}"
+        )
     fam = family(name)
-    params = tune_classical("qsm", family_cases(fam, range(n_val), validation=True))
+    val_range = range(first_index, first_index + n_val)
+    params = tune_classical("qsm", family_cases(fam, val_range, validation=True))
     methods = network_methods(models, settings or WindowSettings(), dc_lambda=dc_lambda)
     methods.update(classical_methods("qsm", params))
-    cases = family_cases(fam, range(n_test), validation=False)
+    cases = family_cases(fam, range(first_index, first_index + n_test), validation=False)
     rows = run_evaluation("qsm", methods, cases, progress=progress)
     return FamilyResult(fam.name, fam.description, params, rows)
 
