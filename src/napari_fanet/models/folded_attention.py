@@ -28,7 +28,8 @@ Two implementations give the same result to rounding:
 
 With ``scale="cosine"`` (non-default) the energies are cosine similarities of the unfolded rows
 of ``theta(X)`` and ``phi(X)`` (:func:`cosine_energies`), which need each row's norm, so both
-implementations form ``theta(X)`` and ``phi(X)`` for the affinities; the fast cascade is unchanged.
+implementations form ``theta(X)`` and ``phi(X)`` for the affinities (the fast one by a single
+``(2C) x C`` product and the same views as above); the fast cascade is unchanged.
 
 On the CPU, the tall products use oneDNN for float32 inference (:func:`batched_product`), and
 the block runs single-threaded while other work competes for the cores (``cpu_threads``,
@@ -478,10 +479,60 @@ class FoldedAttention3d(nn.Module):
 
     def _affinities(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The sub-affinities of ``x`` by this block's implementation (no checks)."""
-        if self.implementation == "literal" or self.scale == "cosine":
-            # Cosine energies need each row's norm, so theta(x) and phi(x) are formed.
+        if self.implementation == "literal":
             return self._affinities_from(self.theta(x), self.phi(x))
+        if self.scale == "cosine":
+            return self._softmaxes(self._fast_cosine_energies(x), x.shape)
         return self._softmaxes(self._fast_energies(x), x.shape)
+
+    def _fast_cosine_energies(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:func:`cosine_energies` of ``theta(x)``, ``phi(x)`` without permute-and-copy unfolds.
+
+        Cosines need each unfolded row's norm, so ``theta(x)`` and ``phi(x)`` are formed, by one
+        ``(2C) x C`` product; the energies then use the same views and products as
+        :meth:`_fast_energies`, and the norms are sums of squares over the other axes.
+        """
+        b, c, d, h, w = x.shape
+        n = d * h * w
+        acc = torch.promote_types(x.dtype, torch.float32)
+        with autocast_off(x.device):
+            xf = x.to(acc).reshape(b, c, n)  # (B, C, N)
+            weight = torch.cat([self.theta.weight.view(c, c), self.phi.weight.view(c, c)])
+            bias = torch.cat([self.theta.bias, self.phi.bias]).to(acc).view(1, 2 * c, 1)
+            # (2C, C) @ (B, C, N) + bias -> (B, 2C, N): theta(x) and phi(x) at once
+            tp = batched_product(
+                weight.to(acc).contiguous().expand(b, -1, -1), xf.mT, bias.expand(b, -1, -1)
+            )
+            t, p = tp[:, :c], tp[:, c:]  # each (B, C, N), a view
+            energies = {
+                # (B, C, D, HW) @ (B, C, HW, D) -> sum over C -> (B, D, D)
+                "D": (t.reshape(b, c, d, h * w) @ p.reshape(b, c, d, h * w).mT).sum(1),
+                # (B, CD, H, W) @ (B, CD, W, H) -> sum over CD -> (B, H, H)
+                "H": (t.reshape(b, c * d, h, w) @ p.reshape(b, c * d, h, w).mT).sum(1),
+                # (B, W, CDH) @ (B, CDH, W) -> (B, W, W)
+                "W": t.reshape(b, -1, w).mT @ p.reshape(b, -1, w),
+                "C": batched_product(t, p),  # (B, C, N) @ (B, N, C) -> (B, C, C)
+            }
+            # Squared row norms: sums of squares over every axis but the row's. Two passes over
+            # the squares: over the voxels (channel rows), and over C, then the small sums.
+            norms = []
+            for y in (t, p):
+                sq = y * y  # (B, C, N)
+                per_voxel = sq.sum(1).view(b, d, h, w)
+                norms.append(
+                    {
+                        "D": per_voxel.sum((2, 3)),
+                        "H": per_voxel.sum((1, 3)),
+                        "W": per_voxel.sum((1, 2)),
+                        "C": sq.sum(2),
+                    }
+                )
+            eps = 1e-12  # as in torch.nn.functional.normalize
+            for a, energy in energies.items():
+                norm_t = norms[0][a].sqrt().clamp_min(eps)  # (B, L)
+                norm_p = norms[1][a].sqrt().clamp_min(eps)
+                energies[a] = energy / (norm_t.unsqueeze(2) * norm_p.unsqueeze(1))
+        return energies
 
     def effective_matrices(self, affinities: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-axis mixing matrices ``M_a`` of this block (see :func:`effective_matrices`)."""
