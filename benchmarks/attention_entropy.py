@@ -173,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.models:
         if not path.is_file():
             parser.error(f"--models: expected a checkpoint file, got {path} (not found)")
+    if args.cosine_scales and not all(0 < v < float("inf") for v in args.cosine_scales):
+        parser.error(
+            f"--cosine-scales: expected positive finite numbers, got {args.cosine_scales}"
+        )
     if args.data is not None and not args.data.is_dir():
         parser.error(f"--data: expected a folder of subjects, got {args.data}")
     rows = []

@@ -45,6 +45,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from napari_fanet.cli.train import ATTENTION_SCALES
 from napari_fanet.simulation.scanner_artefacts import ArtefactParams, acquire
 from napari_fanet.tasks.subjects import LESION_MASK_NAMES, SEG_MODALITIES, find_file
 
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         help="train --attention-levels: grow the starting FA-Net's attention to these levels",
     )
     parser.add_argument(
-        "--attention-scale", choices=("none", "sqrt", "cosine"), help="train --attention-scale"
+        "--attention-scale", choices=tuple(ATTENTION_SCALES), help="train --attention-scale"
     )
     args = parser.parse_args(argv)
 

@@ -281,6 +281,16 @@ def test_attention_entropy_cosine_table_falls_with_the_scale(bench, tmp_path, ca
     assert min(float(r.split("|")[6]) for r in rows) > 0.5  # 1 x cosine: nearly uniform
 
 
+def test_attention_entropy_refuses_non_positive_cosine_scales(bench, tmp_path, capsys):
+    entropy = bench("attention_entropy")
+    model = SRC / "napari_fanet" / "weights" / "fanet-qsm.pt"
+    with pytest.raises(SystemExit):
+        entropy.main(["--models", str(model), "--cosine-scales", "10", "0"])
+    assert "--cosine-scales: expected positive finite numbers, got [10.0, 0.0]" in (
+        capsys.readouterr().err
+    )
+
+
 def test_attention_entropy_refuses_a_missing_model(bench, tmp_path, capsys):
     entropy = bench("attention_entropy")
     with pytest.raises(SystemExit):

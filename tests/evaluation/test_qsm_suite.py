@@ -70,4 +70,6 @@ def test_run_family_refuses_draws_past_the_validation_offset():
 def test_suite_cli_refuses_a_seed_offset_past_the_draws(capsys):
     argv = ["evaluate", "--task", "qsm", "--suite", "ood", "--models", "fanet-qsm"]
     assert main([*argv, "--seed-offset", "498", "--n-test", "3"]) == 2
-    assert "--seed-offset 498 with 3 subjects needs draws up to 500" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--seed-offset/--n-test/--n-val: a seed offset of 498 with 3 subjects needs" in err
+    assert "draws up to 500; each family of the suite has draws 0 to 499" in err

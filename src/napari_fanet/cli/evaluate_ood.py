@@ -12,7 +12,12 @@ from napari_fanet.cli.base import UsageError, load_models
 def run_ood(args: argparse.Namespace) -> int:
     """Evaluate the models on every (or each chosen) family; print and save the tables."""
     from napari_fanet.engine.inference import WindowSettings
-    from napari_fanet.evaluation.qsm_suite import run_family, suite_markdown, suite_names
+    from napari_fanet.evaluation.qsm_suite import (
+        check_draws,
+        run_family,
+        suite_markdown,
+        suite_names,
+    )
     from napari_fanet.io.atomic import atomic_write
     from napari_fanet.tasks import QSM, get_task
 
@@ -23,15 +28,10 @@ def run_ood(args: argparse.Namespace) -> int:
     if unknown:
         known = ", ".join(suite_names())
         raise UsageError(f"--families: unknown {', '.join(unknown)}; expected some of {known}")
-    from napari_fanet.simulation.qsm_families import VALIDATION_OFFSET
-
-    needed = args.seed_offset + max(args.n_test, args.n_val)
-    if needed > VALIDATION_OFFSET:
-        raise UsageError(
-            f"--seed-offset {args.seed_offset} with {max(args.n_test, args.n_val)} subjects needs "
-            f"draws up to {needed - 1}; each family of the suite has draws 0 to "
-            f"{VALIDATION_OFFSET - 1}"
-        )
+    try:  # before any model is loaded or subject simulated
+        check_draws(args.n_test, args.n_val, args.seed_offset)
+    except ValueError as exc:
+        raise UsageError(f"--seed-offset/--n-test/--n-val: {exc}") from exc
     models = load_models(args.models, "qsm")
     settings = WindowSettings(roi_size=tuple(args.tile), overlap=0.5, device=args.device)
     results = []

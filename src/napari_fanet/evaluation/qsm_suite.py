@@ -85,6 +85,23 @@ class FamilyResult:
         }
 
 
+def check_draws(n_test: int, n_val: int, first_index: int = 0) -> None:
+    """Raise ``ValueError`` unless each family has the draws ``run_family`` would use.
+
+    Each family has test and validation draws numbered 0 to ``VALIDATION_OFFSET - 1``; the
+    suite uses ``first_index`` to ``first_index + max(n_test, n_val) - 1``.
+    """
+    if n_test < 1 or n_val < 1:
+        raise ValueError(f"n_test and n_val must be at least 1, got {n_test} and {n_val}")
+    count = max(n_test, n_val)
+    if first_index < 0 or first_index + count > VALIDATION_OFFSET:
+        raise ValueError(
+            f"a seed offset of {first_index} with {count} subjects needs draws up to "
+            f"{first_index + count - 1}; each family of the suite has draws 0 to "
+            f"{VALIDATION_OFFSET - 1}"
+        )
+
+
 def run_family(
     name: str,
     models: dict[str, tuple[object, dict]],
@@ -102,15 +119,7 @@ def run_family(
     the baselines are tuned on its validation draws ``first_index`` onwards (``first_index`` is
     ``evaluate --seed-offset``; see :meth:`QSMFamily.seed` for the seeds).
     """
-    if n_test < 1 or n_val < 1:
-        raise ValueError(f"n_test and n_val must be at least 1, got {n_test} and {n_val}")
-    last = first_index + max(n_test, n_val)
-    if first_index < 0 or last > VALIDATION_OFFSET:
-        raise ValueError(
-            f"the suite's draws are numbered 0 to {VALIDATION_OFFSET - 1} per family: a seed "
-            f"offset of {first_index} with {max(n_test, n_val)} subjects needs draws up to "
-            f"{last - 1}"
-        )
+    check_draws(n_test, n_val, first_index)
     fam = family(name)
     val_range = range(first_index, first_index + n_val)
     params = tune_classical("qsm", family_cases(fam, val_range, validation=True))

@@ -54,9 +54,10 @@ Variant = Literal["authors", "pure"]
 Implementation = Literal["fast", "literal"]
 SCALES = ("none", "sqrt", "cosine")
 #: Cosine energies are multiplied by this before the softmax (and any learned temperature).
-#: On the shipped ``fanet-seg``'s blocks (real patient 07), softmax rows of 10 x cosine had
-#: 0.54-0.90 of a uniform row's entropy, 3 x cosine 0.77-0.99 (nearly uniform) and 100 x
-#: 0.00-0.44 (``benchmarks/README.md``, "Cosine energies").
+#: On the stage-4 ``fanet-seg``'s blocks (real patient 07), softmax rows of 10 x cosine had
+#: 0.53-0.90 of a uniform row's entropy, 3 x cosine 0.78-0.99 (nearly uniform) and 100 x
+#: 0.00-0.44 (``benchmarks/results/attention_cosine_scales.md``; ``benchmarks/README.md``,
+#: "Choosing the cosine scale").
 COSINE_SCALE = 10.0
 
 
