@@ -467,6 +467,51 @@ def test_train_switches_the_init_checkpoints_attention_to_cosine(ms_data, tmp_pa
         assert ckpt["state_dict"][f"{name}.log_temperature"].shape == (4,)
 
 
+def test_train_starts_a_cosine_blocks_temperature_where_asked(ms_data, tmp_path):
+    start = tmp_path / "start"
+    argv = train_argv(ms_data, start, "fanet-seg", "--attention-levels", "2", "4")
+    assert main(argv) == 0
+    run = tmp_path / "run"
+    argv = train_argv(ms_data, run, "fanet-seg", "--init", str(start / "last.pt"))
+    assert main([*argv, "--attention-scale", "cosine", "--start-temperature", "4=3"]) == 0
+    ckpt = read_checkpoint(run / "last.pt")
+    assert ckpt["extra"]["train_config"]["start_temperatures"] == {"4": 3.0}
+    # one step of training moves log T by at most about the learning rate
+    bottleneck = ckpt["state_dict"]["attention.log_temperature"].exp()
+    assert torch.allclose(bottleneck, torch.full((4,), 3.0), rtol=0.05)
+    level2 = ckpt["state_dict"]["level_attention.2.log_temperature"].exp()
+    assert torch.allclose(level2, torch.ones(4), rtol=0.05)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--start-temperature", "4=3"], "needs --init CKPT"),
+        (["--start-temperature", "4"], r"expected LEVEL=T with LEVEL in 0..4 .* got '4'"),
+        (["--start-temperature", "4=-1"], r"expected LEVEL=T .* got '4=-1'"),
+        (["--start-temperature", "9=2"], r"expected LEVEL=T .* got '9=2'"),
+    ],
+)
+def test_train_rejects_bad_start_temperatures(ms_data, tmp_path, capsys, extra, message):
+    status = main(train_argv(ms_data, tmp_path / "run", "fanet-seg", *extra))
+    assert re.search(message, error_line(capsys, status, status))
+
+
+def test_train_refuses_a_start_temperature_without_a_learned_one(ms_data, tmp_path, capsys):
+    start = tmp_path / "start"
+    assert main(train_argv(ms_data, start, "fanet-seg")) == 0
+    capsys.readouterr()
+    argv = train_argv(ms_data, tmp_path / "run", "fanet-seg", "--init", str(start / "last.pt"))
+    status = main([*argv, "--start-temperature", "4=2"])
+    assert "expected blocks that learn a temperature (add --attention-scale cosine)" in (
+        error_line(capsys, status, status)
+    )
+    status = main([*argv, "--attention-scale", "cosine", "--start-temperature", "2=2"])
+    assert "expected levels with folded attention [4], got [2]" in error_line(
+        capsys, status, status
+    )
+
+
 def test_train_refuses_to_grow_attention_of_a_checkpoint_without_fa(ms_data, tmp_path, capsys):
     start = tmp_path / "start"
     assert main(train_argv(ms_data, start, "unet-seg")) == 0

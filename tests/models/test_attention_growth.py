@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from napari_fanet.models import build_model
-from napari_fanet.models.attention_growth import grow_attention, make_identity
+from napari_fanet.models.attention_growth import (
+    attention_block,
+    grow_attention,
+    make_identity,
+    set_start_temperature,
+)
 from napari_fanet.models.folded_attention import FoldedAttention3d
 
 FEATURES = (8, 8, 8, 8, 8)
@@ -64,3 +71,46 @@ def test_dropping_a_trained_level_is_refused() -> None:
 def test_a_network_without_folded_attention_is_refused() -> None:
     with pytest.raises(ValueError, match=r"needs a network with folded attention.*attention=None"):
         grow_attention(build_model("unet-seg", features=FEATURES), (2, 4))
+
+
+def test_attention_block_finds_each_level() -> None:
+    grown = grow_attention(_trained_like(), (2, 4))
+    assert attention_block(grown, 4) is grown.attention
+    assert attention_block(grown, 2) is grown.level_attention["2"]
+    assert attention_block(grown, 3) is None
+
+
+def test_start_temperature_softens_only_its_block() -> None:
+    grown = grow_attention(_trained_like(), (2, 4), {"scale": "cosine", "learn_temperature": True})
+    x = torch.randn(1, 8, 4, 4, 4)
+    before = grown.attention.affinities(x)["D"]
+    set_start_temperature(grown, 4, 3.0)
+    torch.testing.assert_close(grown.attention.log_temperature, torch.full((4,), math.log(3.0)))
+    torch.testing.assert_close(grown.level_attention["2"].log_temperature, torch.zeros(4))
+    after = grown.attention.affinities(x)["D"]
+    # three times softer energies: a flatter row, so a larger entropy
+    entropy = [-(a * a.log()).sum(-1).mean() for a in (before, after)]
+    assert entropy[1] > entropy[0]
+
+
+@pytest.mark.parametrize(
+    ("level", "temperature", "message"),
+    [
+        (4, 0.0, "must be a positive number, got 0.0"),
+        (4, float("inf"), "must be a positive number, got inf"),
+        (
+            3,
+            2.0,
+            r"level 3: expected a level whose folded attention learns a temperature.*\[2, 4\]",
+        ),
+    ],
+)
+def test_bad_start_temperatures_are_refused(level, temperature, message) -> None:
+    grown = grow_attention(_trained_like(), (2, 4), {"scale": "cosine", "learn_temperature": True})
+    with pytest.raises(ValueError, match=message):
+        set_start_temperature(grown, level, temperature)
+
+
+def test_start_temperature_needs_a_learned_temperature() -> None:
+    with pytest.raises(ValueError, match=r"learns a temperature.*levels with one: \[\]"):
+        set_start_temperature(_trained_like(), 4, 2.0)

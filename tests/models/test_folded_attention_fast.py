@@ -19,6 +19,7 @@ from napari_fanet.models.folded_attention import (
     folded_attention_reference,
     intra_op_threads,
     row_softmax,
+    squared_norms,
 )
 
 SHAPES = [(1, 3, 4, 5, 6), (2, 4, 1, 3, 2), (2, 2, 2, 1, 5), (1, 5, 3, 2, 1), (1, 1, 2, 2, 2)]
@@ -68,6 +69,26 @@ def test_fast_matches_reference_float64(shape, kwargs):
     out = block(x)
     ref = folded_attention_reference(block, x)
     assert block.implementation == "fast"  # the reference leaves the block as it was
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("slab", [1, 7, 1000])
+def test_squared_norms_in_slabs_match_the_whole_sums(monkeypatch, slab, grad):
+    monkeypatch.setattr(fa, "NORM_SLAB", slab)
+    y = torch.randn(2, 6, 30, dtype=torch.float64, requires_grad=grad)  # 30: not a multiple
+    channel, per_voxel = squared_norms(y, 2)
+    torch.testing.assert_close(channel, (y * y).sum(2))
+    torch.testing.assert_close(per_voxel, (y * y).view(2, 2, 3, 30).sum(2))
+    assert channel.shape == (2, 6) and per_voxel.shape == (2, 2, 30)
+
+
+def test_fast_cosine_block_matches_reference_across_norm_slabs(monkeypatch):
+    monkeypatch.setattr(fa, "NORM_SLAB", 7)  # 4 * 3 * 5 = 60 voxels: 9 slabs, the last short
+    block = make_block(3, scale="cosine", learn_temperature=True)
+    x = torch.randn(2, 3, 4, 3, 5, dtype=torch.float64)
+    with torch.no_grad():
+        out, ref = block(x), folded_attention_reference(block, x)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
 
 

@@ -98,6 +98,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "cosine (cosine similarities times 10, divided by a learned temperature per axis)",
     )
     model.add_argument(
+        "--start-temperature",
+        type=level_temperature,
+        nargs="+",
+        metavar="LEVEL=T",
+        help="with --init and cosine energies: the learned temperature of the FA block at "
+        "LEVEL (4 = bottleneck) starts at T instead of 1, which makes its rows T times softer "
+        "(10 x cosine / T); e.g. 4=2 for a bottleneck whose 10 x cosine rows are one-hot",
+    )
+    model.add_argument(
         "--init",
         type=Path,
         metavar="CKPT",
@@ -179,24 +188,48 @@ def _load_subjects(args: argparse.Namespace, task_name: str) -> tuple[list, list
     return train, val
 
 
+def level_temperature(text: str) -> tuple[int, float]:
+    """``"LEVEL=T"`` -> ``(LEVEL, T)``: a U-Net level 0-4 and a positive temperature."""
+    level, sep, value = text.partition("=")
+    try:
+        pair = (int(level), float(value))
+    except ValueError:
+        pair = None
+    if not sep or pair is None or not 0 <= pair[0] <= 4 or not 0 < pair[1] < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"expected LEVEL=T with LEVEL in 0..4 and T a positive number (e.g. 4=2), got {text!r}"
+        )
+    return pair
+
+
 def _check_attention_options(args: argparse.Namespace) -> None:
-    """``UsageError`` when ``--attention-levels/--attention-scale`` cannot apply to the model."""
+    """``UsageError`` when the attention options cannot apply to the model.
+
+    The options are ``--attention-levels``, ``--attention-scale`` and ``--start-temperature``.
+    """
     from ..models.registry import MODEL_CONFIGS
 
-    if not (args.attention_levels or args.attention_scale):
+    if args.start_temperature and not args.init:
+        raise UsageError(
+            "--start-temperature sets the temperature of a trained block: it needs --init CKPT"
+        )
+    if not (args.attention_levels or args.attention_scale or args.start_temperature):
         return
     if args.init:  # the checkpoint's model grows (models.attention_growth)
         from ..models import read_checkpoint
 
         try:
-            attention = read_checkpoint(args.init)["config"].get("attention")
+            config = read_checkpoint(args.init)["config"]
+            attention = config.get("attention")
         except (OSError, ValueError, AttributeError) as exc:
             raise UsageError(f"--init: {exc}") from exc
         if attention != "fa":
             raise UsageError(
-                "--attention-levels/--attention-scale with --init need a checkpoint with "
-                f"folded attention (fanet-*), got {args.init} (attention={attention!r})"
+                "--attention-levels/--attention-scale/--start-temperature with --init need a "
+                f"checkpoint with folded attention (fanet-*), got {args.init} "
+                f"(attention={attention!r})"
             )
+        _check_start_temperatures(args, config)
         return
     attention = MODEL_CONFIGS[args.model].attention if args.model in MODEL_CONFIGS else None
     if attention is None:
@@ -207,6 +240,28 @@ def _check_attention_options(args: argparse.Namespace) -> None:
     if args.attention_scale and attention != "fa":
         raise UsageError(
             f"--attention-scale is for folded attention (fanet-*), got {args.model} ({attention})"
+        )
+
+
+def _check_start_temperatures(args: argparse.Namespace, config: dict) -> None:
+    """``UsageError`` unless each ``--start-temperature`` level will learn a temperature."""
+    if not args.start_temperature:
+        return
+    kwargs = {
+        **config.get("attention_kwargs", {}),
+        **ATTENTION_SCALES.get(args.attention_scale, {}),
+    }
+    levels = set(args.attention_levels or config.get("attention_levels") or (4,))
+    if not kwargs.get("learn_temperature"):
+        raise UsageError(
+            f"--start-temperature: expected blocks that learn a temperature (add "
+            f"--attention-scale cosine), got {args.init} with options {kwargs}"
+        )
+    missing = sorted({lv for lv, _ in args.start_temperature} - levels)
+    if missing:
+        raise UsageError(
+            f"--start-temperature: expected levels with folded attention {sorted(levels)}, "
+            f"got {missing}"
         )
 
 
@@ -246,6 +301,7 @@ def run(args: argparse.Namespace) -> int:
             init_checkpoint=str(args.init) if args.init else None,
             attention_levels=tuple(args.attention_levels) if args.attention_levels else None,
             attention_kwargs=ATTENTION_SCALES.get(args.attention_scale, {}),
+            start_temperatures={str(lv): t for lv, t in args.start_temperature or ()},
         )
         source = args.out / "last.pt" if args.resume else args.init  # its model is trained
         task = read_checkpoint(source)["config"]["task"] if source else config.task

@@ -56,6 +56,11 @@ class TrainConfig:
     attention_levels : tuple of int or None
         U-Net levels (0-4) that get the attention block; None keeps the model's own (the
         bottleneck, level 4).
+    start_temperatures : dict of str to float
+        ``{"level": T}``: with ``init_checkpoint``, the learned temperature of the block at that
+        level starts at ``T``
+        (:func:`~napari_fanet.models.attention_growth.set_start_temperature`); string keys, so
+        that the setting survives JSON unchanged.
     """
 
     model: str = "fanet-seg"
@@ -76,6 +81,7 @@ class TrainConfig:
     init_checkpoint: str | None = None
     attention_kwargs: dict[str, Any] = field(default_factory=dict)
     attention_levels: tuple[int, ...] | None = None
+    start_temperatures: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(self.features))
@@ -91,6 +97,7 @@ class TrainConfig:
             "patch_size": len(self.patch_size) == 3 and all(p >= 1 for p in self.patch_size),
             "milestones": all(0 < m < 1 for m in self.milestones),
             "p_lesion": 0 <= self.p_lesion <= 1,
+            "start_temperatures": not self.start_temperatures or bool(self.init_checkpoint),
         }
         for name, ok in checks.items():
             if not ok:

@@ -35,7 +35,7 @@ from napari_fanet.models import (
     read_checkpoint,
     save_checkpoint,
 )
-from napari_fanet.models.attention_growth import grow_attention
+from napari_fanet.models.attention_growth import grow_attention, set_start_temperature
 from napari_fanet.models.checkpoint import model_from_checkpoint_config
 from napari_fanet.tasks import get_task, task_of_subject
 
@@ -83,6 +83,8 @@ def _build(config: TrainConfig) -> tuple[nn.Module, dict]:
         if config.attention_levels is not None or config.attention_kwargs:
             torch.manual_seed(config.seed)  # the new blocks' theta and phi
             model = grow_attention(model, config.attention_levels, config.attention_kwargs)
+        for level, temperature in config.start_temperatures.items():
+            set_start_temperature(model, int(level), temperature)
         return model.train(), dict(ckpt.get("extra", {}))
     torch.manual_seed(config.seed)
     overrides: dict[str, Any] = {"features": config.features}

@@ -12,6 +12,7 @@ small). Fine-tuning then trains the new blocks.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from torch import nn
 
 from napari_fanet.models.folded_attention import FoldedAttention3d
 from napari_fanet.models.registry import ModelConfig, model_from_config
+from napari_fanet.models.unet import DEPTH
 
 
 def make_identity(block: FoldedAttention3d) -> None:
@@ -99,3 +101,45 @@ def grow_attention(
         for key in untouched:
             grown_state[key].zero_()
     return grown.train()
+
+
+def attention_block(model: nn.Module, level: int) -> FoldedAttention3d | None:
+    """The folded-attention block of ``model`` at U-Net ``level`` (None where it has none)."""
+    block = (
+        model.attention
+        if level == DEPTH
+        else model.level_attention[str(level)]
+        if str(level) in model.level_attention
+        else None
+    )
+    return block if isinstance(block, FoldedAttention3d) else None
+
+
+def set_start_temperature(model: nn.Module, level: int, temperature: float) -> None:
+    """Start the learned temperature of ``model``'s block at ``level`` at ``temperature``.
+
+    Every axis of that block gets ``temperature``, so its energies become ``temperature`` times
+    softer (with cosine energies, ``10 x cosine / temperature``).
+
+    Raises
+    ------
+    ValueError
+        ``temperature`` is not a positive finite number, or the level has no block with a
+        learned temperature.
+    """
+    if not (isinstance(temperature, int | float) and 0 < temperature < math.inf):
+        raise ValueError(f"a start temperature must be a positive number, got {temperature!r}")
+    block = attention_block(model, level)
+    if block is None or not block.learn_temperature:
+        has = [
+            lv
+            for lv in model.attention_levels
+            if getattr(attention_block(model, lv), "learn_temperature", False)
+        ]
+        raise ValueError(
+            f"start temperature for level {level}: expected a level whose folded attention "
+            f"learns a temperature (--attention-scale cosine), got none there (levels with "
+            f"one: {has})"
+        )
+    with torch.no_grad():
+        block.log_temperature.fill_(math.log(temperature))
