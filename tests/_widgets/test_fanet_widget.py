@@ -61,6 +61,20 @@ def test_segment_plain_layers_adds_mask_probability_errors_and_metrics(widget, q
     assert w.run_button.enabled and not w.cancel_button.enabled
 
 
+def test_mirror_option_follows_the_core_default_and_the_task(widget) -> None:
+    from napari_fanet._widgets.fanet_widget import MIRROR
+    from napari_fanet.engine.predict import MIRROR_DEFAULT
+
+    viewer, w = widget
+    assert MIRROR == MIRROR_DEFAULT and w.mirror.value == MIRROR_DEFAULT
+    _add_plain_ms(viewer)
+    w.mirror.value = not MIRROR_DEFAULT
+    shown = not w.mirror.native.isHidden()  # (the test's window itself is not shown)
+    assert shown and w.build_request().mirror == (not MIRROR_DEFAULT)
+    w.task.value = "QSM reconstruction"
+    assert w.mirror.native.isHidden()
+
+
 def test_problems_are_explained_before_running(widget) -> None:
     viewer, w = widget
     _add_plain_ms(viewer)

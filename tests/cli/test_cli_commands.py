@@ -204,6 +204,27 @@ def test_segment_writes_maps_on_the_input_grid(seg_run, write_ms_subject, tmp_pa
     np.testing.assert_allclose(nib.as_closest_canonical(prob).get_fdata(), reference, atol=1e-6)
 
 
+def test_segment_mirror_option_changes_the_map_and_defaults_to_the_core(
+    seg_run, ms_data, tmp_path, capsys
+):
+    from napari_fanet.engine.predict import MIRROR_DEFAULT
+
+    case = ms_data / "sub-0000"
+    maps = {}
+    for flag in ("--mirror", "--no-mirror", None):
+        out = tmp_path / str(flag)
+        argv = segment_argv(case, seg_run / "last.pt", out)
+        assert main(argv if flag is None else [*argv, flag]) == 0
+        maps[flag] = nib.load(out / "lesion_probability.nii.gz").get_fdata()
+    capsys.readouterr()
+    assert not np.allclose(maps["--mirror"], maps["--no-mirror"], atol=1e-4)
+    default = "--mirror" if MIRROR_DEFAULT else "--no-mirror"
+    np.testing.assert_array_equal(maps[None], maps[default])
+    assert main(["segment", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"default: {'on' if MIRROR_DEFAULT else 'off'}" in help_text
+
+
 def test_segment_missing_input_exits_1_naming_the_file(seg_run, ms_data, tmp_path, capsys):
     argv = segment_argv(ms_data / "sub-0000", seg_run / "last.pt", tmp_path / "out")
     missing = tmp_path / "no_such_t2.nii.gz"

@@ -84,3 +84,57 @@ def test_settings_and_device_errors():
             resolve_device("cuda")
     with pytest.raises(ValueError, match=r"volume must have shape \(1, C, X, Y, Z\)"):
         predict_volume(Scale(), torch.randn(1, 8, 8, 8))
+
+
+class LeftHeavy(nn.Module):
+    """Two-class logits that depend on position along X: not mirror-symmetric."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(()))  # predict_volume reads the device from it
+
+    def forward(self, x):
+        ramp = torch.linspace(-2.0, 2.0, x.shape[2]).view(1, 1, -1, 1, 1)
+        lesion = x[:, :1] + ramp
+        return torch.cat([-lesion, lesion], dim=1)
+
+
+def test_mirrored_logits_average_the_two_probabilities_and_count_both_passes():
+    from napari_fanet.engine.predict import mirrored_logits
+
+    x = torch.randn(1, 1, 12, 9, 7)
+    settings = WindowSettings(roi_size=(8, 8, 8), overlap=0.25, device="cpu")
+    plain = mirrored_logits(LeftHeavy(), x, settings, mirror=False)
+    torch.testing.assert_close(plain, predict_volume(LeftHeavy(), x, settings))
+    seen = []
+    both = mirrored_logits(
+        LeftHeavy(), x, settings, mirror=True, progress=lambda d, t: seen.append((d, t))
+    )
+    flipped = torch.flip(predict_volume(LeftHeavy(), torch.flip(x, [2]), settings), [2])
+    expected = (torch.softmax(plain, 1) + torch.softmax(flipped, 1)) / 2
+    torch.testing.assert_close(torch.softmax(both, 1), expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(torch.softmax(both, 1), torch.softmax(plain, 1), atol=1e-3)
+    total = count_windows(x.shape[2:], (8, 8, 8), 0.25)
+    assert seen[-1] == (2 * total, 2 * total)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)  # never goes back
+
+
+def test_mirrored_logits_cancel_in_the_second_pass():
+    from napari_fanet.engine.predict import mirrored_logits
+
+    calls = {"n": 0}
+
+    def stop_after_first_pass():
+        calls["n"] += 1
+        return calls["n"] > 1
+
+    settings = WindowSettings(roi_size=(8, 8, 8), device="cpu")  # one window per pass
+    with pytest.raises(InferenceCancelled, match="inference cancelled"):
+        mirrored_logits(
+            LeftHeavy(),
+            torch.randn(1, 1, 8, 8, 8),
+            settings,
+            mirror=True,
+            should_stop=stop_after_first_pass,
+        )
+    assert calls["n"] == 2

@@ -47,6 +47,10 @@ from napari_fanet._widgets._layers import (
     signed_error_colormap,
 )
 
+#: The core's default, napari_fanet.engine.predict.MIRROR_DEFAULT (not imported here: the
+#: engine imports torch; a test checks that the two agree).
+MIRROR = False
+
 if TYPE_CHECKING:
     from napari.layers import Layer
     from napari.qt.threading import GeneratorWorker
@@ -98,6 +102,12 @@ class FANetWidget(TaskInputs):
             max=0.99,
             step=0.05,
             tooltip="Lesion probability above which a voxel joins the mask.",
+        )
+        self.mirror = CheckBox(
+            text="Mirror (left-right)",
+            value=MIRROR,
+            tooltip="Segmentation: also segment the left-right mirror image and average the two "
+            "probabilities (test-time augmentation). Takes twice as long.",
         )
         self.data_consistency = CheckBox(
             text="Data consistency",
@@ -184,7 +194,7 @@ class FANetWidget(TaskInputs):
         self.extend(
             [
                 self.qsm_input, *self.input_fields(), *self.phase_fields, self.threshold,
-                self.data_consistency,
+                self.mirror, self.data_consistency,
                 self.show_advanced, self.advanced, self.reference,
                 self.problems, self.run_button,
                 self.cancel_button, self.progress, self.metrics, self.copy_button,
@@ -203,7 +213,7 @@ class FANetWidget(TaskInputs):
             w.changed.connect(self._refresh_problems)
         for w in (
             self.task, self.t1, self.t2, self.flair, self.field, self.mask, self.b0,
-            self.model, self.threshold, self.reference,
+            self.model, self.threshold, self.mirror, self.reference,
         ):  # fmt: skip
             w.changed.connect(self._clear_metrics)
         self.connect_inputs()
@@ -220,6 +230,7 @@ class FANetWidget(TaskInputs):
     def _on_task(self, *_: Any) -> None:
         options = self.current_task.prediction_options
         self.threshold.visible = "threshold" in options
+        self.mirror.visible = "mirror" in options
         self.data_consistency.visible = "data_consistency" in options
         self.dc_lambda.visible = "dc_lambda" in options and self.data_consistency.value
         self.run_button.text = RUN_TEXT[self.task_name]
@@ -278,6 +289,7 @@ class FANetWidget(TaskInputs):
         return self.request(
             settings=settings,
             threshold=self.threshold.value,
+            mirror=self.mirror.value,
             data_consistency=self._data_consistency_method(),
             dc_lambda=self.dc_lambda.value or "auto",
             phase=None

@@ -140,6 +140,12 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.5,
         help="lesion probability threshold, strictly between 0 and 1 (default 0.5)",
     )
+    parser.add_argument(
+        "--mirror",
+        action=argparse.BooleanOptionalAction,
+        help="also segment the left-right mirror image and average the two probabilities "
+        "(test-time augmentation; twice the network time; default: off)",
+    )
     add_common(parser, "fanet-seg")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
@@ -179,6 +185,7 @@ def _segment_one(args: argparse.Namespace, loaded: tuple | None = None) -> dict:
         vols["flair"],
         brain_mask=mask,
         threshold=args.threshold,
+        **({} if args.mirror is None else {"mirror": args.mirror}),
     )
     result = _predict(args, "segment", run)
     outputs = {

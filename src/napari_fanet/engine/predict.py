@@ -280,6 +280,64 @@ def qsm_model_input(
     return field, mask, grid, model_voxel, scales
 
 
+#: Segmentation averages the lesion probability of the scan with that of its left-right mirror
+#: image unless told otherwise (:func:`mirrored_logits`). The CLI and the widget say the same.
+MIRROR_DEFAULT = False
+#: The left-right axis of a canonical (RAS) ``(1, C, X, Y, Z)`` network input.
+LEFT_RIGHT_DIM = 2
+
+
+def mirrored_logits(
+    model: nn.Module,
+    image: torch.Tensor,
+    settings: WindowSettings,
+    *,
+    mirror: bool,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    report: InferenceReport | None = None,
+) -> torch.Tensor:
+    """Class logits of ``image``, optionally averaged with those of its left-right mirror.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Segmentation network (class logits).
+    image : torch.Tensor
+        Shape ``(1, C, X, Y, Z)``, canonical (RAS) orientation, so ``X`` runs left to right.
+    settings : WindowSettings
+        Tiling, device and precision.
+    mirror : bool
+        Also predict the image flipped along ``X``, flip that prediction back, and average the
+        two softmax probabilities (test-time augmentation; the brain is nearly symmetric).
+    progress, should_stop, report
+        As for :func:`~napari_fanet.engine.inference.predict_volume`; progress counts the
+        windows of both passes.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(1, K, X, Y, Z)``: the logits, or with ``mirror`` the log of the mean class
+        probabilities (whose softmax is that mean).
+    """
+    passes = 2 if mirror else 1
+    done = {"pass": 0}
+
+    def both_passes(count: int, total: int) -> None:
+        if progress is not None:
+            progress(done["pass"] * total + count, passes * total)
+
+    kwargs = {"progress": both_passes, "should_stop": should_stop, "report": report}
+    logits = predict_volume(model, image, settings, **kwargs)
+    if not mirror:
+        return logits
+    done["pass"] = 1
+    flipped = predict_volume(model, torch.flip(image, dims=[LEFT_RIGHT_DIM]), settings, **kwargs)
+    flipped = torch.flip(flipped, dims=[LEFT_RIGHT_DIM])
+    mean = (torch.softmax(logits, dim=1) + torch.softmax(flipped, dim=1)) / 2
+    return torch.log(mean.clamp_min(torch.finfo(mean.dtype).tiny))
+
+
 def segment(
     model: nn.Module,
     checkpoint: dict,
@@ -290,6 +348,7 @@ def segment(
     brain_mask: Volume | np.ndarray | None = None,
     voxel_size: Sequence[float] | None = None,
     threshold: float = 0.5,
+    mirror: bool = MIRROR_DEFAULT,
     settings: WindowSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -298,7 +357,8 @@ def segment(
 
     ``t1`` and ``t2`` may be None (FLAIR alone, T1 + FLAIR, T2 + FLAIR) for a model trained
     with modality dropout (:func:`~napari_fanet.tasks.segmentation.check_modalities`); the
-    missing channel is all zero.
+    missing channel is all zero. With ``mirror`` the probability is the mean of the scan's and
+    of its left-right mirror image's (:func:`mirrored_logits`; twice the network time).
     """
     SEGMENTATION.check_model(model)
     inputs = {k: v for k, v in (("T1", t1), ("T2", t2), ("FLAIR", flair)) if v is not None}
@@ -312,10 +372,11 @@ def segment(
     message = SEGMENTATION.absent_channels_message(arrays)
     if message:
         result.report.messages.append(message)
-    logits = predict_volume(
+    logits = mirrored_logits(
         model,
         torch.from_numpy(image)[None],
         settings or WindowSettings(),
+        mirror=mirror,
         progress=progress,
         should_stop=should_stop,
         report=result.report,

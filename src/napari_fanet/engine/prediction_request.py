@@ -17,6 +17,7 @@ import numpy as np
 from napari_fanet.engine.inference import WindowSettings
 from napari_fanet.engine.predict import (
     DEFAULT_DC_METHOD,
+    MIRROR_DEFAULT,
     PredictionResult,
     load_model,
     predict_task,
@@ -103,6 +104,9 @@ class PredictionRequest:
         ``field_problems``. Numbers that are not a direction are reported by :meth:`problems`.
     threshold : float
         Segmentation only: probability above which a voxel is a lesion.
+    mirror : bool
+        Segmentation only: average with the left-right mirror image (test-time augmentation,
+        twice the network time; see :func:`~napari_fanet.engine.predict.mirrored_logits`).
     data_consistency : {"cg", "kspace", "none", "smv"}
         QSM only: how the network's map is made consistent with the field (``"none"``: the
         raw network output); see :mod:`napari_fanet.physics.data_consistency`. ``"smv"``
@@ -125,6 +129,7 @@ class PredictionRequest:
     settings: WindowSettings = field(default_factory=WindowSettings)
     b0_dir: B0Direction | Sequence[float] | None = None
     threshold: float = 0.5
+    mirror: bool = MIRROR_DEFAULT
     data_consistency: str = DEFAULT_DC_METHOD
     dc_lambda: float | str = DEFAULT_DC_LAMBDA
     phase: PhaseOptions | None = None

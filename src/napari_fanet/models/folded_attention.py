@@ -29,7 +29,8 @@ Two implementations give the same result to rounding:
 With ``scale="cosine"`` (non-default) the energies are cosine similarities of the unfolded rows
 of ``theta(X)`` and ``phi(X)`` (:func:`cosine_energies`), which need each row's norm, so both
 implementations form ``theta(X)`` and ``phi(X)`` for the affinities (the fast one by a single
-``(2C) x C`` product and the same views as above); the fast cascade is unchanged.
+``(2C) x C`` product and the same views as above; the row norms come from squares formed a
+slab of voxels at a time, :func:`squared_norms`); the fast cascade is unchanged.
 
 On the CPU, the tall products use oneDNN for float32 inference (:func:`batched_product`), and
 the block runs single-threaded while other work competes for the cores (``cpu_threads``,

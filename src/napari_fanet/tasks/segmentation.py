@@ -90,7 +90,7 @@ class SegmentationTask(Task):
     primary_metric = ("dice", True)
     evaluation_metrics = ("dice", "ltpr", "lppv", "lf1", "seconds")
     paired_metrics = ("dice", "lf1")
-    prediction_options = ("threshold",)
+    prediction_options = ("threshold", "mirror")
     ablations: dict[str, dict[str, Any]] = {}  # noqa: RUF012 (read-only class attribute)
     output = "mask"
     channels = SEG_CHANNELS
