@@ -9,6 +9,7 @@ content does not change the time, the grid does.
 Usage (also reached through ``benchmarks/inference.py --cli-segment``)::
 
     PYTHONPATH=src python benchmarks/cli_speed.py --models fanet-seg unet-seg --repeats 2
+    PYTHONPATH=src python benchmarks/cli_speed.py --mirror off on   # both settings of --mirror
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 
 TARGET_S = 60.0
 MODES = {"flair": ("flair",), "t1-t2-flair": ("t1", "t2", "flair")}
+#: ``--mirror`` settings: the CLI's default, or an explicit ``--mirror``/``--no-mirror``.
+MIRROR_FLAGS = {"default": (), "on": ("--mirror",), "off": ("--no-mirror",)}
 
 
 def simulate_subject(folder: Path) -> Path:
@@ -37,12 +40,14 @@ def simulate_subject(folder: Path) -> Path:
     return folder / "sub-0000"
 
 
-def time_segment(subject: Path, model: str, mode: str, threads: int, out: Path) -> float:
+def time_segment(
+    subject: Path, model: str, mode: str, threads: int, out: Path, mirror: str = "default"
+) -> float:
     """Wall-clock seconds of one ``napari-fanet segment`` process, start to exit."""
     inputs = [a for m in MODES[mode] for a in (f"--{m}", str(subject / f"{m}.nii.gz"))]
     cmd = [
         sys.executable, "-m", "napari_fanet", "segment", *inputs, "--model", model,
-        "--device", "cpu", "--out", str(out), "--no-progress",
+        "--device", "cpu", "--out", str(out), "--no-progress", *MIRROR_FLAGS[mirror],
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
@@ -50,22 +55,30 @@ def time_segment(subject: Path, model: str, mode: str, threads: int, out: Path) 
     return time.perf_counter() - t0
 
 
-def run(models: list[str], modes: list[str], threads: int, repeats: int) -> list[dict]:
-    """Median seconds per (model, mode) and the target check, as rows."""
+def run(
+    models: list[str],
+    modes: list[str],
+    threads: int,
+    repeats: int,
+    mirrors: tuple[str, ...] = ("default",),
+) -> list[dict]:
+    """Median seconds per (model, mode, mirror setting) and the target check, as rows."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         subject = simulate_subject(Path(tmp) / "data")
         for model in models:
             for mode in modes:
-                times = [
-                    time_segment(subject, model, mode, threads, Path(tmp) / f"out-{i}")
-                    for i in range(repeats)
-                ]
-                median = sorted(times)[len(times) // 2]
-                rows.append(
-                    {"model": model, "mode": mode, "seconds": times, "median_s": median,
-                     "pass": median <= TARGET_S, "load": os.getloadavg()[0]}
-                )  # fmt: skip
+                for mirror in mirrors:
+                    times = [
+                        time_segment(subject, model, mode, threads, Path(tmp) / f"out-{i}", mirror)
+                        for i in range(repeats)
+                    ]
+                    median = sorted(times)[len(times) // 2]
+                    rows.append(
+                        {"model": model, "mode": mode, "mirror": mirror, "seconds": times,
+                         "median_s": median, "pass": median <= TARGET_S,
+                         "load": os.getloadavg()[0]}
+                    )  # fmt: skip
     return rows
 
 
@@ -76,14 +89,14 @@ def table(rows: list[dict], threads: int) -> str:
         "",
         f"Target: {TARGET_S:.0f} s or less end to end.",
         "",
-        "| model | input mode | median s | runs (s) | load average | target |",
-        "|---|---|---|---|---|---|",
+        "| model | input mode | --mirror | median s | runs (s) | load average | target |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         runs = ", ".join(f"{t:.1f}" for t in r["seconds"])
         lines.append(
-            f"| {r['model']} | {r['mode']} | {r['median_s']:.1f} | {runs} | {r['load']:.2f} "
-            f"| {'PASS' if r['pass'] else 'FAIL'} |"
+            f"| {r['model']} | {r['mode']} | {r.get('mirror', 'default')} | {r['median_s']:.1f} "
+            f"| {runs} | {r['load']:.2f} | {'PASS' if r['pass'] else 'FAIL'} |"
         )
     return "\n".join(lines)
 
@@ -95,9 +108,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument(
+        "--mirror",
+        nargs="+",
+        default=["default"],
+        choices=list(MIRROR_FLAGS),
+        help="segment's --mirror setting(s) to time: default (none given), on, off",
+    )
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     args = p.parse_args(argv)
-    rows = run(args.models, args.modes, args.threads, args.repeats)
+    rows = run(args.models, args.modes, args.threads, args.repeats, tuple(args.mirror))
     text = table(rows, args.threads)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
