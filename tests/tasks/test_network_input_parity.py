@@ -66,10 +66,12 @@ def test_segmentation_inputs_are_bit_identical(
         vols["t2"],
         vols["flair"],
         brain_mask=vols["brain_mask"],
+        mirror=True,
     )
-    (network_input,) = recorder
+    network_input, mirrored = recorder  # the scan, then its left-right mirror image
     assert network_input.dtype == torch.float32 and subject.image.dtype == np.float32
     np.testing.assert_array_equal(network_input[0].numpy(), subject.image)
+    np.testing.assert_array_equal(mirrored[0].numpy(), subject.image[:, ::-1])
 
 
 @pytest.mark.parametrize("b0_dir", [(0.0, 0.0, 1.0), (0.0, 0.0, -1.0), (0.3, -0.2, 1.0)])

@@ -49,7 +49,7 @@ from napari_fanet._widgets._layers import (
 
 #: The core's default, napari_fanet.engine.predict.MIRROR_DEFAULT (not imported here: the
 #: engine imports torch; a test checks that the two agree).
-MIRROR = False
+MIRROR = True
 
 if TYPE_CHECKING:
     from napari.layers import Layer

@@ -144,7 +144,7 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         "--mirror",
         action=argparse.BooleanOptionalAction,
         help="also segment the left-right mirror image and average the two probabilities "
-        "(test-time augmentation; twice the network time; default: off)",
+        "(test-time augmentation; twice the network time; default: on)",
     )
     add_common(parser, "fanet-seg")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)

@@ -282,7 +282,7 @@ def qsm_model_input(
 
 #: Segmentation averages the lesion probability of the scan with that of its left-right mirror
 #: image unless told otherwise (:func:`mirrored_logits`). The CLI and the widget say the same.
-MIRROR_DEFAULT = False
+MIRROR_DEFAULT = True
 #: The left-right axis of a canonical (RAS) ``(1, C, X, Y, Z)`` network input.
 LEFT_RIGHT_DIM = 2
 
