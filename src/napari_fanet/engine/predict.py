@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -294,8 +295,7 @@ def mirrored_logits(
     *,
     mirror: bool,
     progress: Callable[[int, int], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    report: InferenceReport | None = None,
+    **window_options: Any,
 ) -> torch.Tensor:
     """Class logits of ``image``, optionally averaged with those of its left-right mirror.
 
@@ -310,9 +310,11 @@ def mirrored_logits(
     mirror : bool
         Also predict the image flipped along ``X``, flip that prediction back, and average the
         two softmax probabilities (test-time augmentation; the brain is nearly symmetric).
-    progress, should_stop, report
-        As for :func:`~napari_fanet.engine.inference.predict_volume`; progress counts the
-        windows of both passes.
+    progress : callable, optional
+        ``progress(done, total)`` over the windows of both passes.
+    **window_options
+        ``should_stop`` and ``report``, given to each
+        :func:`~napari_fanet.engine.inference.predict_volume` pass.
 
     Returns
     -------
@@ -327,7 +329,7 @@ def mirrored_logits(
         if progress is not None:
             progress(done["pass"] * total + count, passes * total)
 
-    kwargs = {"progress": both_passes, "should_stop": should_stop, "report": report}
+    kwargs = {"progress": both_passes, **window_options}
     logits = predict_volume(model, image, settings, **kwargs)
     if not mirror:
         return logits
