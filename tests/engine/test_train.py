@@ -101,6 +101,8 @@ def test_config_errors():
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="invalid training setting milestones"):
         TrainConfig(milestones=(0.5, 1.5))
+    with pytest.raises(ValueError, match=r"expected an init_checkpoint, got none .*'4': 2\.0"):
+        TrainConfig(start_temperatures={"4": 2.0})
     with pytest.raises(ValueError, match=r"unknown training settings \['epochs'\]"):
         TrainConfig.from_dict({"epochs": 3})
     with pytest.raises(ValueError, match="cannot tell the task"):

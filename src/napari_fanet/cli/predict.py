@@ -166,7 +166,7 @@ def _segment_one(args: argparse.Namespace, loaded: tuple | None = None) -> dict:
 
     ``loaded`` is ``(model, checkpoint)`` when the caller loaded the model already (batch).
     """
-    from napari_fanet.engine.predict import segment
+    from napari_fanet.engine.predict import MIRROR_DEFAULT, segment
     from napari_fanet.evaluation.lesion_table import lesion_table
 
     given = [m for m in ("flair", "t1", "t2") if getattr(args, m)]
@@ -185,7 +185,7 @@ def _segment_one(args: argparse.Namespace, loaded: tuple | None = None) -> dict:
         vols["flair"],
         brain_mask=mask,
         threshold=args.threshold,
-        **({} if args.mirror is None else {"mirror": args.mirror}),
+        mirror=MIRROR_DEFAULT if args.mirror is None else args.mirror,
     )
     result = _predict(args, "segment", run)
     outputs = {

@@ -97,11 +97,15 @@ class TrainConfig:
             "patch_size": len(self.patch_size) == 3 and all(p >= 1 for p in self.patch_size),
             "milestones": all(0 < m < 1 for m in self.milestones),
             "p_lesion": 0 <= self.p_lesion <= 1,
-            "start_temperatures": not self.start_temperatures or bool(self.init_checkpoint),
         }
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"invalid training setting {name}={getattr(self, name)!r}")
+        if self.start_temperatures and not self.init_checkpoint:
+            raise ValueError(
+                "start_temperatures set the temperature of a trained block: expected an "
+                f"init_checkpoint, got none (start_temperatures={self.start_temperatures!r})"
+            )
 
     @property
     def task(self) -> str:

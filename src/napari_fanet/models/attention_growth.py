@@ -105,13 +105,10 @@ def grow_attention(
 
 def attention_block(model: nn.Module, level: int) -> FoldedAttention3d | None:
     """The folded-attention block of ``model`` at U-Net ``level`` (None where it has none)."""
-    block = (
-        model.attention
-        if level == DEPTH
-        else model.level_attention[str(level)]
-        if str(level) in model.level_attention
-        else None
-    )
+    if level == DEPTH:
+        block = model.attention
+    else:
+        block = model.level_attention[str(level)] if str(level) in model.level_attention else None
     return block if isinstance(block, FoldedAttention3d) else None
 
 

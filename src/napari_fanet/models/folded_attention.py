@@ -660,7 +660,7 @@ def squared_norms(y: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Ten
 
     Without autograd the squares are formed a slab of :data:`NORM_SLAB` voxels at a time in one
     small buffer: forming all of them at once (a fresh array the size of ``y``) made the cosine
-    block's norms cost five times their arithmetic on the project's CPU.
+    block's norms cost several times their arithmetic on the project's CPU.
 
     Parameters
     ----------
