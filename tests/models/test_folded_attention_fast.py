@@ -83,6 +83,12 @@ def test_squared_norms_in_slabs_match_the_whole_sums(monkeypatch, slab, grad):
     assert channel.shape == (2, 6) and per_voxel.shape == (2, 2, 30)
 
 
+@pytest.mark.parametrize("groups", [0, 4])
+def test_squared_norms_refuses_unequal_groups(groups):
+    with pytest.raises(ValueError, match=rf"expected 6 channels to split .* groups={groups}"):
+        squared_norms(torch.zeros(1, 6, 5), groups)
+
+
 def test_fast_cosine_block_matches_reference_across_norm_slabs(monkeypatch):
     monkeypatch.setattr(fa, "NORM_SLAB", 7)  # 4 * 3 * 5 = 60 voxels: 9 slabs, the last short
     block = make_block(3, scale="cosine", learn_temperature=True)

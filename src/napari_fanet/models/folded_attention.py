@@ -675,8 +675,17 @@ def squared_norms(y: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Ten
         Shape ``(B, K)``: the sum over ``N`` of each channel's squares.
     per_voxel : torch.Tensor
         Shape ``(B, groups, N)``: the sum over each group's channels, per voxel.
+
+    Raises
+    ------
+    ValueError
+        ``K`` does not split into ``groups`` equal groups.
     """
     b, k, n = y.shape
+    if groups < 1 or k % groups:
+        raise ValueError(
+            f"squared_norms: expected {k} channels to split into equal groups, got groups={groups}"
+        )
     if torch.is_grad_enabled() and y.requires_grad:
         sq = y * y
         return sq.sum(2), sq.view(b, groups, k // groups, n).sum(2)
