@@ -164,6 +164,7 @@ def test_train_numeric_options_are_validated(ms_data, tmp_path, capsys, option, 
         ),
         (["--voxel-size", "0.1", "2", "2"], "argument --voxel-size: expected a number >= 0.25"),
         (["--n-test", "0"], "argument --n-test: expected an integer >= 1, got 0"),
+        (["--overlap", "1"], "argument --overlap: expected a number >= 0 and < 1, got 1"),
     ],
 )
 def test_evaluate_numeric_options_are_validated(capsys, option, message):

@@ -152,6 +152,26 @@ def test_cli_evaluate_on_a_data_folder(real_like, old_model, tmp_path, capsys) -
     assert "data folder not found" in capsys.readouterr().err
 
 
+def test_cli_evaluate_passes_the_window_overlap(
+    real_like, old_model, tmp_path, monkeypatch
+) -> None:
+    import napari_fanet.evaluation.real as rev
+
+    seen = []
+    original = rev.evaluate_real
+
+    def recording(cases, models, modes, settings, **kwargs):
+        seen.append(settings.overlap)
+        return original(cases, models, modes, settings, **kwargs)
+
+    monkeypatch.setattr(rev, "evaluate_real", recording)
+    argv = ["evaluate", "--task", "ms", "--data", str(real_like), "--models", str(old_model)]
+    cpu = ["--device", "cpu", "--tile", "16", "16", "16", "--modes", "t1-flair"]
+    assert main([*argv, *cpu]) == 0
+    assert main([*argv, *cpu, "--overlap", "0.25"]) == 0
+    assert seen == [0.5, 0.25]
+
+
 def test_leave_one_out_family_scores_each_subject_with_its_own_run(
     real_like, old_model, tmp_path
 ) -> None:

@@ -28,10 +28,11 @@ from napari_fanet.simulation.template import mni_grid
 VOX = 3.0  # 61 x 73 x 61: lesions of a few voxels are resolved, a subject takes about 1 s
 
 
-def _quiet(load_ml=(5.0, 5.0), **lesions):
+def _quiet(load_ml=(5.0, 5.0), p_bright_cortex=0.0, **lesions):
     """Noise-free params without artefacts that change intensities, for contrast checks."""
     return RandomisedMSParams(
         p_random_contrast=0.0,
+        p_bright_cortex=p_bright_cortex,
         lesions=LesionLoadParams(load_ml=load_ml, **lesions),
         artefacts=ArtefactParams(
             bias_max=0.0,
@@ -138,7 +139,7 @@ def test_version_2_keeps_uniform_sharp_confluent_lesions_and_says_so() -> None:
 
     # seed 0 draws a confluent lesion (17 mL at 3 mm) in both versions
     v2 = simulate_subject("ms", 0, VOX, noise=False, family="randomised-v2")
-    v3 = simulate_subject("ms", 0, VOX, noise=False, family="randomised")
+    v3 = simulate_subject("ms", 0, VOX, noise=False, family="randomised-v3")
     assert (v2.meta["generator_version"], v3.meta["generator_version"]) == (2, 3)
     assert v2.meta["confluent_ml"] > 5.0 and v3.meta["confluent_ml"] > 5.0
     assert "confluent" in v3.meta and "confluent" not in v2.meta  # v2: one severity, 1 mm edge
@@ -146,6 +147,26 @@ def test_version_2_keeps_uniform_sharp_confluent_lesions_and_says_so() -> None:
     # the anatomy and the contrasts are drawn from other streams: the same in both versions
     assert v2.meta["contrast"] == v3.meta["contrast"]
     assert np.array_equal(v2.brain_mask, v3.brain_mask)
+
+
+def test_version_4_brightens_grey_matter_in_patches_and_labels_none_of_it() -> None:
+    # seed 3 draws bright cortex; every other draw comes from other streams
+    v3 = simulate_randomised_ms_subject(3, VOX, params=_quiet(p_bright_cortex=0.0), noise=False)
+    v4 = simulate_randomised_ms_subject(3, VOX, params=_quiet(p_bright_cortex=1.0), noise=False)
+    assert (v3.meta["generator_version"], v4.meta["generator_version"]) == (3, 4)
+    assert v3.meta["bright_cortex"] == {} and set(v4.meta["bright_cortex"]) == {"flair", "t2"}
+    assert all(0.1 <= a <= 0.35 for a in v4.meta["bright_cortex"].values())
+    assert np.array_equal(v3.lesion_mask, v4.lesion_mask)  # nothing new is labelled
+    assert np.array_equal(v3.t1, v4.t1)  # T1 is unchanged
+    wm = (v3.wm_prob > 0.95) & ~v3.lesion_mask
+    # the acquisition rescales each image to its integer range: compare relative to white matter
+    scale = np.median(v4.flair[wm] / v3.flair[wm])
+    assert np.allclose(v4.flair[wm], v3.flair[wm] * scale, rtol=5e-3, atol=1)  # WM ~unchanged
+    grey = v3.brain_mask & (v3.wm_prob < 0.2) & ~v3.lesion_mask & (v3.flair > 100)
+    gain = v4.flair[grey] / (v3.flair[grey] * scale)
+    assert gain.min() >= 1.0 - 5e-3  # only brighter, never darker (to rounding)
+    assert 0.05 < np.mean(gain > 1.05) < 0.6  # in patches, not everywhere
+    assert gain.max() > 1.0 + 0.8 * v4.meta["bright_cortex"]["flair"]
 
 
 def test_every_site_hosts_lesions_down_to_3_mm() -> None:
@@ -164,6 +185,9 @@ def test_every_site_hosts_lesions_down_to_3_mm() -> None:
     [
         ({"p_random_contrast": 1.5}, "p_random_contrast must be in"),
         ({"flair_lesion": (2.0, 1.0, 3.0)}, "flair_lesion must be"),
+        ({"p_bright_cortex": -0.1}, r"p_bright_cortex must be in \[0, 1\], got -0.1"),
+        ({"bright_cortex_max": 0.05}, "bright_cortex_max must be >= 0.1, got 0.05"),
+        ({"bright_cortex_mm": 0.0}, "bright_cortex_mm must be positive, got 0.0"),
     ],
 )
 def test_bad_params_are_refused(kwargs, match) -> None:

@@ -72,7 +72,9 @@ def test_simulate_subject_dispatches_the_chain_family():
     vsharp = simulate_subject("qsm", 3, VOX, noise=False, family="chain-vsharp")
     assert (vsharp.meta["family"], vsharp.meta["background"]) == ("chain-vsharp", "vsharp")
     assert not np.allclose(vsharp.local_field, subject.local_field)  # another estimate
-    expected = "family must be one of phantom, randomised, randomised-v2 for task ms"
+    expected = (
+        "family must be one of phantom, randomised, randomised-v2, randomised-v3 for task ms"
+    )
     with pytest.raises(ValueError, match=expected):
         simulate_subject("ms", 3, VOX, family="chain")
 

@@ -19,7 +19,15 @@ PROG = "napari-fanet"
 #: ``--family`` choices of ``simulate`` and ``train``: every task's generator families, a copy of
 #: ``simulation.dataset.FAMILIES`` (kept here so that ``--help`` imports no simulator; a test
 #: keeps the two equal).
-FAMILY_CHOICES = ("phantom", "randomised", "randomised-v2", "fullrange", "chain", "chain-vsharp")
+FAMILY_CHOICES = (
+    "phantom",
+    "randomised",
+    "randomised-v2",
+    "randomised-v3",
+    "fullrange",
+    "chain",
+    "chain-vsharp",
+)
 
 
 class CommandError(Exception):

@@ -12,6 +12,7 @@ from napari_fanet.cli.base import (
     CommandError,
     load_models,
     non_negative_int,
+    overlap_fraction,
     positive_int,
     tile_size,
     voxel_size_mm,
@@ -61,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs=3,
         default=(64, 64, 64),
         help="sliding-window tile size in voxels, 16-512 (default 64 64 64)",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=overlap_fraction,
+        default=0.5,
+        help="sliding-window overlap in [0, 1) (default 0.5)",
     )
     parser.add_argument("--out", type=Path, help="write evaluation.md and evaluation.json here")
     suite = parser.add_argument_group("out-of-distribution suite (--task qsm)")
@@ -116,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             check_output_folder(args.out, OUTPUT_NAMES)
         except OSError as exc:
             raise CommandError(f"--out: {exc}") from exc
-    settings = WindowSettings(roi_size=tuple(args.tile), overlap=0.5, device=args.device)
+    settings = WindowSettings(roi_size=tuple(args.tile), overlap=args.overlap, device=args.device)
     task = get_task(args.task)
     # each network, and its ablations (QSM: the raw network beside the default pipeline)
     methods = ev.network_methods(args.task, load_models(args.models, task.name), settings)

@@ -33,7 +33,7 @@ def run_ood(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--seed-offset/--n-test/--n-val: {exc}") from exc
     models = load_models(args.models, "qsm")
-    settings = WindowSettings(roi_size=tuple(args.tile), overlap=0.5, device=args.device)
+    settings = WindowSettings(roi_size=tuple(args.tile), overlap=args.overlap, device=args.device)
     results = []
     for name in names:
         print(

@@ -49,7 +49,7 @@ def run_real(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
     models = [m for name in args.models for m in _models(name, [c.name for c in cases])]
-    settings = WindowSettings(roi_size=tuple(args.tile), overlap=0.5, device=args.device)
+    settings = WindowSettings(roi_size=tuple(args.tile), overlap=args.overlap, device=args.device)
     rows = rev.evaluate_real(
         cases, models, list(args.modes), settings, progress=lambda m: print(m, file=sys.stderr)
     )

@@ -56,8 +56,9 @@ def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         default="phantom",
         help="generator family: phantom (default); for --task ms, randomised "
         "(domain-randomised contrast, lesion load 0.1-80 mL, scanner artefacts; use "
-        "--voxel-size 1 1 1) or randomised-v2 (its generator version 2: uniform, sharp-edged "
-        "confluent lesions; reproduces older datasets); for --task qsm, fullrange, chain or "
+        "--voxel-size 1 1 1), randomised-v2 (its generator version 2: uniform, sharp-edged "
+        "confluent lesions) or randomised-v3 (version 3: no bright cortex); both reproduce "
+        "older datasets; for --task qsm, fullrange, chain or "
         "chain-vsharp (see napari-fanet train --help)",
     )
     parser.add_argument(

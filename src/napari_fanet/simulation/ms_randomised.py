@@ -17,7 +17,9 @@ a network can only rely on what all scans share (lesions brighter than white mat
   (any contrast at all); lesions hyperintense relative to white matter on FLAIR and T2 by a
   random factor, hypo- to iso-intense on T1 (ranges matched to the three shared real patients:
   per-lesion FLAIR / WM 1.2-1.5, T2 / WM 1.2-2.8, T1 / WM 0.3-1.0); normal periventricular
-  FLAIR caps (not lesions) on some subjects;
+  FLAIR caps (not lesions) on some subjects; regional grey-matter brightening on FLAIR and T2
+  (not lesions) on some subjects, as the insula, cingulate and mesial temporal cortex show on
+  real scans, so that a network must tell lesions from bright cortex by shape and site;
 - scanner and preprocessing (:mod:`.scanner_artefacts`): strong bias fields, blur, thick-slice
   2D acquisitions resampled to the grid, Gaussian or Rician noise, gamma, scaling and
   saturation.
@@ -48,9 +50,10 @@ FAMILY = "randomised"
 #: Bumped whenever a default range changes, so datasets made before can be told apart
 #: (``meta.json`` ``generator_version``). 2: FLAIR lesion contrast matched to real scans.
 #: 3: confluent lesions from faint to severe, fading outwards, with a soft edge.
-GENERATOR_VERSION = 3
+#: 4: regional grey-matter brightening on FLAIR and T2 (unlabelled).
+GENERATOR_VERSION = 4
 
-STREAMS = ("anatomy", "contrast", "lesions", "caps", "texture", "t1", "t2", "flair")
+STREAMS = ("anatomy", "contrast", "lesions", "caps", "texture", "t1", "t2", "flair", "cortex")
 CHANNELS = ("t1", "t2", "flair")
 CLASSES = ("wm", "cgm", "dgm", "csf")
 #: Typical relative intensities per channel and class (the "realistic" contrast draw).
@@ -92,6 +95,16 @@ class RandomisedMSParams:
         (1.2 mm): sulcus-like detail that the average template lacks.
     p_caps : float
         Probability of normal periventricular FLAIR caps.
+    p_bright_cortex : float
+        Probability of regional grey-matter brightening (0: generator version 3). On the
+        shared real patients, most confident false positives of the version-3-trained model
+        were bright cortex (insula, cingulate, mesial temporal), which version 3's single grey
+        matter value per subject never showed.
+    bright_cortex_max : float
+        Largest relative brightening of the grey matter, drawn per channel (FLAIR, T2) in
+        ``[0.1, bright_cortex_max]``; it peaks in patches of a smooth random field.
+    bright_cortex_mm : float
+        Correlation length of that field (mm).
     texture_std : float
         Largest standard deviation of a multiplicative tissue texture.
     lesions : LesionLoadParams
@@ -110,13 +123,16 @@ class RandomisedMSParams:
     sharpen: tuple[float, float] = (1.0, 3.0)
     sulci_max: float = 0.8
     p_caps: float = 0.6
+    p_bright_cortex: float = 0.7
+    bright_cortex_max: float = 0.35
+    bright_cortex_mm: float = 15.0
     texture_std: float = 0.05
     lesions: LesionLoadParams = field(default_factory=LesionLoadParams)
     artefacts: ArtefactParams = field(default_factory=ArtefactParams)
     deformation: DeformationParams = field(default_factory=DeformationParams)
 
     def __post_init__(self) -> None:
-        for name in ("p_random_contrast", "p_caps"):
+        for name in ("p_random_contrast", "p_caps", "p_bright_cortex"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         for name in ("flair_lesion", "t2_lesion", "t1_lesion"):
@@ -126,16 +142,52 @@ class RandomisedMSParams:
                     f"{name} must be (lo, mid, hi) with 0 < lo <= mid <= hi, "
                     f"got {getattr(self, name)!r}"
                 )
+        if not self.bright_cortex_max >= 0.1:
+            raise ValueError(f"bright_cortex_max must be >= 0.1, got {self.bright_cortex_max!r}")
+        if not self.bright_cortex_mm > 0:
+            raise ValueError(f"bright_cortex_mm must be positive, got {self.bright_cortex_mm!r}")
 
 
 def generator_version(params: RandomisedMSParams) -> int:
-    """The generator version ``params`` reproduce: 2 with uniform confluent lesions, else 3."""
-    return 2 if params.lesions.confluent_style == "uniform" else GENERATOR_VERSION
+    """The generator version ``params`` reproduce.
+
+    2 with uniform confluent lesions (and no bright cortex), 3 without bright cortex, else 4.
+    """
+    if params.p_bright_cortex == 0:
+        return 2 if params.lesions.confluent_style == "uniform" else 3
+    return GENERATOR_VERSION
 
 
 #: The ranges of generator version 2 (``--family randomised-v2``), which the first three
 #: leave-one-out stages of ``fanet-seg`` trained on.
-VERSION_2 = RandomisedMSParams(lesions=LesionLoadParams(confluent_style="uniform"))
+VERSION_2 = RandomisedMSParams(
+    lesions=LesionLoadParams(confluent_style="uniform"), p_bright_cortex=0.0
+)
+#: The ranges of generator version 3 (``--family randomised-v3``), which stages 4 and 5 of
+#: ``fanet-seg`` trained on.
+VERSION_3 = RandomisedMSParams(p_bright_cortex=0.0)
+
+
+def bright_cortex_gain(
+    rng: np.random.Generator, p: RandomisedMSParams, shape: tuple[int, ...], voxel_mm: float
+) -> tuple[dict[str, float], np.ndarray | None]:
+    """Per-channel grey-matter brightening of one subject, and where it peaks.
+
+    Returns
+    -------
+    amplitudes : dict
+        ``{"flair": a, "t2": a}``, each in ``[0.1, bright_cortex_max]``, or empty.
+    patches : np.ndarray or None
+        float32, ``shape``, in ``[0, 1]``: 0 over most of the brain, rising to 1 in patches of
+        a smooth random field (``None`` when the subject has no brightening). Grey matter in
+        channel ``c`` is multiplied by ``1 + amplitudes[c] * patches``.
+    """
+    if p.p_bright_cortex == 0 or not rng.random() < p.p_bright_cortex:
+        return {}, None
+    amplitudes = {c: float(rng.uniform(0.1, p.bright_cortex_max)) for c in ("flair", "t2")}
+    field = smooth_noise(rng, shape, p.bright_cortex_mm / voxel_mm)
+    patches = np.clip((field - 0.5) / 0.75, 0.0, 1.0).astype(np.float32)  # field: unit std
+    return amplitudes, patches
 
 
 def draw_contrast(rng: np.random.Generator, p: RandomisedMSParams) -> dict:
@@ -311,6 +363,7 @@ def simulate_randomised_ms_subject(
         float(rng["contrast"].uniform(0.1, 0.5)) if rng["contrast"].random() < p.p_caps else 0.0
     )
     shape = anat.mask.shape
+    cortex_gain, cortex_patches = bright_cortex_gain(rng["cortex"], p, shape, float(np.mean(vox)))
     texture_std = float(rng["texture"].uniform(0.0, p.texture_std))
     texture = 1.0 + texture_std * smooth_noise(rng["texture"], shape, 2.0 / float(np.mean(vox)))
     # sulci: the average template has none; carve CSF into the cortex along a fine random field
@@ -326,7 +379,10 @@ def simulate_randomised_ms_subject(
     images, settings = {}, {}
     for c in CHANNELS:
         iv = contrast[c]
-        base = iv["wm"] * wm + iv["cgm"] * cgm + iv["dgm"] * dgm + iv["csf"] * csf
+        grey = iv["cgm"] * cgm + iv["dgm"] * dgm
+        if c in cortex_gain:
+            grey = grey * (1.0 + cortex_gain[c] * cortex_patches)
+        base = iv["wm"] * wm + grey + iv["csf"] * csf
         if c == "flair" and caps_strength:
             base = base + caps_strength * max(iv["wm"], iv["cgm"]) * anat.caps
         base = base * texture
@@ -353,6 +409,7 @@ def simulate_randomised_ms_subject(
             for c, iv in contrast.items()
         },
         "flair_caps": round(caps_strength, 4),
+        "bright_cortex": {c: round(a, 4) for c, a in cortex_gain.items()},
         "texture_std": round(texture_std, 4),
         "tissue_sharpening": round(sharpen, 3),
         "sulci": round(sulci, 3),
