@@ -139,7 +139,7 @@ def test_version_2_keeps_uniform_sharp_confluent_lesions_and_says_so() -> None:
 
     # seed 0 draws a confluent lesion (17 mL at 3 mm) in both versions
     v2 = simulate_subject("ms", 0, VOX, noise=False, family="randomised-v2")
-    v3 = simulate_subject("ms", 0, VOX, noise=False, family="randomised-v3")
+    v3 = simulate_subject("ms", 0, VOX, noise=False, family="randomised")
     assert (v2.meta["generator_version"], v3.meta["generator_version"]) == (2, 3)
     assert v2.meta["confluent_ml"] > 5.0 and v3.meta["confluent_ml"] > 5.0
     assert "confluent" in v3.meta and "confluent" not in v2.meta  # v2: one severity, 1 mm edge
@@ -167,6 +167,12 @@ def test_version_4_brightens_grey_matter_in_patches_and_labels_none_of_it() -> N
     assert gain.min() >= 1.0 - 5e-3  # only brighter, never darker (to rounding)
     assert 0.05 < np.mean(gain > 1.05) < 0.6  # in patches, not everywhere
     assert gain.max() > 1.0 + 0.8 * v4.meta["bright_cortex"]["flair"]
+    from napari_fanet.simulation.dataset import simulate_subject
+
+    family = simulate_subject("ms", 3, VOX, noise=False, family="randomised-v4")
+    assert family.meta["generator_version"] == 4 and family.meta["bright_cortex"]
+    default = simulate_subject("ms", 3, VOX, noise=False, family="randomised")
+    assert default.meta["generator_version"] == 3 and not default.meta["bright_cortex"]
 
 
 def test_every_site_hosts_lesions_down_to_3_mm() -> None:

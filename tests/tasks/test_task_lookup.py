@@ -57,7 +57,7 @@ def test_the_registry_holds_one_task_per_stored_name():
                 "primary_metric": ("dice", True),
                 "role_names": ("T1", "T2", "FLAIR", "brain mask"),
                 "grid_role": "FLAIR",
-                "families": ("phantom", "randomised", "randomised-v2", "randomised-v3"),
+                "families": ("phantom", "randomised", "randomised-v2", "randomised-v4"),
                 "prediction_options": ("threshold", "mirror"),
                 "output": "mask",
                 "phase_input": False,

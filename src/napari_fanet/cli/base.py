@@ -23,7 +23,7 @@ FAMILY_CHOICES = (
     "phantom",
     "randomised",
     "randomised-v2",
-    "randomised-v3",
+    "randomised-v4",
     "fullrange",
     "chain",
     "chain-vsharp",

@@ -57,8 +57,8 @@ def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         help="generator family: phantom (default); for --task ms, randomised "
         "(domain-randomised contrast, lesion load 0.1-80 mL, scanner artefacts; use "
         "--voxel-size 1 1 1), randomised-v2 (its generator version 2: uniform, sharp-edged "
-        "confluent lesions) or randomised-v3 (version 3: no bright cortex); both reproduce "
-        "older datasets; for --task qsm, fullrange, chain or "
+        "confluent lesions; reproduces older datasets) or randomised-v4 (version 4: regional "
+        "bright grey matter, unlabelled); for --task qsm, fullrange, chain or "
         "chain-vsharp (see napari-fanet train --help)",
     )
     parser.add_argument(

@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="phantom",
         help="with --simulate: generator family. MS: randomised (domain-randomised contrast, "
         "lesion loads and scanner artefacts; use --voxel-size 1 1 1), randomised-v2 or "
-        "randomised-v3 (its generator versions 2 and 3). QSM: fullrange (extra "
+        "randomised-v4 (its generator versions 2 and 4). QSM: fullrange (extra "
         "sources over the whole susceptibility range, B0 tilts up to 30 degrees) or chain "
         "(fullrange phantoms whose input is the phase chain's local field from simulated "
         "3-echo GRE phase: what qsm --phase gives the network, with its default background "
