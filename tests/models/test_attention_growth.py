@@ -9,7 +9,6 @@ import torch
 
 from napari_fanet.models import build_model
 from napari_fanet.models.attention_growth import (
-    attention_block,
     grow_attention,
     make_identity,
     set_start_temperature,
@@ -71,13 +70,6 @@ def test_dropping_a_trained_level_is_refused() -> None:
 def test_a_network_without_folded_attention_is_refused() -> None:
     with pytest.raises(ValueError, match=r"needs a network with folded attention.*attention=None"):
         grow_attention(build_model("unet-seg", features=FEATURES), (2, 4))
-
-
-def test_attention_block_finds_each_level() -> None:
-    grown = grow_attention(_trained_like(), (2, 4))
-    assert attention_block(grown, 4) is grown.attention
-    assert attention_block(grown, 2) is grown.level_attention["2"]
-    assert attention_block(grown, 3) is None
 
 
 def test_start_temperature_softens_only_its_block() -> None:

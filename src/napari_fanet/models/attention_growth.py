@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from napari_fanet.models.folded_attention import FoldedAttention3d
+from napari_fanet.models.inspection import attention_blocks
 from napari_fanet.models.registry import ModelConfig, model_from_config
-from napari_fanet.models.unet import DEPTH
 
 
 def make_identity(block: FoldedAttention3d) -> None:
@@ -103,15 +103,6 @@ def grow_attention(
     return grown.train()
 
 
-def attention_block(model: nn.Module, level: int) -> FoldedAttention3d | None:
-    """The folded-attention block of ``model`` at U-Net ``level`` (None where it has none)."""
-    if level == DEPTH:
-        block = model.attention
-    else:
-        block = model.level_attention[str(level)] if str(level) in model.level_attention else None
-    return block if isinstance(block, FoldedAttention3d) else None
-
-
 def set_start_temperature(model: nn.Module, level: int, temperature: float) -> None:
     """Start the learned temperature of ``model``'s block at ``level`` at ``temperature``.
 
@@ -126,13 +117,10 @@ def set_start_temperature(model: nn.Module, level: int, temperature: float) -> N
     """
     if not (isinstance(temperature, int | float) and 0 < temperature < math.inf):
         raise ValueError(f"a start temperature must be a positive number, got {temperature!r}")
-    block = attention_block(model, level)
+    blocks = {lv: model.get_submodule(name) for lv, name in attention_blocks(model).items()}
+    block = blocks.get(level)
     if block is None or not block.learn_temperature:
-        has = [
-            lv
-            for lv in model.attention_levels
-            if getattr(attention_block(model, lv), "learn_temperature", False)
-        ]
+        has = [lv for lv, b in blocks.items() if b.learn_temperature]
         raise ValueError(
             f"start temperature for level {level}: expected a level whose folded attention "
             f"learns a temperature (--attention-scale cosine), got none there (levels with "

@@ -174,6 +174,17 @@ def bright_cortex_gain(
 ) -> tuple[dict[str, float], np.ndarray | None]:
     """Per-channel grey-matter brightening of one subject, and where it peaks.
 
+    Parameters
+    ----------
+    rng : np.random.Generator
+        The subject's ``cortex`` stream (nothing else draws from it).
+    p : RandomisedMSParams
+        ``p_bright_cortex``, ``bright_cortex_max`` and ``bright_cortex_mm``.
+    shape : tuple of int
+        Shape of the (cropped) output grid.
+    voxel_mm : float
+        Mean voxel size of that grid (mm).
+
     Returns
     -------
     amplitudes : dict
