@@ -213,11 +213,12 @@ def chi_comparison(
     network=None,
     local_network=None,
     background: str = DEFAULT_BACKGROUND,
+    window=None,
 ) -> dict:
     """Chi NRMSE of the full chain against the local-field path (noise-free and with the same
-    acquisition noise), per inversion; FA-Net's chain runs ``network``, its local-field path
-    ``local_network`` (default: ``network``); the chain removes the background with
-    ``background``."""
+    acquisition noise), per inversion; FA-Net's chain runs ``network`` (with the sliding-window
+    settings ``window``, default the product's), its local-field path ``local_network``
+    (default: ``network``); the chain removes the background with ``background``."""
     local_network = local_network or network
     world = array_to_world_direction(gre.b0_dir, gre.affine)
     settings = PhaseChainSettings(
@@ -229,6 +230,8 @@ def chi_comparison(
     for method in ("cfl2", "tkd") + (("fanet", "fanet-cg") if network else ()):
         inversion = "fanet" if method.startswith("fanet") else method
         extra = {"model": network[0], "checkpoint": network[1]} if inversion == "fanet" else {}
+        if inversion == "fanet" and window is not None:
+            extra["window_settings"] = window
         if method == "fanet-cg":
             extra["data_consistency"] = "cg"
         start = time.perf_counter()
@@ -262,11 +265,13 @@ def run_subject(
     chi_only: bool = False,
     local_network=None,
     background: str = DEFAULT_BACKGROUND,
+    window=None,
 ) -> dict:
     """All methods on one simulated subject (``chi_only``: only the chi comparison).
 
-    FA-Net's chain runs ``network``, its local-field path ``local_network`` (default the same);
-    the chi comparison and the steps use the background removal ``background``.
+    FA-Net's chain runs ``network`` with the window settings ``window``, its local-field path
+    ``local_network`` (default the same); the chi comparison and the steps use the background
+    removal ``background``.
     """
     start = time.perf_counter()
     gre = simulate_gre_phase(simulate_qsm_subject(seed, voxel, noise=False), seed, params=params)
@@ -280,7 +285,7 @@ def run_subject(
         "local_field_std_ppm": float(truth[brain].std()),
         "background_range_ppm": float(np.ptp(gre.background_field_ppm[brain])),
         "background": background,
-        "chi": chi_comparison(gre, stored, pdf_iter, network, local_network, background),
+        "chi": chi_comparison(gre, stored, pdf_iter, network, local_network, background, window),
     }
     if chi_only:
         return out
@@ -435,6 +440,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"{DEFAULT_BACKGROUND}, as qsm --phase runs)",
     )  # fmt: skip
     parser.add_argument(
+        "--tile", type=int, nargs=3, default=None, metavar=("X", "Y", "Z"),
+        help="with --fanet: the chain network's sliding-window tile in voxels (default the "
+        "product's)",
+    )  # fmt: skip
+    parser.add_argument(
         "--chi-only", action="store_true",
         help="only the chi table (skip the per-method field rows, the oracle and the steps)",
     )  # fmt: skip
@@ -442,6 +452,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.first_seed < 0:
         parser.error(f"--first-seed: expected a non-negative integer, got {args.first_seed}")
     params = GREParams() if args.snr is None else GREParams(snr=tuple(args.snr))
+    window = None
+    if args.tile is not None:
+        from napari_fanet.engine.inference import WindowSettings
+
+        try:
+            window = WindowSettings(roi_size=tuple(args.tile))
+        except ValueError as exc:
+            parser.error(f"--tile: {exc}")
     network = local_network = None
     if args.fanet:
         from napari_fanet.engine.predict import load_model
@@ -460,6 +478,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         subject = run_subject(
             seed, args.voxel, args.pdf_iter, params, network,
             chi_only=args.chi_only, local_network=local_network, background=args.background,
+            window=window,
         )  # fmt: skip
         subjects.append(subject)
     print(summarise(subjects))

@@ -87,3 +87,31 @@ def test_phase_chain_benchmark_background_choice(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         phase_chain.main([*argv, "--background", "sharp"])
     assert "invalid choice: 'sharp'" in capsys.readouterr().err
+
+
+def test_phase_chain_benchmark_tile_reaches_the_chain_network(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import phase_chain
+
+    seen = []
+    real = phase_chain.phase_to_susceptibility
+
+    def recording(*args, **kwargs):
+        seen.append((kwargs["method"], kwargs.get("window_settings")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(phase_chain, "phase_to_susceptibility", recording)
+    argv = ["--subjects", "1", "--voxel", "8", "--fanet", "--chi-only", "--tile", "32", "48", "32"]
+    phase_chain.main(argv)
+    windows = {method: window for method, window in seen}
+    assert windows["cfl2"] is None and windows["tkd"] is None
+    assert windows["fanet"].roi_size == (32, 48, 32)
+
+
+def test_phase_chain_benchmark_rejects_a_bad_tile(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import phase_chain
+
+    with pytest.raises(SystemExit):
+        phase_chain.main(["--fanet", "--tile", "0", "64", "64"])
+    assert "--tile: roi_size must be" in capsys.readouterr().err
