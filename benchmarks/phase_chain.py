@@ -47,6 +47,7 @@ Usage::
     PYTHONPATH=src python benchmarks/phase_chain.py --subjects 2 --fanet   # chi with FA-Net too
     PYTHONPATH=src python benchmarks/phase_chain.py --fanet --model run/best.pt --chi-only
     PYTHONPATH=src python benchmarks/phase_chain.py --fanet --chi-only --background lbv
+    PYTHONPATH=src python benchmarks/phase_chain.py --fanet --chi-only --tile 96 112 96  # one tile
 """
 
 from __future__ import annotations
