@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--p-lesion", type=float, default=0.5, help="train --p-lesion")
     parser.add_argument("--seed", type=int, default=0, help="train --seed")
+    parser.add_argument("--blob-weight", type=float, default=0.0, help="train --blob-weight")
     parser.add_argument(
         "--attention-levels",
         nargs="+",
@@ -231,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                 cmd += ["--attention-levels", *args.attention_levels]
             if args.attention_scale:
                 cmd += ["--attention-scale", args.attention_scale]
+            if args.blob_weight:
+                cmd += ["--blob-weight", str(args.blob_weight)]
             if (run / "last.pt").exists():
                 cmd.append("--resume")
             print(" ".join(cmd), flush=True)

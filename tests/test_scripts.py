@@ -58,6 +58,26 @@ def test_ms_loo_recipe_continues_a_fold_from_its_own_earlier_stage(tmp_path):
     assert recipe.starting_weights(tmp_path, "unet-seg", "p2") is None
 
 
+def test_ms_loo_recipe_passes_its_training_options_to_train(tmp_path, monkeypatch):
+    recipe = _load("ms_loo_recipe")
+    for folder in ("data/patient01", "data/patient02", "sims", "init"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "init" / "fanet-seg.pt").write_bytes(b"")
+    commands = []
+    monkeypatch.setattr(recipe.subprocess, "run", lambda cmd, check: commands.append(cmd))
+    args = ["--data", str(tmp_path / "data"), "--sims", str(tmp_path / "sims"), "--copies", "0"]
+    args += ["--init-dir", str(tmp_path / "init"), "--work", str(tmp_path / "work")]
+    assert recipe.main([*args, "--only", "patient02", "--blob-weight", "1", "--seed", "6"]) == 0
+    (cmd,) = commands
+    assert cmd[:2] == ["napari-fanet", "train"]
+    assert cmd[cmd.index("--blob-weight") + 1] == "1.0" and cmd[cmd.index("--seed") + 1] == "6"
+    assert cmd[cmd.index("--out") + 1] == str(tmp_path / "work" / "fanet-seg-without-patient02")
+    assert (tmp_path / "work/data/without-patient02/patient01-orig").is_symlink()
+    commands.clear()
+    assert recipe.main([*args, "--only", "patient01"]) == 0
+    assert "--blob-weight" not in commands[0]
+
+
 def test_record_shipped_outputs_refuses_an_unknown_model(capsys):
     record = _load("record_shipped_outputs")
     assert record.main(["fanet-nothing"]) == 2

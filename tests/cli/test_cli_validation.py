@@ -147,6 +147,8 @@ def test_qsm_all_zero_b0_dir_says_not_all_zero(qsm_data, tmp_path, capsys):
         (["--voxel-size", "20", "2", "2"], "argument --voxel-size: expected a number >= 0.25"),
         (["--steps", "0"], "argument --steps: expected an integer >= 1, got 0"),
         (["--p-lesion", "1.5"], "argument --p-lesion: expected a number >= 0 and <= 1, got 1.5"),
+        (["--blob-weight", "-1"], "argument --blob-weight: expected a number >= 0, got -1"),
+        (["--blob-weight", "inf"], "argument --blob-weight: expected a number >= 0, got inf"),
     ],
 )
 def test_train_numeric_options_are_validated(ms_data, tmp_path, capsys, option, message):
@@ -543,6 +545,18 @@ def test_train_rejects_attention_options_the_model_cannot_use(
 ):
     status = main(train_argv(ms_data, tmp_path / "run", model, *extra))
     assert re.search(message, error_line(capsys, status, status))
+
+
+def test_train_records_the_blob_weight(ms_data, tmp_path):
+    run = tmp_path / "run"
+    assert main(train_argv(ms_data, run, "unet-seg", "--blob-weight", "1")) == 0
+    assert read_checkpoint(run / "last.pt")["extra"]["train_config"]["blob_weight"] == 1.0
+
+
+def test_train_refuses_a_blob_weight_for_qsm(qsm_data, tmp_path, capsys):
+    status = main(train_argv(qsm_data, tmp_path / "run", "qsmnet", "--blob-weight", "1"))
+    err = error_line(capsys, 2, status)
+    assert "--blob-weight is a segmentation loss: expected a segmentation model, got a qsm" in err
 
 
 def test_evaluate_refuses_two_models_with_one_name(tmp_path, capsys):

@@ -12,6 +12,7 @@ from napari_fanet.engine.config import TrainConfig
 from napari_fanet.io.nifti import Volume
 from napari_fanet.tasks import QSM, SEGMENTATION
 from napari_fanet.tasks.cases import EvalCase
+from napari_fanet.tasks.losses import blob_dice_loss
 from napari_fanet.tasks.subjects import load_qsm_subject
 
 SHAPE = (16, 16, 16)
@@ -97,6 +98,29 @@ def test_segmentation_training_pieces(ms_dataset):
     metrics = SEGMENTATION.validate(val, perfect, extra, config)
     assert set(metrics) == {"val_loss", "dice", "lf1", "dice_flair", "lf1_flair"}
     assert metrics["dice"] == pytest.approx(1.0) and metrics["lf1"] == pytest.approx(1.0)
+
+
+def test_segmentation_batch_numbers_lesions_for_the_blob_loss(ms_dataset):
+    subjects = [SEGMENTATION.load_subject(p) for p in SEGMENTATION.list_subjects(ms_dataset)]
+    config = TrainConfig(blob_weight=2.0, **TINY)
+    batch = SEGMENTATION.batch(subjects, np.random.default_rng(0), config, {})
+    assert batch["blobs"].shape == batch["label"].shape and float(batch["blob_weight"]) == 2.0
+    lesion = batch["label"] == 1
+    assert bool(lesion.any())  # p_lesion=1: every patch is centred on a lesion
+    assert torch.equal(batch["blobs"] > 0, lesion)
+    plain = SEGMENTATION.batch(subjects, np.random.default_rng(0), TrainConfig(**TINY), {})
+    assert set(plain) == {"image", "label"}
+    torch.testing.assert_close(plain["label"], batch["label"])
+
+    logits = torch.randn(2, 2, 8, 8, 8)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, image):
+            return logits
+
+    extra_term = SEGMENTATION.loss(Fixed(), batch) - SEGMENTATION.loss(Fixed(), plain)
+    expected = 2.0 * blob_dice_loss(logits, batch["label"], batch["blobs"])
+    torch.testing.assert_close(extra_term, expected)
 
 
 def test_qsm_training_pieces(qsm_dataset):

@@ -105,6 +105,11 @@ def non_negative_int(text: str) -> int:
     return _parse_number(text, int, 0, True, "an integer >= 0")
 
 
+def non_negative_float(text: str) -> float:
+    """Parse a finite number >= 0 (argparse ``type``)."""
+    return _parse_number(text, float, 0.0, True, "a number >= 0")
+
+
 def positive_float(text: str) -> float:
     """Parse a finite number > 0 (argparse ``type``)."""
     return _parse_number(text, float, 0.0, False, "a positive number")

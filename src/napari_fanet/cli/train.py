@@ -19,6 +19,7 @@ from napari_fanet.cli.base import (
     CommandError,
     UsageError,
     learning_rate,
+    non_negative_float,
     non_negative_int,
     positive_int,
     tile_size,
@@ -153,6 +154,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.5,
         help="segmentation: fraction of training patches centred on a lesion voxel, 0-1 (the "
         "others are centred on a random brain voxel; default 0.5)",
+    )
+    run.add_argument(
+        "--blob-weight",
+        type=non_negative_float,
+        default=0.0,
+        help="segmentation: weight of a per-lesion soft-Dice term added to the loss, so that "
+        "small lesions count as much as large ones and false positives enter every lesion's "
+        "score (default 0: not used)",
     )
     run.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     out = parser.add_argument_group("output")
@@ -298,6 +307,7 @@ def run(args: argparse.Namespace) -> int:
             augment=not args.no_augment,
             modality_dropout=args.modality_dropout,
             p_lesion=args.p_lesion,
+            blob_weight=args.blob_weight,
             init_checkpoint=str(args.init) if args.init else None,
             attention_levels=tuple(args.attention_levels) if args.attention_levels else None,
             attention_kwargs=ATTENTION_SCALES.get(args.attention_scale, {}),
@@ -307,6 +317,11 @@ def run(args: argparse.Namespace) -> int:
         task = read_checkpoint(source)["config"]["task"] if source else config.task
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from exc
+    if config.blob_weight > 0 and task != "segmentation":
+        raise UsageError(
+            f"--blob-weight is a segmentation loss: expected a segmentation model, got a {task} "
+            "model"
+        )
     train, val = _load_subjects(args, task)
     stop = {"requested": False}
 

@@ -49,6 +49,10 @@ class TrainConfig:
         of T1/T2, the others zeroed; :func:`~.sampling.drop_modalities`). The checkpoint then
         records ``extra["modality_dropout"] = True`` and predicts from FLAIR alone, T1 + FLAIR,
         T2 + FLAIR or all three.
+    blob_weight : float
+        Segmentation: weight of the per-lesion soft-Dice term
+        (:func:`~napari_fanet.tasks.losses.blob_dice_loss`) added to the loss; 0 (default)
+        leaves it out.
     init_checkpoint : str or None
         Fine-tune from this checkpoint's weights (new optimiser).
     attention_kwargs : dict
@@ -78,6 +82,7 @@ class TrainConfig:
     augment: bool = True
     p_lesion: float = 0.5
     modality_dropout: bool = False
+    blob_weight: float = 0.0
     init_checkpoint: str | None = None
     attention_kwargs: dict[str, Any] = field(default_factory=dict)
     attention_levels: tuple[int, ...] | None = None
@@ -97,6 +102,7 @@ class TrainConfig:
             "patch_size": len(self.patch_size) == 3 and all(p >= 1 for p in self.patch_size),
             "milestones": all(0 < m < 1 for m in self.milestones),
             "p_lesion": 0 <= self.p_lesion <= 1,
+            "blob_weight": self.blob_weight >= 0,
         }
         for name, ok in checks.items():
             if not ok:

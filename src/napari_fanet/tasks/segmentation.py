@@ -3,8 +3,8 @@
 Inputs T1, T2, FLAIR and an optional brain mask (:data:`~.roles.ROLES`); the network sees the
 three images z-scored inside the brain (:func:`~.preprocessing.seg_network_image`) and gives
 two-class logits; the lesion probability is the softmax's lesion channel inside the brain.
-Trained with weighted cross-entropy + soft Dice, validated by Dice, compared with the
-FLAIR-threshold baseline.
+Trained with weighted cross-entropy + soft Dice (plus, with ``blob_weight``, a per-lesion soft
+Dice), validated by Dice, compared with the FLAIR-threshold baseline.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from napari_fanet.baselines import lesion_threshold as lt
-from napari_fanet.metrics import segmentation_metrics
+from napari_fanet.metrics import label_lesions, segmentation_metrics
 from napari_fanet.tasks.base import Infer, Method, Task
 from napari_fanet.tasks.cases import EvalCase
-from napari_fanet.tasks.losses import segmentation_loss
+from napari_fanet.tasks.losses import blob_dice_loss, segmentation_loss
 from napari_fanet.tasks.preprocessing import seg_brain_mask, seg_network_image
 from napari_fanet.tasks.roles import OPTIONAL_SEG_CHANNELS, ROLES, SEG_CHANNELS
 from napari_fanet.tasks.sampling import augment_seg, drop_modalities, sample_seg_patch
@@ -165,7 +165,9 @@ class SegmentationTask(Task):
 
         With ``config.modality_dropout`` each patch keeps a random input mode's channels
         (:func:`~.sampling.drop_modalities`: FLAIR always, T1 and T2 sometimes) and the others
-        are zero, as prediction gives a missing modality.
+        are zero, as prediction gives a missing modality. With ``config.blob_weight > 0`` the
+        batch adds ``"blobs"`` (B, *P), each patch's lesions numbered as 26-connected
+        components, and ``"blob_weight"``, a scalar tensor, for :meth:`loss`.
         """
         images, labels = [], []
         for _ in range(config.batch_size):
@@ -179,14 +181,29 @@ class SegmentationTask(Task):
                 image, _ = drop_modalities(image, rng)
             images.append(image)
             labels.append(label.astype(np.int64))
-        return {
+        batch = {
             "image": torch.from_numpy(np.stack(images)),
             "label": torch.from_numpy(np.stack(labels)),
         }
+        weight = float(getattr(config, "blob_weight", 0.0))
+        if weight > 0:
+            blobs = [label_lesions(label == 1, min_size=1)[0] for label in labels]
+            batch["blobs"] = torch.from_numpy(np.stack(blobs).astype(np.int64))
+            batch["blob_weight"] = torch.tensor(weight)
+        return batch
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Weighted CE + soft Dice of the model on a batch."""
-        return segmentation_loss(model(batch["image"]), batch["label"])
+        """Weighted CE + soft Dice of the model on a batch (+ the weighted per-lesion Dice).
+
+        The per-lesion term (:func:`~.losses.blob_dice_loss`) enters when the batch carries
+        ``"blobs"`` (training with ``blob_weight > 0``).
+        """
+        logits = model(batch["image"])
+        loss = segmentation_loss(logits, batch["label"])
+        if "blobs" in batch:
+            weight = batch["blob_weight"].to(loss.dtype)
+            loss = loss + weight * blob_dice_loss(logits, batch["label"], batch["blobs"])
+        return loss
 
     def validate(
         self, subjects: Sequence[Any], infer: Infer, extra: dict, config: Any
