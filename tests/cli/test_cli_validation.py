@@ -556,7 +556,10 @@ def test_train_records_the_blob_weight(ms_data, tmp_path):
 def test_train_refuses_a_blob_weight_for_qsm(qsm_data, tmp_path, capsys):
     status = main(train_argv(qsm_data, tmp_path / "run", "qsmnet", "--blob-weight", "1"))
     err = error_line(capsys, 2, status)
-    assert "--blob-weight is a segmentation loss: expected a segmentation model, got a qsm" in err
+    assert (
+        "--blob-weight: a per-lesion loss needs a task with lesions (segmentation), got a qsm"
+        in err
+    )
 
 
 def test_evaluate_refuses_two_models_with_one_name(tmp_path, capsys):

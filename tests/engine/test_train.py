@@ -77,6 +77,10 @@ def test_fine_tune_from_checkpoint_and_task_mismatch(tmp_path, ms_dataset, qsm_d
         list(run_training(config, qsm_train, [], tmp_path / "c"))
     with pytest.raises(ValueError, match="no training subjects"):
         list(run_training(config, [], [], tmp_path / "d"))
+    blob = TrainConfig(model="qsmnet", steps=1, val_every=0, blob_weight=1.0, **TINY)
+    with pytest.raises(ValueError, match=r"per-lesion loss needs a task with lesions .*got a qsm"):
+        list(run_training(blob, qsm_train, [], tmp_path / "e"))
+    assert not (tmp_path / "e" / "last.pt").exists()
 
 
 @pytest.mark.parametrize("dropout_before", [True, False])

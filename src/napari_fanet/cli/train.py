@@ -282,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_fanet.engine.train import run_training
     from napari_fanet.io.atomic import check_output_folder
     from napari_fanet.models import read_checkpoint
+    from napari_fanet.tasks import get_task
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -317,11 +318,10 @@ def run(args: argparse.Namespace) -> int:
         task = read_checkpoint(source)["config"]["task"] if source else config.task
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from exc
-    if config.blob_weight > 0 and task != "segmentation":
-        raise UsageError(
-            f"--blob-weight is a segmentation loss: expected a segmentation model, got a {task} "
-            "model"
-        )
+    try:
+        get_task(task).check_training_config(config)
+    except ValueError as exc:
+        raise UsageError(f"--blob-weight: {exc}") from exc
     train, val = _load_subjects(args, task)
     stop = {"requested": False}
 

@@ -251,6 +251,7 @@ def run_training(
             f"model {model.config.name!r} is for {task.name} but the training data is "
             f"{data_task.name} data"
         )
+    task.check_training_config(config)
     train_subjects, val_subjects = task.prepare_training(
         train_subjects, val_subjects, extra, config
     )

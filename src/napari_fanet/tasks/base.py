@@ -61,6 +61,8 @@ class Task(ABC):
         Whether the task can also start from multi-echo phase (:data:`~.roles.PHASE_ROLES`).
     default_phase_model : str or None
         The shipped model used from phase when none is named (``phase_input`` tasks).
+    lesion_losses : bool
+        Whether training can add the per-lesion loss (``TrainConfig.blob_weight``).
     """
 
     name: str
@@ -77,6 +79,7 @@ class Task(ABC):
     output: str
     phase_input: bool = False
     default_phase_model: str | None = None
+    lesion_losses: bool = False
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
@@ -177,6 +180,21 @@ class Task(ABC):
         return [self.simulated_subject(first_seed + i, voxel_size, family) for i in range(n)]
 
     # ------------------------------------------------------------------ training
+    def check_training_config(self, config: Any) -> None:
+        """Refuse training settings this task cannot use.
+
+        Raises
+        ------
+        ValueError
+            ``config.blob_weight > 0`` for a task without lesions.
+        """
+        weight = float(getattr(config, "blob_weight", 0.0))
+        if weight > 0 and not self.lesion_losses:
+            raise ValueError(
+                f"a per-lesion loss needs a task with lesions (segmentation), got a {self.name} "
+                f"model (blob_weight={weight:g})"
+            )
+
     @abstractmethod
     def prepare_training(
         self, train: Sequence[Any], val: Sequence[Any], extra: dict, config: Any

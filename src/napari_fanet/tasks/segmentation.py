@@ -94,6 +94,7 @@ class SegmentationTask(Task):
     ablations: dict[str, dict[str, Any]] = {}  # noqa: RUF012 (read-only class attribute)
     output = "mask"
     channels = SEG_CHANNELS
+    lesion_losses = True
 
     # ------------------------------------------------------------------ inputs
     def brain(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
