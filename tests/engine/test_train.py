@@ -103,8 +103,9 @@ def test_a_fine_tune_keeps_the_starting_models_modality_dropout(
 def test_config_errors():
     with pytest.raises(ValueError, match="invalid training setting steps=0"):
         TrainConfig(steps=0)
-    with pytest.raises(ValueError, match="invalid training setting blob_weight=-1"):
-        TrainConfig(blob_weight=-1.0)
+    for weight in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match=f"invalid training setting blob_weight={weight}"):
+            TrainConfig(blob_weight=weight)
     with pytest.raises(ValueError, match="invalid training setting milestones"):
         TrainConfig(milestones=(0.5, 1.5))
     with pytest.raises(ValueError, match=r"expected an init_checkpoint, got none .*'4': 2\.0"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +103,7 @@ class TrainConfig:
             "patch_size": len(self.patch_size) == 3 and all(p >= 1 for p in self.patch_size),
             "milestones": all(0 < m < 1 for m in self.milestones),
             "p_lesion": 0 <= self.p_lesion <= 1,
-            "blob_weight": self.blob_weight >= 0,
+            "blob_weight": math.isfinite(self.blob_weight) and self.blob_weight >= 0,
         }
         for name, ok in checks.items():
             if not ok:
