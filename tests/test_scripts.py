@@ -108,3 +108,40 @@ def test_export_weights_refuses_a_missing_source_and_an_empty_name(tmp_path, cap
         export.main([str(tmp_path / "none.pt"), str(tmp_path / "out.pt"), "--name", " "])
     assert "--name: expected a non-empty model name, got ' '" in capsys.readouterr().err
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_average_weights_writes_the_mean(tmp_path, capsys):
+    import torch
+
+    from napari_fanet.models import build_model, load_checkpoint, save_checkpoint
+
+    average = _load("average_weights")
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(build_model("fanet-seg", features=(8, 8, 8, 8, 16)))
+        save_checkpoint(tmp_path / f"{seed}.pt", models[-1], extra={"voxel_size": [1, 1, 1]})
+    target = tmp_path / "soup" / "fanet-seg.pt"
+    assert average.main([str(target), str(tmp_path / "0.pt"), str(tmp_path / "1.pt")]) == 0
+    model, ckpt = load_checkpoint(target)
+    key = "encoders.0.0.0.weight"
+    expected = (models[0].state_dict()[key] + models[1].state_dict()[key]) / 2
+    assert torch.allclose(model.state_dict()[key], expected)
+    assert ckpt["optimizer"] is None and ckpt["extra"]["voxel_size"] == [1, 1, 1]
+    assert [r["file"] for r in ckpt["extra"]["averaged_from"]] == [
+        str(tmp_path / "0.pt"),
+        str(tmp_path / "1.pt"),
+    ]
+    assert "the mean of 2 checkpoints" in capsys.readouterr().out
+
+
+def test_average_weights_refuses_bad_inputs_and_writes_nothing(tmp_path, capsys):
+    average = _load("average_weights")
+    out = tmp_path / "out.pt"
+    with pytest.raises(SystemExit):
+        average.main([str(out), str(tmp_path / "none.pt"), str(tmp_path / "other.pt")])
+    assert "checkpoint file not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        average.main([str(out), str(out), str(tmp_path / "other.pt")])
+    assert "the output must not be one of the inputs" in capsys.readouterr().err
+    assert not out.exists()
