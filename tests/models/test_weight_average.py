@@ -37,17 +37,31 @@ def test_the_average_of_one_network_with_itself_is_that_network(tmp_path):
         assert torch.allclose(averaged(x), model.eval()(x), atol=1e-5)
 
 
-def test_extra_keeps_what_all_inputs_share_and_lists_the_inputs(tmp_path):
+def test_extra_keeps_what_describes_the_inputs_and_lists_the_inputs(tmp_path):
     shared = {"voxel_size": [1.0, 1.0, 1.0], "best": None, "scheduler": {"last_epoch": 5}}
-    _saved(tmp_path / "a.pt", 0, extra={**shared, "seed": 1, "train_config": {"steps": 5}})
-    _saved(tmp_path / "b.pt", 1, extra={**shared, "seed": 2})
+    _saved(tmp_path / "a.pt", 0, extra={**shared, "best": 0.5, "train_config": {"steps": 5}})
+    _saved(tmp_path / "b.pt", 1, extra={**shared, "scheduler": {"last_epoch": 9}})
     _, extra = average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"])
     assert extra["voxel_size"] == [1.0, 1.0, 1.0]
-    assert not {"seed", "train_config", "best", "scheduler"} & set(extra)  # not shared, or state
+    assert not {"train_config", "best", "scheduler"} & set(extra)  # training state
     assert extra["averaged_from"] == [
         {"file": str(tmp_path / "a.pt"), "step": 0, "train_config": {"steps": 5}},
         {"file": str(tmp_path / "b.pt"), "step": 1, "train_config": None},
     ]
+
+
+@pytest.mark.parametrize(
+    ("extra_b", "shown"),
+    [
+        ({"voxel_size": [2.0, 2.0, 2.0]}, r"b\.pt: \[2\.0, 2\.0, 2\.0\]"),
+        ({}, r"b\.pt: \(none\)"),
+    ],
+)
+def test_refuses_networks_whose_inputs_differ(tmp_path, extra_b, shown):
+    _saved(tmp_path / "a.pt", 0, extra={"voxel_size": [1.0, 1.0, 1.0]})
+    _saved(tmp_path / "b.pt", 1, extra=extra_b)
+    with pytest.raises(ValueError, match=r"expected the same extra\['voxel_size'\] .*" + shown):
+        average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"])
 
 
 def test_refuses_fewer_than_two_checkpoints(tmp_path):

@@ -21,6 +21,9 @@ from napari_fanet.models.checkpoint import load_checkpoint
 TRAINING_STATE_KEYS = ("scheduler", "best", "train_config", "averaged_from")
 
 
+_MISSING = object()
+
+
 def _same_value(values: list) -> bool:
     first = values[0]
     return all(type(v) is type(first) and v == first for v in values[1:])
@@ -41,14 +44,18 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> tuple[nn.Module, 
         The network of the first file's config, holding the averaged weights (eval mode, CPU).
         Integer buffers, if any, are the first file's.
     extra : dict
-        What to store with it: every ``extra`` entry on which all files agree (voxel size,
-        modality dropout...) except training state (:data:`TRAINING_STATE_KEYS`), and
-        ``averaged_from``, one record per file (its path as given, step, ``train_config``).
+        What to store with it: the files' common ``extra`` entries (voxel size, modality
+        dropout, QSM input scales...) without training state (:data:`TRAINING_STATE_KEYS`),
+        and ``averaged_from``, one record per file (its path as given, step, ``train_config``).
 
     Raises
     ------
+    FileNotFoundError
+        A file does not exist.
     ValueError
-        Fewer than two files, or files of different model configs or weight shapes.
+        Fewer than two files, an unreadable file, files of different model configs, or files
+        whose ``extra`` entries other than training state differ (for example networks
+        trained at different voxel sizes or input scales).
     """
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
@@ -71,12 +78,19 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> tuple[nn.Module, 
             averaged[key] = value
     first_model.load_state_dict(averaged)
     extras = [dict(ckpt.get("extra") or {}) for _, ckpt in loaded]
-    shared = set.intersection(*(set(e) for e in extras))
-    extra = {
-        k: extras[0][k]
-        for k in sorted(shared - set(TRAINING_STATE_KEYS))
-        if _same_value([e[k] for e in extras])
-    }
+    keys = set().union(*(set(e) for e in extras)) - set(TRAINING_STATE_KEYS)
+    for key in sorted(keys):
+        values = [e.get(key, _MISSING) for e in extras]
+        if not _same_value(values):
+            found = ", ".join(
+                f"{p.name}: {'(none)' if v is _MISSING else repr(v)}"
+                for p, v in zip(paths, values, strict=True)
+            )
+            raise ValueError(
+                f"expected the same extra[{key!r}] in every checkpoint (it describes the "
+                f"network's inputs, so networks that differ in it cannot be averaged), got {found}"
+            )
+    extra = {k: extras[0][k] for k in sorted(keys)}
     extra["averaged_from"] = [
         {"file": str(p), "step": ckpt.get("epoch"), "train_config": e.get("train_config")}
         for p, (_, ckpt), e in zip(paths, loaded, extras, strict=True)
