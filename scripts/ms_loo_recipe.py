@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="train --seed")
     parser.add_argument("--blob-weight", type=float, default=0.0, help="train --blob-weight")
     parser.add_argument(
+        "--lesion-contrast", type=float, nargs=2, metavar=("LO", "HI"), help="train --lesion-contrast"
+    )
+    parser.add_argument(
         "--attention-levels",
         nargs="+",
         default=None,
@@ -234,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                 cmd += ["--attention-scale", args.attention_scale]
             if args.blob_weight:
                 cmd += ["--blob-weight", str(args.blob_weight)]
+            if args.lesion_contrast:
+                cmd += ["--lesion-contrast", *map(str, args.lesion_contrast)]
             if (run / "last.pt").exists():
                 cmd.append("--resume")
             print(" ".join(cmd), flush=True)

@@ -67,15 +67,18 @@ def test_ms_loo_recipe_passes_its_training_options_to_train(tmp_path, monkeypatc
     monkeypatch.setattr(recipe.subprocess, "run", lambda cmd, check: commands.append(cmd))
     args = ["--data", str(tmp_path / "data"), "--sims", str(tmp_path / "sims"), "--copies", "0"]
     args += ["--init-dir", str(tmp_path / "init"), "--work", str(tmp_path / "work")]
-    assert recipe.main([*args, "--only", "patient02", "--blob-weight", "1", "--seed", "6"]) == 0
+    options = ["--blob-weight", "1", "--seed", "6", "--lesion-contrast", "0.6", "1.1"]
+    assert recipe.main([*args, "--only", "patient02", *options]) == 0
     (cmd,) = commands
     assert cmd[:2] == ["napari-fanet", "train"]
     assert cmd[cmd.index("--blob-weight") + 1] == "1.0" and cmd[cmd.index("--seed") + 1] == "6"
+    start = cmd.index("--lesion-contrast")
+    assert cmd[start + 1 : start + 3] == ["0.6", "1.1"]
     assert cmd[cmd.index("--out") + 1] == str(tmp_path / "work" / "fanet-seg-without-patient02")
     assert (tmp_path / "work/data/without-patient02/patient01-orig").is_symlink()
     commands.clear()
     assert recipe.main([*args, "--only", "patient01"]) == 0
-    assert "--blob-weight" not in commands[0]
+    assert "--blob-weight" not in commands[0] and "--lesion-contrast" not in commands[0]
 
 
 def test_record_shipped_outputs_refuses_an_unknown_model(capsys):

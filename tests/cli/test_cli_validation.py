@@ -149,6 +149,18 @@ def test_qsm_all_zero_b0_dir_says_not_all_zero(qsm_data, tmp_path, capsys):
         (["--p-lesion", "1.5"], "argument --p-lesion: expected a number >= 0 and <= 1, got 1.5"),
         (["--blob-weight", "-1"], "argument --blob-weight: expected a number >= 0, got -1"),
         (["--blob-weight", "inf"], "argument --blob-weight: expected a number >= 0, got inf"),
+        (
+            ["--lesion-contrast", "-1", "1"],
+            "argument --lesion-contrast: expected a number >= 0, got -1",
+        ),
+        (
+            ["--lesion-contrast", "1.1", "0.6"],
+            "invalid training setting lesion_contrast=(1.1, 0.6)",
+        ),
+        (
+            ["--lesion-contrast", "0.6", "1.1", "--no-augment"],
+            "lesion_contrast is an augmentation: expected augment=True, got augment=False",
+        ),
     ],
 )
 def test_train_numeric_options_are_validated(ms_data, tmp_path, capsys, option, message):
@@ -560,6 +572,20 @@ def test_train_refuses_a_blob_weight_for_qsm(qsm_data, tmp_path, capsys):
         "--blob-weight: a per-lesion loss needs a task with lesions (segmentation), got a qsm"
         in err
     )
+
+
+def test_train_records_the_lesion_contrast(ms_data, tmp_path):
+    run = tmp_path / "run"
+    assert main(train_argv(ms_data, run, "unet-seg", "--lesion-contrast", "0.6", "1.1")) == 0
+    config = read_checkpoint(run / "last.pt")["extra"]["train_config"]
+    assert config["lesion_contrast"] == [0.6, 1.1]
+
+
+def test_train_refuses_the_lesion_contrast_for_qsm(qsm_data, tmp_path, capsys):
+    argv = train_argv(qsm_data, tmp_path / "run", "qsmnet", "--lesion-contrast", "0.6", "1.1")
+    err = error_line(capsys, 2, main(argv))
+    assert "--lesion-contrast: lesion-contrast augmentation needs a task with lesions" in err
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_evaluate_refuses_two_models_with_one_name(tmp_path, capsys):

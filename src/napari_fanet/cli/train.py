@@ -163,6 +163,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "small lesions count as much as large ones and false positives enter every lesion's "
         "score (default 0: not used)",
     )
+    run.add_argument(
+        "--lesion-contrast",
+        type=non_negative_float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="segmentation: augment the lesion contrast; half of the patches with lesions have "
+        "each channel's lesions moved towards (factor < 1) or away from (> 1) the tissue around "
+        "them by a factor drawn from LO-HI (for example 0.6 1.1; default: not used)",
+    )
     run.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, required=True, help="run folder (log, checkpoints)")
@@ -283,6 +292,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_fanet.io.atomic import check_output_folder
     from napari_fanet.models import read_checkpoint
     from napari_fanet.tasks import get_task
+    from napari_fanet.tasks.base import UnusableSetting
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -309,6 +319,7 @@ def run(args: argparse.Namespace) -> int:
             modality_dropout=args.modality_dropout,
             p_lesion=args.p_lesion,
             blob_weight=args.blob_weight,
+            lesion_contrast=tuple(args.lesion_contrast) if args.lesion_contrast else None,
             init_checkpoint=str(args.init) if args.init else None,
             attention_levels=tuple(args.attention_levels) if args.attention_levels else None,
             attention_kwargs=ATTENTION_SCALES.get(args.attention_scale, {}),
@@ -320,8 +331,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     try:
         get_task(task).check_training_config(config)
-    except ValueError as exc:
-        raise UsageError(f"--blob-weight: {exc}") from exc
+    except UnusableSetting as exc:
+        raise UsageError(f"--{exc.setting.replace('_', '-')}: {exc}") from exc
     train, val = _load_subjects(args, task)
     stop = {"requested": False}
 

@@ -10,6 +10,15 @@ from typing import Any
 TASK_OF_MODEL_SUFFIX = {"seg": "segmentation", "qsm": "qsm", "qsmnet": "qsm"}
 
 
+def _is_factor_range(value: Any) -> bool:
+    """Whether ``value`` is ``(lo, hi)`` with finite ``0 <= lo <= hi``."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(hi) and 0 <= lo <= hi
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs besides the data.
@@ -54,6 +63,11 @@ class TrainConfig:
         Segmentation: weight of the per-lesion soft-Dice term
         (:func:`~napari_fanet.tasks.losses.blob_dice_loss`) added to the loss; 0 (default)
         leaves it out.
+    lesion_contrast : tuple of 2 float or None
+        Segmentation: ``(lo, hi)``, the range of the per-channel factor by which half of the
+        patches with lesions have their lesion contrast scaled
+        (:func:`~napari_fanet.tasks.sampling.scale_lesion_contrast`); None (default) leaves
+        the contrast as it is. Needs ``augment``.
     init_checkpoint : str or None
         Fine-tune from this checkpoint's weights (new optimiser).
     attention_kwargs : dict
@@ -84,6 +98,7 @@ class TrainConfig:
     p_lesion: float = 0.5
     modality_dropout: bool = False
     blob_weight: float = 0.0
+    lesion_contrast: tuple[float, float] | None = None
     init_checkpoint: str | None = None
     attention_kwargs: dict[str, Any] = field(default_factory=dict)
     attention_levels: tuple[int, ...] | None = None
@@ -95,6 +110,10 @@ class TrainConfig:
             object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
         object.__setattr__(self, "patch_size", tuple(self.patch_size))
         object.__setattr__(self, "milestones", tuple(self.milestones))
+        if self.lesion_contrast is not None and _is_factor_range(self.lesion_contrast):
+            object.__setattr__(
+                self, "lesion_contrast", tuple(float(v) for v in self.lesion_contrast)
+            )
         checks = {
             "steps": self.steps >= 1,
             "batch_size": self.batch_size >= 1,
@@ -104,10 +123,17 @@ class TrainConfig:
             "milestones": all(0 < m < 1 for m in self.milestones),
             "p_lesion": 0 <= self.p_lesion <= 1,
             "blob_weight": math.isfinite(self.blob_weight) and self.blob_weight >= 0,
+            "lesion_contrast": self.lesion_contrast is None
+            or _is_factor_range(self.lesion_contrast),
         }
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"invalid training setting {name}={getattr(self, name)!r}")
+        if self.lesion_contrast is not None and not self.augment:
+            raise ValueError(
+                "lesion_contrast is an augmentation: expected augment=True, got augment=False "
+                f"(lesion_contrast={self.lesion_contrast!r})"
+            )
         if self.start_temperatures and not self.init_checkpoint:
             raise ValueError(
                 "start_temperatures set the temperature of a trained block: expected an "
@@ -125,7 +151,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form for checkpoints and logs."""
         out = dataclasses.asdict(self)
-        for key in ("features", "patch_size", "milestones", "attention_levels"):
+        for key in ("features", "patch_size", "milestones", "attention_levels", "lesion_contrast"):
             out[key] = None if out[key] is None else list(out[key])
         return out
 

@@ -30,6 +30,14 @@ Infer = Callable[[np.ndarray], torch.Tensor]
 Method = Callable[[EvalCase], np.ndarray]
 
 
+class UnusableSetting(ValueError):
+    """A training setting the task cannot use; ``setting`` names the ``TrainConfig`` field."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
 class Task(ABC):
     """One task: segmentation or QSM.
 
@@ -62,7 +70,9 @@ class Task(ABC):
     default_phase_model : str or None
         The shipped model used from phase when none is named (``phase_input`` tasks).
     lesion_losses : bool
-        Whether training can add the per-lesion loss (``TrainConfig.blob_weight``).
+        Whether the task has lesions, so that training can add the per-lesion loss
+        (``TrainConfig.blob_weight``) and scale the lesion contrast
+        (``TrainConfig.lesion_contrast``).
     """
 
     name: str
@@ -185,14 +195,25 @@ class Task(ABC):
 
         Raises
         ------
-        ValueError
-            ``config.blob_weight > 0`` for a task without lesions.
+        UnusableSetting
+            ``config.blob_weight > 0`` or ``config.lesion_contrast`` set for a task without
+            lesions.
         """
+        if self.lesion_losses:
+            return
         weight = float(getattr(config, "blob_weight", 0.0))
-        if weight > 0 and not self.lesion_losses:
-            raise ValueError(
+        if weight > 0:
+            raise UnusableSetting(
+                "blob_weight",
                 f"a per-lesion loss needs a task with lesions (segmentation), got a {self.name} "
-                f"model (blob_weight={weight:g})"
+                f"model (blob_weight={weight:g})",
+            )
+        contrast = getattr(config, "lesion_contrast", None)
+        if contrast is not None:
+            raise UnusableSetting(
+                "lesion_contrast",
+                "lesion-contrast augmentation needs a task with lesions (segmentation), got a "
+                f"{self.name} model (lesion_contrast={tuple(contrast)})",
             )
 
     @abstractmethod

@@ -58,6 +58,75 @@ def sample_seg_patch(
     return crop(subject.image, start, size), crop(subject.label, start, size, fill=0)
 
 
+#: Probability that :func:`augment_seg` changes the lesion contrast of a patch with lesions
+#: (when it is given a ``lesion_contrast`` range).
+P_LESION_CONTRAST = 0.5
+
+
+def scale_lesion_contrast(
+    image: np.ndarray,
+    label: np.ndarray,
+    factors: Sequence[float],
+    *,
+    edge_sigma: float = 0.7,
+    background_sigma: float = 3.0,
+) -> np.ndarray:
+    """Scale each channel's lesion contrast against the tissue around the lesions.
+
+    In channel ``k`` every lesion voxel moves from the local background ``b`` towards (factor
+    below 1) or away from (above 1) it: ``x + (f_k - 1) * s * (x - b)``, where ``s`` is the
+    lesion mask softened at its edge (a Gaussian of ``edge_sigma`` voxels, 1 inside the
+    lesion) and ``b`` is the mean of the non-lesion brain voxels nearby (a Gaussian of
+    ``background_sigma`` voxels normalised by the same Gaussian of the tissue mask). A factor
+    of 1 leaves the channel as it was; outside the brain (all channels exactly 0, as
+    :func:`~.preprocessing.seg_network_image` gives them) nothing changes.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        ``(K, *P)`` z-scored channels, 0 outside the brain.
+    label : np.ndarray
+        ``(*P)`` labels, 1 = lesion.
+    factors : sequence of float
+        One contrast factor per channel, each >= 0.
+    edge_sigma, background_sigma : float
+        Widths (voxels) of the lesion edge and of the background average.
+
+    Returns
+    -------
+    np.ndarray
+        ``(K, *P)`` float32; ``image`` itself is not changed.
+
+    Raises
+    ------
+    ValueError
+        If the number of factors is not the number of channels, or a factor is negative or
+        not finite.
+    """
+    factors = np.asarray(factors, dtype=np.float64)
+    if factors.shape != (image.shape[0],) or not np.all(np.isfinite(factors) & (factors >= 0)):
+        raise ValueError(
+            f"expected {image.shape[0]} finite contrast factors >= 0 (one per channel), "
+            f"got {factors.tolist()}"
+        )
+    out = np.array(image, dtype=np.float32, copy=True)
+    lesion = label == 1
+    if not lesion.any():
+        return out
+    brain = np.any(image != 0, axis=0)
+    soft = np.maximum(ndimage.gaussian_filter(lesion.astype(np.float32), edge_sigma), lesion)
+    soft *= brain
+    tissue = (brain & ~lesion).astype(np.float32)
+    weight = ndimage.gaussian_filter(tissue, background_sigma)  # (*P)
+    for k, factor in enumerate(factors):
+        if factor == 1:
+            continue
+        total = ndimage.gaussian_filter(image[k] * tissue, background_sigma)
+        background = np.where(weight > 1e-3, total / np.maximum(weight, 1e-3), image[k])
+        out[k] += ((factor - 1) * soft * (image[k] - background)).astype(np.float32)
+    return out
+
+
 def augment_seg(
     image: np.ndarray,
     label: np.ndarray,
@@ -65,14 +134,22 @@ def augment_seg(
     *,
     p_elastic: float = 0.3,
     p_shift: float = 0.5,
+    lesion_contrast: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Elastic deformation (MONAI ``Rand3DElastic``) and a per-channel intensity shift.
+    """Lesion contrast, elastic deformation (MONAI ``Rand3DElastic``), an intensity shift.
 
-    The image channels and two label channels (lesion, unlabelled) are warped together in one
-    call with linear interpolation; the label is rebuilt by thresholding at 0.5.
+    With ``lesion_contrast = (lo, hi)``, a patch with lesions has, with probability
+    :data:`P_LESION_CONTRAST`, each channel's lesion contrast scaled by a factor drawn from
+    ``U(lo, hi)`` per channel (:func:`scale_lesion_contrast`); without it the generator draws
+    exactly what it drew before the option existed. The image channels and two label channels
+    (lesion, unlabelled) are then warped together in one call with linear interpolation; the
+    label is rebuilt by thresholding at 0.5. Last, a per-channel intensity shift.
     """
     from monai.transforms import Rand3DElastic, RandShiftIntensity
 
+    if lesion_contrast is not None and (label == 1).any() and rng.random() < P_LESION_CONTRAST:
+        lo, hi = lesion_contrast
+        image = scale_lesion_contrast(image, label, rng.uniform(lo, hi, size=image.shape[0]))
     if rng.random() < p_elastic:
         elastic = Rand3DElastic(
             sigma_range=(4.0, 6.0),

@@ -177,7 +177,9 @@ class SegmentationTask(Task):
                 subject, rng, config.patch_size, p_lesion=config.p_lesion
             )
             if config.augment:
-                image, label = augment_seg(image, label, rng)
+                image, label = augment_seg(
+                    image, label, rng, lesion_contrast=getattr(config, "lesion_contrast", None)
+                )
             if getattr(config, "modality_dropout", False):  # after augmenting: zero stays zero
                 image, _ = drop_modalities(image, rng)
             images.append(image)
