@@ -150,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="train --seed")
     parser.add_argument("--blob-weight", type=float, default=0.0, help="train --blob-weight")
     parser.add_argument(
-        "--lesion-contrast", type=float, nargs=2, metavar=("LO", "HI"), help="train --lesion-contrast"
+        "--lesion-contrast",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="train --lesion-contrast",
     )
     parser.add_argument(
         "--attention-levels",

@@ -85,7 +85,11 @@ def test_augment_seg_changes_the_lesion_contrast_in_about_half_of_the_patches():
     changed = 0
     for seed in range(40):
         out, _ = augment_seg(
-            image, label, np.random.default_rng(seed), p_elastic=0, p_shift=0,
+            image,
+            label,
+            np.random.default_rng(seed),
+            p_elastic=0,
+            p_shift=0,
             lesion_contrast=(0.5, 0.5),
         )
         changed += not np.array_equal(out[:, lesion], image[:, lesion])
@@ -107,14 +111,14 @@ def test_train_config_refuses_a_bad_contrast_range(value):
 
 
 def test_train_config_refuses_the_contrast_without_augmentation():
-    with pytest.raises(ValueError, match="lesion_contrast is an augmentation: expected augment=True"):
+    with pytest.raises(ValueError, match="lesion_contrast is an augmentation: expected augment="):
         TrainConfig(lesion_contrast=(0.6, 1.1), augment=False)
 
 
 def test_only_a_task_with_lesions_takes_the_contrast_augmentation():
     config = TrainConfig(model="qsmnet", lesion_contrast=(0.6, 1.1))
     SEGMENTATION.check_training_config(config)
-    with pytest.raises(UnusableSetting, match=r"lesion-contrast augmentation needs a task with") as err:
+    with pytest.raises(UnusableSetting, match="lesion-contrast augmentation needs a task") as err:
         QSM.check_training_config(config)
     assert err.value.setting == "lesion_contrast"
     blob = TrainConfig(model="qsmnet", blob_weight=1.0)
