@@ -65,6 +65,34 @@ def _write_qsm_subject(folder, seed, affine=None, b0_dir=(0.0, 0.0, 1.0)):
     return folder
 
 
+def _expected_lesion_mask(prob, voxel_volume_mm3, threshold=0.5, seed=None, min_mm3=0.0):
+    """The lesion-mask rule computed independently: one component at a time, in a loop."""
+    labels, n = ndimage.label(prob > threshold, structure=np.ones((3, 3, 3)))
+    out = np.zeros(prob.shape, np.uint8)
+    for i in range(1, n + 1):
+        component = labels == i
+        confident = seed is None or prob[component].max() > seed
+        if confident and component.sum() * voxel_volume_mm3 >= min_mm3:
+            out[component] = 1
+    return out
+
+
+@pytest.fixture(scope="session")
+def expected_lesion_mask():
+    """``expected_lesion_mask(prob, voxel_volume_mm3, threshold, seed, min_mm3) -> uint8``."""
+    return _expected_lesion_mask
+
+
+@pytest.fixture(scope="session")
+def default_lesion_mask():
+    """``default_lesion_mask(prob, voxel_volume_mm3)``: the default rule, independently."""
+    from napari_fanet.tasks.lesion_mask import DEFAULT_MIN_LESION_MM3, DEFAULT_SEED_THRESHOLD
+
+    return lambda prob, volume: _expected_lesion_mask(
+        prob, volume, 0.5, DEFAULT_SEED_THRESHOLD, DEFAULT_MIN_LESION_MM3
+    )
+
+
 @pytest.fixture(scope="session")
 def write_ms_subject():
     """``write_ms_subject(folder, seed, affine=None) -> folder`` (default affine: 4 mm, axial)."""

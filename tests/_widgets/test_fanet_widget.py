@@ -75,6 +75,33 @@ def test_mirror_option_follows_the_core_default_and_the_task(widget) -> None:
     assert w.mirror.native.isHidden()
 
 
+def test_mask_rule_fields_follow_the_core_defaults_and_the_task(widget) -> None:
+    from napari_fanet._widgets.fanet_widget import MIN_LESION_MM3, SEED_THRESHOLD
+    from napari_fanet.tasks.lesion_mask import DEFAULT_MIN_LESION_MM3, DEFAULT_SEED_THRESHOLD
+
+    viewer, w = widget
+    assert SEED_THRESHOLD == DEFAULT_SEED_THRESHOLD and MIN_LESION_MM3 == DEFAULT_MIN_LESION_MM3
+    _add_plain_ms(viewer)
+    w.seed_threshold.value = 0.9
+    w.min_lesion.value = 12.0
+    request = w.build_request()
+    assert (request.seed_threshold, request.min_lesion_mm3) == (0.9, 12.0)
+    assert not w.seed_threshold.native.isHidden() and not w.min_lesion.native.isHidden()
+    w.task.value = "QSM reconstruction"
+    assert w.seed_threshold.native.isHidden() and w.min_lesion.native.isHidden()
+
+
+def test_seed_below_threshold_is_a_problem_before_running(widget) -> None:
+    viewer, w = widget
+    _add_plain_ms(viewer)
+    w.threshold.value = 0.6
+    w.seed_threshold.value = 0.4
+    assert "seed threshold (0.4) must be at least the threshold (0.6)" in w.problems.value
+    assert not w.run_button.enabled
+    w.seed_threshold.value = 0.8
+    assert "seed threshold" not in w.problems.value
+
+
 def test_problems_are_explained_before_running(widget) -> None:
     viewer, w = widget
     _add_plain_ms(viewer)

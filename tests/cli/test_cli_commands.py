@@ -166,7 +166,9 @@ def segment_argv(folder, model, out):
     ]
 
 
-def test_segment_writes_maps_on_the_input_grid(seg_run, write_ms_subject, tmp_path, capsys):
+def test_segment_writes_maps_on_the_input_grid(
+    seg_run, write_ms_subject, default_lesion_mask, tmp_path, capsys
+):
     case = write_ms_subject(tmp_path / "case", seed=7, affine=OBLIQUE)
     out = tmp_path / "out"
     assert main(segment_argv(case, seg_run / "last.pt", out)) == 0
@@ -187,7 +189,7 @@ def test_segment_writes_maps_on_the_input_grid(seg_run, write_ms_subject, tmp_pa
     p, m = prob.get_fdata(), np.asarray(mask.dataobj)
     assert mask.get_data_dtype() == np.uint8 and set(np.unique(m)) <= {0, 1}
     assert p.min() >= 0 and p.max() <= 1
-    np.testing.assert_array_equal(m, (p > 0.5).astype(np.uint8))
+    np.testing.assert_array_equal(m, default_lesion_mask(p, 64.0))  # 4 mm voxels
     assert summary["lesion_voxels"] == int(m.sum())
 
     # The same image stored in (nibabel's) closest canonical orientation gives the same maps
@@ -223,6 +225,49 @@ def test_segment_mirror_option_changes_the_map_and_defaults_to_the_core(
     assert main(["segment", "--help"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())
     assert f"default: {'on' if MIRROR_DEFAULT else 'off'}" in help_text
+
+
+def test_segment_mask_rule_options_keep_whole_confident_lesions(
+    seg_run, ms_data, expected_lesion_mask, tmp_path, capsys
+):
+    """--seed-threshold and --min-lesion-volume, checked with an independent labelling."""
+    from scipy import ndimage
+
+    from napari_fanet.cli.predict import MIN_LESION_HELP, SEED_THRESHOLD_HELP
+    from napari_fanet.tasks.lesion_mask import DEFAULT_MIN_LESION_MM3, DEFAULT_SEED_THRESHOLD
+
+    case = ms_data / "sub-0000"
+    argv = segment_argv(case, seg_run / "last.pt", tmp_path / "plain")
+    assert main([*argv, "--seed-threshold", "none", "--min-lesion-volume", "0"]) == 0
+    p = nib.load(tmp_path / "plain" / "lesion_probability.nii.gz").get_fdata()
+    for q in (0.6, 0.8, 0.9, 0.95, 0.98, 0.99):  # a threshold with several components
+        low = round(float(np.quantile(p[p > 0], q)), 6)
+        labels, n = ndimage.label(p > low, structure=np.ones((3, 3, 3)))
+        if n >= 2:
+            break
+    assert n >= 2
+    peaks = np.sort(ndimage.maximum(p, labels, np.arange(1, n + 1)))
+    sizes = np.bincount(labels.ravel())[1:]
+    seed = round(float(peaks[-2] + peaks[-1]) / 2, 6)  # only the top component has a seed
+    volume = (float(sizes.max()) - 0.5) * 64.0  # 4 mm voxels: only the largest is as large
+    runs = {
+        "seed": (["--seed-threshold", f"{seed}", "--min-lesion-volume", "0"], (seed, 0.0)),
+        "volume": (
+            ["--seed-threshold", "none", "--min-lesion-volume", f"{volume}"],
+            (None, volume),
+        ),
+    }
+    for name, (extra, rule) in runs.items():
+        out = tmp_path / name
+        argv = [*segment_argv(case, seg_run / "last.pt", out), "--threshold", f"{low}", *extra]
+        assert main(argv) == 0
+        mask = np.asarray(nib.load(out / "lesion_mask.nii.gz").dataobj)
+        expected = expected_lesion_mask(p, 64.0, low, *rule)
+        assert 0 < expected.sum() < (p > low).sum(), name  # the rule did something
+        np.testing.assert_array_equal(mask, expected, err_msg=name)
+    capsys.readouterr()
+    shown = "none" if DEFAULT_SEED_THRESHOLD is None else f"{DEFAULT_SEED_THRESHOLD:g}"
+    assert (SEED_THRESHOLD_HELP, MIN_LESION_HELP) == (shown, f"{DEFAULT_MIN_LESION_MM3:g}")
 
 
 def test_segment_missing_input_exits_1_naming_the_file(seg_run, ms_data, tmp_path, capsys):

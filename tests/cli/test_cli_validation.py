@@ -108,6 +108,20 @@ def no_inference(monkeypatch):
         (["--tile", "64", "64", "9999"], "expected an integer >= 16 and <= 512, got 9999"),
         (["--overlap", "1"], "argument --overlap: expected a number >= 0 and < 1, got 1"),
         (["--overlap", "nan"], "argument --overlap: expected a number >= 0 and < 1, got nan"),
+        (
+            ["--seed-threshold", "1"],
+            "argument --seed-threshold: expected a number > 0 and < 1, got 1",
+        ),
+        (["--seed-threshold", "high"], "expected a number > 0 and < 1, got 'high'"),
+        (
+            ["--min-lesion-volume", "-1"],
+            "argument --min-lesion-volume: expected a number >= 0, got -1",
+        ),
+        (
+            ["--threshold", "0.6", "--seed-threshold", "0.4"],
+            "--threshold/--seed-threshold/--min-lesion-volume: seed threshold (0.4) must be at "
+            "least the threshold (0.6)",
+        ),
     ],
 )
 def test_segment_numeric_options_are_validated(ms_data, tmp_path, capsys, option, message):

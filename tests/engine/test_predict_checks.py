@@ -157,3 +157,30 @@ def test_request_reports_a_layer_scale_out_of_range():
         "FLAIR (layer 'flair') has the scale (50, 50, 50): expected voxel sizes between 0.25 and "
         "10 mm" in request.problems()
     )
+
+
+def test_request_reports_a_mask_rule_that_cannot_work():
+    item = LayerVolume("flair", np.ones(SHAPE), (2.0, 2.0, 2.0))
+    inputs = {"T1": item, "T2": item, "FLAIR": item}
+    request = PredictionRequest("segmentation", inputs, "m", threshold=0.6, seed_threshold=0.4)
+    assert (
+        "seed threshold (0.4) must be at least the threshold (0.6): a lesion's seed is one of "
+        "its own voxels" in request.problems()
+    )
+    request = PredictionRequest("segmentation", inputs, "m", min_lesion_mm3=-2.0)
+    assert any("minimum lesion volume must be" in p for p in request.problems())
+    with pytest.raises(ValueError, match=r"cannot run: .*seed threshold \(0.4\) must be at least"):
+        PredictionRequest("segmentation", inputs, "m", threshold=0.6, seed_threshold=0.4).run()
+    assert not any("seed" in p for p in PredictionRequest("segmentation", inputs, "m").problems())
+
+
+def test_segment_checks_the_mask_rule_before_the_network_runs():
+    from napari_fanet.engine.predict import segment
+
+    class Untouchable:
+        def __getattr__(self, name):
+            raise AssertionError("the model was used before the mask rule was checked")
+
+    flair = np.ones(SHAPE, np.float32)
+    with pytest.raises(ValueError, match=r"seed threshold \(0.3\) must be at least"):
+        segment(Untouchable(), {}, None, None, flair, threshold=0.5, seed_threshold=0.3)

@@ -84,7 +84,7 @@ def test_demo_exit_status_and_files(demo_run):
     assert "ms: segmenting with fanet-seg" in stderr and "qsm: reconstructing" in stderr
 
 
-def test_demo_nifti_affines_and_values(demo_run):
+def test_demo_nifti_affines_and_values(demo_run, default_lesion_mask):
     _, out, _, _ = demo_run
     sources = {"ms": DATA / "ms" / "sub-0000" / "flair.nii.gz"}
     sources["qsm"] = DATA / "qsm" / "sub-0000" / "local_field.nii.gz"
@@ -102,7 +102,8 @@ def test_demo_nifti_affines_and_values(demo_run):
         labels = np.asarray(nib.load(out / "ms" / f"{m}_error_labels.nii.gz").dataobj)
         assert mask.dtype == labels.dtype == np.uint8
         assert 0 <= prob.min() and prob.max() <= 1
-        np.testing.assert_array_equal(mask, prob > 0.5)
+        voxel_volume = float(np.prod(nib.load(sources["ms"]).header.get_zooms()[:3]))
+        np.testing.assert_array_equal(mask, default_lesion_mask(prob, voxel_volume))
         np.testing.assert_array_equal(labels, segmentation_error_labels(mask, gt))
     ref = nib.load(DATA / "qsm" / "sub-0000" / "chi.nii.gz").get_fdata()
     brain = nib.load(DATA / "qsm" / "sub-0000" / "brain_mask.nii.gz").get_fdata() > 0.5

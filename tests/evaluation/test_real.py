@@ -172,6 +172,38 @@ def test_cli_evaluate_passes_the_window_overlap(
     assert seen == [0.5, 0.25]
 
 
+def test_cli_evaluate_passes_the_mask_rule(real_like, old_model, tmp_path, monkeypatch, capsys):
+    """--seed-threshold / --min-lesion-volume reach segment(); the report states them."""
+    import napari_fanet.evaluation.real as rev
+    from napari_fanet.tasks.lesion_mask import DEFAULT_MIN_LESION_MM3, DEFAULT_SEED_THRESHOLD
+
+    seen = []
+    original = rev.segment
+
+    def recording(*args, **kwargs):
+        seen.append((kwargs["seed_threshold"], kwargs["min_lesion_mm3"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(rev, "segment", recording)
+    argv = ["evaluate", "--task", "ms", "--data", str(real_like), "--models", str(old_model)]
+    cpu = ["--device", "cpu", "--tile", "16", "16", "16", "--modes", "t1-t2-flair"]
+    rule = ["--seed-threshold", "0.8", "--min-lesion-volume", "128"]
+    assert main([*argv, *cpu, *rule, "--out", str(tmp_path / "ev")]) == 0
+    assert set(seen) == {(0.8, 128.0)} and len(seen) == 2  # patient02 has no T2
+    report = (tmp_path / "ev" / "evaluation.md").read_text()
+    assert "of probability > 0.5, holding a voxel above 0.8, of at least 128 mm^3." in report
+    payload = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert payload["mask_rule"] == {"threshold": 0.5, "seed_threshold": 0.8, "min_lesion_mm3": 128}
+    seen.clear()
+    assert main([*argv, *cpu]) == 0
+    assert set(seen) == {(DEFAULT_SEED_THRESHOLD, DEFAULT_MIN_LESION_MM3)}
+    capsys.readouterr()
+    qsm = ["evaluate", "--task", "qsm", "--models", "fanet-qsm", "--seed-threshold", "0.9"]
+    assert main(qsm) == 2
+    err = capsys.readouterr().err
+    assert "--seed-threshold: lesion-mask options are for --task ms only" in err
+
+
 def test_leave_one_out_family_scores_each_subject_with_its_own_run(
     real_like, old_model, tmp_path
 ) -> None:

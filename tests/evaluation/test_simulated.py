@@ -45,3 +45,25 @@ def test_end_to_end_on_small_simulated_cases(task):
     assert set(rows) == set(methods) and all(np.isfinite(r[0][key]) for r in rows.values())
     if task == "qsm":
         assert rows["CFL2"][0]["nrmse"] < 100 and params["cfl2"] in ev.CFL2_LAMBDAS
+
+
+def test_network_methods_pass_prediction_options_to_every_network(monkeypatch):
+    seen = []
+
+    def fake_predict(task, model, ckpt, inputs, **kwargs):
+        seen.append({k: kwargs.get(k) for k in ("seed_threshold", "min_lesion_mm3")})
+        return type("Result", (), {"outputs": {"mask": np.zeros((2, 2, 2), np.uint8)}})()
+
+    monkeypatch.setattr(ev, "predict_task", fake_predict)
+    model = build_model("unet-seg", features=(8, 8, 8, 8, 16)).eval()
+    methods = ev.network_methods(
+        "ms",
+        {"a": (model, {}), "b": (model, {})},
+        WindowSettings(device="cpu"),
+        seed_threshold=0.9,
+        min_lesion_mm3=5.0,
+    )
+    case = ev.EvalCase("c", {}, np.zeros((2, 2, 2), bool), np.ones((2, 2, 2), bool), (1, 1, 1))
+    for method in methods.values():
+        method(case)
+    assert seen == [{"seed_threshold": 0.9, "min_lesion_mm3": 5.0}] * 2

@@ -50,6 +50,10 @@ from napari_fanet._widgets._layers import (
 #: The core's default, napari_fanet.engine.predict.MIRROR_DEFAULT (not imported here: the
 #: engine imports torch; a test checks that the two agree).
 MIRROR = True
+#: The core's mask-rule defaults (napari_fanet.tasks.lesion_mask; a test checks that they
+#: agree). A seed threshold equal to the threshold keeps every lesion, as None does there.
+SEED_THRESHOLD: float | None = 0.95
+MIN_LESION_MM3 = 10.0
 
 if TYPE_CHECKING:
     from napari.layers import Layer
@@ -102,6 +106,24 @@ class FANetWidget(TaskInputs):
             max=0.99,
             step=0.05,
             tooltip="Lesion probability above which a voxel joins the mask.",
+        )
+        self.seed_threshold = FloatSpinBox(
+            label="Seed threshold",
+            value=0.5 if SEED_THRESHOLD is None else SEED_THRESHOLD,
+            min=0.01,
+            max=0.99,
+            step=0.05,
+            tooltip="Keep a lesion (touching voxels above the threshold) only if one of its "
+            "voxels is above this. Faint blobs the network was never sure of go; a lesion with "
+            "a confident core keeps its rim. Equal to the threshold: keep every lesion.",
+        )
+        self.min_lesion = FloatSpinBox(
+            label="Min lesion (mm³)",
+            value=MIN_LESION_MM3,
+            min=0.0,
+            max=10000.0,
+            step=1.0,
+            tooltip="Smallest lesion kept, in cubic millimetres (0: keep every lesion).",
         )
         self.mirror = CheckBox(
             text="Mirror (left-right)",
@@ -194,7 +216,7 @@ class FANetWidget(TaskInputs):
         self.extend(
             [
                 self.qsm_input, *self.input_fields(), *self.phase_fields, self.threshold,
-                self.mirror, self.data_consistency,
+                self.seed_threshold, self.min_lesion, self.mirror, self.data_consistency,
                 self.show_advanced, self.advanced, self.reference,
                 self.problems, self.run_button,
                 self.cancel_button, self.progress, self.metrics, self.copy_button,
@@ -209,11 +231,15 @@ class FANetWidget(TaskInputs):
         for w in (self.qsm_input, *self.phase_fields):
             w.changed.connect(self._refresh_problems)
             w.changed.connect(self._clear_metrics)
-        for w in (self.t1, self.t2, self.flair, self.field, self.mask, self.b0, self.model):
+        for w in (
+            self.t1, self.t2, self.flair, self.field, self.mask, self.b0, self.model,
+            self.threshold, self.seed_threshold, self.min_lesion,
+        ):  # fmt: skip
             w.changed.connect(self._refresh_problems)
         for w in (
             self.task, self.t1, self.t2, self.flair, self.field, self.mask, self.b0,
-            self.model, self.threshold, self.mirror, self.reference,
+            self.model, self.threshold, self.seed_threshold, self.min_lesion, self.mirror,
+            self.reference,
         ):  # fmt: skip
             w.changed.connect(self._clear_metrics)
         self.connect_inputs()
@@ -230,6 +256,8 @@ class FANetWidget(TaskInputs):
     def _on_task(self, *_: Any) -> None:
         options = self.current_task.prediction_options
         self.threshold.visible = "threshold" in options
+        self.seed_threshold.visible = "seed_threshold" in options
+        self.min_lesion.visible = "min_lesion_mm3" in options
         self.mirror.visible = "mirror" in options
         self.data_consistency.visible = "data_consistency" in options
         self.dc_lambda.visible = "dc_lambda" in options and self.data_consistency.value
@@ -289,6 +317,8 @@ class FANetWidget(TaskInputs):
         return self.request(
             settings=settings,
             threshold=self.threshold.value,
+            seed_threshold=self.seed_threshold.value,
+            min_lesion_mm3=self.min_lesion.value,
             mirror=self.mirror.value,
             data_consistency=self._data_consistency_method(),
             dc_lambda=self.dc_lambda.value or "auto",

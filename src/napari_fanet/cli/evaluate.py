@@ -10,6 +10,7 @@ from pathlib import Path
 from napari_fanet.cli.base import (
     Command,
     CommandError,
+    UsageError,
     load_models,
     non_negative_int,
     overlap_fraction,
@@ -17,6 +18,7 @@ from napari_fanet.cli.base import (
     tile_size,
     voxel_size_mm,
 )
+from napari_fanet.cli.predict import UNSET, add_mask_rule_arguments, mask_rule_options
 
 OUTPUT_NAMES = ("evaluation.md", "evaluation.json")
 
@@ -85,6 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="with --suite ood: only these families (default: all)",
     )
+    masks = parser.add_argument_group("lesion masks (--task ms), as napari-fanet segment")
+    add_mask_rule_arguments(masks)
     real = parser.add_argument_group("real scans (--task ms)")
     real.add_argument(
         "--data",
@@ -103,8 +107,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def prediction_options(args: argparse.Namespace) -> dict:
+    """The networks' prediction options the command line sets (MS: the lesion-mask rule).
+
+    Raises
+    ------
+    UsageError
+        A mask-rule option with ``--task qsm``, or options that cannot work together.
+    """
+    from napari_fanet.tasks import get_task
+
+    given = [
+        option
+        for option, value in (
+            ("--seed-threshold", args.seed_threshold),
+            ("--min-lesion-volume", args.min_lesion_volume),
+        )
+        if value is not UNSET
+    ]
+    if "seed_threshold" not in get_task(args.task).prediction_options:
+        if given:
+            raise UsageError(f"{'/'.join(given)}: lesion-mask options are for --task ms only")
+        return {}
+    return mask_rule_options(args)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``napari-fanet evaluate``."""
+    args.prediction_options = prediction_options(args)
     if args.data is not None:
         from napari_fanet.cli.evaluate_real import run_real
 
@@ -126,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
     settings = WindowSettings(roi_size=tuple(args.tile), overlap=args.overlap, device=args.device)
     task = get_task(args.task)
     # each network, and its ablations (QSM: the raw network beside the default pipeline)
-    methods = ev.network_methods(args.task, load_models(args.models, task.name), settings)
+    models = load_models(args.models, task.name)
+    methods = ev.network_methods(args.task, models, settings, **args.prediction_options)
     vox = tuple(args.voxel_size)
     print(f"simulating {args.n_val} validation subjects, tuning baselines", file=sys.stderr)
     val = ev.simulated_cases(

@@ -51,13 +51,18 @@ def run_real(args: argparse.Namespace) -> int:
     models = [m for name in args.models for m in _models(name, [c.name for c in cases])]
     settings = WindowSettings(roi_size=tuple(args.tile), overlap=args.overlap, device=args.device)
     rows = rev.evaluate_real(
-        cases, models, list(args.modes), settings, progress=lambda m: print(m, file=sys.stderr)
+        cases,
+        models,
+        list(args.modes),
+        settings,
+        prediction_options=args.prediction_options,
+        progress=lambda m: print(m, file=sys.stderr),
     )
     title = (
         f"MS segmentation on {len(cases)} real subjects of {args.data} "
         f"({', '.join(c.name for c in cases)})"
     )
-    report = rev.markdown_report(rows, title)
+    report = rev.markdown_report(rows, title, mask_rule=args.prediction_options)
     print(report)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -69,6 +74,7 @@ def run_real(args: argparse.Namespace) -> int:
             "methods": [m.name for m in models] + [rev.BASELINE],
             "conventions": "Dice per subject; 26-connected lesions >= 3 voxels; standard LPPV; "
             "volume_error_ml = predicted - reference; baseline threshold tuned leave-one-out",
+            "mask_rule": {"threshold": 0.5, **args.prediction_options},
             "per_subject": rows,
         }
         atomic_write(args.out / "evaluation.md", lambda p: p.write_text(report + "\n"))

@@ -8,12 +8,14 @@ import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from napari_fanet.cli.base import (
     Command,
     CommandError,
     UsageError,
     finite_float,
+    non_negative_float,
     overlap_fraction,
     positive_float,
     probability,
@@ -108,6 +110,14 @@ def _write_outputs(
     }
 
 
+#: The mask rule's defaults as ``--help`` shows them (without importing the package's core;
+#: a test checks them against :mod:`napari_fanet.tasks.lesion_mask`).
+SEED_THRESHOLD_HELP = "0.95"
+MIN_LESION_HELP = "10"
+#: Marks an option the user did not give (``--seed-threshold none`` is a value of its own).
+UNSET = object()
+
+
 def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``napari-fanet segment``."""
     source = parser.add_mutually_exclusive_group(required=True)
@@ -140,6 +150,7 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.5,
         help="lesion probability threshold, strictly between 0 and 1 (default 0.5)",
     )
+    add_mask_rule_arguments(parser)
     parser.add_argument(
         "--mirror",
         action=argparse.BooleanOptionalAction,
@@ -150,11 +161,66 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 
+def add_mask_rule_arguments(parser: Any) -> None:
+    """``--seed-threshold``, ``--min-lesion-volume`` on a parser or an argument group.
+
+    :func:`mask_rule_options` reads them.
+    """
+    parser.add_argument(
+        "--seed-threshold",
+        type=seed_threshold,
+        default=UNSET,
+        metavar="P",
+        help="keep a lesion (26-connected voxels above --threshold) only if one of its voxels "
+        "is above P, at least --threshold and below 1; 'none' keeps every lesion "
+        f"(default {SEED_THRESHOLD_HELP})",
+    )
+    parser.add_argument(
+        "--min-lesion-volume",
+        type=non_negative_float,
+        default=UNSET,
+        metavar="MM3",
+        help=f"smallest lesion kept, in mm^3; 0 keeps every lesion (default {MIN_LESION_HELP})",
+    )
+
+
+def mask_rule_options(args: argparse.Namespace, threshold: float = 0.5) -> dict:
+    """``seed_threshold`` and ``min_lesion_mm3`` as given, else the defaults, checked together.
+
+    Raises
+    ------
+    UsageError
+        The threshold, seed threshold and minimum volume cannot work together.
+    """
+    from napari_fanet.tasks.lesion_mask import (
+        DEFAULT_MIN_LESION_MM3,
+        DEFAULT_SEED_THRESHOLD,
+        LesionMaskRule,
+    )
+
+    seed = DEFAULT_SEED_THRESHOLD if args.seed_threshold is UNSET else args.seed_threshold
+    volume = DEFAULT_MIN_LESION_MM3 if args.min_lesion_volume is UNSET else args.min_lesion_volume
+    try:
+        LesionMaskRule(threshold, seed, volume)
+    except ValueError as exc:
+        raise UsageError(f"--threshold/--seed-threshold/--min-lesion-volume: {exc}") from exc
+    return {"seed_threshold": seed, "min_lesion_mm3": volume}
+
+
+def seed_threshold(text: str) -> float | None:
+    """Parse ``--seed-threshold``: a probability strictly between 0 and 1, or ``none``."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    return probability(text)
+
+
 def run_segment(args: argparse.Namespace) -> int:
     """Run ``napari-fanet segment`` (one subject, or every subject of ``--batch DIR``)."""
     from napari_fanet.cli.batch import check_overwrite, run_batch_command
 
     check_overwrite(args)
+    options = mask_rule_options(args, args.threshold)
+    args.seed_threshold, args.min_lesion_volume = options.values()
     if args.batch is not None:
         return run_batch_command(args, _segment_one)
     print(json.dumps(_segment_one(args), indent=1))
@@ -185,6 +251,8 @@ def _segment_one(args: argparse.Namespace, loaded: tuple | None = None) -> dict:
         vols["flair"],
         brain_mask=mask,
         threshold=args.threshold,
+        seed_threshold=args.seed_threshold,
+        min_lesion_mm3=args.min_lesion_volume,
         mirror=MIRROR_DEFAULT if args.mirror is None else args.mirror,
     )
     result = _predict(args, "segment", run)

@@ -39,6 +39,12 @@ from napari_fanet.models import load_checkpoint
 from napari_fanet.physics.data_consistency import DC_METHODS, DEFAULT_DC_LAMBDA
 from napari_fanet.physics.data_consistency import data_consistency as apply_data_consistency
 from napari_fanet.tasks import QSM, SEGMENTATION, Task, get_task
+from napari_fanet.tasks.lesion_mask import (
+    DEFAULT_MIN_LESION_MM3,
+    DEFAULT_SEED_THRESHOLD,
+    LesionMaskRule,
+    lesion_mask,
+)
 
 # Re-exported: the segmentation channels and checks live in napari_fanet.tasks.
 from napari_fanet.tasks.roles import OPTIONAL_SEG_CHANNELS as OPTIONAL_SEG_CHANNELS
@@ -350,6 +356,8 @@ def segment(
     brain_mask: Volume | np.ndarray | None = None,
     voxel_size: Sequence[float] | None = None,
     threshold: float = 0.5,
+    seed_threshold: float | None = DEFAULT_SEED_THRESHOLD,
+    min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3,
     mirror: bool = MIRROR_DEFAULT,
     settings: WindowSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -360,8 +368,12 @@ def segment(
     ``t1`` and ``t2`` may be None (FLAIR alone, T1 + FLAIR, T2 + FLAIR) for a model trained
     with modality dropout (:func:`~napari_fanet.tasks.segmentation.check_modalities`); the
     missing channel is all zero. With ``mirror`` the probability is the mean of the scan's and
-    of its left-right mirror image's (:func:`mirrored_logits`; twice the network time).
+    of its left-right mirror image's (:func:`mirrored_logits`; twice the network time). The
+    mask holds the 26-connected components of ``probability > threshold`` that contain a voxel
+    above ``seed_threshold`` (None: no such rule) and measure at least ``min_lesion_mm3``
+    (:func:`~napari_fanet.tasks.lesion_mask.lesion_mask`).
     """
+    rule = LesionMaskRule(threshold, seed_threshold, min_lesion_mm3)  # checked before the run
     SEGMENTATION.check_model(model)
     inputs = {k: v for k, v in (("T1", t1), ("T2", t2), ("FLAIR", flair)) if v is not None}
     SEGMENTATION.check_modalities(inputs, checkpoint)
@@ -386,8 +398,8 @@ def segment(
     prob = SEGMENTATION.postprocess(logits, brain)
     if grid is not None:
         prob = zoom_to_shape(prob.astype(np.float32), shape, 1)
-    prob = back(prob.astype(np.float32))
-    result.outputs = {"probability": prob, "mask": (prob > threshold).astype(np.uint8)}
+    mask = lesion_mask(prob, vox, rule)  # on the canonical grid: components do not change
+    result.outputs = {"probability": back(prob.astype(np.float32)), "mask": back(mask)}
     return result
 
 

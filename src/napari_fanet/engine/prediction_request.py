@@ -31,6 +31,7 @@ from napari_fanet.io.nifti import VOXEL_SIZE_RANGE
 from napari_fanet.physics.data_consistency import DEFAULT_DC_LAMBDA
 from napari_fanet.physics.phase_chain import DEFAULT_BACKGROUND
 from napari_fanet.tasks import TASKS, get_task
+from napari_fanet.tasks.lesion_mask import DEFAULT_MIN_LESION_MM3, DEFAULT_SEED_THRESHOLD
 from napari_fanet.tasks.roles import PHASE_ROLES as PHASE_ROLES  # re-exported
 
 #: Input roles per task (:attr:`napari_fanet.tasks.Task.roles`); roles in ``OPTIONAL_ROLES``
@@ -103,7 +104,13 @@ class PredictionRequest:
         :func:`napari_fanet.io.b0_direction.parse_b0_text` and passes the problem it raises in
         ``field_problems``. Numbers that are not a direction are reported by :meth:`problems`.
     threshold : float
-        Segmentation only: probability above which a voxel is a lesion.
+        Segmentation only: probability above which a voxel may be lesion.
+    seed_threshold : float or None
+        Segmentation only: a lesion (26-connected component above ``threshold``) is kept only
+        if one of its voxels is above this (None: every component); see
+        :mod:`napari_fanet.tasks.lesion_mask`.
+    min_lesion_mm3 : float
+        Segmentation only: smallest lesion kept, in mm^3 (0: every component).
     mirror : bool
         Segmentation only: average with the left-right mirror image (test-time augmentation,
         twice the network time; see :func:`~napari_fanet.engine.predict.mirrored_logits`).
@@ -129,6 +136,8 @@ class PredictionRequest:
     settings: WindowSettings = field(default_factory=WindowSettings)
     b0_dir: B0Direction | Sequence[float] | None = None
     threshold: float = 0.5
+    seed_threshold: float | None = DEFAULT_SEED_THRESHOLD
+    min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3
     mirror: bool = MIRROR_DEFAULT
     data_consistency: str = DEFAULT_DC_METHOD
     dc_lambda: float | str = DEFAULT_DC_LAMBDA
@@ -207,7 +216,8 @@ class PredictionRequest:
         mask_required = "brain mask" not in optional
         if mask_required and mask is not None and not np.any(np.asarray(mask.data) > 0.5):
             found.append(f"brain mask (layer {mask.name!r}) is empty")
-        return found + self._b0_problems()
+        options = {name: getattr(self, name) for name in task.prediction_options}
+        return found + self._b0_problems() + task.option_problems(options)
 
     def run(
         self,

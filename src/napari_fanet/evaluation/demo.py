@@ -37,11 +37,17 @@ from napari_fanet.evaluation.scoring import Method, MethodResult, run_and_score
 from napari_fanet.io.atomic import atomic_write
 from napari_fanet.io.b0_direction import array_to_world_direction, world_to_array_direction
 from napari_fanet.io.nifti import Volume, check_same_grid, load_volume, save_volume
+from napari_fanet.tasks.lesion_mask import (
+    DEFAULT_MIN_LESION_MM3,
+    DEFAULT_SEED_THRESHOLD,
+    LesionMaskRule,
+)
 
 logger = logging.getLogger(__name__)
 Log = Callable[[str], None]
 
-SEG_THRESHOLD = 0.5
+#: How the demo's segmentations become masks: ``segment``'s default rule.
+SEG_MASK_RULE = LesionMaskRule(0.5, DEFAULT_SEED_THRESHOLD, DEFAULT_MIN_LESION_MM3)
 #: Copy of the tuned values in ``sample_data/baselines.json``, used only where that file is
 #: missing (an installed package without the repository); a test keeps the two equal.
 BUILTIN_PARAMETERS = {"flair_threshold_z": 3.25, "tkd_threshold": 0.225, "cfl2_lambda": 0.00562}
@@ -187,7 +193,9 @@ def run_ms(folder: Path, models: list[DemoModel], z: float, settings, log: Log) 
                 case["t2"],
                 case["flair"],
                 brain_mask=case["brain_mask"],
-                threshold=SEG_THRESHOLD,
+                threshold=SEG_MASK_RULE.threshold,
+                seed_threshold=SEG_MASK_RULE.seed_threshold,
+                min_lesion_mm3=SEG_MASK_RULE.min_volume_mm3,
                 settings=settings,
             )
 
@@ -371,7 +379,7 @@ Classical baselines, tuned on validation subjects (never on the sample cases):
 
 {params}
 
-Models (lesion masks: probability > {SEG_THRESHOLD:g}; sliding windows
+Models (lesion masks: {SEG_MASK_RULE.describe()}; sliding windows
 {"x".join(map(str, w["tile"]))} voxels, overlap {w["overlap"]:g}, Gaussian blending):
 
 {models or "- none"}
@@ -472,7 +480,9 @@ def run_demo(
             "tile": list(settings.roi_size),
             "overlap": settings.overlap,
             "sw_batch_size": settings.sw_batch_size,
-            "seg_threshold": SEG_THRESHOLD,
+            "seg_threshold": SEG_MASK_RULE.threshold,
+            "seg_seed_threshold": SEG_MASK_RULE.seed_threshold,
+            "seg_min_lesion_mm3": SEG_MASK_RULE.min_volume_mm3,
         },
         "parameters": params,
         "models": [

@@ -38,6 +38,7 @@ from napari_fanet.evaluation.scoring import Method, MethodResult, run_and_score
 from napari_fanet.io.nifti import Volume, check_same_grid, load_volume
 from napari_fanet.metrics.segmentation import dice, label_lesions
 from napari_fanet.tasks import SEGMENTATION
+from napari_fanet.tasks.lesion_mask import LesionMaskRule
 from napari_fanet.tasks.subjects import find_file, find_lesion_mask, list_subjects
 
 #: Input modes: name -> modalities given to the model (the others are left out).
@@ -256,9 +257,13 @@ class LeaveOneOutModels(SegModel):
 
 
 def predict_mode(
-    model: SegModel, case: RealCase, mode: str, settings: WindowSettings
+    model: SegModel, case: RealCase, mode: str, settings: WindowSettings, **options: object
 ) -> np.ndarray:
-    """The model's lesion mask for ``case`` given only the modalities of ``mode``."""
+    """The model's lesion mask for ``case`` given only the modalities of ``mode``.
+
+    ``options`` go to :func:`~napari_fanet.engine.predict.segment` (the lesion-mask rule:
+    ``seed_threshold``, ``min_lesion_mm3``; its defaults otherwise).
+    """
     given = {m: case.images.get(m) if m in INPUT_MODES[mode] else None for m in ("t1", "t2")}
     network, checkpoint = model.for_case(case.name)
     result = segment(
@@ -269,6 +274,7 @@ def predict_mode(
         case.images["flair"],
         brain_mask=Volume(case.brain.astype(np.float32), case.images["flair"].affine),
         settings=settings,
+        **options,
     )
     return result.outputs["mask"].astype(bool)
 
@@ -280,9 +286,12 @@ def evaluate_real(
     settings: WindowSettings,
     *,
     min_size: int = 3,
+    prediction_options: dict | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """Per subject, mode and method (models, then the LOO baseline): metrics or a reason.
+
+    ``prediction_options`` go to every network's :func:`predict_mode` (the lesion-mask rule).
 
     Returns
     -------
@@ -313,7 +322,10 @@ def evaluate_real(
                     rows.append(_skipped(case, mode, model.name, NEEDS_ALL))
                 continue
             method = Method(
-                model.name, lambda c, m=model, md=mode: predict_mode(m, c, md, settings)
+                model.name,
+                lambda c, m=model, md=mode: predict_mode(
+                    m, c, md, settings, **(prediction_options or {})
+                ),
             )
             for case in usable:
                 say(f"{model.name} on {case.name} ({mode})")
@@ -357,8 +369,12 @@ def _skipped(case: RealCase, mode: str, method: str, reason: str) -> dict:
     return {"subject": case.name, "mode": mode, "method": method, "skipped": reason}
 
 
-def markdown_report(rows: Sequence[dict], title: str) -> str:
-    """Per mode, a table of every subject and method, then the mean over subjects."""
+def markdown_report(rows: Sequence[dict], title: str, *, mask_rule: dict | None = None) -> str:
+    """Per mode, a table of every subject and method, then the mean over subjects.
+
+    ``mask_rule`` (``seed_threshold``, ``min_lesion_mm3``), when given, is stated under the
+    tables: how the networks' probabilities became masks.
+    """
     lines = [f"## {title}", ""]
     for mode in dict.fromkeys(r["mode"] for r in rows):
         lines += [f"### Input mode: {mode}", ""]
@@ -398,4 +414,9 @@ def markdown_report(rows: Sequence[dict], title: str) -> str:
         "lesions); error mL = predicted minus reference lesion volume. The FLAIR threshold is "
         "tuned on the other subjects only (leave-one-out, mean Dice)."
     )
+    if mask_rule is not None:
+        rule = LesionMaskRule(
+            0.5, mask_rule.get("seed_threshold"), mask_rule.get("min_lesion_mm3", 0.0)
+        )
+        lines[-1] += f" The networks' masks: {rule.describe()}."
     return "\n".join(lines)

@@ -39,12 +39,12 @@ def classical_methods(task: str, params: dict[str, float]) -> dict[str, Callable
 
 
 def model_method(
-    task: str, model, ckpt: dict, settings: WindowSettings, **qsm_options: object
+    task: str, model, ckpt: dict, settings: WindowSettings, **options: object
 ) -> Callable:
     """A loaded network as ``method(case) -> prediction array``.
 
-    ``qsm_options`` go to :func:`~.predict.reconstruct_qsm` (``data_consistency``,
-    ``dc_lambda``).
+    ``options`` go to the task's prediction function (QSM: ``data_consistency``,
+    ``dc_lambda``; segmentation: ``seed_threshold``, ``min_lesion_mm3``).
     """
     chosen = get_task(task)
 
@@ -56,7 +56,7 @@ def model_method(
             chosen.case_inputs(case),
             settings=settings,
             **chosen.case_options(case),
-            **qsm_options,
+            **options,
         )
         return chosen.case_prediction(result.outputs)
 
@@ -64,18 +64,20 @@ def model_method(
 
 
 def network_methods(
-    task: str, models: dict[str, tuple], settings: WindowSettings
+    task: str, models: dict[str, tuple], settings: WindowSettings, **options: object
 ) -> dict[str, Callable]:
     """Each network as ``method(case)``, and its :attr:`~napari_fanet.tasks.Task.ablations`.
 
-    QSM adds the raw network (no data consistency) beside the default pipeline.
+    QSM adds the raw network (no data consistency) beside the default pipeline. ``options``
+    are prediction options for every network (segmentation: the lesion-mask rule).
     """
     chosen = get_task(task)
     methods = {}
     for name, (model, ckpt) in models.items():
-        methods[name] = model_method(task, model, ckpt, settings)
-        for suffix, options in chosen.ablations.items():
-            methods[f"{name}{suffix}"] = model_method(task, model, ckpt, settings, **options)
+        methods[name] = model_method(task, model, ckpt, settings, **options)
+        for suffix, extra in chosen.ablations.items():
+            both = {**options, **extra}
+            methods[f"{name}{suffix}"] = model_method(task, model, ckpt, settings, **both)
     return methods
 
 

@@ -267,6 +267,13 @@ class Task(ABC):
         """The case's input Volumes by role name (what the prediction functions take)."""
         return {r.name: case.inputs[r.file] for r in self.roles if r.file in case.inputs}
 
+    def option_problems(self, options: Mapping[str, Any]) -> list[str]:
+        """Problems with prediction options (by :attr:`prediction_options` name), as sentences.
+
+        The widget shows them before anything runs; empty when every option is usable.
+        """
+        return []
+
     def case_options(self, case: EvalCase) -> dict[str, Any]:
         """Prediction options a case sets (QSM: its B0 direction)."""
         return {}

@@ -21,6 +21,11 @@ from napari_fanet.baselines import lesion_threshold as lt
 from napari_fanet.metrics import label_lesions, segmentation_metrics
 from napari_fanet.tasks.base import Infer, Method, Task
 from napari_fanet.tasks.cases import EvalCase
+from napari_fanet.tasks.lesion_mask import (
+    DEFAULT_MIN_LESION_MM3,
+    DEFAULT_SEED_THRESHOLD,
+    LesionMaskRule,
+)
 from napari_fanet.tasks.losses import blob_dice_loss, segmentation_loss
 from napari_fanet.tasks.preprocessing import seg_brain_mask, seg_network_image
 from napari_fanet.tasks.roles import OPTIONAL_SEG_CHANNELS, ROLES, SEG_CHANNELS
@@ -90,7 +95,7 @@ class SegmentationTask(Task):
     primary_metric = ("dice", True)
     evaluation_metrics = ("dice", "ltpr", "lppv", "lf1", "seconds")
     paired_metrics = ("dice", "lf1")
-    prediction_options = ("threshold", "mirror")
+    prediction_options = ("threshold", "seed_threshold", "min_lesion_mm3", "mirror")
     ablations: dict[str, dict[str, Any]] = {}  # noqa: RUF012 (read-only class attribute)
     output = "mask"
     channels = SEG_CHANNELS
@@ -124,6 +129,18 @@ class SegmentationTask(Task):
             f"no {' or '.join(absent)}: segmented from "
             f"{' + '.join(k for k in SEG_CHANNELS if k in arrays)} (missing channels zero)"
         )
+
+    def option_problems(self, options: Mapping[str, Any]) -> list[str]:
+        """The mask rule's problem (:class:`~.lesion_mask.LesionMaskRule`), if any."""
+        try:
+            LesionMaskRule(
+                options.get("threshold", 0.5),
+                options.get("seed_threshold", DEFAULT_SEED_THRESHOLD),
+                options.get("min_lesion_mm3", DEFAULT_MIN_LESION_MM3),
+            )
+        except ValueError as exc:
+            return [str(exc)]
+        return []
 
     # ------------------------------------------------------------------ pre/postprocessing
     def preprocess(self, images: Mapping[str, np.ndarray], brain: np.ndarray) -> np.ndarray:
