@@ -343,12 +343,87 @@ def test_ms_postprocessing_tunes_leave_one_out(bench, tmp_path, capsys):
     post.main(["--data", str(data), "--maps", str(maps), "--modes", "flair", "--json", str(out)])
     assert json.loads(out.read_text()) == results
     table = capsys.readouterr().out
-    assert "| mean |" in table and "setting chosen on the others" in table
+    assert "| mean |" in table and "rule chosen on the others" in table
     for row in results["flair"].values():
-        threshold, smallest = row["setting"]
-        assert threshold < 0.65 and smallest in (10, 20)  # keeps 27 voxels, drops 8
+        threshold, seed, smallest = row["setting"]
+        assert threshold < 0.65 and seed is None and smallest in (10, 20)  # keeps 27, drops 8
         assert row["dice"] == pytest.approx(1.0) and row["lf1"] == pytest.approx(1.0)
         assert row["product_dice"] < 1.0 and row["product_lf1"] < 1.0
+
+
+def _seed_cases(data, maps, affine):
+    """Three subjects whose false lesions are faint and large: only a seed rule removes them."""
+    import nibabel as nib
+
+    for i, name in enumerate(("a", "b", "c")):
+        lesions = np.zeros((24, 24, 24), bool)
+        lesions[4:10, 4:10, 4:10] = True
+        _ms_case(data, name, lesions, affine)
+        probability = np.where(lesions, 0.7, 0.0)
+        probability[6 + i, 6, 6] = 0.99  # the true lesion's confident core
+        probability[14:20, 14:20, 14:20] = 0.6  # a faint 216-voxel false lesion
+        (maps / f"{name}-flair").mkdir(parents=True)
+        nib.save(
+            nib.Nifti1Image(probability.astype(np.float32), affine),
+            maps / f"{name}-flair" / "lesion_probability.nii.gz",
+        )
+
+
+def test_ms_postprocessing_seed_grid_and_fixed_rule(bench, tmp_path, capsys):
+    post = bench("ms_postprocessing")
+    data, maps = tmp_path / "data", tmp_path / "maps"
+    _seed_cases(data, maps, np.diag([2.0, 2.0, 2.0, 1.0]))  # 8 mm^3 voxels
+    argv = ["--data", str(data), "--maps", str(maps), "--modes", "flair"]
+    results = post.main([*argv, "--grid", "seed-at-0.5", "--pooled"])
+    for row in results["flair"].values():
+        threshold, seed, _ = row["setting"]
+        assert threshold == 0.5 and seed >= 0.6  # the faint lesion peaks at 0.6: no seed
+        assert row["dice"] == pytest.approx(1.0) and row["lf1"] == pytest.approx(1.0)
+        assert row["product_lf1"] == pytest.approx(2 / 3)  # 1 of 2 predicted lesions is true
+    fixed = post.main([*argv, "--fixed", "0.95", "16"])
+    for row in fixed["flair"].values():
+        assert row["setting"] == [0.5, 0.95, 16.0]
+        assert row["dice"] == pytest.approx(1.0) and row["product_dice"] < 1.0
+    none = post.main([*argv, "--fixed", "none", "16"])  # 216 voxels are far above 16 mm^3
+    assert all(r["lf1"] == pytest.approx(2 / 3) for r in none["flair"].values())
+    assert "rule (threshold, seed, smallest mm^3)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        post.main([*argv, "--fixed", "0.3", "0"])
+    assert "--fixed: seed threshold (0.3) must be at least the threshold (0.5)" in (
+        capsys.readouterr().err
+    )
+
+
+def test_ms_postprocessing_predicts_missing_maps_leave_one_out(bench, tmp_path):
+    import nibabel as nib
+    import torch
+
+    from napari_fanet.models import build_model, save_checkpoint
+
+    post = bench("ms_postprocessing")
+    data = tmp_path / "data"
+    lesions = np.zeros((16, 16, 16), bool)
+    lesions[4:8, 4:8, 4:8] = True
+    for name in ("a", "b"):
+        _ms_case(data, name, lesions, np.diag([4.0, 4.0, 4.0, 1.0]))
+        for modality in ("t1", "t2"):
+            nib.save(
+                nib.Nifti1Image(np.ones((16, 16, 16), np.float32), np.diag([4.0, 4.0, 4.0, 1.0])),
+                data / name / f"{modality}.nii.gz",
+            )
+        torch.manual_seed(0)
+        model = build_model("unet-seg", features=(8, 8, 8, 8, 16))
+        save_checkpoint(tmp_path / f"without-{name}.pt", model, extra={"voxel_size": [4.0] * 3})
+    maps = tmp_path / "maps"
+    argv = ["--data", str(data), "--maps", str(maps), "--modes", "t1-t2-flair"]
+    results = post.main([*argv, "--predict", str(tmp_path / "without-{subject}.pt")])
+    for name in ("a", "b"):
+        written = nib.load(maps / f"{name}-t1-t2-flair" / "lesion_probability.nii.gz")
+        assert written.shape == (16, 16, 16)
+        np.testing.assert_array_equal(written.affine, np.diag([4.0, 4.0, 4.0, 1.0]))
+    assert set(results["t1-t2-flair"]) == {"a", "b"}
+    with pytest.raises(SystemExit):
+        post.main([*argv, "--predict", str(tmp_path / "no-field.pt")])
 
 
 def _two_small_cases(root):
@@ -368,7 +443,7 @@ def test_ms_postprocessing_refuses_missing_maps(bench, tmp_path, capsys):
         capsys.readouterr().err
     )
     with pytest.raises(ValueError, match="at least 2 subjects, got 1"):
-        post.leave_one_out({"a": {}})
+        post.leave_one_out({"a": {}}, [])
 
 
 def test_ms_postprocessing_refuses_a_map_on_another_grid(bench, tmp_path, capsys):

@@ -33,7 +33,11 @@ import numpy as np
 
 from napari_fanet.baselines import lesion_threshold as lt
 from napari_fanet.engine.inference import WindowSettings
-from napari_fanet.engine.predict import segment, supports_missing_modalities
+from napari_fanet.engine.predict import (
+    PredictionResult,
+    segment,
+    supports_missing_modalities,
+)
 from napari_fanet.evaluation.scoring import Method, MethodResult, run_and_score
 from napari_fanet.io.nifti import Volume, check_same_grid, load_volume
 from napari_fanet.metrics.segmentation import dice, label_lesions
@@ -264,9 +268,19 @@ def predict_mode(
     ``options`` go to :func:`~napari_fanet.engine.predict.segment` (the lesion-mask rule:
     ``seed_threshold``, ``min_lesion_mm3``; its defaults otherwise).
     """
+    return segment_mode(model, case, mode, settings, **options).outputs["mask"].astype(bool)
+
+
+def segment_mode(
+    model: SegModel, case: RealCase, mode: str, settings: WindowSettings, **options: object
+) -> PredictionResult:
+    """:func:`~napari_fanet.engine.predict.segment` of ``case`` with the modalities of ``mode``.
+
+    The brain is the case's own (its mask file, else the non-zero FLAIR), on the FLAIR's grid.
+    """
     given = {m: case.images.get(m) if m in INPUT_MODES[mode] else None for m in ("t1", "t2")}
     network, checkpoint = model.for_case(case.name)
-    result = segment(
+    return segment(
         network,
         checkpoint,
         given["t1"],
@@ -276,7 +290,6 @@ def predict_mode(
         settings=settings,
         **options,
     )
-    return result.outputs["mask"].astype(bool)
 
 
 def evaluate_real(

@@ -137,8 +137,11 @@ def lesion_mask(
     keep = np.ones(n + 1, dtype=bool)  # by component label; 0 is the background
     keep[0] = False
     if rule.seed_threshold is not None:
-        peaks = ndimage.maximum(prob, labels, np.arange(1, n + 1))  # (n,)
-        keep[1:] &= np.asarray(peaks) > rule.seed_threshold
+        # components holding a voxel above the seed threshold (ndimage.maximum per label took
+        # seconds on a 1 mm brain; this takes milliseconds)
+        seeded = np.zeros(n + 1, dtype=bool)
+        seeded[np.unique(labels[prob > rule.seed_threshold])] = True
+        keep &= seeded
     if rule.min_volume_mm3 > 0:
         voxels = np.bincount(labels.ravel(), minlength=n + 1)  # (n + 1,)
         keep &= voxels * float(np.prod(sizes)) >= rule.min_volume_mm3
