@@ -58,7 +58,7 @@ def test_the_registry_holds_one_task_per_stored_name():
                 "role_names": ("T1", "T2", "FLAIR", "brain mask"),
                 "grid_role": "FLAIR",
                 "families": ("phantom", "randomised", "randomised-v2", "randomised-v4"),
-                "prediction_options": ("threshold", "mirror"),
+                "prediction_options": ("threshold", "seed_threshold", "min_lesion_mm3", "mirror"),
                 "output": "mask",
                 "phase_input": False,
             },
