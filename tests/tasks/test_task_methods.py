@@ -190,3 +190,10 @@ def test_qsm_evaluation_pieces():
     assert QSM.case_prediction({"chi": chi}) is chi
     comparison = QSM.compare({"chi": chi}, chi, mask)
     assert comparison.metrics["nrmse"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_option_problems_check_the_mask_rule_for_segmentation_only():
+    assert SEGMENTATION.option_problems({"threshold": 0.5, "seed_threshold": 0.9}) == []
+    (problem,) = SEGMENTATION.option_problems({"threshold": 0.7, "seed_threshold": 0.6})
+    assert problem.startswith("seed threshold (0.6) must be at least the threshold (0.7)")
+    assert QSM.option_problems({"dc_lambda": "auto"}) == []
