@@ -466,3 +466,29 @@ def test_ms_postprocessing_refuses_a_map_on_another_grid(bench, tmp_path, capsys
     with pytest.raises(SystemExit):
         post.main(["--data", str(tmp_path / "none"), "--maps", str(tmp_path / "maps")])
     assert "--data: data folder not found:" in capsys.readouterr().err
+
+
+def test_thick_slice_data_writes_thick_flair_and_masks(bench, tmp_path, capsys):
+    import nibabel as nib
+
+    thick = bench("thick_slice_data")
+    lesions = np.zeros((12, 12, 20), bool)
+    lesions[4:8, 4:8, 5:15] = True
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    _ms_case(tmp_path / "data", "p1", lesions, affine)
+    written = thick.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "thick")])
+    assert written == [tmp_path / "thick" / "p1"]
+    flair = nib.load(written[0] / "flair.nii.gz")
+    mask = nib.load(written[0] / "lesion_mask.nii.gz")
+    assert flair.shape == mask.shape == (12, 12, 4)  # 20 slices of 1 mm -> 4 of 5 mm
+    np.testing.assert_allclose(flair.affine, np.diag([1.0, 1.0, 5.0, 1.0]))
+    np.testing.assert_allclose(flair.get_fdata(), 1.0, atol=1e-5)  # a flat image stays flat
+    assert np.asarray(mask.dataobj)[5, 5, 2] == 1 and np.asarray(mask.dataobj)[0, 0, 2] == 0
+    assert "p1: flair, lesion_mask" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        thick.main(
+            ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "x"), "--factor", "0.5"]
+        )
+    assert "--factor: expected a slice thickness of at least 1 voxel, got 0.5" in (
+        capsys.readouterr().err
+    )
