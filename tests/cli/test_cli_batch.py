@@ -85,6 +85,7 @@ def test_segment_writes_a_lesion_table_matching_its_mask(seg_model, ms_root, tmp
     nib.save(nib.Nifti1Image(chi, flair.affine), tmp_path / "chi.nii.gz")
     argv += ["--chi", str(tmp_path / "chi.nii.gz")]
     argv += ["--model", str(seg_model), "--out", str(out), "--threshold", "0.3", *RUN]
+    argv += ["--seed-threshold", "none", "--min-lesion-volume", "0"]  # keep every component
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     rows = read_csv(out / "lesions.csv")

@@ -191,6 +191,7 @@ def test_segment_writes_maps_on_the_input_grid(
     assert p.min() >= 0 and p.max() <= 1
     np.testing.assert_array_equal(m, default_lesion_mask(p, 64.0))  # 4 mm voxels
     assert summary["lesion_voxels"] == int(m.sum())
+    assert summary["mask_rule"].startswith("26-connected lesions of probability > 0.5, holding")
 
     # The same image stored in (nibabel's) closest canonical orientation gives the same maps
     # once nibabel reorients ours: the output really lies on the input grid, not the canonical

@@ -220,7 +220,8 @@ def run_segment(args: argparse.Namespace) -> int:
 
     check_overwrite(args)
     options = mask_rule_options(args, args.threshold)
-    args.seed_threshold, args.min_lesion_volume = options.values()
+    args.seed_threshold = options["seed_threshold"]
+    args.min_lesion_volume = options["min_lesion_mm3"]
     if args.batch is not None:
         return run_batch_command(args, _segment_one)
     print(json.dumps(_segment_one(args), indent=1))
@@ -234,6 +235,7 @@ def _segment_one(args: argparse.Namespace, loaded: tuple | None = None) -> dict:
     """
     from napari_fanet.engine.predict import MIRROR_DEFAULT, segment
     from napari_fanet.evaluation.lesion_table import lesion_table
+    from napari_fanet.tasks.lesion_mask import LesionMaskRule
 
     given = [m for m in ("flair", "t1", "t2") if getattr(args, m)]
     vols = {m: _load(getattr(args, m), m.upper()) for m in given}
@@ -275,6 +277,9 @@ def _segment_one(args: argparse.Namespace, loaded: tuple | None = None) -> dict:
         vols["flair"],
         {"lesion_mask": "uint8"},
         {"lesions.csv": table.to_csv()},
+        mask_rule=LesionMaskRule(
+            args.threshold, args.seed_threshold, args.min_lesion_volume
+        ).describe(),
         lesion_voxels=lesion_voxels,
         lesions=len(table),
         lesion_volume_ml=round(table.total_volume_ml, 4),
