@@ -67,3 +67,27 @@ def test_network_methods_pass_prediction_options_to_every_network(monkeypatch):
     for method in methods.values():
         method(case)
     assert seen == [{"seed_threshold": 0.9, "min_lesion_mm3": 5.0}] * 2
+
+
+def test_cli_evaluate_ms_states_the_mask_rule(tmp_path, capsys):
+    import json
+
+    from napari_fanet.cli import main
+    from napari_fanet.models import save_checkpoint
+
+    path = tmp_path / "tiny.pt"
+    model = build_model("unet-seg", features=(8, 8, 8, 8, 16))
+    save_checkpoint(path, model, extra={"voxel_size": [4.0] * 3})
+    argv = ["evaluate", "--task", "ms", "--models", str(path), "--n-test", "1", "--n-val", "1"]
+    small = ["--voxel-size", "4", "4", "4", "--tile", "32", "32", "32", "--device", "cpu"]
+    rule = ["--seed-threshold", "0.9", "--min-lesion-volume", "64"]
+    assert main([*argv, *small, *rule, "--out", str(tmp_path / "ev")]) == 0
+    report = (tmp_path / "ev" / "evaluation.md").read_text()
+    assert (
+        "Networks' lesion masks: 26-connected lesions of probability > 0.5, holding a voxel "
+        in (report)
+    )
+    assert "above 0.9, of at least 64 mm^3." in report
+    payload = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert payload["prediction_options"] == {"seed_threshold": 0.9, "min_lesion_mm3": 64.0}
+    capsys.readouterr()

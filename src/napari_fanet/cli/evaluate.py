@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_fanet.evaluation import simulated as ev
     from napari_fanet.io.atomic import check_output_folder, write_files_atomically
     from napari_fanet.tasks import get_task
+    from napari_fanet.tasks.lesion_mask import LesionMaskRule
 
     if args.out:  # before the evaluation, which takes minutes
         try:
@@ -179,6 +180,10 @@ def run(args: argparse.Namespace) -> int:
         "",
         ev.markdown_table(summary, task.evaluation_metrics),
     ]
+    if args.prediction_options:  # MS: how the networks' probabilities became masks
+        options = args.prediction_options
+        rule = LesionMaskRule(0.5, options["seed_threshold"], options["min_lesion_mm3"])
+        text += ["", f"Networks' lesion masks: {rule.describe()}."]
     names = list(methods)
     paired = {}
     if len(args.models) >= 2:
@@ -199,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
             "summary": summary,
             "paired": paired,
             "test_cases": [c.name for c in test],
+            "prediction_options": args.prediction_options,
         }
         writers = {
             "evaluation.md": lambda p: p.write_text(report + "\n"),
