@@ -188,8 +188,17 @@ def _load_map(parser, maps: Path, case: RealCase, mode: str) -> np.ndarray:
     return probability
 
 
-def _seed(text: str) -> float | None:
-    return None if text.lower() == "none" else float(text)
+def _fixed_rule(seed: str, volume: str) -> LesionMaskRule:
+    """``--fixed SEED VOLUME`` as a rule at threshold 0.5; ValueError says what is wrong."""
+    try:
+        seed_value = None if seed.lower() == "none" else float(seed)
+    except ValueError:
+        raise ValueError(f"expected a seed threshold or 'none', got {seed!r}") from None
+    try:
+        volume_value = float(volume)
+    except ValueError:
+        raise ValueError(f"expected a smallest lesion volume in mm^3, got {volume!r}") from None
+    return LesionMaskRule(0.5, seed_value, volume_value)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -221,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"--predict: {exc}")
     if args.fixed:
         try:
-            fixed = LesionMaskRule(0.5, _seed(args.fixed[0]), float(args.fixed[1]))
+            fixed = _fixed_rule(*args.fixed)
         except ValueError as exc:
             parser.error(f"--fixed: {exc}")
     scores: dict[str, dict] = {mode: {} for mode in args.modes}

@@ -392,6 +392,13 @@ def test_ms_postprocessing_seed_grid_and_fixed_rule(bench, tmp_path, capsys):
     assert "--fixed: seed threshold (0.3) must be at least the threshold (0.5)" in (
         capsys.readouterr().err
     )
+    for bad, message in (
+        (["high", "10"], "expected a seed threshold or 'none', got 'high'"),
+        (["0.9", "big"], "expected a smallest lesion volume in mm^3, got 'big'"),
+    ):
+        with pytest.raises(SystemExit):
+            post.main([*argv, "--fixed", *bad])
+        assert f"--fixed: {message}" in capsys.readouterr().err
 
 
 def test_ms_postprocessing_predicts_missing_maps_leave_one_out(bench, tmp_path):
@@ -492,3 +499,6 @@ def test_thick_slice_data_writes_thick_flair_and_masks(bench, tmp_path, capsys):
     assert "--factor: expected a slice thickness of at least 1 voxel, got 0.5" in (
         capsys.readouterr().err
     )
+    with pytest.raises(SystemExit):
+        thick.main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
+    assert "--data: data folder not found:" in capsys.readouterr().err

@@ -78,6 +78,11 @@ def test_lesion_mask_off_is_the_plain_threshold():
     assert not LesionMaskRule().filters_components
 
 
+def test_lesion_mask_rule_takes_numpy_numbers():
+    rule = LesionMaskRule(np.float32(0.5), np.float32(0.9), np.int64(8))
+    assert rule.filters_components
+
+
 def test_lesion_mask_empty_map():
     p = np.zeros((4, 4, 4), dtype=np.float32)
     rule = LesionMaskRule(seed_threshold=0.9, min_volume_mm3=5)
@@ -87,13 +92,15 @@ def test_lesion_mask_empty_map():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"threshold": 0.0}, "threshold must be a probability strictly between 0 and 1"),
-        ({"threshold": 1.0}, "threshold must be a probability strictly between 0 and 1"),
-        ({"seed_threshold": 1.0}, "seed threshold must be a probability strictly between"),
-        ({"seed_threshold": "0.9"}, "seed threshold must be a probability strictly between"),
+        ({"threshold": 0.0}, "threshold must be a probability strictly between 0 and 1, got 0.0"),
+        ({"threshold": 1.0}, "threshold must be a probability strictly between 0 and 1, got 1.0"),
+        ({"seed_threshold": 1.0}, "seed threshold must be a probability .* 1, got 1.0"),
+        ({"seed_threshold": "0.9"}, "seed threshold must be a probability .* got '0.9'"),
         ({"threshold": 0.6, "seed_threshold": 0.5}, r"seed threshold \(0.5\) must be at least"),
-        ({"min_volume_mm3": -1}, "minimum lesion volume must be a finite number"),
-        ({"min_volume_mm3": float("inf")}, "minimum lesion volume must be a finite number"),
+        ({"min_volume_mm3": -1}, "minimum lesion volume must be a finite number .* got -1"),
+        ({"min_volume_mm3": float("inf")}, "minimum lesion volume must be .* got inf"),
+        ({"min_volume_mm3": True}, "minimum lesion volume must be .* got True"),
+        ({"threshold": "0.5"}, "threshold must be a probability .* got '0.5'"),
     ],
 )
 def test_lesion_mask_rule_refuses_bad_values(kwargs, match):
@@ -102,9 +109,9 @@ def test_lesion_mask_rule_refuses_bad_values(kwargs, match):
 
 
 def test_lesion_mask_refuses_bad_shapes():
-    with pytest.raises(ValueError, match=r"probability must be a 3D \(X, Y, Z\) array"):
+    with pytest.raises(ValueError, match=r"must be a 3D \(X, Y, Z\) array, got shape \(4, 4\)"):
         lesion_mask(np.zeros((4, 4)), (1, 1, 1), LesionMaskRule())
-    with pytest.raises(ValueError, match="voxel_size must be 3 positive numbers"):
+    with pytest.raises(ValueError, match=r"3 positive numbers \(mm\), got \(1, 0, 1\)"):
         lesion_mask(np.zeros((4, 4, 4)), (1, 0, 1), LesionMaskRule())
-    with pytest.raises(ValueError, match="voxel_size must be 3 positive numbers"):
+    with pytest.raises(ValueError, match=r"3 positive numbers \(mm\), got \(1, 1\)"):
         lesion_mask(np.zeros((4, 4, 4)), (1, 1), LesionMaskRule())

@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_fanet.evaluation import simulated as ev
     from napari_fanet.io.atomic import check_output_folder, write_files_atomically
     from napari_fanet.tasks import get_task
-    from napari_fanet.tasks.lesion_mask import LesionMaskRule
+    from napari_fanet.tasks.lesion_mask import DEFAULT_THRESHOLD, LesionMaskRule
 
     if args.out:  # before the evaluation, which takes minutes
         try:
@@ -182,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
     ]
     if args.prediction_options:  # MS: how the networks' probabilities became masks
         options = args.prediction_options
-        rule = LesionMaskRule(0.5, options["seed_threshold"], options["min_lesion_mm3"])
+        rule = LesionMaskRule(
+            DEFAULT_THRESHOLD, options["seed_threshold"], options["min_lesion_mm3"]
+        )
         text += ["", f"Networks' lesion masks: {rule.describe()}."]
     names = list(methods)
     paired = {}

@@ -41,6 +41,7 @@ def run_real(args: argparse.Namespace) -> int:
     from napari_fanet.evaluation import real as rev
     from napari_fanet.io.atomic import atomic_write
     from napari_fanet.tasks import SEGMENTATION, get_task
+    from napari_fanet.tasks.lesion_mask import DEFAULT_THRESHOLD
 
     if get_task(args.task) is not SEGMENTATION:  # a segmentation-only evaluation
         raise UsageError(f"--data is for --task ms (real labelled MS scans), not {args.task}")
@@ -74,7 +75,7 @@ def run_real(args: argparse.Namespace) -> int:
             "methods": [m.name for m in models] + [rev.BASELINE],
             "conventions": "Dice per subject; 26-connected lesions >= 3 voxels; standard LPPV; "
             "volume_error_ml = predicted - reference; baseline threshold tuned leave-one-out",
-            "mask_rule": {"threshold": 0.5, **args.prediction_options},
+            "mask_rule": {"threshold": DEFAULT_THRESHOLD, **args.prediction_options},
             "per_subject": rows,
         }
         atomic_write(args.out / "evaluation.md", lambda p: p.write_text(report + "\n"))

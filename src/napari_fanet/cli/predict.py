@@ -184,7 +184,7 @@ def add_mask_rule_arguments(parser: Any) -> None:
     )
 
 
-def mask_rule_options(args: argparse.Namespace, threshold: float = 0.5) -> dict:
+def mask_rule_options(args: argparse.Namespace, threshold: float | None = None) -> dict:
     """``seed_threshold`` and ``min_lesion_mm3`` as given, else the defaults, checked together.
 
     Raises
@@ -195,13 +195,14 @@ def mask_rule_options(args: argparse.Namespace, threshold: float = 0.5) -> dict:
     from napari_fanet.tasks.lesion_mask import (
         DEFAULT_MIN_LESION_MM3,
         DEFAULT_SEED_THRESHOLD,
+        DEFAULT_THRESHOLD,
         LesionMaskRule,
     )
 
     seed = DEFAULT_SEED_THRESHOLD if args.seed_threshold is UNSET else args.seed_threshold
     volume = DEFAULT_MIN_LESION_MM3 if args.min_lesion_volume is UNSET else args.min_lesion_volume
     try:
-        LesionMaskRule(threshold, seed, volume)
+        LesionMaskRule(DEFAULT_THRESHOLD if threshold is None else threshold, seed, volume)
     except ValueError as exc:
         raise UsageError(f"--threshold/--seed-threshold/--min-lesion-volume: {exc}") from exc
     return {"seed_threshold": seed, "min_lesion_mm3": volume}

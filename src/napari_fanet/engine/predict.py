@@ -42,6 +42,7 @@ from napari_fanet.tasks import QSM, SEGMENTATION, Task, get_task
 from napari_fanet.tasks.lesion_mask import (
     DEFAULT_MIN_LESION_MM3,
     DEFAULT_SEED_THRESHOLD,
+    DEFAULT_THRESHOLD,
     LesionMaskRule,
     lesion_mask,
 )
@@ -355,7 +356,7 @@ def segment(
     *,
     brain_mask: Volume | np.ndarray | None = None,
     voxel_size: Sequence[float] | None = None,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     seed_threshold: float | None = DEFAULT_SEED_THRESHOLD,
     min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3,
     mirror: bool = MIRROR_DEFAULT,

@@ -31,7 +31,11 @@ from napari_fanet.io.nifti import VOXEL_SIZE_RANGE
 from napari_fanet.physics.data_consistency import DEFAULT_DC_LAMBDA
 from napari_fanet.physics.phase_chain import DEFAULT_BACKGROUND
 from napari_fanet.tasks import TASKS, get_task
-from napari_fanet.tasks.lesion_mask import DEFAULT_MIN_LESION_MM3, DEFAULT_SEED_THRESHOLD
+from napari_fanet.tasks.lesion_mask import (
+    DEFAULT_MIN_LESION_MM3,
+    DEFAULT_SEED_THRESHOLD,
+    DEFAULT_THRESHOLD,
+)
 from napari_fanet.tasks.roles import PHASE_ROLES as PHASE_ROLES  # re-exported
 
 #: Input roles per task (:attr:`napari_fanet.tasks.Task.roles`); roles in ``OPTIONAL_ROLES``
@@ -135,7 +139,7 @@ class PredictionRequest:
     model: str
     settings: WindowSettings = field(default_factory=WindowSettings)
     b0_dir: B0Direction | Sequence[float] | None = None
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD
     seed_threshold: float | None = DEFAULT_SEED_THRESHOLD
     min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3
     mirror: bool = MIRROR_DEFAULT

@@ -37,17 +37,13 @@ from napari_fanet.evaluation.scoring import Method, MethodResult, run_and_score
 from napari_fanet.io.atomic import atomic_write
 from napari_fanet.io.b0_direction import array_to_world_direction, world_to_array_direction
 from napari_fanet.io.nifti import Volume, check_same_grid, load_volume, save_volume
-from napari_fanet.tasks.lesion_mask import (
-    DEFAULT_MIN_LESION_MM3,
-    DEFAULT_SEED_THRESHOLD,
-    LesionMaskRule,
-)
+from napari_fanet.tasks.lesion_mask import DEFAULT_RULE
 
 logger = logging.getLogger(__name__)
 Log = Callable[[str], None]
 
 #: How the demo's segmentations become masks: ``segment``'s default rule.
-SEG_MASK_RULE = LesionMaskRule(0.5, DEFAULT_SEED_THRESHOLD, DEFAULT_MIN_LESION_MM3)
+SEG_MASK_RULE = DEFAULT_RULE
 #: Copy of the tuned values in ``sample_data/baselines.json``, used only where that file is
 #: missing (an installed package without the repository); a test keeps the two equal.
 BUILTIN_PARAMETERS = {"flair_threshold_z": 3.25, "tkd_threshold": 0.225, "cfl2_lambda": 0.00562}

@@ -42,7 +42,7 @@ from napari_fanet.evaluation.scoring import Method, MethodResult, run_and_score
 from napari_fanet.io.nifti import Volume, check_same_grid, load_volume
 from napari_fanet.metrics.segmentation import dice, label_lesions
 from napari_fanet.tasks import SEGMENTATION
-from napari_fanet.tasks.lesion_mask import LesionMaskRule
+from napari_fanet.tasks.lesion_mask import DEFAULT_THRESHOLD, LesionMaskRule
 from napari_fanet.tasks.subjects import find_file, find_lesion_mask, list_subjects
 
 #: Input modes: name -> modalities given to the model (the others are left out).
@@ -429,7 +429,9 @@ def markdown_report(rows: Sequence[dict], title: str, *, mask_rule: dict | None 
     )
     if mask_rule is not None:
         rule = LesionMaskRule(
-            0.5, mask_rule.get("seed_threshold"), mask_rule.get("min_lesion_mm3", 0.0)
+            DEFAULT_THRESHOLD,
+            mask_rule.get("seed_threshold"),
+            mask_rule.get("min_lesion_mm3", 0.0),
         )
         lines[-1] += f" The networks' masks: {rule.describe()}."
     return "\n".join(lines)

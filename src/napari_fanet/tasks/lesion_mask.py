@@ -17,15 +17,27 @@ Both off (``seed_threshold=None``, ``min_volume_mm3=0``) gives ``probability > t
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
+from napari_fanet.io.checks import check_voxel_size
 from napari_fanet.metrics.segmentation import LESION_STRUCTURE
 
-__all__ = ["DEFAULT_MIN_LESION_MM3", "DEFAULT_SEED_THRESHOLD", "LesionMaskRule", "lesion_mask"]
+__all__ = [
+    "DEFAULT_MIN_LESION_MM3",
+    "DEFAULT_RULE",
+    "DEFAULT_SEED_THRESHOLD",
+    "DEFAULT_THRESHOLD",
+    "LesionMaskRule",
+    "lesion_mask",
+]
+
+#: Probability above which a voxel may be lesion.
+DEFAULT_THRESHOLD = 0.5
 
 #: Seed threshold of the default rule (None: off). Chosen on the three shared MS patients'
 #: leave-one-out predictions and confirmed on the simulated test and two other leave-one-out
@@ -33,6 +45,11 @@ __all__ = ["DEFAULT_MIN_LESION_MM3", "DEFAULT_SEED_THRESHOLD", "LesionMaskRule",
 DEFAULT_SEED_THRESHOLD: float | None = 0.95
 #: Smallest lesion of the default rule, in mm^3 (0: off); about a sphere of 2.7 mm diameter.
 DEFAULT_MIN_LESION_MM3 = 10.0
+
+
+def _is_number(value: object) -> bool:
+    """A real number (numpy scalars included), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass(frozen=True)
@@ -55,17 +72,17 @@ class LesionMaskRule:
         A value outside its range, or a seed threshold below the threshold.
     """
 
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD
     seed_threshold: float | None = None
     min_volume_mm3: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.threshold, (int, float)) and 0.0 < self.threshold < 1.0):
+        if not (_is_number(self.threshold) and 0.0 < self.threshold < 1.0):
             raise ValueError(
                 f"threshold must be a probability strictly between 0 and 1, got {self.threshold!r}"
             )
         seed = self.seed_threshold
-        if seed is not None and not (isinstance(seed, (int, float)) and 0.0 < seed < 1.0):
+        if seed is not None and not (_is_number(seed) and 0.0 < seed < 1.0):
             raise ValueError(
                 f"seed threshold must be a probability strictly between 0 and 1, got {seed!r}"
             )
@@ -75,7 +92,7 @@ class LesionMaskRule:
                 f"({self.threshold:g}): a lesion's seed is one of its own voxels"
             )
         volume = self.min_volume_mm3
-        if not (isinstance(volume, (int, float)) and math.isfinite(volume) and volume >= 0):
+        if not (_is_number(volume) and math.isfinite(volume) and volume >= 0):
             raise ValueError(
                 f"minimum lesion volume must be a finite number of mm^3 >= 0, got {volume!r}"
             )
@@ -125,9 +142,7 @@ def lesion_mask(
     prob = np.asarray(probability)
     if prob.ndim != 3:
         raise ValueError(f"probability must be a 3D (X, Y, Z) array, got shape {prob.shape}")
-    sizes = np.asarray(voxel_size, dtype=np.float64)
-    if sizes.shape != (3,) or not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
-        raise ValueError(f"voxel_size must be 3 positive numbers (mm), got {voxel_size!r}")
+    sizes = check_voxel_size(voxel_size)
     above = prob > rule.threshold
     if not rule.filters_components:
         return above.astype(np.uint8)
@@ -146,3 +161,7 @@ def lesion_mask(
         voxels = np.bincount(labels.ravel(), minlength=n + 1)  # (n + 1,)
         keep &= voxels * float(np.prod(sizes)) >= rule.min_volume_mm3
     return keep[labels].astype(np.uint8)
+
+
+#: The rule ``segment`` uses unless told otherwise.
+DEFAULT_RULE = LesionMaskRule(DEFAULT_THRESHOLD, DEFAULT_SEED_THRESHOLD, DEFAULT_MIN_LESION_MM3)

@@ -24,6 +24,7 @@ from napari_fanet.tasks.cases import EvalCase
 from napari_fanet.tasks.lesion_mask import (
     DEFAULT_MIN_LESION_MM3,
     DEFAULT_SEED_THRESHOLD,
+    DEFAULT_THRESHOLD,
     LesionMaskRule,
 )
 from napari_fanet.tasks.losses import blob_dice_loss, segmentation_loss
@@ -134,7 +135,7 @@ class SegmentationTask(Task):
         """The mask rule's problem (:class:`~.lesion_mask.LesionMaskRule`), if any."""
         try:
             LesionMaskRule(
-                options.get("threshold", 0.5),
+                options.get("threshold", DEFAULT_THRESHOLD),
                 options.get("seed_threshold", DEFAULT_SEED_THRESHOLD),
                 options.get("min_lesion_mm3", DEFAULT_MIN_LESION_MM3),
             )
