@@ -21,6 +21,7 @@ Usage::
     python benchmarks/attention_cost.py --device cuda         # on a GPU
     python benchmarks/attention_cost.py --sizes 8 16 --main-size 16 --channels 16   # quick
     python benchmarks/attention_cost.py --ratio --busy        # FA / one 3x3x3 conv, CPU
+    python benchmarks/attention_cost.py --ratio --busy --retain-memory   # and as the CLI runs
 
 It prints markdown tables (and writes them with a JSON dump and a Fig. 4-style plot to
 ``--out``, default ``benchmarks/out/``).
@@ -33,7 +34,9 @@ convolution's output (as FA runs in the U-Net, its input just written and warm i
 then each FA variant on the original input (last touched a round earlier). ``--busy`` repeats
 that while a competing process, started by this script and stopped after at most
 ``--busy-seconds``, keeps one core busy. No ``torch.set_flush_denormal`` in this mode: FA must
-be fast without it.
+be fast without it. ``--retain-memory`` repeats every condition in a child that keeps freed
+memory in the process, as every ``napari-fanet`` command does (``engine/memory.py``): with
+glibc's defaults both modules fault freed blocks in again, the convolution far more often.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from napari_fanet.engine.memory import ENV_VAR, retain_freed_memory
 from napari_fanet.models import (
     AttentionGate3d,
     DualAttention3d,
@@ -275,16 +279,26 @@ def measure_ratio(c: int, size: tuple[int, int, int], repeats: int) -> dict:
     return {"rows": rows, "contended": cpu_contended()}
 
 
-def run_ratio(c: int, size: tuple, threads: int, repeats: int, busy_s: float | None) -> dict:
-    """One fresh process measuring :func:`measure_ratio`; with ``busy_s``, beside a busy one."""
+def run_ratio(
+    c: int, size: tuple, threads: int, repeats: int, busy_s: float | None, retain: bool = False
+) -> dict:
+    """One fresh process measuring :func:`measure_ratio`; with ``busy_s``, beside a busy one.
+
+    With ``retain`` the child first keeps freed memory in the process, as every ``napari-fanet``
+    command does (:func:`napari_fanet.engine.memory.retain_freed_memory`); without it, glibc's
+    defaults hand freed blocks back and fault them in again.
+    """
     cmd = [
         sys.executable, __file__, "--ratio-child", "--channels", str(c),
         "--child-size", *map(str, size), "--threads", str(threads), "--repeats", str(repeats),
     ]  # fmt: skip
+    env = {**os.environ, ENV_VAR: "1" if retain else "0"}
+    if retain:
+        cmd.append("--retain-memory")
     load_before = os.getloadavg()
     competitor = busy_process(busy_s) if busy_s else None
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     finally:
         if competitor is not None:
             competitor.kill()
@@ -324,13 +338,16 @@ def ratio_table(results: dict[str, dict], threads: int) -> str:
 def main_ratio(args: argparse.Namespace) -> None:
     """``--ratio``: FA against one 3x3x3 convolution, idle and (``--busy``) beside a busy core."""
     size = (args.main_size,) * 3
-    results = {
-        "idle": run_ratio(args.channels, size, args.threads, args.repeats, None),
-    }
-    if args.busy:
-        results["busy (1 competing process)"] = run_ratio(
-            args.channels, size, args.threads, args.repeats, args.busy_seconds
+    allocators = {"": False, ", freed memory kept": True} if args.retain_memory else {"": False}
+    results = {}
+    for label, retain in allocators.items():
+        results[f"idle{label}"] = run_ratio(
+            args.channels, size, args.threads, args.repeats, None, retain
         )
+        if args.busy:
+            results[f"busy (1 competing process){label}"] = run_ratio(
+                args.channels, size, args.threads, args.repeats, args.busy_seconds, retain
+            )
     text = "\n".join(
         [
             f"## FA / one 3x3x3 conv, input (1, {args.channels}, {size[0]}, {size[1]}, "
@@ -447,12 +464,19 @@ def main(argv: list[str] | None = None) -> None:
         "--busy-seconds", type=float, default=300.0, help="upper bound on the busy process"
     )
     p.add_argument("--repeats", type=int, default=15, help="--ratio rounds per condition")
+    p.add_argument(
+        "--retain-memory",
+        action="store_true",
+        help="--ratio also with freed memory kept in the process, as napari-fanet commands run",
+    )
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--child-size", type=int, nargs=3, help=argparse.SUPPRESS)
     p.add_argument("--ratio-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.ratio_child:
+        if args.retain_memory and not retain_freed_memory():
+            sys.exit("--retain-memory: this C library cannot keep freed memory (not glibc)")
         print(json.dumps(measure_ratio(args.channels, tuple(args.child_size), args.repeats)))
         return
     if args.ratio:

@@ -41,15 +41,25 @@ def simulate_subject(folder: Path) -> Path:
 
 
 def time_segment(
-    subject: Path, model: str, mode: str, threads: int, out: Path, mirror: str = "default"
+    subject: Path,
+    model: str,
+    mode: str,
+    threads: int,
+    out: Path,
+    mirror: str = "default",
+    extra_env: dict[str, str] | None = None,
 ) -> float:
-    """Wall-clock seconds of one ``napari-fanet segment`` process, start to exit."""
+    """Wall-clock seconds of one ``napari-fanet segment`` process, start to exit.
+
+    ``extra_env`` is added to the child's environment (``benchmarks/memory_retention.py``).
+    """
     inputs = [a for m in MODES[mode] for a in (f"--{m}", str(subject / f"{m}.nii.gz"))]
     cmd = [
         sys.executable, "-m", "napari_fanet", "segment", *inputs, "--model", model,
         "--device", "cpu", "--out", str(out), "--no-progress", *MIRROR_FLAGS[mirror],
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env.update(extra_env or {})
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, env=env)
     return time.perf_counter() - t0

@@ -502,3 +502,69 @@ def test_thick_slice_data_writes_thick_flair_and_masks(bench, tmp_path, capsys):
     with pytest.raises(SystemExit):
         thick.main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
     assert "--data: data folder not found:" in capsys.readouterr().err
+
+
+def test_cli_speed_adds_the_extra_environment(bench, monkeypatch, tmp_path):
+    cli_speed = bench("cli_speed")
+    seen = []
+    monkeypatch.setattr(cli_speed.subprocess, "run", lambda cmd, **kw: seen.append(kw["env"]))
+    cli_speed.time_segment(
+        tmp_path, "fanet-seg", "flair", 2, tmp_path / "out", extra_env={"NAPARI_FANET_X": "1"}
+    )
+    assert seen[0]["NAPARI_FANET_X"] == "1" and seen[0]["OMP_NUM_THREADS"] == "2"
+
+
+def test_attention_cost_ratio_with_and_without_kept_memory(bench, tmp_path):
+    attention_cost = bench("attention_cost")
+    from napari_fanet.engine.memory import _glibc_mallopt
+
+    if _glibc_mallopt() is None:
+        pytest.skip("glibc's mallopt is not available")
+    argv = ["--ratio", "--retain-memory", "--channels", "8", "--main-size", "8", "--repeats", "2"]
+    attention_cost.main([*argv, "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "attention_ratio_cpu.json").read_text())
+    assert list(data) == ["idle", "idle, freed memory kept"]
+    for condition in data.values():
+        assert _finite(condition["rows"]["FA"]["ratio"])
+    text = (tmp_path / "attention_ratio_cpu.md").read_text()
+    assert "| idle, freed memory kept, 2 threads | FA |" in text
+
+
+def test_memory_retention_table_gives_the_ratio_and_the_checks(bench):
+    memory_retention = bench("memory_retention")
+    off, on = memory_retention.SETTINGS
+    times = {off: [50.0, 48.0, 49.0], on: [33.0, 34.0, 32.0]}
+    checks = {"segment: identical lesion masks": True, "train: identical final weights": False}
+    result = {"times": {"segment (FLAIR, 1 mm brain)": times}, "checks": checks, "load": 0.5}
+    text = memory_retention.table(result, 2)
+    row = "| segment (FLAIR, 1 mm brain) | 49.0 | 33.0 | 50.0, 48.0, 49.0 / 33.0, 34.0, 32.0 "
+    assert row in text
+    assert f"| {33 / 49:.3f} |" in text
+    assert "- segment: identical lesion masks: yes" in text
+    assert "- train: identical final weights: NO" in text
+
+
+def test_memory_retention_trains_both_ways_with_the_same_weights(bench, tmp_path):
+    memory_retention = bench("memory_retention")
+    result = memory_retention.main(
+        ["--rounds", "1", "--steps", "1", "--skip-segment", "--out", str(tmp_path)]
+    )
+    (times,) = result["times"].values()
+    assert all(_finite(t) for ts in times.values() for t in ts)
+    assert result["checks"] == {"train: identical final weights": True}
+    assert "identical final weights: yes" in (tmp_path / "memory_retention.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--rounds", "0"], "--rounds and --steps must be at least 1, got 0 and 40"),
+        (["--skip-segment", "--skip-train"], "leave nothing to time"),
+    ],
+)
+def test_memory_retention_refuses_bad_arguments(bench, capsys, argv, message):
+    memory_retention = bench("memory_retention")
+    with pytest.raises(SystemExit) as exit_:
+        memory_retention.main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err

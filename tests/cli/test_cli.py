@@ -199,3 +199,20 @@ def test_python_m_napari_fanet(tmp_path) -> None:
     )
     assert proc.returncode == 2
     assert "invalid choice" in proc.stderr
+
+
+def test_the_command_line_retains_freed_memory(monkeypatch, tmp_path, capsys):
+    """Every command runs with freed memory kept (``engine.memory``); --help and usage errors
+    run none."""
+    from napari_fanet import cli
+    from napari_fanet.engine import memory
+
+    calls = []
+    monkeypatch.setattr(memory, "retain_freed_memory", lambda default=True: calls.append(default))
+    assert cli.main(["simulate", "--help"]) == 0  # --help exits before any command runs
+    assert cli.main(["simulate", "--task", "nope"]) == 2  # usage error: nothing runs
+    assert calls == []
+    missing = tmp_path / "missing.nii.gz"
+    assert cli.main(["segment", "--flair", str(missing), "--out", str(tmp_path / "out")]) == 1
+    assert calls == [True]  # applied before the command ran (and failed on its input)
+    assert "file not found" in capsys.readouterr().err

@@ -27,10 +27,15 @@ def streamed(job: Callable[[Callable, Callable], Any]) -> Generator[Progress, No
     """Generator for ``thread_worker``: yields the job's progress, returns its result.
 
     ``job(progress, should_stop)`` runs in a thread (see
-    :func:`napari_fanet.engine.streaming.stream_job`).
+    :func:`napari_fanet.engine.streaming.stream_job`). napari's allocator is left as it is
+    unless ``NAPARI_FANET_RETAIN_MEMORY=1`` asks for the command line's faster one
+    (:mod:`napari_fanet.engine.memory`).
     """
     from napari_fanet.engine.inference import InferenceCancelled
+    from napari_fanet.engine.memory import retain_freed_memory
     from napari_fanet.engine.streaming import stream_job
+
+    retain_freed_memory(default=False)
 
     try:
         return (yield from stream_job(job))

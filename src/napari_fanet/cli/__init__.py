@@ -101,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from napari_fanet.engine.memory import retain_freed_memory  # light: no torch
+
+    retain_freed_memory()  # this process ends with its command (engine/memory.py says why)
     try:
         return base.COMMANDS[args.command].run(args)
     except CommandError as exc:
