@@ -128,6 +128,9 @@ def test_demo_metrics_json(demo_run):
     assert all("baselines.json" in p["source"] for p in summary["parameters"].values())
     assert summary["models"][2]["shipped"] is False
     assert summary["settings"]["tile"] == [64, 64, 64] and summary["seconds_total"] > 0
+    # the conventions state the mask rule the rows were scored with, not a plain threshold
+    rule = "Model masks: 26-connected lesions of probability > 0.5, holding a voxel above 0.95"
+    assert rule in ms["conventions"]
 
 
 def test_demo_baselines_reproduce_baselines_json(demo_run):

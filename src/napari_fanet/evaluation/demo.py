@@ -70,7 +70,7 @@ MS_CONVENTIONS = (
     "not by Dice); a lesion is detected when it overlaps the other mask by >= 1 voxel. "
     "LTPR = detected GT lesions / GT lesions; LPPV = predicted lesions overlapping a GT lesion "
     "/ predicted lesions (the standard definition, not the paper-style one); L-F1 = harmonic "
-    "mean of LTPR and LPPV. Model masks: probability > 0.5. Time: inference only (model "
+    f"mean of LTPR and LPPV. Model masks: {SEG_MASK_RULE.describe()}. Time: inference only (model "
     "loading excluded); for the FLAIR threshold, WM mask + bias correction + threshold."
 )
 QSM_CONVENTIONS = (
