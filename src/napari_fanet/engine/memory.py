@@ -79,12 +79,16 @@ def wanted(default: bool, environ: dict[str, str] | None = None) -> bool:
 
 def _glibc_mallopt() -> Callable[[int, int], int] | None:
     """The ``mallopt`` of this process's C library if it is glibc, else ``None``."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if platform.system() != "Linux":
         return None
     try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter is linked to
-    except (OSError, AttributeError):
+        libc = ctypes.CDLL(None)  # the symbols of this process, its C library's included
+    except OSError:
         return None
+    # Only glibc has gnu_get_libc_version (musl, for one, has a mallopt that does nothing).
+    if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
+        return None
+    mallopt = libc.mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return mallopt
