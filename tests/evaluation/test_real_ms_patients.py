@@ -9,8 +9,9 @@ Real scans (``shared/data/open-ms-lesjak2017``; Lesjak et al., Neuroinformatics 
 The shipped ``fanet-seg`` was fine-tuned on these patients (its model card says so), so it may
 not be scored on them. What is scored is its recipe, leave-one-out: each patient is segmented by
 the run of the same recipe that never saw that patient
-(``benchmarks/results/ms-loo8/fanet-seg-without-<patient>.pt``: for each fold, the average
-of the weights of four stages of ``scripts/ms_loo_recipe.py``; see the model card). The
+(``benchmarks/results/ms-loo12/fanet-seg-without-<patient>.pt``: for each fold, the average
+of the weights of two seeds of the same stage of ``scripts/ms_loo_recipe.py``; see the model
+card, stage 12). The
 FLAIR-threshold baseline's threshold for each patient is tuned on the other two only
 (shared/EVALUATION.md). Every input mode with a FLAIR is checked.
 """
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data" / "open-ms-lesjak2017"
-LOO = ROOT / "benchmarks" / "results" / "ms-loo8" / "fanet-seg-without-{subject}.pt"
+LOO = ROOT / "benchmarks" / "results" / "ms-loo12" / "fanet-seg-without-{subject}.pt"
 PATIENTS = ("patient07", "patient19", "patient26")
 MODES = ("flair", "t1-flair", "t1-t2-flair")
 
