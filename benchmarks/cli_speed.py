@@ -128,12 +128,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     args = p.parse_args(argv)
     rows = run(args.models, args.modes, args.threads, args.repeats, tuple(args.mirror))
-    text = table(rows, args.threads)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cli_segment.md").write_text(text + "\n")
-    (args.out / "cli_segment.json").write_text(json.dumps(rows, indent=1))
+    report(args.out, "cli_segment", table(rows, args.threads), rows)
     return rows
+
+
+def report(out: Path, stem: str, text: str, data: object) -> None:
+    """Print ``text`` and write it to ``out/STEM.md``, and ``data`` to ``out/STEM.json``."""
+    print(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(text + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(data, indent=1))
 
 
 if __name__ == "__main__":

@@ -148,11 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.skip_segment and args.skip_train:
         p.error("--skip-segment and --skip-train together leave nothing to time")
     result = run(args.rounds, args.steps, args.threads, not args.skip_segment, not args.skip_train)
-    text = table(result, args.threads)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "memory_retention.md").write_text(text + "\n")
-    (args.out / "memory_retention.json").write_text(json.dumps(result, indent=1))
+    cli_speed.report(args.out, "memory_retention", table(result, args.threads), result)
     return result
 
 
