@@ -97,16 +97,15 @@ def run(rounds: int, steps: int, threads: int, segment: bool, train: bool) -> di
                         name, []
                     ).append(seconds)
                     results["train", setting] = fingerprint
+            # every round must give the same outputs with both settings
             if segment:
                 same = np.array_equal(results["segment", "0"], results["segment", "1"])
-                checks["segment: identical lesion masks"] = same and checks.get(
-                    "segment: identical lesion masks", True
-                )
+                name = "segment: identical lesion masks"
+                checks[name] = checks.get(name, True) and same
             if train:
                 same = results["train", "0"] == results["train", "1"]
-                checks["train: identical final weights"] = same and checks.get(
-                    "train: identical final weights", True
-                )
+                name = "train: identical final weights"
+                checks[name] = checks.get(name, True) and same
     return {"times": times, "checks": checks, "load": os.getloadavg()[0]}
 
 

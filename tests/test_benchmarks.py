@@ -30,6 +30,14 @@ def _finite(value):
     return isinstance(value, float) and math.isfinite(value) and value > 0
 
 
+def _usage_error(capsys, main, *args) -> str:
+    """Call a benchmark's ``main(*args)``, expect argparse's usage error; returns its stderr."""
+    with pytest.raises(SystemExit) as exit_:
+        main(*args)
+    assert exit_.value.code == 2
+    return capsys.readouterr().err
+
+
 def test_inference_selection_always_includes_the_backbone(bench):
     inference = bench("inference")
     assert inference.selected(["ag-seg"]) == ["unet-seg", "ag-seg"]
@@ -162,9 +170,8 @@ def test_fa_vs_backbone_simulated_seed_must_be_an_integer(bench, monkeypatch, ca
     mod = bench("fa_vs_backbone")
     argv = ["fa_vs_backbone.py", "--simulated", "one", "e.json", "a", "b"]
     monkeypatch.setattr(mod.sys, "argv", argv)
-    with pytest.raises(SystemExit):
-        mod.main()
-    assert "--simulated: expected SEED (an integer) JSON WITH WITHOUT" in capsys.readouterr().err
+    err = _usage_error(capsys, mod.main)
+    assert "--simulated: expected SEED (an integer) JSON WITH WITHOUT" in err
 
 
 def test_smv_cost_runs_on_a_coarse_head(bench, capsys):
@@ -174,17 +181,15 @@ def test_smv_cost_runs_on_a_coarse_head(bench, capsys):
 
 
 def test_smv_cost_rejects_bad_arguments(bench, capsys):
-    with pytest.raises(SystemExit):
-        bench("smv_cost").main(["--voxel", "0"])
-    assert "expected --voxel > 0 and --threads >= 1, got 0.0, 1" in capsys.readouterr().err
+    err = _usage_error(capsys, bench("smv_cost").main, ["--voxel", "0"])
+    assert "expected --voxel > 0 and --threads >= 1, got 0.0, 1" in err
 
 
 def test_fa_vs_backbone_loo_seed_must_be_an_integer(bench, monkeypatch, capsys):
     mod = bench("fa_vs_backbone")
     monkeypatch.setattr(mod.sys, "argv", ["fa_vs_backbone.py", "--loo", "one", "a.json", "b.json"])
-    with pytest.raises(SystemExit):
-        mod.main()
-    assert "--loo: expected SEED (an integer) WITH_JSON WITHOUT_JSON" in capsys.readouterr().err
+    err = _usage_error(capsys, mod.main)
+    assert "--loo: expected SEED (an integer) WITH_JSON WITHOUT_JSON" in err
 
 
 def test_fa_vs_backbone_train_command_is_the_documented_recipe(bench, tmp_path):
@@ -294,18 +299,16 @@ def test_attention_entropy_cosine_table_falls_with_the_scale(bench, tmp_path, ca
 def test_attention_entropy_refuses_non_positive_cosine_scales(bench, tmp_path, capsys):
     entropy = bench("attention_entropy")
     model = SRC / "napari_fanet" / "weights" / "fanet-qsm.pt"
-    with pytest.raises(SystemExit):
-        entropy.main(["--models", str(model), "--cosine-scales", "10", "0"])
-    assert "--cosine-scales: expected positive finite numbers, got [10.0, 0.0]" in (
-        capsys.readouterr().err
+    err = _usage_error(
+        capsys, entropy.main, ["--models", str(model), "--cosine-scales", "10", "0"]
     )
+    assert "--cosine-scales: expected positive finite numbers, got [10.0, 0.0]" in err
 
 
 def test_attention_entropy_refuses_a_missing_model(bench, tmp_path, capsys):
     entropy = bench("attention_entropy")
-    with pytest.raises(SystemExit):
-        entropy.main(["--models", str(tmp_path / "none.pt")])
-    assert "--models: expected a checkpoint file, got" in capsys.readouterr().err
+    err = _usage_error(capsys, entropy.main, ["--models", str(tmp_path / "none.pt")])
+    assert "--models: expected a checkpoint file, got" in err
 
 
 def _ms_case(root, name, lesions, affine):
@@ -387,21 +390,16 @@ def test_ms_postprocessing_seed_grid_and_fixed_rule(bench, tmp_path, capsys):
     none = post.main([*argv, "--fixed", "none", "16"])  # 216 voxels are far above 16 mm^3
     assert all(r["lf1"] == pytest.approx(2 / 3) for r in none["flair"].values())
     assert "rule (threshold, seed, smallest mm^3)" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        post.main([*argv, "--fixed", "0.3", "0"])
-    assert "--fixed: seed threshold (0.3) must be at least the threshold (0.5)" in (
-        capsys.readouterr().err
-    )
+    err = _usage_error(capsys, post.main, [*argv, "--fixed", "0.3", "0"])
+    assert "--fixed: seed threshold (0.3) must be at least the threshold (0.5)" in err
     for bad, message in (
         (["high", "10"], "expected a seed threshold or 'none', got 'high'"),
         (["0.9", "big"], "expected a smallest lesion volume in mm^3, got 'big'"),
     ):
-        with pytest.raises(SystemExit):
-            post.main([*argv, "--fixed", *bad])
-        assert f"--fixed: {message}" in capsys.readouterr().err
+        assert f"--fixed: {message}" in _usage_error(capsys, post.main, [*argv, "--fixed", *bad])
 
 
-def test_ms_postprocessing_predicts_missing_maps_leave_one_out(bench, tmp_path):
+def test_ms_postprocessing_predicts_missing_maps_leave_one_out(bench, tmp_path, capsys):
     import nibabel as nib
     import torch
 
@@ -429,8 +427,9 @@ def test_ms_postprocessing_predicts_missing_maps_leave_one_out(bench, tmp_path):
         assert written.shape == (16, 16, 16)
         np.testing.assert_array_equal(written.affine, np.diag([4.0, 4.0, 4.0, 1.0]))
     assert set(results["t1-t2-flair"]) == {"a", "b"}
-    with pytest.raises(SystemExit):
-        post.main([*argv, "--predict", str(tmp_path / "no-field.pt")])
+    # the maps exist now; a pattern without {subject} is refused before any is looked at
+    err = _usage_error(capsys, post.main, [*argv, "--predict", str(tmp_path / "no-field.pt")])
+    assert "--predict: --predict needs {subject} in the checkpoint path, got" in err
 
 
 def _two_small_cases(root):
@@ -444,11 +443,9 @@ def _two_small_cases(root):
 def test_ms_postprocessing_refuses_missing_maps(bench, tmp_path, capsys):
     post = bench("ms_postprocessing")
     _two_small_cases(tmp_path / "data")
-    with pytest.raises(SystemExit):
-        post.main(["--data", str(tmp_path / "data"), "--maps", str(tmp_path), "--modes", "flair"])
-    assert "a-flair/lesion_probability.nii.gz (from napari-fanet segment), not found" in (
-        capsys.readouterr().err
-    )
+    argv = ["--data", str(tmp_path / "data"), "--maps", str(tmp_path), "--modes", "flair"]
+    err = _usage_error(capsys, post.main, argv)
+    assert "a-flair/lesion_probability.nii.gz (from napari-fanet segment), not found" in err
     with pytest.raises(ValueError, match="at least 2 subjects, got 1"):
         post.leave_one_out({"a": {}}, [])
 
@@ -465,14 +462,10 @@ def test_ms_postprocessing_refuses_a_map_on_another_grid(bench, tmp_path, capsys
             tmp_path / "maps" / f"{name}-flair" / "lesion_probability.nii.gz",
         )
     argv = ["--data", str(tmp_path / "data"), "--maps", str(tmp_path / "maps")]
-    with pytest.raises(SystemExit):
-        post.main([*argv, "--modes", "flair"])
-    assert "has shape (8, 8, 6), expected (8, 8, 8) (the reference of a)" in (
-        capsys.readouterr().err
-    )
-    with pytest.raises(SystemExit):
-        post.main(["--data", str(tmp_path / "none"), "--maps", str(tmp_path / "maps")])
-    assert "--data: data folder not found:" in capsys.readouterr().err
+    err = _usage_error(capsys, post.main, [*argv, "--modes", "flair"])
+    assert "has shape (8, 8, 6), expected (8, 8, 8) (the reference of a)" in err
+    missing = ["--data", str(tmp_path / "none"), "--maps", str(tmp_path / "maps")]
+    assert "--data: data folder not found:" in _usage_error(capsys, post.main, missing)
 
 
 def test_thick_slice_data_writes_thick_flair_and_masks(bench, tmp_path, capsys):
@@ -492,16 +485,11 @@ def test_thick_slice_data_writes_thick_flair_and_masks(bench, tmp_path, capsys):
     np.testing.assert_allclose(flair.get_fdata(), 1.0, atol=1e-5)  # a flat image stays flat
     assert np.asarray(mask.dataobj)[5, 5, 2] == 1 and np.asarray(mask.dataobj)[0, 0, 2] == 0
     assert "p1: flair, lesion_mask" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        thick.main(
-            ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "x"), "--factor", "0.5"]
-        )
-    assert "--factor: expected a slice thickness of at least 1 voxel, got 0.5" in (
-        capsys.readouterr().err
-    )
-    with pytest.raises(SystemExit):
-        thick.main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
-    assert "--data: data folder not found:" in capsys.readouterr().err
+    argv = ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "x"), "--factor", "0.5"]
+    err = _usage_error(capsys, thick.main, argv)
+    assert "--factor: expected a slice thickness of at least 1 voxel, got 0.5" in err
+    missing = ["--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")]
+    assert "--data: data folder not found:" in _usage_error(capsys, thick.main, missing)
 
 
 def test_cli_speed_adds_the_extra_environment(bench, monkeypatch, tmp_path):
@@ -563,8 +551,4 @@ def test_memory_retention_trains_both_ways_with_the_same_weights(bench, tmp_path
     ],
 )
 def test_memory_retention_refuses_bad_arguments(bench, capsys, argv, message):
-    memory_retention = bench("memory_retention")
-    with pytest.raises(SystemExit) as exit_:
-        memory_retention.main(argv)
-    assert exit_.value.code == 2
-    assert message in capsys.readouterr().err
+    assert message in _usage_error(capsys, bench("memory_retention").main, argv)
