@@ -532,6 +532,33 @@ def test_memory_retention_table_gives_the_ratio_and_the_checks(bench):
     assert "- train: identical final weights: NO" in text
 
 
+def test_memory_retention_table_gives_the_memory_left_after_the_napari_job(bench):
+    memory_retention = bench("memory_retention")
+    off, on = memory_retention.SETTINGS
+    result = {
+        "times": {"segment as a napari job (one process)": {off: [48.0], on: [32.0]}},
+        "resident_mib": {off: [557.0, 550.0, 602.0], on: [456.0, 456.0, 457.0]},
+        "checks": {"napari job: identical lesion masks": True},
+        "load": 0.5,
+    }
+    text = memory_retention.table(result, 2)
+    assert f"| 48.0 | 32.0 | 48.0 / 32.0 | {32 / 48:.3f} |" in text
+    assert f"Resident after the napari job ({off}): median 557 MiB (557, 550, 602)." in text
+    assert f"Resident after the napari job ({on}): median 456 MiB (456, 456, 457)." in text
+    assert "- napari job: identical lesion masks: yes" in text
+
+
+@pytest.mark.slow
+def test_memory_retention_runs_the_napari_job_both_ways(bench, tmp_path):
+    memory_retention = bench("memory_retention")
+    argv = ["--rounds", "1", "--skip-segment", "--skip-train", "--in-process"]
+    result = memory_retention.main([*argv, "--out", str(tmp_path)])
+    (times,) = result["times"].values()
+    assert all(_finite(t) for ts in times.values() for t in ts)
+    assert all(0 < m < 10_000 for ms in result["resident_mib"].values() for m in ms)
+    assert result["checks"] == {"napari job: identical lesion masks": True}
+
+
 def test_memory_retention_trains_both_ways_with_the_same_weights(bench, tmp_path):
     memory_retention = bench("memory_retention")
     result = memory_retention.main(

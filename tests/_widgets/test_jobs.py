@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from napari_fanet._widgets._jobs import CANCELLED, JobError, streamed
@@ -17,29 +19,44 @@ def _run(gen):
     return stop.value.value
 
 
-def test_the_plugin_leaves_napari_s_allocator_alone_by_default(monkeypatch):
-    from napari_fanet._widgets._jobs import streamed
+@pytest.fixture
+def blocks(monkeypatch):
+    """Record ``memory.retained_during``: its default, and whether the job ran inside it."""
+    events: list[object] = []
 
-    calls = []
-    monkeypatch.setattr(memory, "retain_freed_memory", lambda default=True: calls.append(default))
-    assert _run(streamed(lambda progress, should_stop: 42)) == 42
-    assert calls == [False]
+    @contextlib.contextmanager
+    def retained_during(default=True):
+        events.append(("enter", default))
+        try:
+            yield default
+        finally:
+            events.append("exit")
+
+    monkeypatch.setattr(memory, "retained_during", retained_during)
+    return events
 
 
-def test_a_cancelled_job_returns_cancelled(monkeypatch):
-    monkeypatch.setattr(memory, "retain_freed_memory", lambda default=True: False)
+def test_a_job_runs_with_freed_memory_kept_then_given_back(blocks):
+    def job(progress, should_stop):
+        blocks.append("job")
+        return 42
 
+    assert _run(streamed(job)) == 42
+    assert blocks == [("enter", True), "job", "exit"]
+
+
+def test_a_cancelled_job_returns_cancelled(blocks):
     def job(progress, should_stop):
         raise InferenceCancelled("stopped")
 
     assert _run(streamed(job)) is CANCELLED
+    assert blocks == [("enter", True), "exit"]
 
 
-def test_a_runtime_error_becomes_a_job_error(monkeypatch):
-    monkeypatch.setattr(memory, "retain_freed_memory", lambda default=True: False)
-
+def test_a_runtime_error_becomes_a_job_error(blocks):
     def job(progress, should_stop):
         raise RuntimeError("out of memory at window 3")
 
     with pytest.raises(JobError, match="RuntimeError: out of memory at window 3"):
         _run(streamed(job))
+    assert blocks == [("enter", True), "exit"]

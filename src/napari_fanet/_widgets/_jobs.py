@@ -27,19 +27,19 @@ def streamed(job: Callable[[Callable, Callable], Any]) -> Generator[Progress, No
     """Generator for ``thread_worker``: yields the job's progress, returns its result.
 
     ``job(progress, should_stop)`` runs in a thread (see
-    :func:`napari_fanet.engine.streaming.stream_job`). napari's allocator is left as it is
-    unless ``NAPARI_FANET_RETAIN_MEMORY=1`` asks for the command line's faster one
-    (:mod:`napari_fanet.engine.memory`).
+    :func:`napari_fanet.engine.streaming.stream_job`). While it runs, napari's process keeps
+    the memory it frees for reuse, as the command line does, and gives it back to the system
+    when the job ends (:func:`napari_fanet.engine.memory.retained_during`;
+    ``NAPARI_FANET_RETAIN_MEMORY=0`` leaves glibc's allocator alone).
     """
+    from napari_fanet.engine import memory
     from napari_fanet.engine.inference import InferenceCancelled
-    from napari_fanet.engine.memory import retain_freed_memory
     from napari_fanet.engine.streaming import stream_job
 
-    retain_freed_memory(default=False)
-
-    try:
-        return (yield from stream_job(job))
-    except InferenceCancelled:
-        return CANCELLED
-    except RuntimeError as exc:
-        raise JobError(f"{type(exc).__name__}: {exc}") from exc
+    with memory.retained_during(default=True):
+        try:
+            return (yield from stream_job(job))
+        except InferenceCancelled:
+            return CANCELLED
+        except RuntimeError as exc:
+            raise JobError(f"{type(exc).__name__}: {exc}") from exc
