@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.rounds < 1 or args.steps < 1:
         p.error(f"--rounds and --steps must be at least 1, got {args.rounds} and {args.steps}")
     if args.skip_segment and args.skip_train and not args.in_process:
-        p.error("--skip-segment and --skip-train together leave nothing to time")
+        p.error("--skip-segment and --skip-train leave nothing to time without --in-process")
     result = run(
         args.rounds,
         args.steps,

@@ -574,7 +574,7 @@ def test_memory_retention_trains_both_ways_with_the_same_weights(bench, tmp_path
     ("argv", "message"),
     [
         (["--rounds", "0"], "--rounds and --steps must be at least 1, got 0 and 40"),
-        (["--skip-segment", "--skip-train"], "leave nothing to time"),
+        (["--skip-segment", "--skip-train"], "leave nothing to time without --in-process"),
     ],
 )
 def test_memory_retention_refuses_bad_arguments(bench, capsys, argv, message):
