@@ -292,9 +292,10 @@ def run_ratio(
         sys.executable, __file__, "--ratio-child", "--channels", str(c),
         "--child-size", *map(str, size), "--threads", str(threads), "--repeats", str(repeats),
     ]  # fmt: skip
-    env = {**os.environ, ENV_VAR: "1" if retain else "0"}
-    if retain:
+    env = dict(os.environ)
+    if retain:  # the variable set to 0 outside would otherwise turn the child's retention off
         cmd.append("--retain-memory")
+        env[ENV_VAR] = "1"
     load_before = os.getloadavg()
     competitor = busy_process(busy_s) if busy_s else None
     try:

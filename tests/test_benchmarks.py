@@ -502,6 +502,32 @@ def test_cli_speed_adds_the_extra_environment(bench, monkeypatch, tmp_path):
     assert seen[0]["NAPARI_FANET_X"] == "1" and seen[0]["OMP_NUM_THREADS"] == "2"
 
 
+def test_attention_cost_refuses_kept_memory_where_the_c_library_cannot(bench, monkeypatch):
+    attention_cost = bench("attention_cost")
+    monkeypatch.setattr(attention_cost, "retain_freed_memory", lambda default=True: False)
+    argv = ["--ratio-child", "--retain-memory", "--child-size", "4", "4", "4", "--channels", "4"]
+    with pytest.raises(SystemExit, match="--retain-memory: this C library cannot keep freed"):
+        attention_cost.main(argv)
+
+
+def test_attention_cost_child_keeps_memory_against_a_zero_outside(bench, monkeypatch):
+    attention_cost = bench("attention_cost")
+    monkeypatch.setenv("NAPARI_FANET_RETAIN_MEMORY", "0")
+    seen = []
+
+    def run(cmd, **kw):
+        seen.append((cmd, kw["env"]))
+        raise RuntimeError("stop after the command is built")
+
+    monkeypatch.setattr(attention_cost.subprocess, "run", run)
+    for retain in (False, True):
+        with pytest.raises(RuntimeError, match="stop after"):
+            attention_cost.run_ratio(4, (4, 4, 4), 1, 1, None, retain)
+    (plain_cmd, plain_env), (kept_cmd, kept_env) = seen
+    assert "--retain-memory" not in plain_cmd and plain_env["NAPARI_FANET_RETAIN_MEMORY"] == "0"
+    assert "--retain-memory" in kept_cmd and kept_env["NAPARI_FANET_RETAIN_MEMORY"] == "1"
+
+
 def test_attention_cost_ratio_with_and_without_kept_memory(bench, tmp_path):
     attention_cost = bench("attention_cost")
     from napari_fanet.engine.memory import _glibc_mallopt
