@@ -175,7 +175,7 @@ def write_missing_maps(cases, modes, maps: Path, pattern: str) -> None:
         save_volume(path, result.outputs["probability"], case.images["flair"])
 
 
-def _load_map(parser, maps: Path, case: RealCase, mode: str) -> np.ndarray:
+def load_map(parser, maps: Path, case: RealCase, mode: str) -> np.ndarray:
     path = maps / f"{case.name}-{mode}" / "lesion_probability.nii.gz"
     if not path.is_file():
         parser.error(f"--maps: expected {path} (from napari-fanet segment), not found")
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"--fixed: {exc}")
     scores: dict[str, dict] = {mode: {} for mode in args.modes}
     for mode, case in itertools.product(args.modes, cases):
-        probability = _load_map(parser, maps, case, mode)
+        probability = load_map(parser, maps, case, mode)
         volume = voxel_volume(case)
         if args.fixed:
             size = fixed.min_volume_mm3 / volume

@@ -605,3 +605,59 @@ def test_memory_retention_trains_both_ways_with_the_same_weights(bench, tmp_path
 )
 def test_memory_retention_refuses_bad_arguments(bench, capsys, argv, message):
     assert message in _usage_error(capsys, bench("memory_retention").main, argv)
+
+
+def _growth_case(root, maps, name, shift):
+    """A FLAIR with CSF, white and grey matter and one bright 7^3 lesion in the white matter;
+    the network is sure of the lesion's 3^3 core only (at 8 mm^3 voxels: 216 mm^3)."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(shift)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    flair = np.full((32, 32, 32), 1.4) + 0.02 * rng.standard_normal((32, 32, 32))  # grey matter
+    flair[6:26, 6:26, 6:26] = 1.0 + 0.05 * rng.standard_normal((20, 20, 20))  # white matter
+    flair[14:18, 20:24, 14:18] = 0.3  # a ventricle
+    lesions = np.zeros(flair.shape, bool)
+    lesions[9 + shift : 16 + shift, 9:16, 9:16] = True
+    flair[lesions] = 2.0
+    folder = root / name
+    folder.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(flair.astype(np.float32), affine), folder / "flair.nii.gz")
+    nib.save(nib.Nifti1Image(lesions.astype(np.uint8), affine), folder / "lesion_mask.nii.gz")
+    probability = np.zeros(flair.shape, np.float32)
+    probability[11 + shift : 14 + shift, 11:14, 11:14] = 0.99
+    (maps / f"{name}-flair").mkdir(parents=True)
+    nib.save(
+        nib.Nifti1Image(probability, affine), maps / f"{name}-flair" / "lesion_probability.nii.gz"
+    )
+
+
+def test_ms_lesion_growth_grows_into_the_bright_lesion_leave_one_out(bench, tmp_path, capsys):
+    growth = bench("ms_lesion_growth")
+    data, maps = tmp_path / "data", tmp_path / "maps"
+    for shift, name in enumerate(("a", "b", "c")):
+        _growth_case(data, maps, name, shift)
+    out = tmp_path / "growth.json"
+    argv = ["--data", str(data), "--maps", str(maps), "--modes", "flair"]
+    results = growth.main([*argv, "--json", str(out)])
+    assert json.loads(out.read_text())["chosen_on_all"] == list(results["chosen_on_all"])
+    for row in results["leave_one_out"].values():
+        assert row["growth"] is not None  # every fold grows
+        assert row["rule"][0] == pytest.approx(2 * 27 / (27 + 343))  # the core alone
+        assert row["grown"][0] == pytest.approx(1.0)  # grown to the whole bright lesion
+        assert row["grown"][2] == pytest.approx(343 * 8 / 1000)  # mL
+    printed = capsys.readouterr().out
+    assert "growth chosen on the others" in printed and "chosen on all subjects: z > " in printed
+
+
+def test_ms_lesion_growth_keeps_the_mask_without_growth_and_refuses_one_subject(bench):
+    growth = bench("ms_lesion_growth")
+    mask = np.zeros((6, 6, 6), bool)
+    mask[1, 1, 1] = True
+    zscore = np.full(mask.shape, 9.0)
+    probability = np.zeros(mask.shape)
+    assert growth.grow_lesions(mask, zscore, probability, None) is mask
+    assert growth.grow_lesions(mask, zscore, probability, (2.0, 0.0)).all()  # all connected
+    assert growth.grow_lesions(mask, zscore, probability, (2.0, 0.01)).sum() == 1  # floor
+    with pytest.raises(ValueError, match="at least 2 subjects, got 1"):
+        growth.leave_one_out({("a", "flair"): {}})
