@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ms_postprocessing import MODES, load_map, write_missing_maps  # benchmarks/ is on sys.path
+# benchmarks/ is on sys.path when run as a script
+from ms_postprocessing import add_map_arguments, cases_and_maps, load_map
 from napari_fanet.baselines.lesion_threshold import flair_white_matter_mask, flair_zscore
-from napari_fanet.evaluation.real import load_real_cases, volume_ml
+from napari_fanet.evaluation.real import volume_ml
 from napari_fanet.metrics.segmentation import LESION_STRUCTURE, segmentation_metrics
 from napari_fanet.tasks.lesion_mask import DEFAULT_RULE, lesion_mask
 
@@ -172,22 +173,9 @@ def contrast_report(contrast: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="real subjects with reference lesions")
-    parser.add_argument("--maps", required=True, help="SUBJECT-MODE/lesion_probability.nii.gz")
-    parser.add_argument("--modes", nargs="+", default=list(MODES))
-    parser.add_argument("--predict", metavar="PATTERN", help="write missing maps first")
-    parser.add_argument("--json", default=None, help="also write the numbers here")
+    add_map_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        cases = load_real_cases(args.data)
-    except (FileNotFoundError, ValueError) as exc:
-        parser.error(f"--data: {exc}")
-    maps = Path(args.maps)
-    if args.predict:
-        try:
-            write_missing_maps(cases, args.modes, maps, args.predict)
-        except (FileNotFoundError, ValueError) as exc:
-            parser.error(f"--predict: {exc}")
+    cases, maps = cases_and_maps(parser, args)
     scores: dict[tuple[str, str], dict] = {}
     contrast: dict[str, dict] = {}
     for case in cases:

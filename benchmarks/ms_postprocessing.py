@@ -201,23 +201,19 @@ def _fixed_rule(seed: str, volume: str) -> LesionMaskRule:
     return LesionMaskRule(0.5, seed_value, volume_value)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_map_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data``, ``--maps``, ``--modes``, ``--predict`` and ``--json``, shared by the scripts
+    that score leave-one-out probability maps (this one and ``ms_lesion_growth.py``)."""
     parser.add_argument("--data", required=True, help="real subjects with reference lesions")
     parser.add_argument("--maps", required=True, help="SUBJECT-MODE/lesion_probability.nii.gz")
     parser.add_argument("--modes", nargs="+", default=list(MODES))
-    parser.add_argument("--grid", choices=sorted(GRIDS), default="threshold-size")
-    parser.add_argument("--pooled", action="store_true", help="one rule for every mode")
-    parser.add_argument(
-        "--fixed",
-        nargs=2,
-        metavar=("SEED", "VOLUME"),
-        help="score this rule (threshold 0.5; seed or 'none'; smallest lesion in mm^3) instead "
-        "of tuning one",
-    )
     parser.add_argument("--predict", metavar="PATTERN", help="write missing maps first")
     parser.add_argument("--json", default=None, help="also write the numbers here")
-    args = parser.parse_args(argv)
+
+
+def cases_and_maps(parser: argparse.ArgumentParser, args) -> tuple[list[RealCase], Path]:
+    """The subjects of ``--data`` and the ``--maps`` folder, its missing maps written first when
+    ``--predict`` is given; a usage error says what is wrong."""
     try:
         cases = load_real_cases(args.data)
     except (FileNotFoundError, ValueError) as exc:
@@ -228,6 +224,23 @@ def main(argv: list[str] | None = None) -> dict:
             write_missing_maps(cases, args.modes, maps, args.predict)
         except (FileNotFoundError, ValueError) as exc:
             parser.error(f"--predict: {exc}")
+    return cases, maps
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_map_arguments(parser)
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="threshold-size")
+    parser.add_argument("--pooled", action="store_true", help="one rule for every mode")
+    parser.add_argument(
+        "--fixed",
+        nargs=2,
+        metavar=("SEED", "VOLUME"),
+        help="score this rule (threshold 0.5; seed or 'none'; smallest lesion in mm^3) instead "
+        "of tuning one",
+    )
+    args = parser.parse_args(argv)
+    cases, maps = cases_and_maps(parser, args)
     if args.fixed:
         try:
             fixed = _fixed_rule(*args.fixed)
