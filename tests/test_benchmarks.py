@@ -646,8 +646,14 @@ def test_ms_lesion_growth_grows_into_the_bright_lesion_leave_one_out(bench, tmp_
         assert row["rule"][0] == pytest.approx(2 * 27 / (27 + 343))  # the core alone
         assert row["grown"][0] == pytest.approx(1.0)  # grown to the whole bright lesion
         assert row["grown"][2] == pytest.approx(343 * 8 / 1000)  # mL
+    for contrast in results["contrast"].values():  # the lesions are far brighter than the WM
+        assert contrast["lesion_fraction_in_wm"] == pytest.approx(1.0)
+        assert contrast["lesion_z_p10_p50_p90"][0] > 5 * contrast["other_wm_z_p99"] > 0
+        assert contrast["lesion_probability_median"] == 0.0  # only the 3^3 core is predicted
+    assert set(results["contrast"]) == {"a|flair", "b|flair", "c|flair"}
     printed = capsys.readouterr().out
     assert "growth chosen on the others" in printed and "chosen on all subjects: z > " in printed
+    assert "| a, flair |" in printed
 
 
 def test_ms_lesion_growth_keeps_the_mask_without_growth_and_refuses_one_subject(bench):
