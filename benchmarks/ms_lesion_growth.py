@@ -9,7 +9,9 @@ z-score is the FLAIR threshold baseline's (bias-corrected FLAIR, median and MAD 
 FLAIR-only white-matter mask, 0 outside that mask: :mod:`napari_fanet.baselines.lesion_threshold`),
 the same in every input mode. For every held-out subject one setting for all modes is chosen
 on the other subjects (best mean of Dice and L-F1, ties to no growth), then scores the held-out
-subject; the last line gives the choice on all subjects.
+subject; a line then gives the choice on all subjects. A last table shows, per subject, how
+bright its reference lesions are against its white matter (z-score percentiles beside the other
+white matter's 99th) and the network's median probability inside them (:func:`lesion_contrast`).
 
 Input as ``ms_postprocessing.py``: ``--maps DIR`` holds ``SUBJECT-MODE/lesion_probability.nii.gz``
 from each subject's leave-one-out model (``--predict PATTERN`` writes the missing ones first).
