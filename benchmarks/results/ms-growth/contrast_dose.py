@@ -11,8 +11,8 @@ Usage (from the repository root, about 30 s per factor on 2 CPU cores)::
     PYTHONPATH=src python benchmarks/results/ms-growth/contrast_dose.py OUT 1 1.5 2 3 4
 """
 
+import argparse
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -58,4 +58,12 @@ def main(out: Path, factors: list[float]) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), [float(a) for a in sys.argv[2:]])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="folder for the brightened FLAIRs and masks")
+    parser.add_argument("factors", type=float, nargs="+", help="contrast factors f (> 0)")
+    args = parser.parse_args()
+    if not (PATIENT / "flair.nii.gz").is_file() or not Path(FOLD).is_file():
+        parser.error(f"expected {PATIENT}/flair.nii.gz and {FOLD}; run from the repository root")
+    if min(args.factors) <= 0:
+        parser.error(f"factors: expected numbers above 0, got {args.factors}")
+    main(args.out, args.factors)

@@ -9,9 +9,9 @@ OUT holds links to every subject of BASE and, named ``sub-heavy-NNNN``, to the 8
 POOL whose largest 26-connected lesion component is largest (in voxels, 1 mm^3 each here).
 """
 
+import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -44,4 +44,16 @@ def main(pool: Path, base: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(*(Path(a) for a in sys.argv[1:4]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pool", type=Path, help="simulated subjects to choose from")
+    parser.add_argument("base", type=Path, help="simulated subjects always linked")
+    parser.add_argument("out", type=Path, help="new folder of links")
+    args = parser.parse_args()
+    for name in ("pool", "base"):
+        if not getattr(args, name).is_dir():
+            parser.error(
+                f"{name}: expected a folder of simulated subjects, got {getattr(args, name)}"
+            )
+    if args.out.exists():
+        parser.error(f"out: expected a path that does not exist yet, got {args.out}")
+    main(args.pool, args.base, args.out)
