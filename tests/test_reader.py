@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -12,7 +13,7 @@ pytest.importorskip("qtpy", reason="needs the [qt] extra")
 import nibabel as nib
 
 from napari_fanet._reader import napari_get_reader, read_nifti
-from napari_fanet.io.layers import NIFTI_METADATA_KEY, oblique_warning
+from napari_fanet.io.layers import ECHO_TIMES_KEY, NIFTI_METADATA_KEY, oblique_warning
 from napari_fanet.io.nifti import Orientation, save_volume
 
 SHAPE = (6, 7, 5)
@@ -20,7 +21,10 @@ LAS = np.array([[-1.5, 0, 0, 10], [0, 2, 0, -6], [0, 0, 3, -4], [0, 0, 0, 1]], d
 
 
 def write(path, data, affine=LAS):
-    save_volume(path, data, affine, dtype=data.dtype)
+    if data.ndim > 4:  # save_volume writes 3D and 4D only
+        nib.save(nib.Nifti1Image(data, affine), path)
+    else:
+        save_volume(path, data, affine, dtype=data.dtype)
     return str(path)
 
 
@@ -111,17 +115,44 @@ def test_unreadable_files_give_none_and_a_message(tmp_path, caplog, content, exp
     assert expected in caplog.text
 
 
-def test_a_4d_file_gives_none_and_says_3d_is_expected(tmp_path, caplog):
-    path = write(tmp_path / "bold.nii.gz", np.zeros((*SHAPE, 4), dtype=np.float32))
+def test_a_4d_file_opens_with_its_volumes_on_the_first_axis(tmp_path):
+    data = np.arange(np.prod(SHAPE) * 3, dtype=np.int16).reshape(*SHAPE, 3)
+    path = write(tmp_path / "sub-01_part-phase_mask.nii.gz", data)  # "mask" in a 4D name
+    ((layer, kwargs, layer_type),) = read_nifti(path)
+    assert layer_type == "image" and layer.dtype == np.float32
+    assert layer.shape == (3, *SHAPE)
+    for echo in range(3):  # LAS -> RAS flips x, as for a 3D file
+        np.testing.assert_array_equal(layer[echo], data[::-1, :, :, echo])
+    assert kwargs["scale"] == pytest.approx((1.0, 1.5, 2.0, 3.0))
+    assert kwargs["translate"] == pytest.approx((0.0, 10 - 1.5 * (SHAPE[0] - 1), -6, -4))
+    assert ECHO_TIMES_KEY not in kwargs["metadata"]  # no sidecar
+
+
+def test_echo_times_come_from_the_bids_sidecar(tmp_path, caplog):
+    path = write(tmp_path / "phase.nii.gz", np.zeros((*SHAPE, 3), dtype=np.float32))
+    (tmp_path / "phase.json").write_text(json.dumps({"EchoTime": [0.0049, 0.0098, 0.0147]}))
+    ((_, kwargs, _),) = read_nifti(path)
+    assert kwargs["metadata"][ECHO_TIMES_KEY] == pytest.approx([4.9, 9.8, 14.7])
+
+    (tmp_path / "phase.json").write_text(json.dumps({"EchoTime": [0.004, 0.008]}))
+    with caplog.at_level(logging.WARNING, logger="napari_fanet"):
+        ((_, kwargs, _),) = read_nifti(path)  # the layer still opens
+    assert ECHO_TIMES_KEY not in kwargs["metadata"]
+    assert "phase.nii.gz: echo times not read from its sidecar" in caplog.text
+    assert "2 EchoTime value(s) for 3 echoes" in caplog.text
+
+
+def test_a_5d_file_gives_none_and_says_what_is_expected(tmp_path, caplog):
+    path = write(tmp_path / "five.nii.gz", np.zeros((*SHAPE, 2, 2), dtype=np.float32))
     with caplog.at_level(logging.WARNING, logger="napari_fanet"):
         assert read_nifti(path) is None
-    assert "expected a 3D volume, got 4D data of shape (6, 7, 5, 4)" in caplog.text
-    assert "3D volumes only" in caplog.text
+    assert f"napari-fanet cannot open {path}" in caplog.text
+    assert "expected a 3D or 4D volume" in caplog.text
 
 
-def test_a_readable_file_beside_a_4d_one_still_opens(tmp_path, image_file):
-    bold = write(tmp_path / "bold.nii.gz", np.zeros((*SHAPE, 4), dtype=np.float32))
-    layers = read_nifti([bold, image_file])
+def test_a_readable_file_beside_a_5d_one_still_opens(tmp_path, image_file):
+    five = write(tmp_path / "five.nii.gz", np.zeros((*SHAPE, 2, 2), dtype=np.float32))
+    layers = read_nifti([five, image_file])
     assert [kw["name"] for _, kw, _ in layers] == ["sub-01_FLAIR"]
 
 

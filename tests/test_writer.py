@@ -41,6 +41,19 @@ def test_image_round_trip_restores_data_and_affine(tmp_path):
     np.testing.assert_array_equal(np.asarray(img.dataobj), data)
 
 
+def test_a_4d_layer_round_trip_restores_the_volumes_last_file(tmp_path):
+    data = np.random.default_rng(1).standard_normal((*SHAPE, 3)).astype(np.float32)
+    path = tmp_path / "phase.nii.gz"
+    save_volume(path, data, LPS)
+    ((layer_data, kwargs, _),) = read_nifti(str(path))
+    assert layer_data.shape[0] == 3  # echoes first in napari
+    out = tmp_path / "copy.nii.gz"
+    write_image(str(out), layer_data, meta_of(kwargs))
+    img = nib.load(out)
+    np.testing.assert_array_equal(img.affine, LPS)
+    np.testing.assert_array_equal(np.asarray(img.dataobj), data)
+
+
 @pytest.mark.parametrize(
     ("values", "stored"),
     [

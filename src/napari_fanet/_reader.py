@@ -1,7 +1,9 @@
 """npe2 reader: ``.nii``/``.nii.gz`` volumes as layers at their world position, affine kept.
 
 Each file becomes one layer (see :mod:`napari_fanet.io.layers` for the placement and the
-``metadata["nifti"]`` entry that lets the plugin's writers restore the source affine). Integer
+``metadata["nifti"]`` entry that lets the plugin's writers restore the source affine); a 4D file
+(multi-echo GRE phase or magnitude) becomes one ``(V, x, y, z)`` layer with its volumes on a
+slider and the echo times of its BIDS sidecar in ``metadata["echo_times_ms"]``. Integer
 masks (a file name containing ``mask``, ``label`` or ``seg``, values small non-negative
 integers) open as labels, everything else as float32 images. An empty viewer shows them as axial
 slices, anterior up, in the radiological convention (:mod:`napari_fanet._widgets.axial_view`). The
@@ -21,12 +23,14 @@ import numpy as np
 
 from napari_fanet._widgets.axial_view import request_axial_view
 from napari_fanet.io.layers import (
+    ECHO_TIMES_KEY,
     NIFTI_METADATA_KEY,
     OBLIQUE_TOLERANCE_DEGREES,
     oblique_warning,
     volume_to_layer_data,
 )
 from napari_fanet.io.nifti import NIFTI_SUFFIXES, load_volume
+from napari_fanet.physics.gre_io import read_echo_times, sidecar_path
 
 logger = logging.getLogger(__name__)
 
@@ -83,26 +87,49 @@ def _is_labels(name: str, data: np.ndarray) -> bool:
     return data.size > 0 and data.min() >= 0 and data.max() <= MAX_LABEL
 
 
+def sidecar_echo_times_ms(path: str | os.PathLike, n_volumes: int) -> list[float] | None:
+    """Echo times (ms) from the BIDS sidecar ``NAME.json`` of ``path``, or None.
+
+    None when there is no sidecar; a sidecar whose ``EchoTime`` (seconds: one number, or one
+    per volume of a 4D file) does not fit ``n_volumes`` volumes is reported (as a warning for a
+    4D file, in the log for a 3D one, whose sidecar may describe any sequence) and ignored.
+    """
+    if not sidecar_path(path).is_file():
+        return None
+    try:
+        seconds = read_echo_times([path], n_volumes)
+    except ValueError as exc:
+        message = f"napari-fanet: {Path(path).name}: echo times not read from its sidecar: {exc}"
+        if n_volumes > 1:
+            _notify(message)
+        else:
+            logger.info("%s", message)
+        return None
+    return [round(float(t) * 1000.0, 6) for t in seconds]
+
+
 def read_layer(path: str | os.PathLike) -> LayerData | None:
-    """One NIfTI file as a layer data tuple, or None (with a message) if it cannot be shown."""
+    """One NIfTI file as a layer data tuple, or None (with a message) if it cannot be shown.
+
+    A 4D file ``(X, Y, Z, V)`` (multi-echo phase or magnitude) opens as one ``(V, x, y, z)``
+    image layer with the volumes on a slider; echo times from its BIDS sidecar go to
+    ``metadata["echo_times_ms"]``, where the FA-Net widget finds them.
+    """
     name = layer_name(path)
     try:
         volume = load_volume(path, allow_4d=True, dtype=None, name=Path(path).name)
     except Exception as exc:  # unreadable, corrupt, missing, not real-valued ...
         _notify(f"napari-fanet cannot open {path}: {exc}")
         return None
-    if volume.ndim != 3:
-        _notify(
-            f"napari-fanet cannot open {path}: expected a 3D volume, got {volume.ndim}D data of "
-            f"shape {volume.data.shape} (napari-fanet opens 3D volumes only)"
-        )
-        return None
-    if _is_labels(name, volume.data):
+    if volume.ndim == 3 and _is_labels(name, volume.data):
         layer_type = "labels"
     else:
         volume.data = volume.data.astype(np.float32, copy=False)
         layer_type = "image"
-    layer = volume_to_layer_data(volume, name=name, layer_type=layer_type)
+    n_volumes = volume.data.shape[3] if volume.ndim == 4 else 1
+    echo_times = sidecar_echo_times_ms(path, n_volumes)
+    metadata = {} if echo_times is None else {ECHO_TIMES_KEY: echo_times}
+    layer = volume_to_layer_data(volume, name=name, layer_type=layer_type, metadata=metadata)
     degrees = layer[1]["metadata"][NIFTI_METADATA_KEY]["oblique_degrees"]
     if degrees > OBLIQUE_TOLERANCE_DEGREES:
         _notify(oblique_warning(name, degrees))
@@ -120,7 +147,7 @@ def read_nifti(path: PathOrPaths) -> list[LayerData] | None:
     Returns
     -------
     list of LayerDataTuple or None
-        One tuple per readable 3D file; None when no file could be read.
+        One tuple per readable 3D or 4D file; None when no file could be read.
     """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     layers = [layer for p in paths if (layer := read_layer(p)) is not None]

@@ -8,7 +8,12 @@ import pytest
 
 pytest.importorskip("qtpy", reason="needs the [qt] extra")
 
-from napari_fanet._widgets.axial_view import axial_view, camera_of, convention_note
+from napari_fanet._widgets.axial_view import (
+    VOLUME_LABEL,
+    axial_view,
+    camera_of,
+    convention_note,
+)
 from napari_fanet.io.layers import NIFTI_METADATA_KEY
 
 #: LAS+ source grid (as many scanners write): array axis 0 runs towards the subject's left.
@@ -49,6 +54,21 @@ def test_opened_file_shows_anterior_up_and_subject_left_on_screen_right(
     assert cols.mean() > shot.shape[1] / 2  # subject's left: screen's right (radiological)
     assert shown == [f"napari-fanet: {convention_note()}"]
     assert "radiological" in shown[0]
+
+
+def test_a_4d_file_opens_axial_with_its_volumes_on_a_slider(
+    make_napari_viewer, fanet_plugin, tmp_path
+):
+    path = tmp_path / "phase.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((6, 7, 5, 3), dtype=np.float32), LAS), path)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(path, plugin="napari-fanet")
+    assert layer.data.shape == (3, 6, 7, 5)
+    assert viewer.dims.displayed == (2, 1)  # rows: y (posterior-anterior), columns: x
+    assert set(viewer.dims.not_displayed) == {0, 3}  # sliders: the echo and z (axial)
+    assert viewer.dims.axis_labels[0] == VOLUME_LABEL
+    assert viewer.dims.axis_labels[3].startswith("z")
+    assert tuple(camera_of(viewer).orientation2d) == ("up", "left")
 
 
 def test_viewer_with_layers_keeps_its_view(make_napari_viewer, fanet_plugin, tmp_path):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -125,3 +129,67 @@ def test_widget_runs_qsm_from_phase_and_adds_the_chain_maps(
     w.model.value = "qsmnet"  # a model the user picked stays picked
     w.qsm_input.value = QSM_INPUTS[1]
     assert w.model.value == "qsmnet"
+
+
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "gre-multiecho-patch"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"real GRE patch not found at {REAL}")
+def test_widget_runs_the_real_patch_opened_through_the_plugin_reader(
+    make_napari_viewer, fanet_plugin, catalog, qtbot, tmp_path
+):
+    """The shared 40 x 40 x 20 x 3 patch, as a user opens it: two 4D files, echoes on a slider."""
+    pytest.importorskip("qtpy", reason="needs the [qt] extra")
+    from napari_fanet._widgets.fanet_widget import QSM_INPUTS, FANetWidget
+    from napari_fanet._writer import write_image
+
+    viewer = make_napari_viewer()
+    (phase,) = viewer.open(REAL / "phase.nii.gz", plugin="napari-fanet")
+    (magnitude,) = viewer.open(REAL / "magnitude.nii.gz", plugin="napari-fanet")
+    assert phase.data.shape == magnitude.data.shape == (3, 40, 40, 20)
+    w = FANetWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.task.value = "QSM reconstruction"
+    w.qsm_input.value = QSM_INPUTS[1]
+    assert w.phase.value == "phase" and w.magnitude.value == "magnitude"
+    w.te.value = "4, 8, 12"  # not recorded with the patch (its README)
+    w.device.value = "cpu"
+    assert w.problems.value == "" and w.run_button.enabled
+    w.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=180_000)
+    chi = viewer.layers["susceptibility (fanet-qsm-phase, ppm)"]
+    inside = viewer.layers["brain mask (fanet-qsm-phase)"].data > 0
+    assert chi.data.shape == (40, 40, 20) and np.isfinite(chi.data).all()
+    assert 0.1 < inside.mean() < 0.9
+    assert np.abs(viewer.layers["total field (fanet-qsm-phase, Hz)"].data[inside]).max() < 125
+    assert 0.002 < chi.data[inside].std() < 0.2
+    # Saved by the plugin's writer, the map overlays the patch's own grid.
+    out = tmp_path / "chi.nii.gz"
+    state = {"scale": chi.scale, "translate": chi.translate, "metadata": chi.metadata}
+    write_image(str(out), chi.data, {"name": chi.name, **state})
+    saved = nib.load(out)
+    assert saved.shape == (40, 40, 20)
+    np.testing.assert_allclose(saved.affine, nib.load(REAL / "phase.nii.gz").affine, atol=1e-5)
+
+
+def test_widget_takes_the_echo_times_from_the_phase_files_sidecar(
+    make_napari_viewer, fanet_plugin, echoes, tmp_path
+):
+    pytest.importorskip("qtpy", reason="needs the [qt] extra")
+    from napari_fanet._widgets.fanet_widget import QSM_INPUTS, FANetWidget
+
+    phase, mag, _ = echoes
+    affine = np.diag([*SCALE, 1.0])
+    for name, data in (("sub-1_part-phase", phase), ("sub-1_part-mag", mag)):
+        nib.save(nib.Nifti1Image(np.moveaxis(data, 0, -1), affine), tmp_path / f"{name}.nii.gz")
+    (tmp_path / "sub-1_part-phase.json").write_text(json.dumps({"EchoTime": [0.005, 0.01, 0.015]}))
+    viewer = make_napari_viewer()
+    w = FANetWidget(viewer)
+    w.task.value = "QSM reconstruction"
+    w.qsm_input.value = QSM_INPUTS[1]
+    viewer.open(tmp_path / "sub-1_part-mag.nii.gz", plugin="napari-fanet")
+    viewer.open(tmp_path / "sub-1_part-phase.nii.gz", plugin="napari-fanet")
+    w.reset_choices()
+    assert w.phase.value == "sub-1_part-phase"
+    assert w.te.value == "5, 10, 15"
+    assert "echo time" not in w.problems.value

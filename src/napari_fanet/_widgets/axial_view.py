@@ -26,6 +26,8 @@ CONVENTIONS = {"radiological": "left", "neurological": "right"}
 DEFAULT_CONVENTION = "radiological"
 #: Slider labels of the canonical axes (in 2D only the z slider shows).
 AXIS_LABELS = ("x (L→R)", "y (P→A)", "z (I→S)")
+#: Slider label of a 4D layer's first axis (the volumes of a 4D file: echoes, for GRE).
+VOLUME_LABEL = "volume (echo)"
 
 _hooked: weakref.WeakSet = weakref.WeakSet()
 
@@ -51,17 +53,22 @@ def axial_view(viewer: Any, convention: str = DEFAULT_CONVENTION) -> None:
     Parameters
     ----------
     viewer : napari.Viewer
-        A viewer showing 3D canonical (RAS+) layers.
+        A viewer showing 3D canonical (RAS+) layers ``(x, y, z)``, or 4D ones
+        ``(volume, x, y, z)`` (a 4D file: the volume and z on sliders).
     convention : str
         ``"radiological"`` (subject's right on the screen's left; ITK-SNAP, Slicer) or
         ``"neurological"`` (subject's right on the screen's right; FSLeyes' default).
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {tuple(CONVENTIONS)}, got {convention!r}")
-    if viewer.dims.ndim != 3:
-        return  # not a single 3D volume: keep napari's view
-    viewer.dims.order = (2, 1, 0)  # displayed (y, x): rows anterior-posterior, columns x
-    viewer.dims.axis_labels = AXIS_LABELS
+    if viewer.dims.ndim == 3:
+        viewer.dims.order = (2, 1, 0)  # displayed (y, x): rows anterior-posterior, columns x
+        viewer.dims.axis_labels = AXIS_LABELS
+    elif viewer.dims.ndim == 4:  # (volume, x, y, z): a 4D file, its volumes on a slider
+        viewer.dims.order = (0, 3, 2, 1)
+        viewer.dims.axis_labels = (VOLUME_LABEL, *AXIS_LABELS)
+    else:
+        return  # not an (x, y, z) volume: keep napari's view
     camera = camera_of(viewer)
     if hasattr(camera, "orientation"):  # napari >= 0.6
         # Depth: radiological looks from the feet (+z away), neurological from the head; either

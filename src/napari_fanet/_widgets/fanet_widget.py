@@ -46,6 +46,8 @@ from napari_fanet._widgets._layers import (
     selected_layer,
     signed_error_colormap,
 )
+from napari_fanet.io.formatting import format_number
+from napari_fanet.io.layers import ECHO_TIMES_KEY
 
 #: The core's default, napari_fanet.engine.predict.MIRROR_DEFAULT (not imported here: the
 #: engine imports torch; a test checks that the two agree).
@@ -166,7 +168,10 @@ class FANetWidget(TaskInputs):
         )
         self.magnitude = layer_picker(v, "Magnitude", tooltip="Magnitude, the phase's shape.")
         self.te = LineEdit(
-            label="Echo times (ms)", value="4, 8, 12", tooltip="One per echo, increasing."
+            label="Echo times (ms)",
+            value="4, 8, 12",
+            tooltip="One per echo, increasing. Filled in from the phase file's BIDS sidecar "
+            "(EchoTime) when it has one.",
         )
         self.b0_tesla = FloatSpinBox(
             label="B0 (T)", value=3.0, min=0.1, max=21.1, step=0.5, tooltip="Field strength."
@@ -228,6 +233,7 @@ class FANetWidget(TaskInputs):
         self.copy_button.changed.connect(self._copy_metrics)
         self.data_consistency.changed.connect(self._on_data_consistency)
         self.qsm_input.changed.connect(self._on_qsm_input)
+        self.phase.changed.connect(self._on_phase_layer)
         for w in (self.qsm_input, *self.phase_fields):
             w.changed.connect(self._refresh_problems)
             w.changed.connect(self._clear_metrics)
@@ -278,6 +284,13 @@ class FANetWidget(TaskInputs):
             w.visible = self.phase_mode
         self.field.visible = "local field" in task.role_names and not self.phase_mode
         self._select_default_model()
+
+    def _on_phase_layer(self, *_: Any) -> None:
+        """Fill in the echo times the phase layer carries (its file's BIDS sidecar)."""
+        layer = selected_layer(self._viewer, self.phase)
+        times = None if layer is None else layer.metadata.get(ECHO_TIMES_KEY)
+        if times:
+            self.te.value = ", ".join(format_number(t, 6) for t in times)
 
     def _select_default_model(self) -> None:
         """Switch between the task's two shipped defaults (local field, phase) with the input.

@@ -2,8 +2,10 @@
 
 A volume is shown as its RAS+ closest-canonical array (:func:`napari_fanet.io.nifti.to_canonical`)
 with axes ``(x, y, z)``, ``scale`` = voxel sizes and ``translate`` = the canonical affine's
-offset; for a non-oblique affine that places every voxel at its world (mm) coordinate. The
-source affine and header travel in ``layer.metadata["nifti"]`` (:data:`NIFTI_METADATA_KEY`):
+offset; for a non-oblique affine that places every voxel at its world (mm) coordinate. A 4D
+file ``(X, Y, Z, V)`` (multi-echo phase, for example) becomes ``(V, x, y, z)``: its volumes on
+the first axis, which napari shows as a slider. The source affine and header travel in
+``layer.metadata["nifti"]`` (:data:`NIFTI_METADATA_KEY`):
 
 ==================== =========================================================================
 ``affine``           (4, 4) float64 affine of the source file
@@ -36,6 +38,9 @@ from napari_fanet.io.nifti import Orientation, Volume, from_canonical, to_canoni
 logger = logging.getLogger(__name__)
 
 NIFTI_METADATA_KEY = "nifti"
+#: ``layer.metadata`` key of a layer's echo times in ms (the reader fills it from a file's BIDS
+#: sidecar; the FA-Net widget's phase input reads it).
+ECHO_TIMES_KEY = "echo_times_ms"
 #: Affines whose voxel axes are further than this from the world axes count as oblique.
 OBLIQUE_TOLERANCE_DEGREES = 0.5
 LAYER_TYPES = ("image", "labels")
@@ -141,7 +146,9 @@ def volume_to_layer_data(
     Parameters
     ----------
     volume : Volume
-        A 3D volume with its affine (and header, path).
+        A 3D volume with its affine (and header, path), or a 4D one ``(X, Y, Z, V)`` (image
+        layers only): its layer is ``(V, x, y, z)``, the volumes on the first (slider) axis with
+        scale 1 and translate 0, each volume placed as a 3D file would be.
     name : str
         Layer name.
     layer_type : str
@@ -154,21 +161,28 @@ def volume_to_layer_data(
     Returns
     -------
     tuple of (numpy.ndarray, dict, str)
-        Canonical (RAS+) data, layer keyword arguments (``name``, ``scale``, ``translate``,
-        ``metadata`` and ``kwargs``) and the layer type. ``metadata["nifti"]["oblique_degrees"]``
-        exceeds :data:`OBLIQUE_TOLERANCE_DEGREES` when the display is only approximate: show
-        :func:`oblique_warning` then.
+        Canonical (RAS+) data ``(x, y, z)`` or ``(V, x, y, z)``, layer keyword arguments
+        (``name``, ``scale``, ``translate``, ``metadata`` and ``kwargs``) and the layer type.
+        ``metadata["nifti"]["oblique_degrees"]`` exceeds :data:`OBLIQUE_TOLERANCE_DEGREES`
+        when the display is only approximate: show :func:`oblique_warning` then.
     """
     if layer_type not in LAYER_TYPES:
         raise ValueError(f"layer_type must be one of {LAYER_TYPES}, got {layer_type!r}")
-    if volume.ndim != 3:
+    if volume.ndim == 4 and layer_type == "labels":
         raise ValueError(
-            f"{name}: expected a 3D volume, got {volume.ndim}D data of shape {volume.data.shape}"
+            f"{name}: expected a 3D volume for a labels layer, got 4D data of shape "
+            f"{volume.data.shape}"
         )
     canonical, orientation = to_canonical(volume)
     data = canonical.data
     if layer_type == "labels":
         data = _as_labels(data, name)
+    # A 4D volume (X, Y, Z, V), such as multi-echo phase, shows its volumes on a slider
+    # (the first axis), so each volume is an (x, y, z) grid placed like a 3D file.
+    leading = ()
+    if volume.ndim == 4:
+        data = np.ascontiguousarray(np.moveaxis(data, -1, 0))  # (V, x, y, z)
+        leading = (0,)
     nifti = {
         "affine": volume.affine.copy(),
         "header": None if volume.header is None else volume.header.copy(),
@@ -180,8 +194,8 @@ def volume_to_layer_data(
     metadata = {**dict(kwargs.pop("metadata", None) or {}), NIFTI_METADATA_KEY: nifti}
     layer_kwargs = {
         "name": name,
-        "scale": tuple(float(s) for s in canonical.voxel_size),
-        "translate": tuple(float(t) for t in canonical.affine[:3, 3]),
+        "scale": tuple(float(s) for s in (*[1] * len(leading), *canonical.voxel_size)),
+        "translate": tuple(float(t) for t in (*leading, *canonical.affine[:3, 3])),
         **kwargs,
         "metadata": metadata,
     }
@@ -189,24 +203,24 @@ def volume_to_layer_data(
 
 
 def _fitting_nifti(metadata: Mapping | None, shape: tuple[int, ...]) -> dict | None:
-    """The ``"nifti"`` entry of ``metadata`` if it is complete and its grid has ``shape``."""
+    """The ``"nifti"`` entry of ``metadata`` if it is complete and its grid is ``shape[-3:]``."""
     nifti = (metadata or {}).get(NIFTI_METADATA_KEY)
     if not isinstance(nifti, Mapping):
         return None
     orientation, affine = nifti.get("orientation"), nifti.get("affine")
     if not isinstance(orientation, Orientation) or np.shape(affine) != (4, 4):
         return None
-    return dict(nifti) if orientation.canonical_shape == shape else None
+    return dict(nifti) if orientation.canonical_shape == shape[-3:] else None
 
 
-def _check_3d(data: np.ndarray) -> np.ndarray:
-    """``data`` as a 3D array, dropping one leading size-1 axis; else raise."""
+def _check_3d_or_4d(data: np.ndarray) -> np.ndarray:
+    """``data`` as ``(x, y, z)`` or ``(V, x, y, z)`` (leading size-1 axis dropped); else raise."""
     if data.ndim == 4 and data.shape[0] == 1:
         data = data[0]
-    if data.ndim != 3:
+    if data.ndim not in (3, 4):
         raise ValueError(
-            f"expected 3D layer data (x, y, z) to save as NIfTI, got {data.ndim}D data of shape "
-            f"{data.shape}"
+            f"expected 3D layer data (x, y, z), or 4D (volumes, x, y, z), to save as NIfTI, got "
+            f"{data.ndim}D data of shape {data.shape}"
         )
     return data
 
@@ -236,7 +250,8 @@ def layer_to_nifti(
     Parameters
     ----------
     data : array-like
-        Layer data ``(x, y, z)``, or ``(1, x, y, z)``.
+        Layer data ``(x, y, z)``, ``(1, x, y, z)``, or ``(V, x, y, z)`` (volumes first, as
+        :func:`volume_to_layer_data` shows a 4D file).
     metadata : mapping or None
         ``layer.metadata``.
     scale, translate : sequence of float, optional
@@ -245,14 +260,18 @@ def layer_to_nifti(
     Returns
     -------
     tuple of (numpy.ndarray, Volume or numpy.ndarray)
-        The array and the reference (a Volume, or a ``(4, 4)`` affine) for ``save_volume``.
+        The array, ``(X, Y, Z)`` or ``(X, Y, Z, V)``, and the reference (a Volume, or a
+        ``(4, 4)`` affine) for ``save_volume``.
     """
-    data = _check_3d(np.asarray(data))
+    data = _check_3d_or_4d(np.asarray(data))
     nifti = _fitting_nifti(metadata, data.shape)
     if nifti is not None:
         orientation = nifti["orientation"]
         placeholder = np.broadcast_to(np.uint8(0), orientation.shape)  # no memory
         reference = Volume(placeholder, nifti["affine"], header=nifti.get("header"))
+        if data.ndim == 4:  # (V, x, y, z) -> (X, Y, Z, V) on the source grid
+            volumes = [from_canonical(v, orientation) for v in data]
+            return np.stack(volumes, axis=-1), reference
         return from_canonical(data, orientation), reference
     if (metadata or {}).get(NIFTI_METADATA_KEY) is not None:
         logger.info(
@@ -262,4 +281,4 @@ def layer_to_nifti(
         )
     affine = np.diag([*_last3(scale, 1.0, "scale"), 1.0])
     affine[:3, 3] = _last3(translate, 0.0, "translate")
-    return data, affine
+    return (np.moveaxis(data, 0, -1) if data.ndim == 4 else data), affine
