@@ -86,13 +86,47 @@ def test_masks_open_as_labels_by_name_and_values(tmp_path, name, data, layer_typ
     np.testing.assert_array_equal(np.unique(layer_data), np.unique(volume))
 
 
-def test_reader_reads_a_list_of_files(tmp_path, image_file):
+def test_a_list_with_a_mask_opens_file_by_file(tmp_path, image_file, caplog):
     mask = write(tmp_path / "mask.nii", np.ones(SHAPE, dtype=np.uint8))
-    layers = read_nifti([image_file, mask])
+    with caplog.at_level(logging.WARNING, logger="napari_fanet"):
+        layers = read_nifti([image_file, mask])
     assert [(kw["name"], kind) for _, kw, kind in layers] == [
         ("sub-01_FLAIR", "image"),
         ("mask", "labels"),
     ]
+    assert "opening 2 files one by one, not as a stack: mask.nii is a mask or label map" in (
+        caplog.text
+    )
+
+
+def test_bids_echo_files_stack_in_echo_order_with_their_echo_times(tmp_path):
+    paths = []
+    for echo in (3, 1, 2):  # as a file dialog may list them
+        name = f"sub-01_echo-{echo}_part-phase_MEGRE"
+        data = np.full(SHAPE, 100 * echo, dtype=np.int16)
+        paths.append(write(tmp_path / f"{name}.nii.gz", data))
+        (tmp_path / f"{name}.json").write_text(json.dumps({"EchoTime": 0.004 * echo}))
+    ((layer, kwargs, kind),) = read_nifti(paths)
+    assert kind == "image" and layer.shape == (3, *SHAPE) and layer.dtype == np.float32
+    assert [float(layer[e].mean()) for e in range(3)] == [100.0, 200.0, 300.0]
+    assert kwargs["name"] == "sub-01_part-phase_MEGRE"
+    assert kwargs["metadata"][ECHO_TIMES_KEY] == pytest.approx([4.0, 8.0, 12.0])
+    assert kwargs["scale"] == pytest.approx((1.0, 1.5, 2.0, 3.0))
+
+
+def test_files_on_other_grids_do_not_stack(tmp_path, image_file, caplog):
+    other = write(tmp_path / "t1.nii.gz", np.ones((6, 7, 4), dtype=np.float32))
+    with caplog.at_level(logging.WARNING, logger="napari_fanet"):
+        layers = read_nifti([image_file, other])
+    assert [kw["name"] for _, kw, _ in layers] == ["sub-01_FLAIR", "t1"]
+    assert "not as a stack" in caplog.text and "same voxel grid" in caplog.text
+
+
+def test_two_images_stack_under_the_first_name(tmp_path, image_file):
+    second = write(tmp_path / "t2.nii.gz", np.ones(SHAPE, dtype=np.float32))
+    ((layer, kwargs, _),) = read_nifti([image_file, second])
+    assert layer.shape == (2, *SHAPE) and kwargs["name"] == "sub-01_FLAIR (stack of 2)"
+    assert ECHO_TIMES_KEY not in kwargs["metadata"]
 
 
 @pytest.mark.parametrize(
@@ -172,6 +206,17 @@ def test_oblique_files_open_with_a_warning(tmp_path, monkeypatch):
     shown.clear()
     read_nifti(write(tmp_path / "straight.nii.gz", np.ones(SHAPE, dtype=np.float32)))
     assert shown == []
+
+
+def test_viewer_opens_echo_files_as_one_stack(make_napari_viewer, fanet_plugin, tmp_path):
+    paths = [
+        write(tmp_path / f"sub-01_echo-{e}_part-mag_MEGRE.nii.gz", np.ones(SHAPE, "f4") * e)
+        for e in (1, 2)
+    ]
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(paths, stack=True, plugin="napari-fanet")
+    assert layer.name == "sub-01_part-mag_MEGRE" and layer.data.shape == (2, *SHAPE)
+    assert len(viewer.open(paths, plugin="napari-fanet")) == 2  # not as a stack: file by file
 
 
 def test_viewer_opens_nifti_through_the_plugin(make_napari_viewer, fanet_plugin, image_file):

@@ -3,7 +3,8 @@
 Each file becomes one layer (see :mod:`napari_fanet.io.layers` for the placement and the
 ``metadata["nifti"]`` entry that lets the plugin's writers restore the source affine); a 4D file
 (multi-echo GRE phase or magnitude) becomes one ``(V, x, y, z)`` layer with its volumes on a
-slider and the echo times of its BIDS sidecar in ``metadata["echo_times_ms"]``. Integer
+slider and the echo times of its BIDS sidecar in ``metadata["echo_times_ms"]``, and so do 3D
+files opened as a stack (per-echo BIDS files ``echo-<n>`` in echo order). Integer
 masks (a file name containing ``mask``, ``label`` or ``seg``, values small non-negative
 integers) open as labels, everything else as float32 images. An empty viewer shows them as axial
 slices, anterior up, in the radiological convention (:mod:`napari_fanet._widgets.axial_view`). The
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,12 +31,14 @@ from napari_fanet.io.layers import (
     oblique_warning,
     volume_to_layer_data,
 )
-from napari_fanet.io.nifti import NIFTI_SUFFIXES, load_volume
+from napari_fanet.io.nifti import NIFTI_SUFFIXES, Volume, check_same_grid, load_volume
 from napari_fanet.physics.gre_io import read_echo_times, sidecar_path
 
 logger = logging.getLogger(__name__)
 
 LABEL_WORDS = ("mask", "label", "seg")
+#: The BIDS echo entity of a file name, ``echo-<index>`` (``sub-01_echo-2_part-phase_MEGRE``).
+ECHO_ENTITY = re.compile(r"(?:^|_)echo-(\d+)(?=_|$)")
 #: Largest value of a file opened as labels (larger integer images open as images).
 MAX_LABEL = 65535
 
@@ -129,15 +133,73 @@ def read_layer(path: str | os.PathLike) -> LayerData | None:
     n_volumes = volume.data.shape[3] if volume.ndim == 4 else 1
     echo_times = sidecar_echo_times_ms(path, n_volumes)
     metadata = {} if echo_times is None else {ECHO_TIMES_KEY: echo_times}
-    layer = volume_to_layer_data(volume, name=name, layer_type=layer_type, metadata=metadata)
+    return _checked(
+        volume_to_layer_data(volume, name=name, layer_type=layer_type, metadata=metadata)
+    )
+
+
+def _checked(layer: LayerData) -> LayerData:
+    """``layer``, after a warning when its file is oblique (shown on its closest axes)."""
     degrees = layer[1]["metadata"][NIFTI_METADATA_KEY]["oblique_degrees"]
     if degrees > OBLIQUE_TOLERANCE_DEGREES:
-        _notify(oblique_warning(name, degrees))
+        _notify(oblique_warning(layer[1]["name"], degrees))
     return layer
 
 
+def echo_index(path: str | os.PathLike) -> int | None:
+    """The BIDS echo entity of a file name (``sub-01_echo-2_part-phase_MEGRE`` -> 2), or None."""
+    match = ECHO_ENTITY.search(layer_name(path))
+    return None if match is None else int(match.group(1))
+
+
+def stack_name(paths: Sequence[str | os.PathLike]) -> str:
+    """A stacked layer's name: the first file's, without its echo entity when it has one."""
+    name = layer_name(paths[0])
+    if echo_index(paths[0]) is None:
+        return f"{name} (stack of {len(paths)})"
+    return ECHO_ENTITY.sub("", name).strip("_") or name
+
+
+def read_stack(paths: Sequence[str | os.PathLike]) -> LayerData:
+    """3D files on one grid as one ``(V, x, y, z)`` image layer, in echo order for BIDS echoes.
+
+    Raises
+    ------
+    ValueError
+        If a file is not a 3D image (4D, a mask or label map), or the grids differ.
+    """
+    if all(echo_index(p) is not None for p in paths):
+        paths = sorted(paths, key=echo_index)
+    volumes = {}
+    for path in paths:
+        volume = load_volume(path, allow_4d=True, dtype=None, name=Path(path).name)
+        if volume.ndim != 3 or _is_labels(layer_name(path), volume.data):
+            kind = f"{volume.ndim}D" if volume.ndim != 3 else "a mask or label map"
+            raise ValueError(f"{Path(path).name} is {kind}: only 3D images stack")
+        volumes[Path(path).name] = volume
+    check_same_grid(volumes)
+    first = next(iter(volumes.values()))
+    data = np.stack([v.data.astype(np.float32, copy=False) for v in volumes.values()], axis=-1)
+    stacked = Volume(data, first.affine, header=first.header, path=first.path)
+    metadata = {}
+    if all(sidecar_path(p).is_file() for p in paths):
+        try:
+            seconds = read_echo_times(paths, len(paths))
+            metadata[ECHO_TIMES_KEY] = [round(float(t) * 1000.0, 6) for t in seconds]
+        except ValueError as exc:
+            _notify(f"napari-fanet: echo times not read from the sidecars: {exc}")
+    return _checked(volume_to_layer_data(stacked, name=stack_name(paths), metadata=metadata))
+
+
 def read_nifti(path: PathOrPaths) -> list[LayerData] | None:
-    """Read one or more NIfTI files; files that cannot be shown are skipped with a message.
+    """Read one NIfTI file, or a stack of them; unusable files are skipped with a message.
+
+    napari hands the reader a list only when it was asked to open files as a stack (File >
+    Open Files as Stack, ``viewer.open(paths, stack=True)``). 3D images on one grid then become
+    one ``(V, x, y, z)`` layer (BIDS echoes ``echo-<n>`` in echo order, the echo times of
+    their sidecars in ``metadata["echo_times_ms"]``: per-echo GRE files for the FA-Net widget's
+    phase input); anything else (a mask, a 4D file, another grid) opens file by file, with a
+    message saying why.
 
     Parameters
     ----------
@@ -147,10 +209,18 @@ def read_nifti(path: PathOrPaths) -> list[LayerData] | None:
     Returns
     -------
     list of LayerDataTuple or None
-        One tuple per readable 3D or 4D file; None when no file could be read.
+        The stacked layer, or one tuple per readable 3D or 4D file; None when no file could be
+        read.
     """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    layers = [layer for p in paths if (layer := read_layer(p)) is not None]
+    layers = None
+    if len(paths) > 1:
+        try:
+            layers = [read_stack(paths)]
+        except Exception as exc:  # unreadable, another grid, not 3D images ...
+            _notify(f"napari-fanet: opening {len(paths)} files one by one, not as a stack: {exc}")
+    if layers is None:
+        layers = [layer for p in paths if (layer := read_layer(p)) is not None]
     if layers:
         request_axial_view()  # an empty viewer shows them axial
     return layers or None
