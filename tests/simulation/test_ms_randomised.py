@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -15,6 +16,7 @@ from napari_fanet.simulation.fast_fields import regrid, smooth_noise
 from napari_fanet.simulation.ms_lesion_load import LesionLoadParams
 from napari_fanet.simulation.ms_randomised import (
     RandomisedMSParams,
+    grow_ventricles,
     simulate_randomised_ms_subject,
 )
 from napari_fanet.simulation.scanner_artefacts import (
@@ -175,6 +177,48 @@ def test_version_4_brightens_grey_matter_in_patches_and_labels_none_of_it() -> N
     assert default.meta["generator_version"] == 3 and not default.meta["bright_cortex"]
 
 
+def test_version_5_grows_the_ventricles_and_moves_the_periventricular_lesions() -> None:
+    base = _quiet(load_ml=(20.0, 20.0), p_bright_cortex=1.0)  # version 4
+    v4 = simulate_randomised_ms_subject(3, VOX, params=base, noise=False)
+    grown = dataclasses.replace(base, p_atrophy=1.0, ventricle_growth_mm=(6.0, 6.0))
+    v5 = simulate_randomised_ms_subject(3, VOX, params=grown, noise=False)
+    assert (v4.meta["generator_version"], v5.meta["generator_version"]) == (4, 5)
+    assert (v4.meta["ventricle_growth_mm"], v5.meta["ventricle_growth_mm"]) == (0.0, 6.0)
+    assert np.array_equal(v4.brain_mask, v5.brain_mask)  # the brain keeps its outline
+
+    def deep_dark_ml(s) -> float:  # dark FLAIR well inside the brain: the ventricles
+        core = ndimage.binary_erosion(s.brain_mask, iterations=3)
+        dark = s.flair < 0.5 * np.median(s.flair[s.brain_mask])
+        return float((dark & core & ~s.lesion_mask).sum() * VOX**3 / 1000)
+
+    assert deep_dark_ml(v5) > 2.0 * deep_dark_ml(v4)
+    # periventricular lesions still touch the (grown) ventricles' rim: dark CSF beside them
+    rim = ndimage.binary_dilation(v5.lesion_mask, iterations=2) & ~v5.lesion_mask
+    assert np.mean(v5.flair[rim] < 0.5 * np.median(v5.flair[v5.brain_mask])) > 0.05
+    from napari_fanet.simulation.dataset import simulate_subject
+
+    family = simulate_subject("ms", 3, VOX, noise=False, family="randomised-v5")
+    assert family.meta["generator_version"] == 5
+    default = simulate_subject("ms", 3, VOX, noise=False, family="randomised-v4")
+    assert default.meta["ventricle_growth_mm"] == 0.0
+
+
+def test_grow_ventricles_turns_tissue_into_csf_within_the_distance() -> None:
+    shape, vox = (21, 21, 21), (1.0, 1.0, 1.0)
+    ventricles = np.zeros(shape, np.float32)
+    ventricles[10, 10, 10] = 1.0
+    wm, gm = np.full(shape, 0.7, np.float32), np.full(shape, 0.3, np.float32)
+    csf, mask = np.zeros(shape, np.float32), np.ones(shape, bool)
+    assert grow_ventricles(wm, gm, csf, ventricles, mask, vox, 0.0)[2] is csf  # untouched
+    w2, g2, c2, v2 = grow_ventricles(wm, gm, csf, ventricles, mask, vox, 4.0)
+    np.testing.assert_allclose(w2 + g2 + c2, 1.0, atol=1e-6)  # tissue fractions still sum
+    assert c2[10, 10, 14] == pytest.approx(0.5) and c2[10, 10, 13] == 1.0  # soft edge at 4 mm
+    assert c2[10, 10, 16] == 0.0 and v2[10, 10, 12] == 1.0
+    outside = mask.copy()
+    outside[10, 10, 12] = False
+    assert grow_ventricles(wm, gm, csf, ventricles, outside, vox, 4.0)[2][10, 10, 12] == 0.0
+
+
 def test_every_site_hosts_lesions_down_to_3_mm() -> None:
     params = _quiet(load_ml=(2.0, 2.0), site_weights=(1, 1, 1, 1), volume_median_mm3=30.0)
     s = simulate_randomised_ms_subject(5, 2.0, params=params, noise=False)
@@ -194,6 +238,8 @@ def test_every_site_hosts_lesions_down_to_3_mm() -> None:
         ({"p_bright_cortex": -0.1}, r"p_bright_cortex must be in \[0, 1\], got -0.1"),
         ({"bright_cortex_max": 0.05}, "bright_cortex_max must be >= 0.1, got 0.05"),
         ({"bright_cortex_mm": 0.0}, "bright_cortex_mm must be positive, got 0.0"),
+        ({"p_atrophy": 2.0}, r"p_atrophy must be in \[0, 1\], got 2.0"),
+        ({"ventricle_growth_mm": (3.0, 1.0)}, r"ventricle_growth_mm must be \(lo, hi\) with 0"),
     ],
 )
 def test_bad_params_are_refused(kwargs, match) -> None:

@@ -24,6 +24,7 @@ FAMILY_CHOICES = (
     "randomised",
     "randomised-v2",
     "randomised-v4",
+    "randomised-v5",
     "fullrange",
     "chain",
     "chain-vsharp",

@@ -52,9 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=FAMILY_CHOICES,
         default="phantom",
         help="with --simulate: generator family. MS: randomised (domain-randomised contrast, "
-        "lesion loads and scanner artefacts; use --voxel-size 1 1 1), randomised-v2 or "
-        "randomised-v4 (its generator versions 2 and 4). QSM: fullrange (extra "
-        "sources over the whole susceptibility range, B0 tilts up to 30 degrees) or chain "
+        "lesion loads and scanner artefacts; use --voxel-size 1 1 1), randomised-v2, "
+        "randomised-v4 or randomised-v5 (its generator versions 2, 4 and 5). QSM: fullrange "
+        "(extra sources over the whole susceptibility range, B0 tilts up to 30 degrees) or chain "
         "(fullrange phantoms whose input is the phase chain's local field from simulated "
         "3-echo GRE phase: what qsm --phase gives the network, with its default background "
         "removal, LBV) or chain-vsharp (the same with V-SHARP)",

@@ -52,9 +52,12 @@ FAMILY = "randomised"
 #: 3: confluent lesions from faint to severe, fading outwards, with a soft edge.
 #: 4 (``randomised-v4``, not the default: it did not help ``fanet-seg``, see its card): regional
 #: grey-matter brightening on FLAIR and T2 (unlabelled).
+#: 5 (``randomised-v5``, not the default): version 4 plus atrophy, enlarged lateral ventricles.
 GENERATOR_VERSION = 3
 
-STREAMS = ("anatomy", "contrast", "lesions", "caps", "texture", "t1", "t2", "flair", "cortex")
+STREAMS = (
+    "anatomy", "contrast", "lesions", "caps", "texture", "t1", "t2", "flair", "cortex", "atrophy",
+)  # fmt: skip
 CHANNELS = ("t1", "t2", "flair")
 CLASSES = ("wm", "cgm", "dgm", "csf")
 #: Typical relative intensities per channel and class (the "realistic" contrast draw).
@@ -110,6 +113,14 @@ class RandomisedMSParams:
         Correlation length of that field (mm).
     texture_std : float
         Largest standard deviation of a multiplicative tissue texture.
+    p_atrophy : float
+        Probability of atrophy: the lateral ventricles grow into the tissue around them by a
+        distance drawn in ``ventricle_growth_mm`` (default 0: versions 3 and 4; above 0: version
+        5). Patients with a heavy lesion load are often atrophic (patient 19 of the shared
+        scans: 16 % of its brain is CSF, 7-8 % for the others), while the template's ventricles
+        are those of a healthy average brain.
+    ventricle_growth_mm : tuple of float
+        Range of that growth (mm), drawn uniformly.
     lesions : LesionLoadParams
         Lesion load, sizes and sites.
     artefacts : ArtefactParams
@@ -130,12 +141,14 @@ class RandomisedMSParams:
     bright_cortex_max: float = 0.35
     bright_cortex_mm: float = 15.0
     texture_std: float = 0.05
+    p_atrophy: float = 0.0
+    ventricle_growth_mm: tuple[float, float] = (1.0, 6.0)
     lesions: LesionLoadParams = field(default_factory=LesionLoadParams)
     artefacts: ArtefactParams = field(default_factory=ArtefactParams)
     deformation: DeformationParams = field(default_factory=DeformationParams)
 
     def __post_init__(self) -> None:
-        for name in ("p_random_contrast", "p_caps", "p_bright_cortex"):
+        for name in ("p_random_contrast", "p_caps", "p_bright_cortex", "p_atrophy"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         for name in ("flair_lesion", "t2_lesion", "t1_lesion"):
@@ -149,13 +162,22 @@ class RandomisedMSParams:
             raise ValueError(f"bright_cortex_max must be >= 0.1, got {self.bright_cortex_max!r}")
         if not self.bright_cortex_mm > 0:
             raise ValueError(f"bright_cortex_mm must be positive, got {self.bright_cortex_mm!r}")
+        lo, hi = self.ventricle_growth_mm
+        if not 0 <= lo <= hi:
+            raise ValueError(
+                f"ventricle_growth_mm must be (lo, hi) with 0 <= lo <= hi, "
+                f"got {self.ventricle_growth_mm!r}"
+            )
 
 
 def generator_version(params: RandomisedMSParams) -> int:
     """The generator version ``params`` reproduce.
 
-    2 with uniform confluent lesions (and no bright cortex), 4 with bright cortex, else 3.
+    2 with uniform confluent lesions (and no bright cortex), 5 with atrophy, 4 with bright
+    cortex, else 3.
     """
+    if params.p_atrophy > 0:
+        return 5
     if params.p_bright_cortex > 0:
         return 4
     return 2 if params.lesions.confluent_style == "uniform" else GENERATOR_VERSION
@@ -167,6 +189,51 @@ VERSION_2 = RandomisedMSParams(lesions=LesionLoadParams(confluent_style="uniform
 #: The ranges of generator version 4 (``--family randomised-v4``): version 3 plus bright cortex
 #: on 70 % of the subjects (``fanet-seg``'s stage 6, not shipped).
 VERSION_4 = RandomisedMSParams(p_bright_cortex=0.7)
+#: The ranges of generator version 5 (``--family randomised-v5``): version 4 plus ventricles
+#: grown by 1-6 mm on 60 % of the subjects.
+VERSION_5 = RandomisedMSParams(p_bright_cortex=0.7, p_atrophy=0.6)
+
+
+def grow_ventricles(
+    wm: np.ndarray,
+    gm: np.ndarray,
+    csf: np.ndarray,
+    ventricles: np.ndarray,
+    mask: np.ndarray,
+    voxel_size: Sequence[float],
+    growth_mm: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Atrophy: the ventricles take the tissue within ``growth_mm`` of them, with a soft edge.
+
+    Parameters
+    ----------
+    wm, gm, csf, ventricles : np.ndarray
+        ``(X, Y, Z)`` tissue and ventricle probabilities.
+    mask : np.ndarray
+        ``(X, Y, Z)`` bool brain mask (the ventricles never leave it).
+    voxel_size : sequence of float
+        Voxel size (mm).
+    growth_mm : float
+        How far the ventricles grow (mm); 0 returns the maps unchanged.
+
+    Returns
+    -------
+    tuple of np.ndarray
+        ``wm, gm, csf, ventricles`` (float32): the fraction ``f`` of white and grey matter that
+        the grown ventricles take becomes CSF (``f`` falls from 1 to 0 over one voxel at
+        ``growth_mm``), so the three tissues still sum as before.
+    """
+    if growth_mm <= 0:
+        return wm, gm, csf, ventricles
+    distance = ndi.distance_transform_edt(ventricles < 0.5, sampling=voxel_size)
+    taken = np.clip((growth_mm - distance) / float(np.mean(voxel_size)) + 0.5, 0.0, 1.0) * mask
+    tissue = wm + gm
+    return (
+        (wm * (1.0 - taken)).astype(np.float32),
+        (gm * (1.0 - taken)).astype(np.float32),
+        (csf + taken * tissue).astype(np.float32),
+        np.maximum(ventricles, taken).astype(np.float32),
+    )
 
 
 def bright_cortex_gain(
@@ -262,14 +329,22 @@ def fine_anatomy(
     caps_rng: np.random.Generator,
     voxel_size: tuple[float, float, float],
     deformation: DeformationParams,
+    ventricle_growth_mm: float = 0.0,
 ) -> FineAnatomy:
-    """Warp the template at 2 mm, derive distances and sites there, carry all to the grid."""
+    """Warp the template at 2 mm, derive distances and sites there, carry all to the grid.
+
+    ``ventricle_growth_mm`` > 0 grows the ventricles first (:func:`grow_ventricles`), so the
+    periventricular sites, caps and distances follow the atrophic ventricles.
+    """
     coarse = random_anatomy(rng, ANATOMY_VOXEL_MM, deformation)
     t = coarse.tissues
     cvox = np.array(t.voxel_size)
-    vent_dist = ndi.distance_transform_edt(t.ventricles < 0.5, sampling=cvox).astype(np.float32)
+    t_wm, t_gm, t_csf, ventricles = grow_ventricles(
+        t.wm, t.gm, t.csf, t.ventricles, t.mask, cvox, ventricle_growth_mm
+    )
+    vent_dist = ndi.distance_transform_edt(ventricles < 0.5, sampling=cvox).astype(np.float32)
     depth = ndi.distance_transform_edt(t.mask, sampling=cvox).astype(np.float32)
-    pools = site_pools(t.wm, t.gm, t.mask, vent_dist, depth, coarse.template_world, t.affine)
+    pools = site_pools(t_wm, t_gm, t.mask, vent_dist, depth, coarse.template_world, t.affine)
     deep = (1.0 / (1.0 + np.exp(-(depth - 22.0) / 3.0))).astype(np.float32)
     # normal FLAIR caps: strongest at the frontal and occipital horns, thin along the bodies
     y = coarse.template_world[1]
@@ -278,7 +353,7 @@ def fine_anatomy(
     )
     thickness = caps_rng.uniform(1.5, 3.5)
     caps = np.where(vent_dist > 0, np.exp(-np.maximum(vent_dist - 1.0, 0.0) / thickness), 0.0)
-    caps = (caps * (0.3 + 0.7 * np.clip(horns, 0.0, 1.0)) * (1.0 - t.csf)).astype(np.float32)
+    caps = (caps * (0.3 + 0.7 * np.clip(horns, 0.0, 1.0)) * (1.0 - t_csf)).astype(np.float32)
 
     full_shape, full_affine = mni_grid(voxel_size)
     # work on the brain's bounding box (plus 2 coarse voxels): half the voxels of the MNI box
@@ -296,9 +371,9 @@ def fine_anatomy(
     up = {
         name: regrid(arr, t.affine, shape, affine, smooth=name not in rough)
         for name, arr in {
-            "wm": t.wm,
-            "gm": t.gm,
-            "csf": t.csf,
+            "wm": t_wm,
+            "gm": t_gm,
+            "csf": t_csf,
             "mask": t.mask.astype(np.float32),
             "deep": deep,
             "caps": caps,
@@ -357,7 +432,10 @@ def simulate_randomised_ms_subject(
     p = params or RandomisedMSParams()
     vox = check_voxel_size(voxel_size)
     rng = spawn_streams(check_seed(seed), STREAMS)
-    anat = fine_anatomy(rng["anatomy"], rng["caps"], vox, p.deformation)
+    growth = 0.0
+    if p.p_atrophy > 0 and rng["atrophy"].random() < p.p_atrophy:
+        growth = float(rng["atrophy"].uniform(*p.ventricle_growth_mm))
+    anat = fine_anatomy(rng["anatomy"], rng["caps"], vox, p.deformation, growth)
     weight, severity, lesion_info = draw_lesions(
         rng["lesions"],
         p.lesions,
@@ -425,6 +503,7 @@ def simulate_randomised_ms_subject(
         "texture_std": round(texture_std, 4),
         "tissue_sharpening": round(sharpen, 3),
         "sulci": round(sulci, 3),
+        "ventricle_growth_mm": round(growth, 3),
         "acquisition": settings,
         **lesion_info,
         "lesion_voxels": int(lesion_mask.sum()),
