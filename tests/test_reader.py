@@ -114,6 +114,16 @@ def test_bids_echo_files_stack_in_echo_order_with_their_echo_times(tmp_path):
     assert kwargs["scale"] == pytest.approx((1.0, 1.5, 2.0, 3.0))
 
 
+def test_a_stack_with_an_unusable_sidecar_opens_without_echo_times(tmp_path, caplog):
+    paths = [write(tmp_path / f"e_echo-{e}_mag.nii.gz", np.ones(SHAPE, "f4")) for e in (1, 2)]
+    (tmp_path / "e_echo-1_mag.json").write_text(json.dumps({"EchoTime": 0.004}))
+    (tmp_path / "e_echo-2_mag.json").write_text(json.dumps({"RepetitionTime": 0.03}))
+    with caplog.at_level(logging.WARNING, logger="napari_fanet"):
+        ((layer, kwargs, _),) = read_nifti(paths)
+    assert layer.shape == (2, *SHAPE) and ECHO_TIMES_KEY not in kwargs["metadata"]
+    assert "echo times not read from the sidecars" in caplog.text and "EchoTime" in caplog.text
+
+
 def test_files_on_other_grids_do_not_stack(tmp_path, image_file, caplog):
     other = write(tmp_path / "t1.nii.gz", np.ones((6, 7, 4), dtype=np.float32))
     with caplog.at_level(logging.WARNING, logger="napari_fanet"):
@@ -172,7 +182,7 @@ def test_echo_times_come_from_the_bids_sidecar(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="napari_fanet"):
         ((_, kwargs, _),) = read_nifti(path)  # the layer still opens
     assert ECHO_TIMES_KEY not in kwargs["metadata"]
-    assert "phase.nii.gz: echo times not read from its sidecar" in caplog.text
+    assert "phase.nii.gz: echo times not read from the sidecars" in caplog.text
     assert "2 EchoTime value(s) for 3 echoes" in caplog.text
 
 

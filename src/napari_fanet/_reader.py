@@ -91,19 +91,23 @@ def _is_labels(name: str, data: np.ndarray) -> bool:
     return data.size > 0 and data.min() >= 0 and data.max() <= MAX_LABEL
 
 
-def sidecar_echo_times_ms(path: str | os.PathLike, n_volumes: int) -> list[float] | None:
-    """Echo times (ms) from the BIDS sidecar ``NAME.json`` of ``path``, or None.
+def sidecar_echo_times_ms(
+    paths: Sequence[str | os.PathLike], n_volumes: int
+) -> list[float] | None:
+    """Echo times (ms) from the BIDS sidecars ``NAME.json`` of ``paths``, or None.
 
-    None when there is no sidecar; a sidecar whose ``EchoTime`` (seconds: one number, or one
-    per volume of a 4D file) does not fit ``n_volumes`` volumes is reported (as a warning for a
-    4D file, in the log for a 3D one, whose sidecar may describe any sequence) and ignored.
+    One 4D file (``EchoTime``: a list of ``n_volumes`` seconds) or one 3D file per volume (each
+    ``EchoTime`` one number of seconds). None when a sidecar is missing; sidecars whose echo
+    times do not fit are reported (as a warning for several volumes, in the log for one 3D
+    file, whose sidecar may describe any sequence) and ignored.
     """
-    if not sidecar_path(path).is_file():
+    if not all(sidecar_path(p).is_file() for p in paths):
         return None
     try:
-        seconds = read_echo_times([path], n_volumes)
+        seconds = read_echo_times(paths, n_volumes)
     except ValueError as exc:
-        message = f"napari-fanet: {Path(path).name}: echo times not read from its sidecar: {exc}"
+        names = ", ".join(Path(p).name for p in paths)
+        message = f"napari-fanet: {names}: echo times not read from the sidecars: {exc}"
         if n_volumes > 1:
             _notify(message)
         else:
@@ -131,7 +135,7 @@ def read_layer(path: str | os.PathLike) -> LayerData | None:
         volume.data = volume.data.astype(np.float32, copy=False)
         layer_type = "image"
     n_volumes = volume.data.shape[3] if volume.ndim == 4 else 1
-    echo_times = sidecar_echo_times_ms(path, n_volumes)
+    echo_times = sidecar_echo_times_ms([path], n_volumes)
     metadata = {} if echo_times is None else {ECHO_TIMES_KEY: echo_times}
     return _checked(
         volume_to_layer_data(volume, name=name, layer_type=layer_type, metadata=metadata)
@@ -171,23 +175,18 @@ def read_stack(paths: Sequence[str | os.PathLike]) -> LayerData:
     if all(echo_index(p) is not None for p in paths):
         paths = sorted(paths, key=echo_index)
     volumes = {}
-    for path in paths:
+    for index, path in enumerate(paths):
         volume = load_volume(path, allow_4d=True, dtype=None, name=Path(path).name)
         if volume.ndim != 3 or _is_labels(layer_name(path), volume.data):
             kind = f"{volume.ndim}D" if volume.ndim != 3 else "a mask or label map"
             raise ValueError(f"{Path(path).name} is {kind}: only 3D images stack")
-        volumes[Path(path).name] = volume
+        volumes[f"file {index + 1} ({Path(path).name})"] = volume
     check_same_grid(volumes)
     first = next(iter(volumes.values()))
     data = np.stack([v.data.astype(np.float32, copy=False) for v in volumes.values()], axis=-1)
     stacked = Volume(data, first.affine, header=first.header, path=first.path)
-    metadata = {}
-    if all(sidecar_path(p).is_file() for p in paths):
-        try:
-            seconds = read_echo_times(paths, len(paths))
-            metadata[ECHO_TIMES_KEY] = [round(float(t) * 1000.0, 6) for t in seconds]
-        except ValueError as exc:
-            _notify(f"napari-fanet: echo times not read from the sidecars: {exc}")
+    echo_times = sidecar_echo_times_ms(paths, len(paths))
+    metadata = {} if echo_times is None else {ECHO_TIMES_KEY: echo_times}
     return _checked(volume_to_layer_data(stacked, name=stack_name(paths), metadata=metadata))
 
 
