@@ -7,7 +7,9 @@ a network can only rely on what all scans share (lesions brighter than white mat
 
 - anatomy: the shipped 2 mm MNI template warped by a random affine and displacement
   (:func:`~.deform.random_anatomy`), then carried smoothly to the output grid
-  (:func:`~.fast_fields.regrid`, 1 mm by default);
+  (:func:`~.fast_fields.regrid`, 1 mm by default); with ``p_atrophy`` (generator version 5,
+  ``--family randomised-v5``; off by default) the lateral ventricles grow first
+  (:func:`grow_ventricles`);
 - lesions (:mod:`.ms_lesion_load`): a total load of 0.1-80 mL, from a few small lesions to
   confluent periventricular ones, irregular shapes, periventricular, juxtacortical, deep and
   infratentorial sites, down to 3 mm;
