@@ -12,7 +12,7 @@ pytest.importorskip("qtpy", reason="needs the [qt] extra")
 
 import nibabel as nib
 
-from napari_fanet._reader import napari_get_reader, read_nifti
+from napari_fanet._reader import napari_get_reader, read_nifti, read_stack
 from napari_fanet.io.layers import ECHO_TIMES_KEY, NIFTI_METADATA_KEY, oblique_warning
 from napari_fanet.io.nifti import Orientation, save_volume
 
@@ -122,6 +122,18 @@ def test_a_stack_with_an_unusable_sidecar_opens_without_echo_times(tmp_path, cap
         ((layer, kwargs, _),) = read_nifti(paths)
     assert layer.shape == (2, *SHAPE) and ECHO_TIMES_KEY not in kwargs["metadata"]
     assert "echo times not read from the sidecars" in caplog.text and "EchoTime" in caplog.text
+
+
+def test_read_stack_refuses_what_does_not_stack(tmp_path, image_file):
+    four_d = write(tmp_path / "bold.nii.gz", np.zeros((*SHAPE, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"bold.nii.gz is 4D: only 3D images stack"):
+        read_stack([image_file, four_d])
+    mask = write(tmp_path / "brain_mask.nii.gz", np.ones(SHAPE, dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"brain_mask.nii.gz is a mask or label map"):
+        read_stack([image_file, mask])
+    other = write(tmp_path / "t1.nii.gz", np.ones((6, 7, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"file 2 \(t1.nii.gz\).*expected the same voxel grid"):
+        read_stack([image_file, other])
 
 
 def test_files_on_other_grids_do_not_stack(tmp_path, image_file, caplog):

@@ -240,6 +240,7 @@ def test_every_site_hosts_lesions_down_to_3_mm() -> None:
         ({"bright_cortex_mm": 0.0}, "bright_cortex_mm must be positive, got 0.0"),
         ({"p_atrophy": 2.0}, r"p_atrophy must be in \[0, 1\], got 2.0"),
         ({"ventricle_growth_mm": (3.0, 1.0)}, r"ventricle_growth_mm must be \(lo, hi\) with 0"),
+        ({"ventricle_growth_mm": (3.0,)}, r"ventricle_growth_mm must be \(lo, hi\).*got \(3.0,\)"),
     ],
 )
 def test_bad_params_are_refused(kwargs, match) -> None:

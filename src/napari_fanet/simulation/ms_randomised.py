@@ -164,8 +164,8 @@ class RandomisedMSParams:
             raise ValueError(f"bright_cortex_max must be >= 0.1, got {self.bright_cortex_max!r}")
         if not self.bright_cortex_mm > 0:
             raise ValueError(f"bright_cortex_mm must be positive, got {self.bright_cortex_mm!r}")
-        lo, hi = self.ventricle_growth_mm
-        if not 0 <= lo <= hi:
+        growth = tuple(self.ventricle_growth_mm)
+        if len(growth) != 2 or not 0 <= growth[0] <= growth[1]:
             raise ValueError(
                 f"ventricle_growth_mm must be (lo, hi) with 0 <= lo <= hi, "
                 f"got {self.ventricle_growth_mm!r}"
