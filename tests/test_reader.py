@@ -126,13 +126,19 @@ def test_a_stack_with_an_unusable_sidecar_opens_without_echo_times(tmp_path, cap
 
 def test_read_stack_refuses_what_does_not_stack(tmp_path, image_file):
     four_d = write(tmp_path / "bold.nii.gz", np.zeros((*SHAPE, 2), dtype=np.float32))
-    with pytest.raises(ValueError, match=r"bold.nii.gz is 4D: only 3D images stack"):
+    with pytest.raises(
+        ValueError,
+        match=r"stacked echo 2 \(bold.nii.gz\): expected a 3D volume, got 4D data of shape "
+        r"\(6, 7, 5, 2\): a 4D file opens on its own, not in a stack$",
+    ):
         read_stack([image_file, four_d])
     mask = write(tmp_path / "brain_mask.nii.gz", np.ones(SHAPE, dtype=np.uint8))
     with pytest.raises(ValueError, match=r"brain_mask.nii.gz is a mask or label map"):
         read_stack([image_file, mask])
     other = write(tmp_path / "t1.nii.gz", np.ones((6, 7, 4), dtype=np.float32))
-    with pytest.raises(ValueError, match=r"file 2 \(t1.nii.gz\).*expected the same voxel grid"):
+    with pytest.raises(
+        ValueError, match=r"stacked echo 2 \(t1.nii.gz\).*expected the same voxel grid"
+    ):
         read_stack([image_file, other])
 
 

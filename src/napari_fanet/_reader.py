@@ -31,14 +31,16 @@ from napari_fanet.io.layers import (
     oblique_warning,
     volume_to_layer_data,
 )
-from napari_fanet.io.nifti import NIFTI_SUFFIXES, Volume, check_same_grid, load_volume
-from napari_fanet.physics.gre_io import read_echo_times, sidecar_path
+from napari_fanet.io.nifti import FOUR_D_HINT, NIFTI_SUFFIXES, load_volume
+from napari_fanet.physics.gre_io import load_echoes, read_echo_times, sidecar_path
 
 logger = logging.getLogger(__name__)
 
 LABEL_WORDS = ("mask", "label", "seg")
 #: The BIDS echo entity of a file name, ``echo-<index>`` (``sub-01_echo-2_part-phase_MEGRE``).
 ECHO_ENTITY = re.compile(r"(?:^|_)echo-(\d+)(?=_|$)")
+#: How a stack refuses a 4D file (instead of the loader's hint for programmers).
+STACK_4D_HINT = ": a 4D file opens on its own, not in a stack"
 #: Largest value of a file opened as labels (larger integer images open as images).
 MAX_LABEL = 65535
 
@@ -170,21 +172,18 @@ def read_stack(paths: Sequence[str | os.PathLike]) -> LayerData:
     Raises
     ------
     ValueError
-        If a file is not a 3D image (4D, a mask or label map), or the grids differ.
+        If a file does not load or is not a 3D image (4D, a mask or label map), or the grids
+        differ (:func:`~napari_fanet.physics.gre_io.load_echoes`).
     """
     if all(echo_index(p) is not None for p in paths):
         paths = sorted(paths, key=echo_index)
-    volumes = {}
-    for index, path in enumerate(paths):
-        volume = load_volume(path, allow_4d=True, dtype=None, name=Path(path).name)
-        if volume.ndim != 3 or _is_labels(layer_name(path), volume.data):
-            kind = f"{volume.ndim}D" if volume.ndim != 3 else "a mask or label map"
-            raise ValueError(f"{Path(path).name} is {kind}: only 3D images stack")
-        volumes[f"file {index + 1} ({Path(path).name})"] = volume
-    check_same_grid(volumes)
-    first = next(iter(volumes.values()))
-    data = np.stack([v.data.astype(np.float32, copy=False) for v in volumes.values()], axis=-1)
-    stacked = Volume(data, first.affine, header=first.header, path=first.path)
+    try:
+        _, stacked = load_echoes(paths, "stacked", dtype=np.float32)  # 3D files on one grid
+    except ValueError as exc:
+        raise ValueError(str(exc).replace(FOUR_D_HINT, STACK_4D_HINT)) from None
+    for path, echo in zip(paths, np.moveaxis(stacked.data, -1, 0), strict=True):
+        if _is_labels(layer_name(path), echo):
+            raise ValueError(f"{Path(path).name} is a mask or label map: only 3D images stack")
     echo_times = sidecar_echo_times_ms(paths, len(paths))
     metadata = {} if echo_times is None else {ECHO_TIMES_KEY: echo_times}
     return _checked(volume_to_layer_data(stacked, name=stack_name(paths), metadata=metadata))

@@ -25,7 +25,7 @@ import numpy as np
 from napari_fanet.io.nifti import NIFTI_SUFFIXES, Volume, check_same_grid, load_volume
 from napari_fanet.physics.echo_unwrap import check_echo_times
 
-__all__ = ["MultiEchoGRE", "load_multi_echo", "read_echo_times", "sidecar_path"]
+__all__ = ["MultiEchoGRE", "load_echoes", "load_multi_echo", "read_echo_times", "sidecar_path"]
 
 PathLike = str | os.PathLike
 
@@ -120,21 +120,35 @@ def read_echo_times(paths: Sequence[PathLike], n_echoes: int) -> np.ndarray:
     return check_echo_times(values, n_echoes)
 
 
-def _load_echoes(source: PathLike | Sequence[PathLike], role: str) -> tuple[list[Path], Volume]:
-    """Load one 4D/3D file or several 3D files as one ``(X, Y, Z, E)`` Volume."""
+def load_echoes(
+    source: PathLike | Sequence[PathLike], role: str, dtype: np.dtype | None = np.float64
+) -> tuple[list[Path], Volume]:
+    """Load one 4D/3D file or several 3D files (one per echo) as one ``(X, Y, Z, E)`` Volume.
+
+    Parameters
+    ----------
+    source : path or sequence of paths
+        One 4D or 3D NIfTI file, or 3D files in echo order.
+    role : str
+        What the files hold (``"phase"``...), for messages.
+    dtype : numpy dtype or None
+        Type of the data (default float64; None keeps each file's stored type).
+
+    Raises
+    ------
+    ValueError
+        If no file is given, a file does not load, a per-echo file is not 3D, or the grids
+        differ (:func:`~napari_fanet.io.nifti.check_same_grid`).
+    """
     paths = [Path(source)] if isinstance(source, (str, os.PathLike)) else [Path(p) for p in source]
     if not paths:
         raise ValueError(f"{role}: expected a file or a list of per-echo files, got none")
     if len(paths) == 1:
-        vol = load_volume(
-            paths[0], allow_4d=True, dtype=np.float64, name=f"{role} ({paths[0].name})"
-        )
+        vol = load_volume(paths[0], allow_4d=True, dtype=dtype, name=f"{role} ({paths[0].name})")
         data = vol.data if vol.ndim == 4 else vol.data[..., None]  # (X, Y, Z, E)
         return paths, Volume(data, vol.affine, vol.header, vol.path)
     vols = {
-        f"{role} echo {i + 1}": load_volume(
-            p, dtype=np.float64, name=f"{role} echo {i + 1} ({p.name})"
-        )
+        f"{role} echo {i + 1}": load_volume(p, dtype=dtype, name=f"{role} echo {i + 1} ({p.name})")
         for i, p in enumerate(paths)
     }
     check_same_grid(vols)
@@ -171,11 +185,11 @@ def load_multi_echo(
         If the files do not load (:func:`napari_fanet.io.nifti.load_volume`), grids or echo counts
         differ, or the echo times are missing or invalid.
     """
-    phase_paths, phase_vol = _load_echoes(phase, "phase")
+    phase_paths, phase_vol = load_echoes(phase, "phase")
     n_echoes = phase_vol.data.shape[3]
     mag = None
     if magnitude is not None:
-        _, mag_vol = _load_echoes(magnitude, "magnitude")
+        _, mag_vol = load_echoes(magnitude, "magnitude")
         check_same_grid({"phase": phase_vol, "magnitude": mag_vol})
         if mag_vol.data.shape != phase_vol.data.shape:
             raise ValueError(
