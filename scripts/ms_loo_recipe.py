@@ -6,7 +6,8 @@ The recipe behind the shipped ``fanet-seg`` and ``unet-seg`` (see their model ca
    every channel goes through the randomised simulator's scanner model
    (:func:`napari_fanet.simulation.scanner_artefacts.acquire`: bias field, blur, thick-slice 2D
    acquisition, Rician or Gaussian noise, gamma, scaling and clipping), so the network sees
-   the patients as other scanners and protocols would show them;
+   the patients as other scanners and protocols would show them; ``--thick-copies`` more
+   copies always have a thick-slice 2D FLAIR, cut along ``--thick-axis``;
 2. ``--n-sims`` domain-randomised 1 mm simulated subjects (``napari-fanet simulate --task ms
    --family randomised --voxel-size 1 1 1``) add lesion loads, shapes and contrasts the
    patients lack;
@@ -50,8 +51,11 @@ from napari_fanet.simulation.scanner_artefacts import ArtefactParams, acquire
 from napari_fanet.tasks.subjects import LESION_MASK_NAMES, SEG_MODALITIES, find_file
 
 
-def reacquire(patient: Path, out: Path, seed: int) -> None:
-    """Write ``out`` = ``patient`` with every modality re-acquired by the scanner model."""
+def reacquire(patient: Path, out: Path, seed: int, params: ArtefactParams | None = None) -> None:
+    """Write ``out`` = ``patient`` with every modality re-acquired by the scanner model.
+
+    ``params`` are the scanner model's ranges (default: :class:`ArtefactParams`'s).
+    """
     if (out / "done.json").exists():
         return
     out.mkdir(parents=True, exist_ok=True)
@@ -66,7 +70,7 @@ def reacquire(patient: Path, out: Path, seed: int) -> None:
         img = nib.load(path)
         data = np.maximum(np.asarray(img.dataobj, dtype=np.float32), 0.0) * mask
         new, settings[channel] = acquire(
-            rng, data, mask, img.header.get_zooms()[:3], channel, ArtefactParams()
+            rng, data, mask, img.header.get_zooms()[:3], channel, params or ArtefactParams()
         )
         nib.save(nib.Nifti1Image(new, img.affine), out / f"{channel}.nii.gz")
     for name in LESION_MASK_NAMES:
@@ -79,6 +83,16 @@ def reacquire(patient: Path, out: Path, seed: int) -> None:
             )
             break
     (out / "done.json").write_text(json.dumps({"source": str(patient), "seed": seed, **settings}))
+
+
+def thick_flair_params(axis: int) -> ArtefactParams:
+    """The scanner model with the FLAIR always acquired in thick 2D slices along ``axis``.
+
+    Clinical 2D FLAIR is mostly axial (axis 2 of the MNI-space patients); the slice thickness,
+    T1 and T2 keep the default ranges.
+    """
+    p_thick = tuple((name, 1.0 if name == "flair" else p) for name, p in ArtefactParams.p_thick)
+    return ArtefactParams(p_thick=p_thick, thick_axes=(axis,))
 
 
 def link(target: Path, link_path: Path) -> None:
@@ -131,6 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sims", type=Path, required=True, help="randomised simulated subjects")
     parser.add_argument("--n-sims", type=int, default=8)
     parser.add_argument("--copies", type=int, default=3, help="re-acquired copies per patient")
+    parser.add_argument(
+        "--thick-copies",
+        type=int,
+        default=0,
+        help="more copies per patient whose FLAIR is always a thick-slice 2D acquisition",
+    )
+    parser.add_argument(
+        "--thick-axis",
+        type=int,
+        default=2,
+        choices=(0, 1, 2),
+        help="voxel axis the --thick-copies' FLAIR slices cut (2: axial for MNI-space data)",
+    )
     parser.add_argument("--models", nargs="+", default=["fanet-seg"])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -167,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    for name in ("copies", "thick_copies"):
+        if getattr(args, name) < 0:
+            parser.error(
+                f"--{name.replace('_', '-')}: expected 0 or more, got {getattr(args, name)}"
+            )
     for name in ("data", "sims", "init_dir"):
         if not getattr(args, name).is_dir():
             parser.error(
@@ -193,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         for copy in range(args.copies):
             out = args.work / "real" / f"{patient.name}-acq{copy}"
             reacquire(patient, out, seed=1000 * (index + 1) + copy)
+            entries.append(out)
+        for copy in range(args.thick_copies):
+            out = args.work / "real" / f"{patient.name}-thick{copy}"
+            params = thick_flair_params(args.thick_axis)
+            reacquire(patient, out, seed=1000 * (index + 1) + 500 + copy, params=params)
             entries.append(out)
         real[patient.name] = entries
     sims = sorted(p for p in args.sims.iterdir() if p.is_dir())[: args.n_sims]

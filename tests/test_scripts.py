@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,38 @@ def test_ms_loo_recipe_passes_its_training_options_to_train(tmp_path, monkeypatc
     commands.clear()
     assert recipe.main([*args, "--only", "patient01"]) == 0
     assert "--blob-weight" not in commands[0] and "--lesion-contrast" not in commands[0]
+
+
+def test_ms_loo_recipe_thick_copies_have_a_2d_flair(tmp_path, monkeypatch, capsys):
+    import nibabel as nib
+    import numpy as np
+
+    recipe = _load("ms_loo_recipe")
+    patient = tmp_path / "data" / "patient01"
+    patient.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    brain = np.zeros((20, 20, 20), np.float32)
+    brain[3:17, 3:17, 3:17] = 1
+    flair = brain * (100 + 5 * rng.standard_normal(brain.shape)).astype(np.float32)
+    nib.save(nib.Nifti1Image(flair, np.eye(4)), patient / "flair.nii.gz")
+    nib.save(nib.Nifti1Image(brain.astype(np.uint8), np.eye(4)), patient / "lesion_mask.nii.gz")
+    for folder in ("sims", "init"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "init" / "fanet-seg.pt").write_bytes(b"")
+    monkeypatch.setattr(recipe.subprocess, "run", lambda cmd, check: None)
+    args = ["--data", str(tmp_path / "data"), "--sims", str(tmp_path / "sims"), "--copies", "0"]
+    args += ["--init-dir", str(tmp_path / "init"), "--work", str(tmp_path / "work")]
+    assert recipe.main([*args, "--thick-copies", "2", "--thick-axis", "1", "--final"]) == 0
+    for copy in (0, 1):
+        done = tmp_path / f"work/real/patient01-thick{copy}/done.json"
+        settings = json.loads(done.read_text())
+        assert settings["flair"]["thick_slice_axis"] == 1
+        assert 3.0 <= settings["flair"]["thick_slice_mm"] <= 5.0
+    linked = sorted(p.name for p in (tmp_path / "work/data/without-none").iterdir())
+    assert linked == ["patient01-orig", "patient01-thick0", "patient01-thick1"]
+    with pytest.raises(SystemExit):
+        recipe.main([*args, "--thick-copies", "-1"])
+    assert "--thick-copies: expected 0 or more, got -1" in capsys.readouterr().err
 
 
 def test_record_shipped_outputs_refuses_an_unknown_model(capsys):

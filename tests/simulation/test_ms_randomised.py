@@ -316,6 +316,31 @@ def test_acquire_scales_saturates_and_keeps_the_background_zero() -> None:
     assert json.dumps(settings)  # JSON-ready
 
 
+def test_acquire_cuts_thick_slices_only_along_the_given_axes() -> None:
+    mask = np.zeros((24, 24, 24), bool)
+    mask[4:20, 4:20, 4:20] = True
+    image = np.where(mask, 100.0, 0).astype(np.float32)
+    params = ArtefactParams(p_thick=(("flair", 1.0),), thick_axes=(2,))
+    axes = set()
+    for seed in range(6):
+        _, settings = acquire(
+            np.random.default_rng(seed), image, mask, (1.0, 1.0, 1.0), "flair", params
+        )
+        assert 3.0 <= settings["thick_slice_mm"] <= 5.0
+        axes.add(settings["thick_slice_axis"])
+    assert axes == {2}
+    # the default axes draw as before: any of the three, from the same stream
+    drawn = {
+        acquire(np.random.default_rng(s), image, mask, (1.0,) * 3, "flair",
+                ArtefactParams(p_thick=(("flair", 1.0),)))[1]["thick_slice_axis"]
+        for s in range(12)
+    }  # fmt: skip
+    assert drawn == {0, 1, 2}
+    for bad in ((), (3,), (0, -1)):
+        with pytest.raises(ValueError, match=r"thick_axes: expected one or more voxel axes"):
+            ArtefactParams(thick_axes=bad)
+
+
 def test_dataset_family_is_written_and_checked(tmp_path) -> None:
     out = simulate_dataset(tmp_path / "d", "ms", 1, seed=2, voxel_size=4.0, family="randomised")
     desc = json.loads(out.read_text())

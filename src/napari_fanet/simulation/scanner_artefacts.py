@@ -42,6 +42,8 @@ class ArtefactParams:
         Probability of a thick-slice acquisition per channel name.
     slice_mm : tuple of float
         Slice thickness range (mm).
+    thick_axes : tuple of int
+        Voxel axes a thick-slice acquisition may cut along, drawn uniformly (default: any).
     noise_rel : tuple of float
         Noise sigma relative to the median brain intensity, log-uniform.
     p_rician : float
@@ -61,12 +63,22 @@ class ArtefactParams:
     blur_mm: tuple[float, float] = (0.0, 0.6)
     p_thick: tuple[tuple[str, float], ...] = (("t1", 0.15), ("t2", 0.4), ("flair", 0.5))
     slice_mm: tuple[float, float] = (3.0, 5.0)
+    thick_axes: tuple[int, ...] = (0, 1, 2)
     noise_rel: tuple[float, float] = (0.01, 0.12)
     p_rician: float = 0.5
     log_gamma_std: float = 0.25
     p_saturate: float = 0.3
     saturate_percentile: tuple[float, float] = (97.0, 99.9)
     max_value: tuple[float, float] = (300.0, 4000.0)
+
+    def __post_init__(self) -> None:
+        """Refuse thick-slice axes that a 3D volume does not have."""
+        axes = tuple(self.thick_axes)
+        if not axes or any(a not in (0, 1, 2) for a in axes):
+            raise ValueError(
+                "thick_axes: expected one or more voxel axes among 0, 1, 2, "
+                f"got {self.thick_axes!r}"
+            )
 
 
 def bias_field(
@@ -170,7 +182,8 @@ def acquire(
     psf_mm = rng.uniform(*p.blur_mm, size=3)
     img = blur(img, psf_mm / vox)
     thick = rng.random() < dict(p.p_thick).get(channel, 0.0)
-    axis, factor = int(rng.integers(3)), 1.0
+    # (for the default axes this is the draw ``rng.integers(3)`` as before)
+    axis, factor = p.thick_axes[int(rng.integers(len(p.thick_axes)))], 1.0
     if thick:
         factor = float(rng.uniform(*p.slice_mm)) / float(vox[axis])
         thick = factor > 1.2  # slices barely thicker than the voxels: nothing to simulate
