@@ -59,7 +59,7 @@ def test_options_can_be_switched_off():
         (np.arange(64.0).reshape(4, 4, 4), {"threshold_scale": 0}, "threshold_scale must be"),
         (np.arange(64.0).reshape(4, 4, 4), {"open_voxels": 1.5}, "open_voxels must be"),
         (np.arange(64.0).reshape(4, 4, 4), {"close_voxels": -1}, "close_voxels must be"),
-        (np.pad(np.ones((1, 1, 1)), 3), {"smooth_voxels": 0}, "no voxel above the threshold"),
+        (np.pad(np.ones((1, 1, 1)), 3), {"smooth_voxels": 0}, "no brain found in the magnitude"),
     ],
 )
 def test_bad_input_raises(magnitude, kwargs, match):

@@ -81,7 +81,11 @@ def magnitude_mask(
         mask = ndi.binary_opening(mask, ball(open_voxels))
     labels, n = ndi.label(mask)
     if n == 0:
-        raise ValueError("no voxel above the threshold survived the opening: lower open_voxels")
+        raise ValueError(
+            "no brain found in the magnitude: expected a bright region larger than the "
+            f"opening's ball of radius {open_voxels} voxels, got none above the Otsu threshold; "
+            "give a brain mask instead"
+        )
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     mask = labels == int(np.argmax(sizes))

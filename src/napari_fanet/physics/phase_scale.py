@@ -84,7 +84,8 @@ def detect_phase_scaling(phase: np.ndarray) -> PhaseScaling:
     lo, hi = float(values.min()), float(values.max())
     if hi <= lo:
         raise ValueError(
-            f"phase is constant ({lo!r}): cannot infer its scaling; pass scale= explicitly"
+            f"phase is constant ({lo!r}): expected a phase image whose values vary (radians or "
+            "scanner integers); its scaling cannot be inferred"
         )
     span = hi - lo
     rng = f"[{lo:.6g}, {hi:.6g}]"

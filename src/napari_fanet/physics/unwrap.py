@@ -178,5 +178,5 @@ def _check(phase: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.n
     if m.shape != phi.shape:
         raise ValueError(f"mask must have the phase's shape {phi.shape}, got {m.shape}")
     if not m.any():
-        raise ValueError("mask is empty: nothing to unwrap")
+        raise ValueError("mask is empty: expected at least one voxel inside, nothing to unwrap")
     return phi, m
