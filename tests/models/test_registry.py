@@ -1,6 +1,7 @@
 """build_model, ModelConfig and checkpoints that rebuild a model from the file alone."""
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,8 +89,16 @@ def test_checkpoint_errors(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable napari-fanet checkpoint"):
+    with pytest.raises(ValueError, match="not a readable napari-fanet checkpoint") as info:
         read_checkpoint(junk)
+    assert "written by napari-fanet train" in str(info.value)
+    assert len(str(info.value).splitlines()) == 1  # torch's page of advice is cut to a sentence
+    # a pickle that holds more than weights (torch.load's weights_only refusal)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"a": Path("x")}, foreign)
+    with pytest.raises(ValueError, match=r"got one torch.load refuses \(UnpicklingError") as info:
+        read_checkpoint(foreign)
+    assert len(str(info.value).splitlines()) == 1 and "file an issue" not in str(info.value)
     plain = tmp_path / "plain.pt"
     torch.save({"weights": torch.zeros(1)}, plain)
     with pytest.raises(ValueError, match=r"expected a dict with keys \['format', 'config'"):

@@ -88,9 +88,12 @@ def read_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or foreign files
+        # torch's own text can run to a page of advice for its developers: keep its first sentence
+        first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:160]
         raise ValueError(
-            f"{path} is not a readable napari-fanet checkpoint (expected a file written by "
-            f"save_checkpoint): {type(exc).__name__}: {exc}"
+            f"{path} is not a readable napari-fanet checkpoint: expected a .pt file written by "
+            f"napari-fanet train (save_checkpoint), got one torch.load refuses "
+            f"({type(exc).__name__}: {first})"
         ) from exc
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
         found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
