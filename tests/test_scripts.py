@@ -114,6 +114,21 @@ def test_ms_loo_recipe_thick_copies_have_a_2d_flair(tmp_path, monkeypatch, capsy
     assert "--thick-copies: expected 0 or more, got -1" in capsys.readouterr().err
 
 
+def test_drop_attention_script_writes_a_smaller_network(tmp_path, capsys):
+    from napari_fanet.models import build_model, load_checkpoint, save_checkpoint
+
+    script = _load("drop_attention")
+    model = build_model("fanet-qsm", features=(4, 4, 4, 4, 4), attention_levels=(2, 4))
+    save_checkpoint(tmp_path / "in.pt", model)
+    assert script.main([str(tmp_path / "out.pt"), str(tmp_path / "in.pt"), "--levels", "4"]) == 0
+    smaller, info = load_checkpoint(tmp_path / "out.pt")
+    assert smaller.config.attention_levels == (2,)
+    assert info["extra"]["dropped_attention_levels"] == [4]
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "x.pt"), str(tmp_path / "in.pt"), "--levels", "3"])
+    assert "cannot drop attention at level(s) [3]" in capsys.readouterr().err
+
+
 def test_record_shipped_outputs_refuses_an_unknown_model(capsys):
     record = _load("record_shipped_outputs")
     assert record.main(["fanet-nothing"]) == 2

@@ -9,6 +9,7 @@ import torch
 
 from napari_fanet.models import build_model
 from napari_fanet.models.attention_growth import (
+    drop_attention,
     grow_attention,
     make_identity,
     set_start_temperature,
@@ -70,6 +71,47 @@ def test_dropping_a_trained_level_is_refused() -> None:
 def test_a_network_without_folded_attention_is_refused() -> None:
     with pytest.raises(ValueError, match=r"needs a network with folded attention.*attention=None"):
         grow_attention(build_model("unet-seg", features=FEATURES), (2, 4))
+
+
+def test_drop_attention_keeps_every_other_weight() -> None:
+    model = grow_attention(_trained_like(), (2, 4)).eval()
+    with torch.no_grad():
+        model.level_attention["2"].beta.fill_(0.1)
+    smaller = drop_attention(model, [4])
+    assert smaller.training  # ready to fine-tune
+    smaller.eval()
+    assert smaller.config.attention_levels == (2,) and smaller.attention is None
+    assert set(smaller.level_attention) == {"2"}
+    kept = smaller.state_dict()
+    for key, value in model.state_dict().items():
+        if key.startswith("attention."):
+            assert key not in kept
+        else:
+            torch.testing.assert_close(kept[key], value)
+    # without the bottleneck block its features pass unchanged: the same as an identity block
+    reference = grow_attention(_trained_like(), (2, 4)).eval()
+    reference.load_state_dict(model.state_dict())
+    make_identity(reference.attention)
+    x = torch.randn(1, 3, 32, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(smaller(x), reference(x))
+
+
+@pytest.mark.parametrize(
+    ("model", "levels", "message"),
+    [
+        (lambda: _trained_like(), [2], r"cannot drop attention at level\(s\) \[2\]: expected"),
+        (lambda: _trained_like(), [4], "would leave no attention block"),
+        (
+            lambda: build_model("unet-seg", features=FEATURES),
+            [4],
+            r"dropping attention needs a network with folded attention.*attention=None",
+        ),
+    ],
+)
+def test_bad_drops_are_refused(model, levels, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        drop_attention(model(), levels)
 
 
 def test_start_temperature_softens_only_its_block() -> None:

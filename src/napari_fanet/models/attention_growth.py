@@ -1,5 +1,7 @@
 """Give a trained FA-Net more folded-attention levels, or another energy scale, without retraining.
 
+(:func:`drop_attention` does the opposite: a copy without some levels' blocks, to fine-tune.)
+
 A trained network's weights carry over to a copy whose :class:`~.registry.ModelConfig` differs
 only in ``attention_levels`` (more levels) and ``attention_kwargs`` (for example
 ``{"scale": "sqrt"}``). Each new :class:`~.folded_attention.FoldedAttention3d` block starts as
@@ -101,6 +103,60 @@ def grow_attention(
         for key in untouched:
             grown_state[key].zero_()
     return grown.train()
+
+
+def drop_attention(model: nn.Module, levels: Sequence[int]) -> nn.Module:
+    """A copy of a trained FA-Net without the folded-attention blocks at ``levels``.
+
+    Every other weight carries over; the dropped levels' features pass through unchanged
+    (their blocks, including the value projection ``g``, are gone), so the copy computes
+    something else until it is fine-tuned.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A network built by :func:`~.registry.model_from_config` with folded attention.
+    levels : sequence of int
+        Levels of ``model``'s blocks to drop; at least one block must remain.
+
+    Returns
+    -------
+    torch.nn.Module
+        The copy, in training mode; its ``config`` records the remaining levels.
+
+    Raises
+    ------
+    ValueError
+        ``model`` has no folded attention, a level has no block, or no block would remain.
+    """
+    config: ModelConfig | None = getattr(model, "config", None)
+    if config is None or config.attention != "fa":
+        found = "no config" if config is None else f"attention={config.attention!r}"
+        raise ValueError(
+            f"dropping attention needs a network with folded attention (fanet-*), got {found}"
+        )
+    have = tuple(config.attention_levels)
+    absent = sorted(set(levels) - set(have))
+    if absent:
+        raise ValueError(
+            f"cannot drop attention at level(s) {absent}: expected levels of the model's "
+            f"blocks {list(have)}"
+        )
+    keep = tuple(level for level in have if level not in set(levels))
+    if not keep:
+        raise ValueError(
+            f"dropping {sorted(set(levels))} would leave no attention block (the model has "
+            f"{list(have)}); use the backbone (unet-*) instead"
+        )
+    smaller = model_from_config(dataclasses.replace(config, attention_levels=keep))
+    names = {lv: name for lv, name in attention_blocks(model).items() if lv in set(levels)}
+    state = {
+        key: value
+        for key, value in model.state_dict().items()
+        if not any(key.startswith(f"{name}.") for name in names.values())
+    }
+    smaller.load_state_dict(state, strict=True)  # every remaining weight has its place
+    return smaller.train()
 
 
 def set_start_temperature(model: nn.Module, level: int, temperature: float) -> None:
