@@ -36,6 +36,15 @@ def make_identity(block: FoldedAttention3d) -> None:
         block.beta.zero_()
 
 
+def folded_attention_config(model: nn.Module, doing: str) -> ModelConfig:
+    """``model``'s config, or a ``ValueError`` saying ``doing`` needs folded attention."""
+    config: ModelConfig | None = getattr(model, "config", None)
+    if config is None or config.attention != "fa":
+        found = "no config" if config is None else f"attention={config.attention!r}"
+        raise ValueError(f"{doing} needs a network with folded attention (fanet-*), got {found}")
+    return config
+
+
 def grow_attention(
     model: nn.Module,
     attention_levels: Sequence[int] | None = None,
@@ -66,12 +75,7 @@ def grow_attention(
     ValueError
         ``model`` has no folded attention, or ``attention_levels`` drops one of its levels.
     """
-    config: ModelConfig | None = getattr(model, "config", None)
-    if config is None or config.attention != "fa":
-        found = "no config" if config is None else f"attention={config.attention!r}"
-        raise ValueError(
-            f"growing attention needs a network with folded attention (fanet-*), got {found}"
-        )
+    config = folded_attention_config(model, "growing attention")
     levels = tuple(config.attention_levels if attention_levels is None else attention_levels)
     dropped = sorted(set(config.attention_levels) - set(levels))
     if dropped:
@@ -129,12 +133,7 @@ def drop_attention(model: nn.Module, levels: Sequence[int]) -> nn.Module:
     ValueError
         ``model`` has no folded attention, a level has no block, or no block would remain.
     """
-    config: ModelConfig | None = getattr(model, "config", None)
-    if config is None or config.attention != "fa":
-        found = "no config" if config is None else f"attention={config.attention!r}"
-        raise ValueError(
-            f"dropping attention needs a network with folded attention (fanet-*), got {found}"
-        )
+    config = folded_attention_config(model, "dropping attention")
     have = tuple(config.attention_levels)
     absent = sorted(set(levels) - set(have))
     if absent:
