@@ -186,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         if task == "segmentation" and args.data is not None:
             folders += sorted(p for p in args.data.iterdir() if p.is_dir())
         for folder in folders:
+            roles = [role.file for role in get_task(task).roles]
+            if not any(find_file(folder, name, required=False) for name in roles):
+                parser.error(
+                    f"expected a case with {' / '.join(roles)} in {folder}, found none (run from "
+                    "a checkout with sample_data/, or give --data subjects)"
+                )
             rows += measure(model_path, folder, args.threads, args.cosine_scales)
             print(f"{model_path.name} {folder.name}: done", file=sys.stderr, flush=True)
     print(markdown(rows))

@@ -311,6 +311,15 @@ def test_attention_entropy_refuses_a_missing_model(bench, tmp_path, capsys):
     assert "--models: expected a checkpoint file, got" in err
 
 
+def test_attention_entropy_refuses_a_missing_sample_case(bench, tmp_path, capsys, monkeypatch):
+    """Run from a copy without sample_data/: a usage error, not a StopIteration traceback."""
+    entropy = bench("attention_entropy")
+    monkeypatch.setitem(entropy.SAMPLES, "qsm", tmp_path / "no-sample")
+    model = SRC / "napari_fanet" / "weights" / "fanet-qsm.pt"
+    err = _usage_error(capsys, entropy.main, ["--models", str(model)])
+    assert "expected a case with local_field / brain_mask in" in err and "found none" in err
+
+
 def _ms_case(root, name, lesions, affine):
     import nibabel as nib
 
