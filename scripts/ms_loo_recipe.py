@@ -46,6 +46,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from napari_fanet.cli.base import non_negative_int
 from napari_fanet.cli.train import ATTENTION_SCALES
 from napari_fanet.simulation.scanner_artefacts import ArtefactParams, acquire
 from napari_fanet.tasks.subjects import LESION_MASK_NAMES, SEG_MODALITIES, find_file
@@ -144,10 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="real patients, one folder each")
     parser.add_argument("--sims", type=Path, required=True, help="randomised simulated subjects")
     parser.add_argument("--n-sims", type=int, default=8)
-    parser.add_argument("--copies", type=int, default=3, help="re-acquired copies per patient")
+    parser.add_argument(
+        "--copies", type=non_negative_int, default=3, help="re-acquired copies per patient"
+    )
     parser.add_argument(
         "--thick-copies",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="more copies per patient whose FLAIR is always a thick-slice 2D acquisition",
     )
@@ -194,11 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    for name in ("copies", "thick_copies"):
-        if getattr(args, name) < 0:
-            parser.error(
-                f"--{name.replace('_', '-')}: expected 0 or more, got {getattr(args, name)}"
-            )
     for name in ("data", "sims", "init_dir"):
         if not getattr(args, name).is_dir():
             parser.error(

@@ -111,7 +111,7 @@ def test_ms_loo_recipe_thick_copies_have_a_2d_flair(tmp_path, monkeypatch, capsy
     assert linked == ["patient01-orig", "patient01-thick0", "patient01-thick1"]
     with pytest.raises(SystemExit):
         recipe.main([*args, "--thick-copies", "-1"])
-    assert "--thick-copies: expected 0 or more, got -1" in capsys.readouterr().err
+    assert "--thick-copies: expected an integer >= 0, got -1" in capsys.readouterr().err
 
 
 def test_drop_attention_script_writes_a_smaller_network(tmp_path, capsys):
