@@ -8,6 +8,7 @@ import pytest
 from napari_fanet.physics.background import smv_high_pass, vsharp
 from napari_fanet.physics.forward import forward_field
 from napari_fanet.physics.smv_consistency import (
+    SMV_AUTO_SCALE,
     SMV_LAMBDA_RANGE,
     smv_automatic_lambda,
     smv_data_consistency,
@@ -101,6 +102,37 @@ def test_automatic_lambda(head):
     auto = smv_data_consistency(noisy, np.zeros_like(head["chi"]), head["brain"], VOX, B0,
                                 radii_mm=RADII)  # fmt: skip
     np.testing.assert_allclose(auto, same)
+
+
+def test_the_automatic_weight_scales_before_it_is_clipped(head):
+    lo, hi = SMV_LAMBDA_RANGE
+    rng = np.random.default_rng(0)
+    noisy = head["total"] + 1e-4 * rng.standard_normal(head["total"].shape)
+    args = (noisy, np.zeros_like(head["chi"]), head["brain"], VOX, B0)
+    plain = smv_automatic_lambda(*args, radii_mm=RADII, scale=1.0)
+    assert lo < plain / 2 < hi
+    half = smv_automatic_lambda(*args, radii_mm=RADII, scale=0.5)
+    assert half == pytest.approx(plain / 2, rel=1e-6)
+    default = smv_automatic_lambda(*args, radii_mm=RADII)
+    assert default == pytest.approx(plain * SMV_AUTO_SCALE, rel=1e-6)
+    assert smv_automatic_lambda(*args, radii_mm=RADII, scale=1e9) == hi
+    perfect = smv_automatic_lambda(head["total"], head["chi"], head["brain"], VOX, B0,
+                                   radii_mm=RADII, scale=0.5)  # fmt: skip
+    assert perfect == hi  # a prior within the noise keeps the top, whatever the scale
+
+
+@pytest.mark.parametrize(
+    ("scale", "error", "match"),
+    [
+        (0.0, ValueError, "scale must be a finite number > 0, got 0.0"),
+        (float("nan"), ValueError, "scale must be a finite number > 0, got nan"),
+        ("half", TypeError, "scale must be a number, got str"),
+    ],
+)
+def test_a_bad_scale_of_the_automatic_weight_raises(head, scale, error, match):
+    with pytest.raises(error, match=match):
+        smv_automatic_lambda(head["total"], head["chi"], head["brain"], VOX, B0,
+                             radii_mm=RADII, scale=scale)  # fmt: skip
 
 
 def test_weights_of_one_change_nothing_and_zero_weights_drop_the_data(head):

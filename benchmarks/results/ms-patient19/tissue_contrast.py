@@ -6,7 +6,9 @@ started at the 10th, 50th and 90th percentiles) of the T1 inside the brain, lesi
 z-score of each class and of the consensus lesions, and each class's share of the brain; then
 (added 2026-12-06, late) the FLAIR of the lesions and of the grey matter over the white matter's
 median, the same way for the patients and, with ``--sims``, for simulated subjects (their
-``lesion_mask``), so the simulations' lesion contrast can be set beside the real one.
+``lesion_mask``), so the simulations' lesion contrast can be set beside the real one; and (added
+2026-12-06, night) the fine texture of the white matter and of the lesions' cores: the standard
+deviation of the FLAIR minus its Gaussian blur (sigma 1 voxel), over the white matter's median.
 
 Usage (from the repository root; about 20 seconds, and about 5 per simulated subject)::
 
@@ -46,12 +48,23 @@ def tissue_classes(
 
 
 def ratio_row(name: str, flair: np.ndarray, t1: np.ndarray, lesions: np.ndarray) -> str:
-    """FLAIR of the lesions (median, 10th, 90th percentile) and grey matter over white matter."""
+    """One row: lesion and grey-matter FLAIR over white matter, and the fine textures.
+
+    The lesions as median (10th-90th percentile); the fine texture of the white matter and of
+    the lesions' cores as in the module docstring.
+    """
     _, (white, grey, _) = tissue_classes(flair, t1, lesions)
     reference = float(np.median(flair[white]))
     lesion = np.percentile(flair[lesions], [50, 10, 90]) / reference
     grey_ratio = float(np.median(flair[grey])) / reference
-    return f"| {name} | {lesion[0]:.2f} ({lesion[1]:.2f}-{lesion[2]:.2f}) | {grey_ratio:.2f} |"
+    flair = flair.astype(np.float32)
+    fine = flair - ndimage.gaussian_filter(flair, 1.0)
+    cores = ndimage.binary_erosion(lesions)
+    textures = [fine[m].std() / reference if m.any() else float("nan") for m in (white, cores)]
+    return (
+        f"| {name} | {lesion[0]:.2f} ({lesion[1]:.2f}-{lesion[2]:.2f}) | {grey_ratio:.2f} "
+        f"| {textures[0]:.3f} | {textures[1]:.3f} |"
+    )
 
 
 def patient_volumes(patient: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -93,7 +106,7 @@ if __name__ == "__main__":
         print(tissue_row(patient))
     print(
         "\n| subject | FLAIR over white matter: lesions, median (10th-90th percentile) "
-        "| grey matter |\n|---|---|---|"
+        "| grey matter | fine texture: white matter | lesion cores |\n|---|---|---|---|---|"
     )
     for patient in PATIENTS:
         print(ratio_row(patient, *patient_volumes(patient)))

@@ -154,9 +154,10 @@ def main(out: Path) -> None:
     print(text)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path, help="markdown file for the two tables (new)")
+def output_file(description: str, what: str) -> Path:
+    """The command line's new markdown file; usage errors for it and for missing data or folds."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("out", type=Path, help=f"markdown file for {what} (new)")
     args = parser.parse_args()
     missing = [str(DATA / p) for p in PATIENTS if not (DATA / p / "flair.nii.gz").is_file()]
     missing += [FOLD.format(p) for p in PATIENTS if not Path(FOLD.format(p)).is_file()]
@@ -166,5 +167,9 @@ if __name__ == "__main__":
         parser.error(f"out: expected a new file, got the existing {args.out}")
     if not args.out.parent.is_dir():
         parser.error(f"out: expected a file in an existing folder, got {args.out}")
-    main(args.out)
+    return args.out
+
+
+if __name__ == "__main__":
+    main(output_file(__doc__.splitlines()[0], "the two tables"))
     sys.exit(0)

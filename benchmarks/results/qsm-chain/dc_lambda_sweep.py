@@ -30,8 +30,13 @@ from napari_fanet.simulation.qsm_chain import store_phase_as_integers
 WEIGHTS = ("auto", 1.0, 0.3, 0.1, 0.03, 0.01)
 
 
-def sweep(seed: int, params: GREParams, model, checkpoint) -> list[str]:
-    """Table rows of one subject: the raw map, then each weight at 10 and 30 iterations."""
+def raw_chain_map(seed: int, params: GREParams, model, checkpoint):
+    """One simulated 2 mm subject through the chain and the network, without data consistency.
+
+    Returns ``(gre, chain, raw, scored, voxel)``: the simulated acquisition, the chain's result,
+    the network's raw map (ppm, ``(X, Y, Z)``), the scored voxels (the chain's local mask within
+    the brain) and the voxel size in mm.
+    """
     gre = simulate_gre_phase(simulate_qsm_subject(seed, 2.0, noise=False), seed, params=params)
     result = phase_to_susceptibility(
         store_phase_as_integers(gre.phase), gre.echo_times_s, gre.affine,
@@ -39,9 +44,14 @@ def sweep(seed: int, params: GREParams, model, checkpoint) -> list[str]:
         chain_settings=PhaseChainSettings(b0_tesla=gre.b0_tesla), model=model,
         checkpoint=checkpoint, data_consistency="none",
     )  # fmt: skip
-    chain, raw = result.chain, result.chi
-    scored = chain.local_mask & gre.mask
+    chain = result.chain
     voxel = tuple(float(v) for v in np.linalg.norm(gre.affine[:3, :3], axis=0))
+    return gre, chain, result.chi, chain.local_mask & gre.mask, voxel
+
+
+def sweep(seed: int, params: GREParams, model, checkpoint) -> list[str]:
+    """Table rows of one subject: the raw map, then each weight at 10 and 30 iterations."""
+    gre, chain, raw, scored, voxel = raw_chain_map(seed, params, model, checkpoint)
     auto = smv_automatic_lambda(chain.field_ppm, raw, chain.mask, voxel, gre.b0_dir)
     error = nrmse(raw, gre.chi, scored, demean=True)
     rows = [f"| {seed} | raw network (no data consistency) | | {error:.2f} |"]

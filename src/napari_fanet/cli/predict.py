@@ -371,7 +371,7 @@ def add_qsm_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="weight of the network's map against the field in data consistency "
         "(a number > 0; default auto: estimated for each volume from the field's noise and the "
-        "network's residual)",
+        "network's residual, halved for the smv fit of --phase, as measured on simulations)",
     )
     add_common(
         parser,

@@ -22,8 +22,9 @@ the field it makes further in.
 
 ``lam="auto"`` is :func:`smv_automatic_lambda`: the field's noise variance over the variance of
 the prior's error seen through the kernel, as
-:func:`napari_fanet.physics.data_consistency.automatic_lambda` does for the local field, clipped
-to :data:`SMV_LAMBDA_RANGE`. Units: fields and maps in ppm, arrays ``(X, Y, Z)``.
+:func:`napari_fanet.physics.data_consistency.automatic_lambda` does for the local field, times
+:data:`SMV_AUTO_SCALE` (0.5, measured), clipped to :data:`SMV_LAMBDA_RANGE`. Units: fields and
+maps in ppm, arrays ``(X, Y, Z)``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from napari_fanet.physics.tensor_checks import check_b0_dir, check_number, check
 
 __all__ = [
     "DEFAULT_SMV_ITERATIONS",
+    "SMV_AUTO_SCALE",
     "SMV_LAMBDA_RANGE",
     "smv_automatic_lambda",
     "smv_data_consistency",
@@ -51,6 +53,13 @@ DEFAULT_SMV_ITERATIONS = 10
 #: Range of the automatic prior weight. The top is large: with a noisy field the prior should
 #: win, and ``lam = 3`` keeps the network's map within about 1 % (NRMSE) of itself.
 SMV_LAMBDA_RANGE = (1e-3, 3.0)
+#: Factor on the automatic weight before it is clipped (see :func:`smv_automatic_lambda`).
+#: 0.5 since 2026-12-06: chosen among 1, 0.5 and 0.25 on four simulated validation subjects,
+#: then confirmed paired on 24 others (``fanet-qsm-phase``, LBV chain, 2 mm): chi NRMSE 0.73
+#: point lower at first-echo SNR 200-400 (24 of 24 subjects), 0.05 at SNR 40-80, where the
+#: weight mostly stays at the top of :data:`SMV_LAMBDA_RANGE`
+#: (``benchmarks/results/qsm-chain/dc-scale/``).
+SMV_AUTO_SCALE = 0.5
 #: The solver's precision: single, which halves the memory and the time of the FFTs (a 1 mm
 #: head holds one real spectrum per sphere radius) and changes the map by under 0.001 % (NRMSE).
 SOLVER_DTYPE = torch.float32
@@ -125,7 +134,9 @@ def _weights(weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return w
 
 
-def _lambda_from(op: _SMVOperator, smv: SMVHighPass, prior, noise: float) -> float:
+def _lambda_from(
+    op: _SMVOperator, smv: SMVHighPass, prior, noise: float, scale: float = SMV_AUTO_SCALE
+) -> float:
     lo, hi = SMV_LAMBDA_RANGE
     assigned = torch.as_tensor(smv.assigned)
     residual = (op.forward(prior) - _tensor(smv.filtered))[assigned].double()
@@ -133,7 +144,7 @@ def _lambda_from(op: _SMVOperator, smv: SMVHighPass, prior, noise: float) -> flo
     if excess <= 0 or noise == 0:
         return hi if excess <= 0 else lo
     gain = float(torch.mean(op.largest**2))  # E[((1 - S_rmax) D)^2] over the grid
-    return float(min(max(noise**2 * gain / excess, lo), hi))
+    return float(min(max(scale * noise**2 * gain / excess, lo), hi))
 
 
 def smv_automatic_lambda(
@@ -145,19 +156,26 @@ def smv_automatic_lambda(
     *,
     radii_mm: Sequence[float] | None = None,
     pad_factor: float = 1.5,
+    scale: float = SMV_AUTO_SCALE,
 ) -> float:
     """The prior's weight for this case: noise variance over the prior's error variance.
 
-    ``lam = s^2 E[((1 - S_rmax) D)^2] / (mean((A chi_net - g)^2) - s^2)``, with ``s`` the
+    ``lam = k s^2 E[((1 - S_rmax) D)^2] / (mean((A chi_net - g)^2) - s^2)``, with ``s`` the
     field's noise (:func:`~napari_fanet.physics.data_consistency.estimate_field_noise` of the
-    total field in ``mask``), clipped to :data:`SMV_LAMBDA_RANGE` (a prior that explains the data
-    to within the noise gets the top). Arrays ``(X, Y, Z)`` in ppm.
+    total field in ``mask``) and ``k = scale``, clipped to :data:`SMV_LAMBDA_RANGE` (a prior that
+    explains the data to within the noise gets the top). Arrays ``(X, Y, Z)`` in ppm.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``scale`` is not a finite number > 0, or as :func:`smv_data_consistency`.
     """
+    scale = check_number(scale, "scale", positive=True)
     f, prior, m, smv, op = _prepare(
         total_field, chi_prior, mask, voxel_size, b0_dir, radii_mm, pad_factor
     )
     prior_t = _tensor(np.where(m, prior, 0.0))
-    return _lambda_from(op, smv, prior_t, estimate_field_noise(f, m))
+    return _lambda_from(op, smv, prior_t, estimate_field_noise(f, m), scale)
 
 
 def smv_data_consistency(
