@@ -14,10 +14,8 @@ Usage (from the repository root; about 30 seconds)::
     PYTHONPATH=src python benchmarks/results/attention_ops/cosine_slabs.py [--repeats 30]
 """
 
-import argparse
-
 import torch
-from ops_threads import median_ms
+from ops_threads import one_and_two_threads, repeats_argument
 
 from napari_fanet.models.folded_attention import FoldedAttention3d
 
@@ -68,17 +66,12 @@ def block_raw_energies(block: FoldedAttention3d, x: torch.Tensor) -> dict[str, t
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30, help="timed calls per row")
-    args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error(f"--repeats: expected 1 or more, got {args.repeats}")
+    repeats = repeats_argument(argv, __doc__.splitlines()[0], 30)
     torch.manual_seed(0)
     block = FoldedAttention3d(C, scale="cosine", learn_temperature=True).eval()
     conv = torch.nn.Conv3d(C, C, 3, padding=1).eval()
     x = torch.randn(B, C, D, H, W)
     previous = torch.get_num_threads()
-    rows = {}
     with torch.inference_mode():
         slabs, reference = slab_energies(block, x), block_raw_energies(block, x)
         errors = {
@@ -95,12 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             "whole block": lambda: block(x),
             "one 3x3x3 convolution C -> C": lambda: conv(x),
         }
-        for name, run in runs.items():
-            times = []
-            for threads in (1, 2):
-                torch.set_num_threads(threads)
-                times.append(median_ms(run, args.repeats))
-            rows[name] = times
+        rows = {name: one_and_two_threads(run, repeats) for name, run in runs.items()}
     torch.set_num_threads(previous)
     print(f"Cosine FA energies at ({B}, {C}, {D}, {H}, {W}), torch {torch.__version__}\n")
     print("| computation | 1 thread ms | 2 threads ms |")

@@ -34,6 +34,25 @@ def median_ms(run: Callable[[], object], repeats: int) -> float:
     return sorted(times)[len(times) // 2] * 1e3
 
 
+def one_and_two_threads(run: Callable[[], object], repeats: int) -> list[float]:
+    """Median ms of ``run`` with 1, then 2 intra-op threads (the caller restores the count)."""
+    times = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        times.append(median_ms(run, repeats))
+    return times
+
+
+def repeats_argument(argv: list[str] | None, description: str, default: int) -> int:
+    """``--repeats`` from the command line, at least 1 (a usage error otherwise)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=default, help="timed calls per row")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats: expected 1 or more, got {args.repeats}")
+    return args.repeats
+
+
 def pieces() -> dict[str, tuple[Callable[[], object], float]]:
     """Each piece's call and its multiply-adds (0 for the element-wise ones)."""
     gen = torch.Generator().manual_seed(0)
@@ -93,25 +112,14 @@ def convolution() -> tuple[Callable[[], object], float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=40, help="timed calls per piece")
-    args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error(f"--repeats: expected 1 or more, got {args.repeats}")
+    repeats = repeats_argument(argv, __doc__.splitlines()[0], 40)
     previous = torch.get_num_threads()
     rows = []
     with torch.inference_mode():
         for name, (run, macs) in pieces().items():
-            times = []
-            for threads in (1, 2):
-                torch.set_num_threads(threads)
-                times.append(median_ms(run, args.repeats))
-            rows.append((name, macs, *times))
+            rows.append((name, macs, *one_and_two_threads(run, repeats)))
         run, macs = convolution()
-        times = []
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            times.append(median_ms(run, args.repeats))
+        times = one_and_two_threads(run, repeats)
         conv_row = ("one 3x3x3 convolution C -> C (the ratio's reference)", macs, *times)
     torch.set_num_threads(previous)
     print(f"Cosine FA pieces at ({B}, {C}, {D}, {H}, {W}), torch {torch.__version__}\n")
