@@ -127,6 +127,13 @@ def test_drop_attention_script_writes_a_smaller_network(tmp_path, capsys):
     with pytest.raises(SystemExit):
         script.main([str(tmp_path / "x.pt"), str(tmp_path / "in.pt"), "--levels", "3"])
     assert "cannot drop attention at level(s) [3]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "in.pt"), str(tmp_path / "in.pt"), "--levels", "4"])
+    assert "the output must not be the input" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "y.pt"), str(tmp_path / "missing.pt"), "--levels", "4"])
+    assert "checkpoint file not found: " in capsys.readouterr().err
+    assert not (tmp_path / "y.pt").exists()
 
 
 def test_record_shipped_outputs_refuses_an_unknown_model(capsys):
