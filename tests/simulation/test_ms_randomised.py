@@ -203,6 +203,36 @@ def test_version_5_grows_the_ventricles_and_moves_the_periventricular_lesions() 
     assert default.meta["ventricle_growth_mm"] == 0.0
 
 
+def test_version_6_is_version_4_times_a_fine_texture_over_tissue_and_lesions() -> None:
+    base = _quiet(load_ml=(20.0, 20.0), p_bright_cortex=1.0)  # version 4, no scanner effects
+    v4 = simulate_randomised_ms_subject(3, VOX, params=base, noise=False)
+    rough = dataclasses.replace(base, fine_texture_std=0.5)
+    v6 = simulate_randomised_ms_subject(3, VOX, params=rough, noise=False)
+    assert (v4.meta["generator_version"], v6.meta["generator_version"]) == (4, 6)
+    assert v4.meta["fine_texture_std"] == 0.0 and 0.0 < v6.meta["fine_texture_std"] <= 0.5
+    for name in ("lesion_mask", "brain_mask", "wm_mask"):  # every other draw unchanged
+        assert np.array_equal(getattr(v4, name), getattr(v6, name))
+    brain = v4.brain_mask & (v4.flair > 20) & (v4.t2 > 20)
+
+    def texture(channel: str) -> np.ndarray:  # each channel is rescaled to its own maximum
+        ratio = getattr(v6, channel)[brain] / getattr(v4, channel)[brain]
+        return ratio / np.median(ratio)
+
+    flair = texture("flair")  # one texture for every channel, integer rounding aside
+    np.testing.assert_allclose(texture("t2"), flair, rtol=0.1, atol=0.05)
+    assert flair.min() > 0.4  # the texture's floor of 0.5, give or take the rescaling
+    std = v6.meta["fine_texture_std"]
+    assert np.std(flair) > 0.3 * std
+    assert np.std(flair[v4.lesion_mask[brain]]) > 0.3 * std  # the lesions are textured too
+    from napari_fanet.simulation.dataset import simulate_subject
+
+    family = simulate_subject("ms", 3, VOX, noise=False, family="randomised-v6")
+    same4 = simulate_subject("ms", 3, VOX, noise=False, family="randomised-v4")
+    assert family.meta["generator_version"] == 6 and family.meta["fine_texture_std"] > 0
+    assert np.array_equal(family.lesion_mask, same4.lesion_mask)
+    assert not np.array_equal(family.flair, same4.flair)
+
+
 def test_grow_ventricles_turns_tissue_into_csf_within_the_distance() -> None:
     shape, vox = (21, 21, 21), (1.0, 1.0, 1.0)
     ventricles = np.zeros(shape, np.float32)
@@ -241,6 +271,8 @@ def test_every_site_hosts_lesions_down_to_3_mm() -> None:
         ({"p_atrophy": 2.0}, r"p_atrophy must be in \[0, 1\], got 2.0"),
         ({"ventricle_growth_mm": (3.0, 1.0)}, r"ventricle_growth_mm must be \(lo, hi\) with 0"),
         ({"ventricle_growth_mm": (3.0,)}, r"ventricle_growth_mm must be \(lo, hi\).*got \(3.0,\)"),
+        ({"fine_texture_std": -0.1}, r"fine_texture_std must be in \[0, 1\), got -0.1"),
+        ({"fine_texture_std": 1.0}, r"fine_texture_std must be in \[0, 1\), got 1.0"),
     ],
 )
 def test_bad_params_are_refused(kwargs, match) -> None:

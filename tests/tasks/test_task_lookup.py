@@ -63,6 +63,7 @@ def test_the_registry_holds_one_task_per_stored_name():
                     "randomised-v2",
                     "randomised-v4",
                     "randomised-v5",
+                    "randomised-v6",
                 ),
                 "prediction_options": ("threshold", "seed_threshold", "min_lesion_mm3", "mirror"),
                 "output": "mask",

@@ -25,6 +25,7 @@ FAMILY_CHOICES = (
     "randomised-v2",
     "randomised-v4",
     "randomised-v5",
+    "randomised-v6",
     "fullrange",
     "chain",
     "chain-vsharp",

@@ -58,8 +58,9 @@ def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         "(domain-randomised contrast, lesion load 0.1-80 mL, scanner artefacts; use "
         "--voxel-size 1 1 1), randomised-v2 (its generator version 2: uniform, sharp-edged "
         "confluent lesions; reproduces older datasets), randomised-v4 (version 4: regional "
-        "bright grey matter, unlabelled) or randomised-v5 (version 5: version 4 plus atrophy, "
-        "lateral ventricles grown by 1-6 mm on 60%% of the subjects); for --task qsm, "
+        "bright grey matter, unlabelled), randomised-v5 (version 5: version 4 plus atrophy, "
+        "lateral ventricles grown by 1-6 mm on 60%% of the subjects) or randomised-v6 (version "
+        "6: version 4 plus a fine texture over tissue and lesions); for --task qsm, "
         "fullrange, chain or chain-vsharp (see napari-fanet train --help)",
     )
     parser.add_argument(

@@ -33,7 +33,8 @@ TASKS = ("qsm", "ms")
 #: domain-randomised ``randomised`` family (:mod:`.ms_randomised`), ``randomised-v2``, its
 #: generator version 2 (uniform, sharp-edged confluent lesions; ``fanet-seg``'s stages 1-3), and
 #: ``randomised-v4``, its version 4 (regional bright grey matter; stage 6, not shipped),
-#: ``randomised-v5``, its version 5 (version 4 plus atrophy: enlarged lateral ventricles);
+#: ``randomised-v5``, its version 5 (version 4 plus atrophy: enlarged lateral ventricles),
+#: ``randomised-v6``, its version 6 (version 4 plus a fine texture over tissue and lesions);
 #: for QSM, the ``fullrange``
 #: training family (:data:`.qsm_families.FULL_RANGE`: extra sources over the whole physical
 #: range of susceptibility, B0 tilts up to 30 degrees) and the ``chain`` family (:mod:`.qsm_chain`:
@@ -42,7 +43,14 @@ TASKS = ("qsm", "ms")
 #: (the default until 2026-12-05, which the first two stages of ``fanet-qsm-phase`` used).
 FAMILIES = {
     "qsm": ("phantom", "fullrange", "chain", "chain-vsharp"),
-    "ms": ("phantom", "randomised", "randomised-v2", "randomised-v4", "randomised-v5"),
+    "ms": (
+        "phantom",
+        "randomised",
+        "randomised-v2",
+        "randomised-v4",
+        "randomised-v5",
+        "randomised-v6",
+    ),
 }
 #: First subject seed of each split; subject ``i`` of a dataset made with ``seed`` uses
 #: ``seed + i``, so splits stay disjoint for datasets of up to 10 000 subjects.
@@ -131,6 +139,12 @@ def _ms_randomised_v5(seed: int, voxel_size, noise: bool) -> MSSubject:
     return simulate_randomised_ms_subject(seed, voxel_size, noise=noise, params=VERSION_5)
 
 
+def _ms_randomised_v6(seed: int, voxel_size, noise: bool) -> MSSubject:
+    from napari_fanet.simulation.ms_randomised import VERSION_6, simulate_randomised_ms_subject
+
+    return simulate_randomised_ms_subject(seed, voxel_size, noise=noise, params=VERSION_6)
+
+
 def _qsm_phantom(seed: int, voxel_size, noise: bool) -> QSMSubject:
     return simulate_qsm_subject(seed, voxel_size, noise=noise, params=None)
 
@@ -160,6 +174,7 @@ _GENERATORS = {
     ("ms", "randomised-v2"): _ms_randomised_v2,
     ("ms", "randomised-v4"): _ms_randomised_v4,
     ("ms", "randomised-v5"): _ms_randomised_v5,
+    ("ms", "randomised-v6"): _ms_randomised_v6,
     ("qsm", "phantom"): _qsm_phantom,
     ("qsm", "fullrange"): _qsm_fullrange,
     ("qsm", "chain"): _qsm_chain,

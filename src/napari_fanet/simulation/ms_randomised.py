@@ -55,10 +55,13 @@ FAMILY = "randomised"
 #: 4 (``randomised-v4``, not the default: it did not help ``fanet-seg``, see its card): regional
 #: grey-matter brightening on FLAIR and T2 (unlabelled).
 #: 5 (``randomised-v5``, not the default): version 4 plus atrophy, enlarged lateral ventricles.
+#: 6 (``randomised-v6``, not the default): version 4 plus a fine multiplicative texture over
+#: tissue and lesions alike.
 GENERATOR_VERSION = 3
 
 STREAMS = (
     "anatomy", "contrast", "lesions", "caps", "texture", "t1", "t2", "flair", "cortex", "atrophy",
+    "fine_texture",
 )  # fmt: skip
 CHANNELS = ("t1", "t2", "flair")
 CLASSES = ("wm", "cgm", "dgm", "csf")
@@ -123,6 +126,15 @@ class RandomisedMSParams:
         are those of a healthy average brain.
     ventricle_growth_mm : tuple of float
         Range of that growth (mm), drawn uniformly.
+    fine_texture_std : float
+        Largest standard deviation of a fine multiplicative texture (white noise blurred by
+        ``FINE_TEXTURE_VOX``, drawn per subject in ``[0, fine_texture_std]``) over tissue and
+        lesions alike, applied before the scanner effects (default 0: versions 3-5; above 0:
+        version 6). The shared real FLAIRs are rougher at the 1 mm scale than most simulations
+        (the white matter's fine texture 0.066-0.088 against a median of 0.039 for version 4;
+        ``benchmarks/results/ms-patient19/tissue_contrast.md``), and the simulated lesions have
+        no texture of their own. Smoothing a real scan's brain around its lesions makes the
+        network call more lesion (``benchmarks/results/ms-patient19/local_smoothing.md``).
     lesions : LesionLoadParams
         Lesion load, sizes and sites.
     artefacts : ArtefactParams
@@ -145,6 +157,7 @@ class RandomisedMSParams:
     texture_std: float = 0.05
     p_atrophy: float = 0.0
     ventricle_growth_mm: tuple[float, float] = (1.0, 6.0)
+    fine_texture_std: float = 0.0
     lesions: LesionLoadParams = field(default_factory=LesionLoadParams)
     artefacts: ArtefactParams = field(default_factory=ArtefactParams)
     deformation: DeformationParams = field(default_factory=DeformationParams)
@@ -162,6 +175,8 @@ class RandomisedMSParams:
                 )
         if not self.bright_cortex_max >= 0.1:
             raise ValueError(f"bright_cortex_max must be >= 0.1, got {self.bright_cortex_max!r}")
+        if not 0 <= self.fine_texture_std < 1:
+            raise ValueError(f"fine_texture_std must be in [0, 1), got {self.fine_texture_std!r}")
         if not self.bright_cortex_mm > 0:
             raise ValueError(f"bright_cortex_mm must be positive, got {self.bright_cortex_mm!r}")
         growth = tuple(self.ventricle_growth_mm)
@@ -175,9 +190,11 @@ class RandomisedMSParams:
 def generator_version(params: RandomisedMSParams) -> int:
     """The generator version ``params`` reproduce.
 
-    2 with uniform confluent lesions (and no bright cortex), 5 with atrophy, 4 with bright
-    cortex, else 3.
+    2 with uniform confluent lesions (and no bright cortex), 6 with a fine texture, 5 with
+    atrophy, 4 with bright cortex, else 3.
     """
+    if params.fine_texture_std > 0:
+        return 6
     if params.p_atrophy > 0:
         return 5
     if params.p_bright_cortex > 0:
@@ -194,6 +211,11 @@ VERSION_4 = RandomisedMSParams(p_bright_cortex=0.7)
 #: The ranges of generator version 5 (``--family randomised-v5``): version 4 plus ventricles
 #: grown by 1-6 mm on 60 % of the subjects.
 VERSION_5 = RandomisedMSParams(p_bright_cortex=0.7, p_atrophy=0.6)
+#: The ranges of generator version 6 (``--family randomised-v6``): version 4 plus a fine texture
+#: of standard deviation up to 0.12 (its own random stream: otherwise version 4 draw for draw).
+VERSION_6 = RandomisedMSParams(p_bright_cortex=0.7, fine_texture_std=0.12)
+#: Correlation (Gaussian sigma, in 1 mm voxels) of the fine texture of version 6.
+FINE_TEXTURE_VOX = 0.6
 
 
 def grow_ventricles(
@@ -404,6 +426,41 @@ def fine_anatomy(
     )
 
 
+def fine_texture_field(
+    rng: np.random.Generator,
+    params: RandomisedMSParams,
+    shape: tuple[int, ...],
+    voxel_size: Sequence[float],
+) -> tuple[float, np.ndarray | float]:
+    """The drawn standard deviation and the fine multiplicative texture of one subject.
+
+    Parameters
+    ----------
+    rng : np.random.Generator
+        The subject's ``"fine_texture"`` stream (not drawn from when the texture is off).
+    params : RandomisedMSParams
+        ``fine_texture_std`` is the largest standard deviation.
+    shape : tuple of int
+        ``(X, Y, Z)``, the subject grid.
+    voxel_size : sequence of 3 float
+        mm; the correlation is ``FINE_TEXTURE_VOX`` mm whatever the grid.
+
+    Returns
+    -------
+    std : float
+        The drawn standard deviation (0 when off).
+    texture : np.ndarray or float
+        ``1 + std * n`` with ``n`` blurred unit white noise, float32 of ``shape``, at least
+        0.5; the number 1.0 when off.
+    """
+    if params.fine_texture_std <= 0:
+        return 0.0, 1.0
+    std = float(rng.uniform(0.0, params.fine_texture_std))
+    sigma = FINE_TEXTURE_VOX / float(np.mean(voxel_size))
+    noise = smooth_noise(rng, shape, sigma, coarse_factor=1)
+    return std, np.maximum(1.0 + std * noise, 0.5).astype(np.float32)
+
+
 def simulate_randomised_ms_subject(
     seed: int,
     voxel_size: float | Sequence[float] = 1.0,
@@ -468,6 +525,7 @@ def simulate_randomised_ms_subject(
     total = np.maximum(wm + gm + csf, 1e-6)
     wm, gm, csf = wm / total, gm / total, csf / total
     cgm, dgm = gm * (1.0 - anat.deep), gm * anat.deep
+    fine_std, fine_texture = fine_texture_field(rng["fine_texture"], p, shape, vox)
     images, settings = {}, {}
     for c in CHANNELS:
         iv = contrast[c]
@@ -480,7 +538,7 @@ def simulate_randomised_ms_subject(
         base = base * texture
         faint, severe = iv["lesion"]
         lesion_value = faint + (severe - faint) * severity
-        img = ((1.0 - weight) * base + weight * lesion_value) * anat.mask
+        img = ((1.0 - weight) * base + weight * lesion_value) * anat.mask * fine_texture
         images[c], settings[c] = acquire(
             rng[c], img.astype(np.float32), anat.mask, vox, c, p.artefacts, noise=noise
         )
@@ -503,6 +561,7 @@ def simulate_randomised_ms_subject(
         "flair_caps": round(caps_strength, 4),
         "bright_cortex": {c: round(a, 4) for c, a in cortex_gain.items()},
         "texture_std": round(texture_std, 4),
+        "fine_texture_std": round(fine_std, 4),
         "tissue_sharpening": round(sharpen, 3),
         "sulci": round(sulci, 3),
         "ventricle_growth_mm": round(growth, 3),
