@@ -20,13 +20,11 @@ Usage (from the repository root; about 10 minutes on 2 CPU cores)::
 """
 
 import sys
-from pathlib import Path
 
 import numpy as np
-import torch
 from scipy import ndimage
-from smoothness import with_flair
-from why_patient19 import FOLD, PATIENTS, load_case, output_file, score_row, segment
+from smoothness import with_flair, write_patients_table
+from why_patient19 import FOLD, load_case, output_file, score_row, segment
 
 from napari_fanet.engine.predict import load_model
 
@@ -51,19 +49,6 @@ def patient_rows(patient: str) -> list[str]:
     return rows
 
 
-def main(out: Path) -> None:
-    torch.set_num_threads(2)
-    lines = [
-        "| patient | change (FLAIR only) | Dice | LTPR | LPPV | L-F1 | predicted mL "
-        "| largest lesion found | its median probability |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for patient in PATIENTS:
-        lines += patient_rows(patient)
-        print("\n".join(lines), flush=True)
-    out.write_text("\n".join(lines) + "\n")
-
-
 if __name__ == "__main__":
-    main(output_file(__doc__.splitlines()[0], "the table"))
+    write_patients_table(output_file(__doc__.splitlines()[0], "the table"), patient_rows)
     sys.exit(0)

@@ -18,6 +18,7 @@ Usage (from the repository root; about 15 minutes on 2 CPU cores)::
 
 import copy
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,8 @@ def patient_rows(patient: str) -> list[str]:
     return rows
 
 
-def main(out: Path) -> None:
+def write_patients_table(out: Path, rows_of: Callable[[str], list[str]]) -> None:
+    """Write ``out``: one table of every patient's ``rows_of(patient)``, printed as it grows."""
     torch.set_num_threads(2)
     lines = [
         "| patient | change (FLAIR only) | Dice | LTPR | LPPV | L-F1 | predicted mL "
@@ -86,11 +88,11 @@ def main(out: Path) -> None:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for patient in PATIENTS:
-        lines += patient_rows(patient)
+        lines += rows_of(patient)
         print("\n".join(lines), flush=True)
     out.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
-    main(output_file(__doc__.splitlines()[0], "the table"))
+    write_patients_table(output_file(__doc__.splitlines()[0], "the table"), patient_rows)
     sys.exit(0)

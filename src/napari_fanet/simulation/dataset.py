@@ -43,14 +43,7 @@ TASKS = ("qsm", "ms")
 #: (the default until 2026-12-05, which the first two stages of ``fanet-qsm-phase`` used).
 FAMILIES = {
     "qsm": ("phantom", "fullrange", "chain", "chain-vsharp"),
-    "ms": (
-        "phantom",
-        "randomised",
-        "randomised-v2",
-        "randomised-v4",
-        "randomised-v5",
-        "randomised-v6",
-    ),
+    "ms": ("phantom", "randomised", *(f"randomised-v{v}" for v in (2, 4, 5, 6))),
 }
 #: First subject seed of each split; subject ``i`` of a dataset made with ``seed`` uses
 #: ``seed + i``, so splits stay disjoint for datasets of up to 10 000 subjects.
