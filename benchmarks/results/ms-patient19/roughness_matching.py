@@ -1,0 +1,98 @@
+"""Each patient's FLAIR smoothed until it is no rougher than the real scans its fold trained on.
+
+Exploratory (2026-12-07), for issue 12, with its rule written before the run
+(``session24_rules.md``). ``local_smoothing.py`` found that the folds weigh a bright region
+against the roughness of the tissue around it, and patient 19 is the roughest of the three.
+This script measures each FLAIR's fine roughness ``r`` (:func:`roughness`: a robust spread of
+the FLAIR minus its 1-voxel Gaussian blur, over the brain's median; FLAIR only), sets each
+fold's target to the median ``r`` of the real patients that fold trained on (the other two:
+leave-one-out), and smooths the held-out patient's FLAIR by the smallest Gaussian sigma in 0,
+0.1, ..., 1.5 mm that brings ``r`` to the target or below (0 when it is already there). Every
+row segments FLAIR only with the stage-12 fold that never saw the patient, as
+``why_patient19.py`` does.
+
+Usage (from the repository root; about 10 minutes on 2 CPU cores)::
+
+    PYTHONPATH=src python benchmarks/results/ms-patient19/roughness_matching.py OUT.md
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+from smoothness import with_flair, write_patients_table
+from why_patient19 import FOLD, PATIENTS, load_case, output_file, score_row, segment
+
+from napari_fanet.engine.predict import load_model
+
+SIGMAS_MM = tuple(round(0.1 * i, 1) for i in range(16))
+EDGE_VOXELS = 3
+MAD_TO_SD = 1.4826  # the MAD of a normal distribution times this is its standard deviation
+
+
+def roughness(flair: np.ndarray, brain: np.ndarray) -> float:
+    """Fine roughness of ``flair`` ``(X, Y, Z)`` in the bool ``brain``: robust SD of its high pass.
+
+    The high pass is the FLAIR minus its Gaussian blur of sigma 1 voxel; its spread is
+    ``MAD_TO_SD`` times the median absolute deviation over the brain eroded by ``EDGE_VOXELS``
+    (so the brain's edge and most tissue borders weigh little), over the FLAIR's median in the
+    brain.
+    """
+    flair = flair.astype(np.float32)
+    high = flair - ndimage.gaussian_filter(flair, 1.0)
+    core = ndimage.binary_erosion(brain, iterations=EDGE_VOXELS)
+    values = high[core]
+    spread = MAD_TO_SD * float(np.median(np.abs(values - np.median(values))))
+    return spread / float(np.median(flair[brain]))
+
+
+def smoothed(flair: np.ndarray, brain: np.ndarray, sigma_mm: float) -> np.ndarray:
+    """``flair`` filtered by a Gaussian of ``sigma_mm`` (1 mm voxels) inside ``brain``."""
+    if sigma_mm == 0:
+        return flair
+    return np.where(brain, ndimage.gaussian_filter(flair, sigma_mm), 0).astype(np.float32)
+
+
+def flairs() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each patient's canonical FLAIR and brain (its non-zero voxels)."""
+    out = {}
+    for patient in PATIENTS:
+        flair = load_case(patient)["arrays"]["FLAIR"].astype(np.float32)
+        out[patient] = (flair, flair != 0)
+    return out
+
+
+def matched_sigma(flair: np.ndarray, brain: np.ndarray, target: float) -> tuple[float, float]:
+    """The smallest sigma of ``SIGMAS_MM`` bringing the roughness to ``target``, and the result."""
+    for sigma in SIGMAS_MM:
+        r = roughness(smoothed(flair, brain, sigma), brain)
+        if r <= target:
+            return sigma, r
+    return SIGMAS_MM[-1], r
+
+
+def main(out: Path) -> None:
+    scans = flairs()
+    r = {p: roughness(*scans[p]) for p in PATIENTS}
+    print("roughness:", {p: round(v, 4) for p, v in r.items()}, flush=True)
+
+    def rows_of(patient: str) -> list[str]:
+        case = load_case(patient)
+        _, checkpoint = load_model(FOLD.format(patient))
+        flair, brain = scans[patient]
+        target = float(np.median([r[q] for q in PATIENTS if q != patient]))
+        sigma, after = matched_sigma(flair, brain, target)
+        rows = [score_row(f"{patient} | as `segment` runs (r {r[patient]:.4f})", case,
+                          *segment(case, case["image"]))]  # fmt: skip
+        changed = with_flair(case, smoothed(flair, brain, sigma), checkpoint)
+        label = f"{patient} | target r {target:.4f}: sigma {sigma} mm (r {after:.4f})"
+        rows.append(score_row(label, changed, *segment(changed, changed["image"])))
+        return rows
+
+    write_patients_table(out, rows_of)
+
+
+if __name__ == "__main__":
+    main(output_file(__doc__.splitlines()[0], "the table"))
+    sys.exit(0)
