@@ -11,9 +11,14 @@ leave-one-out), and smooths the held-out patient's FLAIR by the smallest Gaussia
 row segments FLAIR only with the stage-12 fold that never saw the patient, as
 ``why_patient19.py`` does.
 
+With ``--modes`` (added 2026-12-07, after the FLAIR-only table; a read-out deciding nothing) it
+segments instead, in each input mode (FLAIR; T1 + FLAIR;
+T1 + T2 + FLAIR, the FLAIR matched, T1 and T2 as they are), only the patients the rule smooths,
+as they are and matched.
+
 Usage (from the repository root; about 10 minutes on 2 CPU cores)::
 
-    PYTHONPATH=src python benchmarks/results/ms-patient19/roughness_matching.py OUT.md
+    PYTHONPATH=src python benchmarks/results/ms-patient19/roughness_matching.py [--modes] OUT.md
 """
 
 import sys
@@ -22,13 +27,19 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 from smoothness import with_flair, write_patients_table
-from why_patient19 import FOLD, PATIENTS, load_case, output_file, score_row, segment
+from why_patient19 import DATA, FOLD, PATIENTS, command_line, load_case, score_row, segment
 
-from napari_fanet.engine.predict import load_model
+from napari_fanet.engine.predict import as_canonical, load_model, seg_model_input
+from napari_fanet.io.nifti import load_volume
 
 SIGMAS_MM = tuple(round(0.1 * i, 1) for i in range(16))
 EDGE_VOXELS = 3
 MAD_TO_SD = 1.4826  # the MAD of a normal distribution times this is its standard deviation
+MODES = {
+    "FLAIR": ("FLAIR",),
+    "T1 + FLAIR": ("T1", "FLAIR"),
+    "T1 + T2 + FLAIR": ("T1", "T2", "FLAIR"),
+}
 
 
 def roughness(flair: np.ndarray, brain: np.ndarray) -> float:
@@ -72,7 +83,7 @@ def matched_sigma(flair: np.ndarray, brain: np.ndarray, target: float) -> tuple[
     return SIGMAS_MM[-1], r
 
 
-def main(out: Path) -> None:
+def main(out: Path, modes: bool) -> None:
     scans = flairs()
     r = {p: roughness(*scans[p]) for p in PATIENTS}
     print("roughness:", {p: round(v, 4) for p, v in r.items()}, flush=True)
@@ -90,9 +101,39 @@ def main(out: Path) -> None:
         rows.append(score_row(label, changed, *segment(changed, changed["image"])))
         return rows
 
-    write_patients_table(out, rows_of)
+    def mode_rows(patient: str) -> list[str]:
+        flair, brain = scans[patient]
+        target = float(np.median([r[q] for q in PATIENTS if q != patient]))
+        sigma, after = matched_sigma(flair, brain, target)
+        if sigma == 0:
+            return []
+        case = load_case(patient)
+        _, checkpoint = load_model(FOLD.format(patient))
+        t2 = as_canonical({"T2": load_volume(DATA / patient / "t2.nii.gz")}, None)[0]["T2"]
+        arrays = {**case["arrays"], "T2": t2}
+        rows = []
+        for mode, names in MODES.items():
+            for label, image_flair in (("as it is", flair), (f"sigma {sigma} mm", None)):
+                inputs = {n: arrays[n] for n in names}
+                if image_flair is None:
+                    inputs["FLAIR"] = smoothed(flair, brain, sigma)
+                image, _, _ = seg_model_input(inputs, case["voxel"], checkpoint)
+                r_in = after if image_flair is None else r[patient]
+                text = f"{patient} | {mode}, FLAIR {label} (r {r_in:.4f})"
+                rows.append(score_row(text, case, *segment(case, image)))
+        return rows
+
+    if modes:
+        write_patients_table(out, mode_rows, "input mode, FLAIR (its roughness)")
+    else:
+        write_patients_table(out, rows_of)
 
 
 if __name__ == "__main__":
-    main(output_file(__doc__.splitlines()[0], "the table"))
+    args = command_line(
+        __doc__.splitlines()[0],
+        "the table",
+        {"--modes": "every input mode, only the patients the rule smooths"},
+    )
+    main(args.out, args.modes)
     sys.exit(0)

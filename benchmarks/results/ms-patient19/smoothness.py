@@ -79,11 +79,16 @@ def patient_rows(patient: str) -> list[str]:
     return rows
 
 
-def write_patients_table(out: Path, rows_of: Callable[[str], list[str]]) -> None:
-    """Write ``out``: one table of every patient's ``rows_of(patient)``, printed as it grows."""
+def write_patients_table(
+    out: Path, rows_of: Callable[[str], list[str]], change: str = "change (FLAIR only)"
+) -> None:
+    """Write ``out``: one table of every patient's ``rows_of(patient)``, printed as it grows.
+
+    ``change`` heads the column that says what each row changed.
+    """
     torch.set_num_threads(2)
     lines = [
-        "| patient | change (FLAIR only) | Dice | LTPR | LPPV | L-F1 | predicted mL "
+        f"| patient | {change} | Dice | LTPR | LPPV | L-F1 | predicted mL "
         "| largest lesion found | its median probability |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

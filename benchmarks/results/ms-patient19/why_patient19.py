@@ -156,8 +156,18 @@ def main(out: Path) -> None:
 
 def output_file(description: str, what: str) -> Path:
     """The command line's new markdown file; usage errors for it and for missing data or folds."""
+    return command_line(description, what).out
+
+
+def command_line(
+    description: str, what: str, switches: dict[str, str] | None = None
+) -> argparse.Namespace:
+    """``out`` (a new markdown file) and on/off ``switches`` (flag -> help); usage errors for
+    ``out`` and for missing data or folds."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("out", type=Path, help=f"markdown file for {what} (new)")
+    for flag, text in (switches or {}).items():
+        parser.add_argument(flag, action="store_true", help=text)
     args = parser.parse_args()
     missing = [str(DATA / p) for p in PATIENTS if not (DATA / p / "flair.nii.gz").is_file()]
     missing += [FOLD.format(p) for p in PATIENTS if not Path(FOLD.format(p)).is_file()]
@@ -167,7 +177,7 @@ def output_file(description: str, what: str) -> Path:
         parser.error(f"out: expected a new file, got the existing {args.out}")
     if not args.out.parent.is_dir():
         parser.error(f"out: expected a file in an existing folder, got {args.out}")
-    return args.out
+    return args
 
 
 if __name__ == "__main__":
