@@ -3,11 +3,13 @@
 Exploratory (2026-12-07), for issue 12, with its rule written before the run
 (``session24_rules.md``). ``local_smoothing.py`` found that the folds weigh a bright region
 against the roughness of the tissue around it, and patient 19 is the roughest of the three.
-This script measures each FLAIR's fine roughness ``r`` (:func:`roughness`: a robust spread of
-the FLAIR minus its 1-voxel Gaussian blur, over the brain's median; FLAIR only), sets each
-fold's target to the median ``r`` of the real patients that fold trained on (the other two:
-leave-one-out), and smooths the held-out patient's FLAIR by the smallest Gaussian sigma in 0,
-0.1, ..., 1.5 mm that brings ``r`` to the target or below (0 when it is already there). Every
+This script measures each FLAIR's fine roughness ``r``
+(:func:`napari_fanet.tasks.roughness.fine_roughness`: a robust spread of the FLAIR minus its
+1-voxel Gaussian blur, over the brain's median; FLAIR only), sets each fold's target to the
+median ``r`` of the real patients that fold trained on (the other two: leave-one-out), and
+smooths the held-out patient's FLAIR by the smallest Gaussian sigma in 0, 0.1, ..., 1.5 mm that
+brings ``r`` to the target or below (0 when it is already there;
+:func:`~napari_fanet.tasks.roughness.match_roughness`). Every
 row segments FLAIR only with the stage-12 fold that never saw the patient, as
 ``why_patient19.py`` does.
 
@@ -25,16 +27,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 from smoothness import with_flair, write_patients_table
 from why_patient19 import DATA, FOLD, PATIENTS, command_line, load_case, score_row, segment
 
 from napari_fanet.engine.predict import as_canonical, load_model, seg_model_input
 from napari_fanet.io.nifti import load_volume
+from napari_fanet.tasks.roughness import fine_roughness, match_roughness
 
-SIGMAS_MM = tuple(round(0.1 * i, 1) for i in range(16))
-EDGE_VOXELS = 3
-MAD_TO_SD = 1.4826  # the MAD of a normal distribution times this is its standard deviation
 MODES = {
     "FLAIR": ("FLAIR",),
     "T1 + FLAIR": ("T1", "FLAIR"),
@@ -42,69 +41,38 @@ MODES = {
 }
 
 
-def roughness(flair: np.ndarray, brain: np.ndarray) -> float:
-    """Fine roughness of ``flair`` ``(X, Y, Z)`` in the bool ``brain``: robust SD of its high pass.
-
-    The high pass is the FLAIR minus its Gaussian blur of sigma 1 voxel; its spread is
-    ``MAD_TO_SD`` times the median absolute deviation over the brain eroded by ``EDGE_VOXELS``
-    (so the brain's edge and most tissue borders weigh little), over the FLAIR's median in the
-    brain.
-    """
-    flair = flair.astype(np.float32)
-    high = flair - ndimage.gaussian_filter(flair, 1.0)
-    core = ndimage.binary_erosion(brain, iterations=EDGE_VOXELS)
-    values = high[core]
-    spread = MAD_TO_SD * float(np.median(np.abs(values - np.median(values))))
-    return spread / float(np.median(flair[brain]))
-
-
-def smoothed(flair: np.ndarray, brain: np.ndarray, sigma_mm: float) -> np.ndarray:
-    """``flair`` filtered by a Gaussian of ``sigma_mm`` (1 mm voxels) inside ``brain``."""
-    if sigma_mm == 0:
-        return flair
-    return np.where(brain, ndimage.gaussian_filter(flair, sigma_mm), 0).astype(np.float32)
-
-
-def flairs() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each patient's canonical FLAIR and brain (its non-zero voxels)."""
+def flairs() -> dict[str, tuple[np.ndarray, np.ndarray, tuple[float, ...]]]:
+    """Each patient's canonical FLAIR, brain (its non-zero voxels) and voxel size (mm)."""
     out = {}
     for patient in PATIENTS:
-        flair = load_case(patient)["arrays"]["FLAIR"].astype(np.float32)
-        out[patient] = (flair, flair != 0)
+        case = load_case(patient)
+        flair = case["arrays"]["FLAIR"].astype(np.float32)
+        out[patient] = (flair, flair != 0, tuple(case["voxel"]))
     return out
-
-
-def matched_sigma(flair: np.ndarray, brain: np.ndarray, target: float) -> tuple[float, float]:
-    """The smallest sigma of ``SIGMAS_MM`` bringing the roughness to ``target``, and the result."""
-    for sigma in SIGMAS_MM:
-        r = roughness(smoothed(flair, brain, sigma), brain)
-        if r <= target:
-            return sigma, r
-    return SIGMAS_MM[-1], r
 
 
 def main(out: Path, modes: bool) -> None:
     scans = flairs()
-    r = {p: roughness(*scans[p]) for p in PATIENTS}
+    r = {p: fine_roughness(*scans[p][:2]) for p in PATIENTS}
     print("roughness:", {p: round(v, 4) for p, v in r.items()}, flush=True)
 
     def rows_of(patient: str) -> list[str]:
         case = load_case(patient)
         _, checkpoint = load_model(FOLD.format(patient))
-        flair, brain = scans[patient]
+        flair, brain, voxel = scans[patient]
         target = float(np.median([r[q] for q in PATIENTS if q != patient]))
-        sigma, after = matched_sigma(flair, brain, target)
+        matched, sigma, after = match_roughness(flair, brain, target, voxel)
         rows = [score_row(f"{patient} | as `segment` runs (r {r[patient]:.4f})", case,
                           *segment(case, case["image"]))]  # fmt: skip
-        changed = with_flair(case, smoothed(flair, brain, sigma), checkpoint)
+        changed = with_flair(case, matched, checkpoint)
         label = f"{patient} | target r {target:.4f}: sigma {sigma} mm (r {after:.4f})"
         rows.append(score_row(label, changed, *segment(changed, changed["image"])))
         return rows
 
     def mode_rows(patient: str) -> list[str]:
-        flair, brain = scans[patient]
+        flair, brain, voxel = scans[patient]
         target = float(np.median([r[q] for q in PATIENTS if q != patient]))
-        sigma, after = matched_sigma(flair, brain, target)
+        matched, sigma, after = match_roughness(flair, brain, target, voxel)
         if sigma == 0:
             return []
         case = load_case(patient)
@@ -116,7 +84,7 @@ def main(out: Path, modes: bool) -> None:
             for label, image_flair in (("as it is", flair), (f"sigma {sigma} mm", None)):
                 inputs = {n: arrays[n] for n in names}
                 if image_flair is None:
-                    inputs["FLAIR"] = smoothed(flair, brain, sigma)
+                    inputs["FLAIR"] = matched
                 image, _, _ = seg_model_input(inputs, case["voxel"], checkpoint)
                 r_in = after if image_flair is None else r[patient]
                 text = f"{patient} | {mode}, FLAIR {label} (r {r_in:.4f})"

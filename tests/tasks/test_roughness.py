@@ -1,0 +1,119 @@
+"""Fine roughness and roughness matching: known answers on synthetic volumes, and refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_fanet.tasks.roughness import MATCH_SIGMAS_MM, fine_roughness, match_roughness
+
+SHAPE = (40, 40, 40)
+
+
+def _brain() -> np.ndarray:
+    grid = np.indices(SHAPE) - 19.5
+    return np.sqrt((grid**2).sum(0)) < 17
+
+
+def _scan(noise: float, seed: int = 0) -> np.ndarray:
+    """A smooth ramp of median about 100 in the brain, times (1 + noise * white noise)."""
+    rng = np.random.default_rng(seed)
+    ramp = 100.0 + np.linspace(-5, 5, SHAPE[0])[:, None, None] * np.ones(SHAPE)
+    image = ramp * (1 + noise * rng.standard_normal(SHAPE))
+    return np.where(_brain(), image, 0).astype(np.float32)
+
+
+def test_a_smooth_scan_has_no_roughness_and_white_noise_scales_it() -> None:
+    brain = _brain()
+    assert fine_roughness(_scan(0.0), brain) < 1e-3
+    low, high = fine_roughness(_scan(0.05), brain), fine_roughness(_scan(0.1), brain)
+    assert 0.02 < low < 0.05  # white noise loses part of its spread to the 1-voxel blur
+    assert high / low == pytest.approx(2.0, rel=0.1)
+
+
+def test_match_roughness_leaves_a_smooth_enough_scan_alone() -> None:
+    brain, scan = _brain(), _scan(0.05)
+    r = fine_roughness(scan, brain)
+    out, sigma, after = match_roughness(scan, brain, r * 1.01, (1.0, 1.0, 1.0))
+    assert sigma == 0.0 and after == r
+    np.testing.assert_array_equal(out, scan)
+
+
+def test_match_roughness_smooths_gently_down_to_the_target() -> None:
+    brain, scan = _brain(), _scan(0.1)
+    target = 0.5 * fine_roughness(scan, brain)
+    out, sigma, after = match_roughness(scan, brain, target, (1.0, 1.0, 1.0))
+    assert 0 < sigma <= MATCH_SIGMAS_MM[-1] and after <= target
+    assert out.dtype == np.float32 and not out[~brain].any()
+    # the sigma before it was not enough, and the map is the Gaussian of that sigma
+    previous = MATCH_SIGMAS_MM[MATCH_SIGMAS_MM.index(sigma) - 1]
+    assert (
+        fine_roughness(match_roughness(scan, brain, target, (1, 1, 1), [previous])[0], brain)
+        > target
+    )
+    expected = np.where(brain, ndimage.gaussian_filter(scan, sigma), 0)
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-4)
+    # sigmas are in mm: 2 mm voxels take half the sigma in voxels
+    coarse, _, _ = match_roughness(scan, brain, target, (2.0, 2.0, 2.0), [sigma])
+    np.testing.assert_allclose(
+        coarse, np.where(brain, ndimage.gaussian_filter(scan, sigma / 2), 0), rtol=1e-6, atol=1e-4
+    )
+
+
+def test_match_roughness_uses_the_last_sigma_when_none_reaches_the_target() -> None:
+    brain, scan = _brain(), _scan(0.1)
+    _, sigma, after = match_roughness(scan, brain, 1e-9, (1.0, 1.0, 1.0), [0.0, 0.5])
+    assert sigma == 0.5 and after > 1e-9
+
+
+@pytest.mark.parametrize(
+    ("image", "brain", "match"),
+    [
+        (
+            np.ones((4, 4)),
+            np.ones((4, 4), bool),
+            r"expected a 3D image and a brain mask of the same shape, got \(4, 4\)",
+        ),
+        (
+            np.ones(SHAPE),
+            np.ones((4, 4, 4), bool),
+            r"same shape, got \(40, 40, 40\) and \(4, 4, 4\)",
+        ),
+        (
+            np.ones(SHAPE),
+            np.zeros(SHAPE, bool),
+            "brain mask thicker than 6 voxels, got 0 brain voxels",
+        ),
+        (
+            -np.ones(SHAPE),
+            np.ones(SHAPE, bool),
+            "positive median intensity in the brain, got -1.0",
+        ),
+    ],
+)
+def test_fine_roughness_refuses_bad_input(image, brain, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        fine_roughness(image, brain)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"target": 0.0}, "target must be a positive number, got 0.0"),
+        ({"target": float("nan")}, "target must be a positive number, got nan"),
+        ({"target": True}, "target must be a positive number, got True"),
+        ({"target": "0.1"}, "target must be a positive number, got '0.1'"),
+        (
+            {"voxel_size": (1.0, 1.0)},
+            r"voxel_size must be 3 positive numbers \(mm\), got \(1.0, 1.0\)",
+        ),
+        ({"voxel_size": (1.0, 0.0, 1.0)}, "voxel_size must be 3 positive numbers"),
+        ({"sigmas_mm": []}, r"sigmas_mm must be one or more numbers >= 0, got \[\]"),
+        ({"sigmas_mm": [0.5, -1.0]}, "sigmas_mm must be one or more numbers >= 0"),
+    ],
+)
+def test_match_roughness_refuses_bad_settings(kwargs, match) -> None:
+    args = {"target": 0.05, "voxel_size": (1.0, 1.0, 1.0), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        match_roughness(_scan(0.05), _brain(), **args)
