@@ -68,45 +68,68 @@ def test_match_roughness_uses_the_last_sigma_when_none_reaches_the_target() -> N
 
 
 @pytest.mark.parametrize(
-    ("image", "brain", "match"),
+    ("image", "brain", "error", "match"),
     [
         (
             np.ones((4, 4)),
             np.ones((4, 4), bool),
-            r"expected a 3D image and a brain mask of the same shape, got \(4, 4\)",
+            ValueError,
+            r"image must be 3D \(X, Y, Z\), got shape \(4, 4\)",
+        ),
+        (
+            np.full(SHAPE, "a"),
+            np.ones(SHAPE, bool),
+            TypeError,
+            "image must be a real numeric array, got dtype <U1",
+        ),
+        (
+            np.full(SHAPE, np.nan),
+            np.ones(SHAPE, bool),
+            ValueError,
+            "image contains NaN or infinite values",
+        ),
+        (
+            np.ones(SHAPE),
+            np.full(SHAPE, 2),
+            ValueError,
+            r"brain must be binary \(bool or only 0 and 1 values\)",
         ),
         (
             np.ones(SHAPE),
             np.ones((4, 4, 4), bool),
-            r"same shape, got \(40, 40, 40\) and \(4, 4, 4\)",
+            ValueError,
+            r"shapes must match, got image \(40, 40, 40\), brain \(4, 4, 4\)",
         ),
         (
             np.ones(SHAPE),
             np.zeros(SHAPE, bool),
+            ValueError,
             "brain mask thicker than 6 voxels, got 0 brain voxels",
         ),
         (
             -np.ones(SHAPE),
             np.ones(SHAPE, bool),
+            ValueError,
             "positive median intensity in the brain, got -1.0",
         ),
     ],
 )
-def test_fine_roughness_refuses_bad_input(image, brain, match) -> None:
-    with pytest.raises(ValueError, match=match):
+def test_fine_roughness_refuses_bad_input(image, brain, error, match) -> None:
+    with pytest.raises(error, match=match):
         fine_roughness(image, brain)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"target": 0.0}, "target must be a positive number, got 0.0"),
-        ({"target": float("nan")}, "target must be a positive number, got nan"),
-        ({"target": True}, "target must be a positive number, got True"),
-        ({"target": "0.1"}, "target must be a positive number, got '0.1'"),
+        ({"target": 0.0}, "target must be a finite positive number, got 0.0"),
+        ({"target": float("nan")}, "target must be a finite positive number, got nan"),
+        ({"target": float("inf")}, "target must be a finite positive number, got inf"),
+        ({"target": True}, "target must be a finite positive number, got True"),
+        ({"target": "0.1"}, "target must be a finite positive number, got '0.1'"),
         (
             {"voxel_size": (1.0, 1.0)},
-            r"voxel_size must be 3 positive numbers \(mm\), got \(1.0, 1.0\)",
+            r"voxel_size must be 3 positive numbers \(mm\), got \(1, 1\)",
         ),
         ({"voxel_size": (1.0, 0.0, 1.0)}, "voxel_size must be 3 positive numbers"),
         ({"sigmas_mm": []}, r"sigmas_mm must be one or more numbers >= 0, got \[\]"),

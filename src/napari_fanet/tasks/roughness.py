@@ -13,10 +13,13 @@ Arrays are ``(X, Y, Z)``; sigmas are in mm.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
+
+from napari_fanet.io.checks import as_mask, as_volume, check_same_shape, check_voxel_size
 
 __all__ = ["MATCH_SIGMAS_MM", "fine_roughness", "match_roughness"]
 
@@ -29,12 +32,8 @@ MAD_TO_SD = 1.4826
 
 
 def _check_pair(image: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    image, brain = np.asarray(image), np.asarray(brain, dtype=bool)
-    if image.ndim != 3 or image.shape != brain.shape:
-        raise ValueError(
-            f"expected a 3D image and a brain mask of the same shape, got {image.shape} and "
-            f"{brain.shape}"
-        )
+    image, brain = as_volume(image, "image"), as_mask(brain, "brain")
+    check_same_shape(image=image, brain=brain)
     return image.astype(np.float32), brain
 
 
@@ -60,7 +59,10 @@ def fine_roughness(image: np.ndarray, brain: np.ndarray) -> float:
     Raises
     ------
     ValueError
-        The shapes differ, the eroded brain is empty, or the brain's median is not positive.
+        Either array is not 3D, the image is not finite, the mask not binary, the shapes
+        differ, the eroded brain is empty, or the brain's median is not positive.
+    TypeError
+        The image is not numeric, or the mask not boolean or numeric.
     """
     image, brain = _check_pair(image, brain)
     core = ndimage.binary_erosion(brain, iterations=EDGE_VOXELS)
@@ -111,15 +113,19 @@ def match_roughness(
     Raises
     ------
     ValueError
-        ``target`` is not a positive number, ``voxel_size`` is not 3 positive numbers, no sigma
-        is given or one is negative, or as :func:`fine_roughness`.
+        ``target`` is not a finite positive number, ``voxel_size`` is not 3 positive numbers,
+        no sigma is given or one is negative, or as :func:`fine_roughness`.
+    TypeError
+        As :func:`fine_roughness`.
     """
     image, brain = _check_pair(image, brain)
-    if isinstance(target, bool) or not isinstance(target, int | float) or not target > 0:
-        raise ValueError(f"target must be a positive number, got {target!r}")
-    vox = np.asarray(voxel_size, dtype=np.float64)
-    if vox.shape != (3,) or not np.all(vox > 0):
-        raise ValueError(f"voxel_size must be 3 positive numbers (mm), got {voxel_size!r}")
+    if (
+        isinstance(target, bool)
+        or not isinstance(target, int | float)
+        or not (math.isfinite(target) and target > 0)
+    ):
+        raise ValueError(f"target must be a finite positive number, got {target!r}")
+    vox = np.asarray(check_voxel_size(voxel_size))
     sigmas = [float(s) for s in sigmas_mm]
     if not sigmas or min(sigmas) < 0:
         raise ValueError(f"sigmas_mm must be one or more numbers >= 0, got {sigmas_mm!r}")
