@@ -155,8 +155,13 @@ def report(mode: str, rows: dict, rule_header: str) -> str:
     return "\n".join(lines)
 
 
-def write_missing_maps(cases, modes, maps: Path, pattern: str) -> None:
-    """``SUBJECT-MODE/lesion_probability.nii.gz`` for every pair not yet in ``maps``."""
+def write_missing_maps(
+    cases, modes, maps: Path, pattern: str, match_roughness: bool | None = None
+) -> None:
+    """``SUBJECT-MODE/lesion_probability.nii.gz`` for every pair not yet in ``maps``.
+
+    ``match_roughness`` goes to ``segment`` (None: its default).
+    """
     from napari_fanet.engine.inference import WindowSettings
     from napari_fanet.evaluation.real import SUBJECT_FIELD, LeaveOneOutModels, segment_mode
     from napari_fanet.io.nifti import save_volume
@@ -170,7 +175,8 @@ def write_missing_maps(cases, modes, maps: Path, pattern: str) -> None:
         if path.is_file() or not case.has_mode(mode):
             continue
         print(f"segmenting {case.name} ({mode})", file=sys.stderr)
-        result = segment_mode(family, case, mode, WindowSettings())
+        options = {} if match_roughness is None else {"match_roughness": match_roughness}
+        result = segment_mode(family, case, mode, WindowSettings(), **options)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_volume(path, result.outputs["probability"], case.images["flair"])
 
@@ -208,6 +214,11 @@ def add_map_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--maps", required=True, help="SUBJECT-MODE/lesion_probability.nii.gz")
     parser.add_argument("--modes", nargs="+", default=list(MODES))
     parser.add_argument("--predict", metavar="PATTERN", help="write missing maps first")
+    parser.add_argument(
+        "--match-roughness",
+        action=argparse.BooleanOptionalAction,
+        help="with --predict: segment's --[no-]match-roughness (default: segment's default)",
+    )
     parser.add_argument("--json", default=None, help="also write the numbers here")
 
 
@@ -221,7 +232,7 @@ def cases_and_maps(parser: argparse.ArgumentParser, args) -> tuple[list[RealCase
     maps = Path(args.maps)
     if args.predict:
         try:
-            write_missing_maps(cases, args.modes, maps, args.predict)
+            write_missing_maps(cases, args.modes, maps, args.predict, args.match_roughness)
         except (FileNotFoundError, ValueError) as exc:
             parser.error(f"--predict: {exc}")
     return cases, maps

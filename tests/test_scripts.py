@@ -203,3 +203,59 @@ def test_average_weights_refuses_bad_inputs_and_writes_nothing(tmp_path, capsys)
         average.main([str(out), str(out), str(tmp_path / "other.pt")])
     assert "the output must not be one of the inputs" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _noisy_ball(noise: float, seed: int):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    grid = np.indices((32, 32, 32)) - 15.5
+    brain = np.sqrt((grid**2).sum(0)) < 14
+    return np.where(brain, 100 * (1 + noise * rng.standard_normal(brain.shape)), 0).astype(
+        np.float32
+    )
+
+
+def test_roughness_target_records_the_median_roughness(tmp_path, capsys):
+    import nibabel as nib
+    import numpy as np
+
+    from napari_fanet.models import build_model, load_checkpoint, save_checkpoint
+    from napari_fanet.tasks.roughness import TARGET_KEY, fine_roughness
+
+    script = _load("roughness_target")
+    source = save_checkpoint(
+        tmp_path / "in.pt",
+        build_model("fanet-seg", features=(8, 8, 8, 8, 16)),
+        extra={"voxel_size": [1.0, 1.0, 1.0]},
+    )
+    flairs, values = [], []
+    for seed, noise in enumerate((0.05, 0.1)):
+        image = _noisy_ball(noise, seed)
+        flairs.append(tmp_path / f"flair{seed}.nii.gz")
+        nib.save(nib.Nifti1Image(image, np.eye(4)), flairs[-1])
+        values.append(fine_roughness(image, image != 0))
+    out = tmp_path / "with" / "out.pt"
+    assert script.main([str(out), str(source), *map(str, flairs)]) == 0
+    _, ckpt = load_checkpoint(out)
+    assert ckpt["extra"][TARGET_KEY] == pytest.approx(np.median(values), rel=1e-5)
+    assert ckpt["extra"]["roughness_target_scans"] == [str(p) for p in flairs]
+    assert ckpt["extra"]["voxel_size"] == [1.0, 1.0, 1.0]
+    assert "roughness target" in capsys.readouterr().out
+
+
+def test_roughness_target_refuses_a_missing_flair_and_writes_nothing(tmp_path, capsys):
+    from napari_fanet.models import build_model, save_checkpoint
+
+    script = _load("roughness_target")
+    source = save_checkpoint(
+        tmp_path / "in.pt", build_model("fanet-seg", features=(8, 8, 8, 8, 16))
+    )
+    out = tmp_path / "out.pt"
+    with pytest.raises(SystemExit):
+        script.main([str(out), str(source), str(tmp_path / "none.nii.gz")])
+    assert "none.nii.gz" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main([str(out), str(tmp_path / "no.pt"), str(tmp_path / "none.nii.gz")])
+    assert "checkpoint file not found" in capsys.readouterr().err
+    assert not out.exists()

@@ -75,6 +75,23 @@ def test_mirror_option_follows_the_core_default_and_the_task(widget) -> None:
     assert w.mirror.native.isHidden()
 
 
+def test_match_roughness_option_follows_the_core_default_and_the_task(widget) -> None:
+    from napari_fanet._widgets.fanet_widget import MATCH_ROUGHNESS
+    from napari_fanet.tasks.roughness import MATCH_ROUGHNESS_DEFAULT
+
+    viewer, w = widget
+    assert MATCH_ROUGHNESS == MATCH_ROUGHNESS_DEFAULT
+    assert w.match_roughness.value == MATCH_ROUGHNESS_DEFAULT
+    assert "rougher" in w.match_roughness.tooltip
+    _add_plain_ms(viewer)
+    assert w.build_request().match_roughness == MATCH_ROUGHNESS_DEFAULT
+    w.match_roughness.value = not MATCH_ROUGHNESS_DEFAULT
+    assert not w.match_roughness.native.isHidden()
+    assert w.build_request().match_roughness == (not MATCH_ROUGHNESS_DEFAULT)
+    w.task.value = "QSM reconstruction"
+    assert w.match_roughness.native.isHidden()
+
+
 def test_mask_rule_fields_follow_the_core_defaults_and_the_task(widget) -> None:
     from napari_fanet._widgets.fanet_widget import MIN_LESION_MM3, SEED_THRESHOLD
     from napari_fanet.tasks.lesion_mask import DEFAULT_MIN_LESION_MM3, DEFAULT_SEED_THRESHOLD

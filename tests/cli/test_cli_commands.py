@@ -364,3 +364,32 @@ def test_family_choices_are_the_simulators_families():
 
     families = {f for task_families in FAMILIES.values() for f in task_families}
     assert set(FAMILY_CHOICES) == families and len(FAMILY_CHOICES) == len(families)
+
+
+def test_segment_match_roughness_smooths_a_rough_flair_and_says_so(
+    seg_run, ms_data, tmp_path, capsys
+):
+    from napari_fanet.cli.predict import MATCH_ROUGHNESS_HELP
+    from napari_fanet.models.checkpoint import copy_with_extra
+    from napari_fanet.tasks.roughness import MATCH_ROUGHNESS_DEFAULT, TARGET_KEY
+
+    model = copy_with_extra(seg_run / "last.pt", tmp_path / "target.pt", {TARGET_KEY: 1e-4})
+    case = ms_data / "sub-0000"
+    maps, summaries = {}, {}
+    for flag in ("--match-roughness", "--no-match-roughness", None):
+        out = tmp_path / str(flag)
+        argv = segment_argv(case, model, out)
+        capsys.readouterr()
+        assert main(argv if flag is None else [*argv, flag]) == 0
+        summaries[flag] = json.loads(capsys.readouterr().out)
+        maps[flag] = nib.load(out / "lesion_probability.nii.gz").get_fdata()
+    assert not np.allclose(maps["--match-roughness"], maps["--no-match-roughness"], atol=1e-4)
+    said = " ".join(summaries["--match-roughness"]["messages"])
+    assert "above the model's training scans' 0.0001: smoothed in the brain" in said
+    assert "roughness" not in " ".join(summaries["--no-match-roughness"]["messages"])
+    default = "--match-roughness" if MATCH_ROUGHNESS_DEFAULT else "--no-match-roughness"
+    np.testing.assert_array_equal(maps[None], maps[default])
+    assert MATCH_ROUGHNESS_HELP == ("on" if MATCH_ROUGHNESS_DEFAULT else "off")
+    assert main(["segment", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"affected; default: {MATCH_ROUGHNESS_HELP})" in help_text

@@ -173,15 +173,18 @@ def test_cli_evaluate_passes_the_window_overlap(
 
 
 def test_cli_evaluate_passes_the_mask_rule(real_like, old_model, tmp_path, monkeypatch, capsys):
-    """--seed-threshold / --min-lesion-volume reach segment(); the report states them."""
+    """--seed-threshold / --min-lesion-volume / --match-roughness reach segment(); the report
+    states them."""
     import napari_fanet.evaluation.real as rev
     from napari_fanet.tasks.lesion_mask import DEFAULT_MIN_LESION_MM3, DEFAULT_SEED_THRESHOLD
+    from napari_fanet.tasks.roughness import MATCH_ROUGHNESS_DEFAULT
 
-    seen = []
+    seen, matched = [], []
     original = rev.segment
 
     def recording(*args, **kwargs):
         seen.append((kwargs["seed_threshold"], kwargs["min_lesion_mm3"]))
+        matched.append(kwargs["match_roughness"])
         return original(*args, **kwargs)
 
     monkeypatch.setattr(rev, "segment", recording)
@@ -193,15 +196,33 @@ def test_cli_evaluate_passes_the_mask_rule(real_like, old_model, tmp_path, monke
     report = (tmp_path / "ev" / "evaluation.md").read_text()
     assert "of probability > 0.5, holding a voxel above 0.8, of at least 128 mm^3." in report
     payload = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
-    assert payload["mask_rule"] == {"threshold": 0.5, "seed_threshold": 0.8, "min_lesion_mm3": 128}
+    assert payload["mask_rule"] == {
+        "threshold": 0.5,
+        "seed_threshold": 0.8,
+        "min_lesion_mm3": 128,
+        "match_roughness": MATCH_ROUGHNESS_DEFAULT,
+    }
     seen.clear()
+    matched.clear()
     assert main([*argv, *cpu]) == 0
     assert set(seen) == {(DEFAULT_SEED_THRESHOLD, DEFAULT_MIN_LESION_MM3)}
+    assert set(matched) == {MATCH_ROUGHNESS_DEFAULT}
+    for flag, value, said in (
+        ("--match-roughness", True, "were smoothed to their roughness first"),
+        ("--no-match-roughness", False, "FLAIRs were not roughness-matched"),
+    ):
+        matched.clear()
+        assert main([*argv, *cpu, flag, "--out", str(tmp_path / flag)]) == 0
+        assert set(matched) == {value}
+        assert said in (tmp_path / flag / "evaluation.md").read_text()
     capsys.readouterr()
     qsm = ["evaluate", "--task", "qsm", "--models", "fanet-qsm", "--seed-threshold", "0.9"]
     assert main(qsm) == 2
     err = capsys.readouterr().err
-    assert "--seed-threshold: lesion-mask options are for --task ms only" in err
+    assert "--seed-threshold: MS segmentation options are for --task ms only" in err
+    assert main(["evaluate", "--task", "qsm", "--models", "fanet-qsm", "--match-roughness"]) == 2
+    err = capsys.readouterr().err
+    assert "--[no-]match-roughness: MS segmentation options are for --task ms only" in err
 
 
 def test_leave_one_out_family_scores_each_subject_with_its_own_run(
@@ -239,3 +260,11 @@ def test_cli_evaluate_leave_one_out_pattern(real_like, old_model, tmp_path, caps
     assert main([*argv, *cpu, "--out", str(tmp_path / "ev")]) == 0
     payload = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert payload["methods"][0] == "tiny-without-held-out (LOO)"
+
+
+def test_roughness_sentence_says_whether_flairs_were_matched() -> None:
+    from napari_fanet.evaluation.real import roughness_sentence
+
+    assert roughness_sentence({}) == ""
+    assert "smoothed to their roughness first" in roughness_sentence({"match_roughness": True})
+    assert "not roughness-matched" in roughness_sentence({"match_roughness": False})

@@ -11,7 +11,8 @@ not be scored on them. What is scored is its recipe, leave-one-out: each patient
 the run of the same recipe that never saw that patient
 (``benchmarks/results/ms-loo12/fanet-seg-without-<patient>.pt``: for each fold, the average
 of the weights of two seeds of the same stage of ``scripts/ms_loo_recipe.py``; see the model
-card, stage 12). The
+card, stage 12), with the roughness target of the two FLAIRs that fold trained on recorded in
+a copy (stage 18: ``segment`` smooths a rougher FLAIR by default). The
 FLAIR-threshold baseline's threshold for each patient is tuned on the other two only
 (shared/EVALUATION.md). Every input mode with a FLAIR is checked.
 """
@@ -32,10 +33,11 @@ MODES = ("flair", "t1-flair", "t1-t2-flair")
 
 
 @pytest.fixture(scope="module")
-def results():
+def results(tmp_path_factory):
     if not DATA.is_dir():
         pytest.skip(f"real MS patients not available (no {DATA}; see shared/data/README.md)")
     from napari_fanet.engine.inference import WindowSettings
+    from napari_fanet.engine.roughness_target import with_roughness_target
     from napari_fanet.evaluation.real import (
         BASELINE,
         LeaveOneOutModels,
@@ -44,8 +46,14 @@ def results():
     )
     from napari_fanet.models import load_checkpoint
 
+    folds = tmp_path_factory.mktemp("stage18")
+    for patient in PATIENTS:
+        others = [DATA / p / "flair.nii.gz" for p in PATIENTS if p != patient]
+        source = str(LOO).format(subject=patient)
+        with_roughness_target(source, folds / f"fanet-seg-without-{patient}.pt", others)
     cases = load_real_cases(DATA)
-    family = LeaveOneOutModels("loo", str(LOO), [c.name for c in cases], load_checkpoint)
+    pattern = str(folds / "fanet-seg-without-{subject}.pt")
+    family = LeaveOneOutModels("loo", pattern, [c.name for c in cases], load_checkpoint)
     rows = evaluate_real(cases, [family], list(MODES), WindowSettings(device="auto"))
     return {(r["subject"], r["mode"], r["method"]): r for r in rows}, BASELINE
 
@@ -66,3 +74,17 @@ def test_leave_one_out_fanet_seg_beats_the_loo_flair_threshold(results, patient,
 def test_the_shipped_card_says_the_patients_were_used() -> None:
     card = (ROOT / "src" / "napari_fanet" / "weights" / "fanet-seg.md").read_text()
     assert "Lesjak" in card and "leave-one-out" in card
+
+
+def test_the_shipped_weights_record_the_patients_roughness() -> None:
+    if not DATA.is_dir():
+        pytest.skip(f"real MS patients not available (no {DATA}; see shared/data/README.md)")
+    from napari_fanet.engine.predict import load_model
+    from napari_fanet.engine.roughness_target import flair_roughness_target
+    from napari_fanet.tasks.roughness import roughness_target
+
+    flairs = [DATA / p / "flair.nii.gz" for p in PATIENTS]
+    for name in ("fanet-seg", "unet-seg"):
+        _, checkpoint = load_model(name)
+        expected = flair_roughness_target(flairs, checkpoint)
+        assert roughness_target(checkpoint) == pytest.approx(expected, rel=1e-6), name

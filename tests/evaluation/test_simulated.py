@@ -73,7 +73,9 @@ def test_cli_evaluate_ms_states_the_mask_rule(tmp_path, capsys):
     import json
 
     from napari_fanet.cli import main
+    from napari_fanet.evaluation.real import roughness_sentence
     from napari_fanet.models import save_checkpoint
+    from napari_fanet.tasks.roughness import MATCH_ROUGHNESS_DEFAULT
 
     path = tmp_path / "tiny.pt"
     model = build_model("unet-seg", features=(8, 8, 8, 8, 16))
@@ -89,5 +91,10 @@ def test_cli_evaluate_ms_states_the_mask_rule(tmp_path, capsys):
     )
     assert "above 0.9, of at least 64 mm^3." in report
     payload = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
-    assert payload["prediction_options"] == {"seed_threshold": 0.9, "min_lesion_mm3": 64.0}
+    assert payload["prediction_options"] == {
+        "seed_threshold": 0.9,
+        "min_lesion_mm3": 64.0,
+        "match_roughness": MATCH_ROUGHNESS_DEFAULT,
+    }
+    assert roughness_sentence({"match_roughness": MATCH_ROUGHNESS_DEFAULT}) in report
     capsys.readouterr()

@@ -68,3 +68,21 @@ def test_shipped_checkpoints_are_well_formed():
 
     for name, path in shipped_weights().items():
         assert read_checkpoint(path)["config"]["name"] == name
+
+
+def test_copy_with_extra_merges_the_extra_and_keeps_the_rest(good, tmp_path):
+    from napari_fanet.models.checkpoint import copy_with_extra
+
+    torch.save({**torch.load(good, weights_only=True), "extra": {"voxel_size": [1, 1, 1]}}, good)
+    out = copy_with_extra(good, tmp_path / "out.pt", {"roughness_target": 0.08})
+    before, after = read_checkpoint(good), read_checkpoint(out)
+    assert after["extra"] == {"voxel_size": [1, 1, 1], "roughness_target": 0.08}
+    assert before["extra"] == {"voxel_size": [1, 1, 1]}  # the source is untouched
+    for key in before["state_dict"]:
+        assert torch.equal(before["state_dict"][key], after["state_dict"][key])
+    assert {k: v for k, v in after.items() if k not in ("extra", "state_dict")} == {
+        k: v for k, v in before.items() if k not in ("extra", "state_dict")
+    }
+    with pytest.raises(FileNotFoundError, match="checkpoint file not found"):
+        copy_with_extra(tmp_path / "none.pt", tmp_path / "never.pt", {})
+    assert not (tmp_path / "never.pt").exists()

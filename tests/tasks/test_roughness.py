@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_fanet.tasks.roughness import MATCH_SIGMAS_MM, fine_roughness, match_roughness
+from napari_fanet.tasks.roughness import (
+    MATCH_SIGMAS_MM,
+    TARGET_KEY,
+    fine_roughness,
+    match_flair,
+    match_roughness,
+    median_roughness,
+    roughness_target,
+)
 
 SHAPE = (40, 40, 40)
 
@@ -140,3 +148,51 @@ def test_match_roughness_refuses_bad_settings(kwargs, match) -> None:
     args = {"target": 0.05, "voxel_size": (1.0, 1.0, 1.0), **kwargs}
     with pytest.raises(ValueError, match=match):
         match_roughness(_scan(0.05), _brain(), **args)
+
+
+def test_median_roughness_is_the_median_of_the_scans() -> None:
+    brain = _brain()
+    scans = [(_scan(noise, seed=i), brain) for i, noise in enumerate((0.02, 0.1, 0.05))]
+    expected = fine_roughness(*scans[2])
+    assert median_roughness(scans) == pytest.approx(expected)
+    pair = scans[:2]
+    mean = (fine_roughness(*pair[0]) + fine_roughness(*pair[1])) / 2
+    assert median_roughness(pair) == pytest.approx(mean)
+    with pytest.raises(ValueError, match=r"expected one or more \(FLAIR, brain\) pairs, got none"):
+        median_roughness([])
+
+
+def test_roughness_target_reads_the_checkpoint() -> None:
+    assert roughness_target({"extra": {}}) is None
+    assert roughness_target({}) is None
+    assert roughness_target({"extra": {TARGET_KEY: 0.08}}) == 0.08
+
+
+@pytest.mark.parametrize("value", [0.0, -0.1, float("nan"), float("inf"), True, "0.08"])
+def test_roughness_target_refuses_a_bad_recorded_value(value) -> None:
+    with pytest.raises(
+        ValueError, match=r"checkpoint extra\['roughness_target'\] must be a finite positive"
+    ):
+        roughness_target({"extra": {TARGET_KEY: value}})
+
+
+def test_match_flair_says_what_it_did() -> None:
+    brain, scan = _brain(), _scan(0.1)
+    r = fine_roughness(scan, brain)
+    kept, message = match_flair(scan, brain, 2 * r, (1.0, 1.0, 1.0))
+    np.testing.assert_array_equal(kept, scan)
+    assert f"{r:.4f} is within the model's training scans' {2 * r:.4f}: not smoothed" in message
+    smoothed, message = match_flair(scan, brain, r / 2, (1.0, 1.0, 1.0))
+    expected, sigma, after = match_roughness(scan, brain, r / 2, (1.0, 1.0, 1.0))
+    np.testing.assert_array_equal(smoothed, expected)
+    assert f"above the model's training scans' {r / 2:.4f}" in message
+    assert f"sigma {sigma:g} mm (now {after:.4f})" in message and "--no-match-roughness" in message
+
+
+def test_match_flair_leaves_a_scan_it_cannot_measure_and_says_why() -> None:
+    scan = _scan(0.1)
+    thin = np.zeros(SHAPE, bool)
+    thin[10:30, 10:30, 19:22] = True  # 3 voxels thick: nothing left after the erosion
+    kept, message = match_flair(scan, thin, 0.01, (1.0, 1.0, 1.0))
+    np.testing.assert_array_equal(kept, scan)
+    assert message.startswith("FLAIR roughness not matched to the model's: expected a brain")

@@ -52,6 +52,8 @@ from napari_fanet.io.layers import ECHO_TIMES_KEY
 #: The core's default, napari_fanet.engine.predict.MIRROR_DEFAULT (not imported here: the
 #: engine imports torch; a test checks that the two agree).
 MIRROR = True
+#: The core's default, napari_fanet.tasks.roughness.MATCH_ROUGHNESS_DEFAULT (a test checks).
+MATCH_ROUGHNESS = True
 #: The core's mask-rule defaults (napari_fanet.tasks.lesion_mask; a test checks that they
 #: agree). A seed threshold equal to the threshold keeps every lesion, as None does there.
 SEED_THRESHOLD: float | None = 0.95
@@ -132,6 +134,13 @@ class FANetWidget(TaskInputs):
             value=MIRROR,
             tooltip="Segmentation: also segment the left-right mirror image and average the two "
             "probabilities (test-time augmentation). Takes twice as long.",
+        )
+        self.match_roughness = CheckBox(
+            text="Match roughness",
+            value=MATCH_ROUGHNESS,
+            tooltip="Segmentation: if the FLAIR is rougher (noisier, finer-textured) than the "
+            "real scans the model was trained on, smooth it in the brain until it is not, "
+            "before segmenting. Models that record no training roughness are not affected.",
         )
         self.data_consistency = CheckBox(
             text="Data consistency",
@@ -221,8 +230,8 @@ class FANetWidget(TaskInputs):
         self.extend(
             [
                 self.qsm_input, *self.input_fields(), *self.phase_fields, self.threshold,
-                self.seed_threshold, self.min_lesion, self.mirror, self.data_consistency,
-                self.show_advanced, self.advanced, self.reference,
+                self.seed_threshold, self.min_lesion, self.mirror, self.match_roughness,
+                self.data_consistency, self.show_advanced, self.advanced, self.reference,
                 self.problems, self.run_button,
                 self.cancel_button, self.progress, self.metrics, self.copy_button,
             ]
@@ -245,7 +254,7 @@ class FANetWidget(TaskInputs):
         for w in (
             self.task, self.t1, self.t2, self.flair, self.field, self.mask, self.b0,
             self.model, self.threshold, self.seed_threshold, self.min_lesion, self.mirror,
-            self.reference,
+            self.match_roughness, self.reference,
         ):  # fmt: skip
             w.changed.connect(self._clear_metrics)
         self.connect_inputs()
@@ -265,6 +274,7 @@ class FANetWidget(TaskInputs):
         self.seed_threshold.visible = "seed_threshold" in options
         self.min_lesion.visible = "min_lesion_mm3" in options
         self.mirror.visible = "mirror" in options
+        self.match_roughness.visible = "match_roughness" in options
         self.data_consistency.visible = "data_consistency" in options
         self.dc_lambda.visible = "dc_lambda" in options and self.data_consistency.value
         self.run_button.text = RUN_TEXT[self.task_name]
@@ -333,6 +343,7 @@ class FANetWidget(TaskInputs):
             seed_threshold=self.seed_threshold.value,
             min_lesion_mm3=self.min_lesion.value,
             mirror=self.mirror.value,
+            match_roughness=self.match_roughness.value,
             data_consistency=self._data_consistency_method(),
             dc_lambda=self.dc_lambda.value or "auto",
             phase=None

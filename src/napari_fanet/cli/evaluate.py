@@ -18,7 +18,13 @@ from napari_fanet.cli.base import (
     tile_size,
     voxel_size_mm,
 )
-from napari_fanet.cli.predict import UNSET, add_mask_rule_arguments, mask_rule_options
+from napari_fanet.cli.predict import (
+    UNSET,
+    add_mask_rule_arguments,
+    add_roughness_argument,
+    mask_rule_options,
+    match_roughness_option,
+)
 
 OUTPUT_NAMES = ("evaluation.md", "evaluation.json")
 
@@ -89,6 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     masks = parser.add_argument_group("lesion masks (--task ms), as napari-fanet segment")
     add_mask_rule_arguments(masks)
+    add_roughness_argument(masks)
     real = parser.add_argument_group("real scans (--task ms)")
     real.add_argument(
         "--data",
@@ -108,12 +115,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def prediction_options(args: argparse.Namespace) -> dict:
-    """The networks' prediction options the command line sets (MS: the lesion-mask rule).
+    """The networks' prediction options the command line sets (MS: mask rule, roughness).
 
     Raises
     ------
     UsageError
-        A mask-rule option with ``--task qsm``, or options that cannot work together.
+        An MS option with ``--task qsm``, or options that cannot work together.
     """
     from napari_fanet.tasks import get_task
 
@@ -122,14 +129,15 @@ def prediction_options(args: argparse.Namespace) -> dict:
         for option, value in (
             ("--seed-threshold", args.seed_threshold),
             ("--min-lesion-volume", args.min_lesion_volume),
+            ("--[no-]match-roughness", UNSET if args.match_roughness is None else True),
         )
         if value is not UNSET
     ]
     if "seed_threshold" not in get_task(args.task).prediction_options:
         if given:
-            raise UsageError(f"{'/'.join(given)}: lesion-mask options are for --task ms only")
+            raise UsageError(f"{'/'.join(given)}: MS segmentation options are for --task ms only")
         return {}
-    return mask_rule_options(args)
+    return {**mask_rule_options(args), "match_roughness": match_roughness_option(args)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -145,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         return run_ood(args)
     from napari_fanet.engine.inference import WindowSettings
     from napari_fanet.evaluation import simulated as ev
+    from napari_fanet.evaluation.real import roughness_sentence
     from napari_fanet.io.atomic import check_output_folder, write_files_atomically
     from napari_fanet.tasks import get_task
     from napari_fanet.tasks.lesion_mask import DEFAULT_THRESHOLD, LesionMaskRule
@@ -185,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         rule = LesionMaskRule(
             DEFAULT_THRESHOLD, options["seed_threshold"], options["min_lesion_mm3"]
         )
-        text += ["", f"Networks' lesion masks: {rule.describe()}."]
+        text += ["", f"Networks' lesion masks: {rule.describe()}. {roughness_sentence(options)}"]
     names = list(methods)
     paired = {}
     if len(args.models) >= 2:

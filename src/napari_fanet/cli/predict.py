@@ -157,8 +157,31 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         help="also segment the left-right mirror image and average the two probabilities "
         "(test-time augmentation; twice the network time; default: on)",
     )
+    add_roughness_argument(parser)
     add_common(parser, "fanet-seg")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+
+
+#: napari_fanet.tasks.roughness.MATCH_ROUGHNESS_DEFAULT in words (a test checks they agree).
+MATCH_ROUGHNESS_HELP = "on"
+
+
+def add_roughness_argument(parser: Any) -> None:
+    """``--match-roughness`` / ``--no-match-roughness`` (None when not given)."""
+    parser.add_argument(
+        "--match-roughness",
+        action=argparse.BooleanOptionalAction,
+        help="smooth a FLAIR rougher than the real scans the model was trained on until it "
+        "is not, before segmenting (models that record no training roughness are not "
+        f"affected; default: {MATCH_ROUGHNESS_HELP})",
+    )
+
+
+def match_roughness_option(args: argparse.Namespace) -> bool:
+    """``--match-roughness`` as given, else the core's default."""
+    from napari_fanet.tasks.roughness import MATCH_ROUGHNESS_DEFAULT
+
+    return MATCH_ROUGHNESS_DEFAULT if args.match_roughness is None else args.match_roughness
 
 
 def add_mask_rule_arguments(parser: Any) -> None:
@@ -257,6 +280,7 @@ def _segment_one(args: argparse.Namespace, loaded: tuple | None = None) -> dict:
         seed_threshold=args.seed_threshold,
         min_lesion_mm3=args.min_lesion_volume,
         mirror=MIRROR_DEFAULT if args.mirror is None else args.mirror,
+        match_roughness=match_roughness_option(args),
     )
     result = _predict(args, "segment", run)
     outputs = {

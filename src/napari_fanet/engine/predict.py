@@ -50,6 +50,8 @@ from napari_fanet.tasks.lesion_mask import (
 # Re-exported: the segmentation channels and checks live in napari_fanet.tasks.
 from napari_fanet.tasks.roles import OPTIONAL_SEG_CHANNELS as OPTIONAL_SEG_CHANNELS
 from napari_fanet.tasks.roles import SEG_CHANNELS as SEG_CHANNELS
+from napari_fanet.tasks.roughness import MATCH_ROUGHNESS_DEFAULT as MATCH_ROUGHNESS_DEFAULT
+from napari_fanet.tasks.roughness import match_flair, roughness_target
 from napari_fanet.tasks.segmentation import check_brain as check_brain
 from napari_fanet.tasks.segmentation import (
     supports_missing_modalities as supports_missing_modalities,
@@ -199,8 +201,49 @@ def as_canonical(inputs: dict[str, Volume | np.ndarray], voxel_size):
     return arrays, tuple(float(v) for v in voxel_size), lambda a: a, None
 
 
-def seg_model_input(
+def seg_model_channels(
     arrays: dict[str, np.ndarray], voxel_size: Sequence[float], checkpoint: dict
+) -> tuple[dict[str, np.ndarray], np.ndarray, tuple[int, ...] | None, np.ndarray]:
+    """The channels and brain of :func:`seg_model_input` on the model grid, not yet normalised.
+
+    The brain is checked (:func:`~napari_fanet.tasks.segmentation.check_brain`), not the
+    modalities: any FLAIR may be measured on the model's grid.
+
+    Parameters
+    ----------
+    arrays, voxel_size, checkpoint
+        As :func:`seg_model_input`.
+
+    Returns
+    -------
+    channels : dict of str to np.ndarray
+        ``(X, Y, Z)`` float arrays by modality (those given).
+    brain : np.ndarray
+        ``(X, Y, Z)`` bool brain mask.
+    grid : tuple of int or None
+        ``(X, Y, Z)`` when the inputs were resampled to the model's voxel size, else None.
+    model_voxel : np.ndarray
+        ``(3,)`` voxel size of that grid (mm).
+    """
+    brain = SEGMENTATION.brain(arrays)
+    check_brain(arrays, brain)
+    channels = {k: arrays[k] for k in SEG_CHANNELS if k in arrays}
+    shape = brain.shape
+    grid = model_grid(shape, voxel_size, checkpoint.get("extra", {}).get("voxel_size"))
+    if grid is not None:
+        channels = {k: zoom_to_shape(v, grid, 1) for k, v in channels.items()}
+        brain = zoom_to_shape(brain.astype(np.float32), grid, 0) > 0.5
+    model_voxel = np.asarray(voxel_size, dtype=np.float64) * np.asarray(shape) / brain.shape
+    return channels, brain, grid, model_voxel
+
+
+def seg_model_input(
+    arrays: dict[str, np.ndarray],
+    voxel_size: Sequence[float],
+    checkpoint: dict,
+    *,
+    match_roughness: bool = MATCH_ROUGHNESS_DEFAULT,
+    messages: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, ...] | None]:
     """The network input of :func:`segment`, on the grid the model runs on.
 
@@ -214,7 +257,14 @@ def seg_model_input(
         Voxel size of the arrays (mm).
     checkpoint : dict
         The model's checkpoint; ``extra["voxel_size"]`` is the grid the model was trained on,
-        ``extra["modality_dropout"]`` whether it accepts missing T1/T2.
+        ``extra["modality_dropout"]`` whether it accepts missing T1/T2,
+        ``extra["roughness_target"]`` (optional) the fine roughness of its real training FLAIRs.
+    match_roughness : bool
+        Smooth the FLAIR on the model grid, before normalisation, until it is no rougher than
+        the checkpoint's target (:func:`~napari_fanet.tasks.roughness.match_flair`); nothing
+        happens when the checkpoint records no target.
+    messages : list of str, optional
+        What the roughness matching did, in words, is appended here.
 
     Returns
     -------
@@ -226,13 +276,13 @@ def seg_model_input(
     grid : tuple of int or None
         ``(X, Y, Z)`` when the inputs were resampled to the model's voxel size, else None.
     """
-    SEGMENTATION.check_inputs(arrays, checkpoint)
-    brain = SEGMENTATION.brain(arrays)
-    channels = {k: arrays[k] for k in SEG_CHANNELS if k in arrays}
-    grid = model_grid(brain.shape, voxel_size, checkpoint.get("extra", {}).get("voxel_size"))
-    if grid is not None:
-        channels = {k: zoom_to_shape(v, grid, 1) for k, v in channels.items()}
-        brain = zoom_to_shape(brain.astype(np.float32), grid, 0) > 0.5
+    SEGMENTATION.check_modalities(arrays, checkpoint)
+    channels, brain, grid, model_voxel = seg_model_channels(arrays, voxel_size, checkpoint)
+    target = roughness_target(checkpoint)
+    if match_roughness and target is not None:
+        channels["FLAIR"], message = match_flair(channels["FLAIR"], brain, target, model_voxel)
+        if messages is not None:
+            messages.append(message)
     return SEGMENTATION.preprocess(channels, brain), brain, grid
 
 
@@ -360,6 +410,7 @@ def segment(
     seed_threshold: float | None = DEFAULT_SEED_THRESHOLD,
     min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3,
     mirror: bool = MIRROR_DEFAULT,
+    match_roughness: bool = MATCH_ROUGHNESS_DEFAULT,
     settings: WindowSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -369,7 +420,9 @@ def segment(
     ``t1`` and ``t2`` may be None (FLAIR alone, T1 + FLAIR, T2 + FLAIR) for a model trained
     with modality dropout (:func:`~napari_fanet.tasks.segmentation.check_modalities`); the
     missing channel is all zero. With ``mirror`` the probability is the mean of the scan's and
-    of its left-right mirror image's (:func:`mirrored_logits`; twice the network time). The
+    of its left-right mirror image's (:func:`mirrored_logits`; twice the network time). With
+    ``match_roughness`` a FLAIR rougher than the model's real training scans is first smoothed
+    (:func:`seg_model_input`; the report's messages say by how much). The
     mask holds the 26-connected components of ``probability > threshold`` that contain a voxel
     above ``seed_threshold`` (None: no such rule) and measure at least ``min_lesion_mm3``
     (:func:`~napari_fanet.tasks.lesion_mask.lesion_mask`).
@@ -382,11 +435,13 @@ def segment(
         inputs["brain mask"] = brain_mask
     arrays, vox, back, _ = as_canonical(inputs, voxel_size)
     shape = arrays["FLAIR"].shape
-    image, brain, grid = seg_model_input(arrays, vox, checkpoint)
     result = PredictionResult({})
     message = SEGMENTATION.absent_channels_message(arrays)
     if message:
         result.report.messages.append(message)
+    image, brain, grid = seg_model_input(
+        arrays, vox, checkpoint, match_roughness=match_roughness, messages=result.report.messages
+    )
     logits = mirrored_logits(
         model,
         torch.from_numpy(image)[None],

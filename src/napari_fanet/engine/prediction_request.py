@@ -17,6 +17,7 @@ import numpy as np
 from napari_fanet.engine.inference import WindowSettings
 from napari_fanet.engine.predict import (
     DEFAULT_DC_METHOD,
+    MATCH_ROUGHNESS_DEFAULT,
     MIRROR_DEFAULT,
     PredictionResult,
     load_model,
@@ -118,6 +119,10 @@ class PredictionRequest:
     mirror : bool
         Segmentation only: average with the left-right mirror image (test-time augmentation,
         twice the network time; see :func:`~napari_fanet.engine.predict.mirrored_logits`).
+    match_roughness : bool
+        Segmentation only: smooth a FLAIR rougher than the model's real training scans first
+        (:func:`~napari_fanet.tasks.roughness.match_flair`; no effect when the model records no
+        target).
     data_consistency : {"cg", "kspace", "none", "smv"}
         QSM only: how the network's map is made consistent with the field (``"none"``: the
         raw network output); see :mod:`napari_fanet.physics.data_consistency`. ``"smv"``
@@ -143,6 +148,7 @@ class PredictionRequest:
     seed_threshold: float | None = DEFAULT_SEED_THRESHOLD
     min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3
     mirror: bool = MIRROR_DEFAULT
+    match_roughness: bool = MATCH_ROUGHNESS_DEFAULT
     data_consistency: str = DEFAULT_DC_METHOD
     dc_lambda: float | str = DEFAULT_DC_LAMBDA
     phase: PhaseOptions | None = None

@@ -433,5 +433,20 @@ def markdown_report(rows: Sequence[dict], title: str, *, mask_rule: dict | None 
             mask_rule.get("seed_threshold"),
             mask_rule.get("min_lesion_mm3", 0.0),
         )
-        lines[-1] += f" The networks' masks: {rule.describe()}."
+        lines[-1] += f" The networks' masks: {rule.describe()}. {roughness_sentence(mask_rule)}"
     return "\n".join(lines)
+
+
+def roughness_sentence(options: dict) -> str:
+    """Whether the FLAIRs were matched to each model's training roughness, in words.
+
+    Empty when ``options`` does not say (``match_roughness`` absent).
+    """
+    if "match_roughness" not in options:
+        return ""
+    if options["match_roughness"]:
+        return (
+            "FLAIRs rougher than a model's real training scans were smoothed to their "
+            "roughness first (--match-roughness)."
+        )
+    return "FLAIRs were not roughness-matched (--no-match-roughness)."

@@ -121,6 +121,24 @@ def read_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     return ckpt
 
 
+def copy_with_extra(
+    source: str | os.PathLike, target: str | os.PathLike, updates: dict[str, Any]
+) -> Path:
+    """Write checkpoint ``source`` to ``target`` atomically, ``updates`` merged into its extra.
+
+    Everything else (weights, config, optimizer state, metrics) is kept as it is; ``target``
+    may be ``source``.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`read_checkpoint`.
+    """
+    ckpt = read_checkpoint(source)
+    ckpt["extra"] = {**(ckpt.get("extra") or {}), **updates}
+    return atomic_write(target, lambda tmp: torch.save(ckpt, tmp))
+
+
 def model_from_checkpoint_config(ckpt: dict, path: str | os.PathLike) -> nn.Module:
     """Build the (untrained) network a checkpoint's own ``config`` describes.
 

@@ -5,8 +5,9 @@ around it: smoothing the brain around a real patient's lesions makes them call m
 smoothing the lesions less (``benchmarks/results/ms-patient19/local_smoothing.md``). A FLAIR
 rougher than the real scans a model trained on is under-called. :func:`fine_roughness`
 measures that roughness without a tissue segmentation, and :func:`match_roughness` smooths a
-scan, never roughens it, until it is no rougher than a target (exploratory so far: not a step
-of ``segment``; ``fanet-seg``'s card, "Promising, not yet a default").
+scan, never roughens it, until it is no rougher than a target. A checkpoint records its target,
+the median roughness of the real FLAIRs it trained on (:data:`TARGET_KEY`,
+:func:`median_roughness`); ``segment`` matches the FLAIR to it with :func:`match_flair`.
 
 Arrays are ``(X, Y, Z)``; sigmas are in mm.
 """
@@ -21,7 +22,16 @@ from scipy import ndimage
 
 from napari_fanet.io.checks import as_mask, as_volume, check_same_shape, check_voxel_size
 
-__all__ = ["MATCH_SIGMAS_MM", "fine_roughness", "match_roughness"]
+__all__ = [
+    "MATCH_ROUGHNESS_DEFAULT",
+    "MATCH_SIGMAS_MM",
+    "TARGET_KEY",
+    "fine_roughness",
+    "match_flair",
+    "match_roughness",
+    "median_roughness",
+    "roughness_target",
+]
 
 #: The Gaussian sigmas :func:`match_roughness` tries, gentlest first (mm).
 MATCH_SIGMAS_MM = tuple(round(0.1 * i, 1) for i in range(16))
@@ -29,6 +39,22 @@ MATCH_SIGMAS_MM = tuple(round(0.1 * i, 1) for i in range(16))
 EDGE_VOXELS = 3
 #: The median absolute deviation of a normal distribution times this is its standard deviation.
 MAD_TO_SD = 1.4826
+#: ``segment`` smooths a FLAIR rougher than the real scans the model trained on
+#: (:func:`match_flair`) unless told otherwise; a checkpoint without a recorded target is never
+#: smoothed. The CLI's help and the widget's checkbox say the same (tests check they agree).
+#: On since 2026-12-07 (``fanet-seg``'s card, "stage 18").
+MATCH_ROUGHNESS_DEFAULT = True
+#: Checkpoint ``extra`` key: the median :func:`fine_roughness` of the real FLAIRs it trained on.
+TARGET_KEY = "roughness_target"
+
+
+def _finite_positive(value: object) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def _check_pair(image: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -119,11 +145,7 @@ def match_roughness(
         As :func:`fine_roughness`.
     """
     image, brain = _check_pair(image, brain)
-    if (
-        isinstance(target, bool)
-        or not isinstance(target, int | float)
-        or not (math.isfinite(target) and target > 0)
-    ):
+    if not _finite_positive(target):
         raise ValueError(f"target must be a finite positive number, got {target!r}")
     vox = np.asarray(check_voxel_size(voxel_size))
     sigmas = [float(s) for s in sigmas_mm]
@@ -139,3 +161,86 @@ def match_roughness(
         if roughness <= target:
             break
     return out, sigma, roughness
+
+
+def median_roughness(scans: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The median :func:`fine_roughness` of ``(image, brain)`` pairs: a checkpoint's target.
+
+    Parameters
+    ----------
+    scans : sequence of (np.ndarray, np.ndarray)
+        ``(X, Y, Z)`` FLAIRs (each on a grid of about the model's voxel size) and their bool
+        brain masks.
+
+    Returns
+    -------
+    float
+        The value to store as ``extra[TARGET_KEY]``.
+
+    Raises
+    ------
+    ValueError
+        No scan is given, or as :func:`fine_roughness`.
+    """
+    if not scans:
+        raise ValueError("expected one or more (FLAIR, brain) pairs, got none")
+    return float(np.median([fine_roughness(image, brain) for image, brain in scans]))
+
+
+def roughness_target(checkpoint: dict) -> float | None:
+    """The roughness target recorded in ``checkpoint`` (``extra[TARGET_KEY]``), or None.
+
+    Raises
+    ------
+    ValueError
+        The recorded value is not a finite positive number.
+    """
+    value = (checkpoint.get("extra") or {}).get(TARGET_KEY)
+    if value is None:
+        return None
+    if not _finite_positive(value):
+        raise ValueError(
+            f"checkpoint extra[{TARGET_KEY!r}] must be a finite positive number, got {value!r}"
+        )
+    return float(value)
+
+
+def match_flair(
+    flair: np.ndarray, brain: np.ndarray, target: float, voxel_size: Sequence[float]
+) -> tuple[np.ndarray, str]:
+    """``flair`` matched to ``target`` (:func:`match_roughness`), and what was done, in words.
+
+    A brain too thin to measure, or a FLAIR whose brain median is not positive, is left as it
+    is, and the message says why: the segmentation still runs, on the FLAIR as given.
+
+    Parameters
+    ----------
+    flair, brain : np.ndarray
+        ``(X, Y, Z)`` FLAIR and bool brain mask on the model's grid.
+    target : float
+        The model's :func:`roughness_target`.
+    voxel_size : sequence of 3 float
+        Of that grid (mm).
+
+    Returns
+    -------
+    flair : np.ndarray
+        ``(X, Y, Z)`` float32.
+    message : str
+        For the user: the roughness, the target and the smoothing (or why there was none).
+    """
+    try:
+        before = fine_roughness(flair, brain)
+    except ValueError as error:
+        return flair.astype(np.float32), f"FLAIR roughness not matched to the model's: {error}"
+    if before <= target:
+        return flair.astype(np.float32), (
+            f"FLAIR fine roughness {before:.4f} is within the model's training scans' "
+            f"{target:.4f}: not smoothed"
+        )
+    matched, sigma, after = match_roughness(flair, brain, target, voxel_size)
+    return matched, (
+        f"FLAIR fine roughness {before:.4f} is above the model's training scans' {target:.4f}: "
+        f"smoothed in the brain by a Gaussian of sigma {sigma:g} mm (now {after:.4f}) before "
+        "segmentation; --no-match-roughness (or the widget's 'Match roughness') turns it off"
+    )

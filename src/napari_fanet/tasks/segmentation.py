@@ -96,7 +96,13 @@ class SegmentationTask(Task):
     primary_metric = ("dice", True)
     evaluation_metrics = ("dice", "ltpr", "lppv", "lf1", "seconds")
     paired_metrics = ("dice", "lf1")
-    prediction_options = ("threshold", "seed_threshold", "min_lesion_mm3", "mirror")
+    prediction_options = (
+        "threshold",
+        "seed_threshold",
+        "min_lesion_mm3",
+        "mirror",
+        "match_roughness",
+    )
     ablations: dict[str, dict[str, Any]] = {}  # noqa: RUF012 (read-only class attribute)
     output = "mask"
     channels = SEG_CHANNELS
