@@ -676,3 +676,15 @@ def test_ms_lesion_growth_keeps_the_mask_without_growth_and_refuses_one_subject(
     assert growth.grow_lesions(mask, zscore, probability, (2.0, 0.01)).sum() == 1  # floor
     with pytest.raises(ValueError, match="at least 2 subjects, got 1"):
         growth.leave_one_out({("a", "flair"): {}})
+
+
+def test_roughness_cost_covers_no_smoothing_some_and_every_sigma(bench, capsys):
+    cost = bench("roughness_cost")
+    rows = cost.main(["--shape", "40", "48", "40", "--repeats", "1"])
+    sigmas = [row["sigma_mm"] for row in rows]
+    assert sigmas[0] == 0 and 0 < sigmas[1] < 1.5 and sigmas[2] == 1.5
+    assert rows[0]["r"] < cost.TARGET < rows[1]["r"] < rows[2]["r"]
+    assert all(_finite(row["step_s"]) for row in rows)
+    assert "| very rough |" in capsys.readouterr().out
+    assert "at least 16 voxels" in _usage_error(capsys, cost.main, ["--shape", "8", "8", "8"])
+    assert "at least 1, got 0" in _usage_error(capsys, cost.main, ["--repeats", "0"])

@@ -41,7 +41,8 @@ DISTANCES_MM = ((0, 3), (3, 6), (6, 10), (10, 20), (20, 200))
 
 
 def load_case(patient: str) -> dict:
-    """Canonical FLAIR, T1 and lesion arrays of a patient, with the fold that never saw it."""
+    """Canonical FLAIR, T1 and lesion arrays of a patient, with the fold that never saw it (its
+    model and checkpoint)."""
     volumes = {
         "FLAIR": load_volume(DATA / patient / "flair.nii.gz"),
         "T1": load_volume(DATA / patient / "t1.nii.gz"),
@@ -58,6 +59,7 @@ def load_case(patient: str) -> dict:
         "arrays": arrays,
         "voxel": voxel,
         "model": model,
+        "checkpoint": checkpoint,
         "image": image,
         "brain": brain,
         "lesions": lesions,
