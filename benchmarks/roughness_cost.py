@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"Roughness matching on a {' x '.join(map(str, shape))} FLAIR, target {TARGET}")
     print()
     print(
-        "| FLAIR | r | sigma (mm) | r after | measuring (s) | whole step (s) "
-        "| step / measuring |"
+        "| FLAIR | r | sigma (mm) | r after | measuring (s) | whole step (s) | step / measuring |"
     )
     print("|---|---|---|---|---|---|---|")
     for row in rows:
