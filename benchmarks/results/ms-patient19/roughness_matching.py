@@ -34,6 +34,8 @@ from napari_fanet.engine.predict import as_canonical, load_model, seg_model_inpu
 from napari_fanet.io.nifti import load_volume
 from napari_fanet.tasks.roughness import fine_roughness, match_roughness
 
+#: The sigmas of this read-out (``segment`` now tries steps of 0.05 mm: ``MATCH_SIGMAS_MM``).
+SIGMAS_MM = tuple(round(0.1 * i, 1) for i in range(16))
 MODES = {
     "FLAIR": ("FLAIR",),
     "T1 + FLAIR": ("T1", "FLAIR"),
@@ -61,7 +63,7 @@ def main(out: Path, modes: bool) -> None:
         _, checkpoint = load_model(FOLD.format(patient))
         flair, brain, voxel = scans[patient]
         target = float(np.median([r[q] for q in PATIENTS if q != patient]))
-        matched, sigma, after = match_roughness(flair, brain, target, voxel)
+        matched, sigma, after = match_roughness(flair, brain, target, voxel, SIGMAS_MM)
         rows = [score_row(f"{patient} | as `segment` runs (r {r[patient]:.4f})", case,
                           *segment(case, case["image"]))]  # fmt: skip
         changed = with_flair(case, matched, checkpoint)
@@ -72,7 +74,7 @@ def main(out: Path, modes: bool) -> None:
     def mode_rows(patient: str) -> list[str]:
         flair, brain, voxel = scans[patient]
         target = float(np.median([r[q] for q in PATIENTS if q != patient]))
-        matched, sigma, after = match_roughness(flair, brain, target, voxel)
+        matched, sigma, after = match_roughness(flair, brain, target, voxel, SIGMAS_MM)
         if sigma == 0:
             return []
         case = load_case(patient)

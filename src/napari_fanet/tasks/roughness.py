@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: The Gaussian sigmas :func:`match_roughness` tries, gentlest first (mm).
-MATCH_SIGMAS_MM = tuple(round(0.1 * i, 1) for i in range(16))
+MATCH_SIGMAS_MM = tuple(round(0.05 * i, 2) for i in range(31))
 #: Voxels eroded from the brain before the spread is taken (its edge weighs little then).
 EDGE_VOXELS = 3
 #: The median absolute deviation of a normal distribution times this is its standard deviation.
