@@ -100,6 +100,19 @@ def test_a_fine_tune_keeps_the_starting_models_modality_dropout(
     assert extra["train_config"]["modality_dropout"] is dropout_before
 
 
+def test_a_fine_tune_keeps_the_starting_models_roughness_target(tmp_path, ms_dataset):
+    """The target describes the real scans the starting model saw; ``segment`` still uses it."""
+    from napari_fanet.models.checkpoint import copy_with_extra
+    from napari_fanet.tasks.roughness import TARGET_KEY
+
+    train, _ = _subjects(ms_dataset, "segmentation")
+    list(run_training(TrainConfig(steps=1, val_every=0, **TINY), train, [], tmp_path / "a"))
+    start = copy_with_extra(tmp_path / "a" / "last.pt", tmp_path / "start.pt", {TARGET_KEY: 0.08})
+    tuned = TrainConfig(steps=1, val_every=0, init_checkpoint=str(start), **TINY)
+    list(run_training(tuned, train, [], tmp_path / "b"))
+    assert load_checkpoint(tmp_path / "b" / "last.pt")[1]["extra"][TARGET_KEY] == 0.08
+
+
 def test_config_errors():
     with pytest.raises(ValueError, match="invalid training setting steps=0"):
         TrainConfig(steps=0)
