@@ -95,6 +95,9 @@ def prepare_network_input(
 ) -> NetworkInput:
     """The network input of the whole volume, prepared as the prediction functions do.
 
+    With their defaults: a segmentation FLAIR rougher than the model's real training scans is
+    smoothed first (:data:`~napari_fanet.tasks.roughness.MATCH_ROUGHNESS_DEFAULT`).
+
     Parameters
     ----------
     task : {"segmentation", "qsm"}
