@@ -17,24 +17,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ms-patient19"))
-from noisy_flair import NOISE, noisy
+from noisy_flair import NOISE, band_roughness, noisy
 from why_patient19 import DATA, PATIENTS, command_line
 
 from napari_fanet.engine.predict import as_canonical
 from napari_fanet.io.nifti import load_volume
-from napari_fanet.tasks.roughness import EDGE_VOXELS, MAD_TO_SD, fine_roughness
-
-
-def band_roughness(image: np.ndarray, brain: np.ndarray, fine: float, coarse: float) -> float:
-    """Robust spread of ``G_fine * image - G_coarse * image`` in the eroded brain, relative."""
-    core = ndimage.binary_erosion(brain, iterations=EDGE_VOXELS)
-    band = ndimage.gaussian_filter(image, fine) - ndimage.gaussian_filter(image, coarse)
-    values = band[core]
-    spread = MAD_TO_SD * float(np.median(np.abs(values - np.median(values))))
-    return spread / float(np.median(image[brain]))
+from napari_fanet.tasks.roughness import fine_roughness
 
 
 def main(out: Path) -> None:
