@@ -254,7 +254,7 @@ def test_roughness_target_refuses_a_missing_flair_and_writes_nothing(tmp_path, c
     out = tmp_path / "out.pt"
     with pytest.raises(SystemExit):
         script.main([str(out), str(source), str(tmp_path / "none.nii.gz")])
-    assert "none.nii.gz" in capsys.readouterr().err
+    assert f"none.nii.gz: file not found: {tmp_path / 'none.nii.gz'}" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         script.main([str(out), str(tmp_path / "no.pt"), str(tmp_path / "none.nii.gz")])
     assert "checkpoint file not found" in capsys.readouterr().err

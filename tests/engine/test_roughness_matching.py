@@ -141,3 +141,11 @@ def test_flair_roughness_target_measures_files_on_the_model_grid(tmp_path) -> No
     assert coarse != pytest.approx(same, rel=0.05)  # measured after resampling to 2 mm
     with pytest.raises(ValueError, match=r"expected one or more \(FLAIR, brain\) pairs"):
         flair_roughness_target([], {})
+    mask = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image((flair > 0).astype(np.float32), np.eye(4)), mask)
+    with pytest.raises(
+        ValueError, match=r"mask.nii.gz: expected a FLAIR with graded intensities, got an image"
+    ):
+        flair_roughness_target([mask], {})
+    with pytest.raises(FileNotFoundError, match=r"none.nii.gz"):
+        flair_roughness_target([tmp_path / "none.nii.gz"], {})

@@ -196,3 +196,30 @@ def test_match_flair_leaves_a_scan_it_cannot_measure_and_says_why() -> None:
     kept, message = match_flair(scan, thin, 0.01, (1.0, 1.0, 1.0))
     np.testing.assert_array_equal(kept, scan)
     assert message.startswith("FLAIR roughness not matched to the model's: expected a brain")
+
+
+def test_fine_roughness_of_a_band_is_the_spread_of_that_band_pass() -> None:
+    brain, scan = _brain(), _scan(0.1)
+    core = ndimage.binary_erosion(brain, iterations=3)
+    band = (ndimage.gaussian_filter(scan, 1.0) - ndimage.gaussian_filter(scan, 2.0))[core]
+    expected = 1.4826 * np.median(np.abs(band - np.median(band))) / np.median(scan[brain])
+    assert fine_roughness(scan, brain, (1, 2)) == pytest.approx(expected, rel=1e-5)
+    assert fine_roughness(scan, brain, (0, 1)) == fine_roughness(scan, brain)
+    # white noise lives in the finest band: the 1-2 band sees far less of it
+    assert fine_roughness(scan, brain, (1, 2)) < 0.5 * fine_roughness(scan, brain)
+    # match_roughness measures the same band (a numpy scalar target is a number too)
+    out, sigma, after = match_roughness(
+        scan, brain, np.float32(expected * 1.01), (1, 1, 1), scales=(1, 2)
+    )
+    assert sigma == 0 and after == pytest.approx(expected)
+    out, sigma, after = match_roughness(scan, brain, 1e-9, (1, 1, 1), [0.5], scales=(1, 2))
+    assert sigma == 0.5 and after == fine_roughness(out, brain, (1, 2))
+
+
+@pytest.mark.parametrize("scales", [(1.0,), (2.0, 1.0), (-1.0, 1.0), (0.0, float("inf"))])
+def test_fine_roughness_refuses_scales_that_are_not_a_band(scales) -> None:
+    match = r"scales must be two Gaussian sigmas in voxels, 0 <= fine < coarse, got"
+    with pytest.raises(ValueError, match=match):
+        fine_roughness(_scan(0.05), _brain(), scales)
+    with pytest.raises(ValueError, match=match):
+        match_roughness(_scan(0.05), _brain(), 0.05, (1, 1, 1), scales=scales)

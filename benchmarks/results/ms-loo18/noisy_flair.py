@@ -27,7 +27,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ms-patient19"))
 from smoothness import write_patients_table
@@ -35,12 +34,7 @@ from why_patient19 import DATA, PATIENTS, command_line, load_case, score_row, se
 
 from napari_fanet.engine.predict import seg_model_input
 from napari_fanet.engine.roughness_target import flair_roughness_target
-from napari_fanet.tasks.roughness import (
-    EDGE_VOXELS,
-    MAD_TO_SD,
-    fine_roughness,
-    match_roughness,
-)
+from napari_fanet.tasks.roughness import fine_roughness, match_roughness
 
 NOISE = (0.0, 0.05, 0.10)
 SEED = 0
@@ -48,29 +42,8 @@ SEED = 0
 COARSE_SIGMAS_MM = tuple(round(0.1 * i, 1) for i in range(16))
 #: ``--fine``: sigmas in steps of 0.05 mm (``segment``'s since read-out B).
 FINE_SIGMAS_MM = tuple(round(0.05 * i, 2) for i in range(31))
-
-
-def band_roughness(image: np.ndarray, brain: np.ndarray, fine: float, coarse: float) -> float:
-    """Robust spread of ``G_fine * image - G_coarse * image`` in the eroded brain, relative."""
-    core = ndimage.binary_erosion(brain, iterations=EDGE_VOXELS)
-    band = ndimage.gaussian_filter(image, fine) - ndimage.gaussian_filter(image, coarse)
-    values = band[core]
-    spread = MAD_TO_SD * float(np.median(np.abs(values - np.median(values))))
-    return spread / float(np.median(image[brain]))
-
-
-def match_band(
-    image: np.ndarray, brain: np.ndarray, target: float
-) -> tuple[np.ndarray, float, float]:
-    """``image`` smoothed by the first of ``FINE_SIGMAS_MM`` (1 mm voxels) bringing its band
-    1-2 roughness to ``target`` (read-out C); the sigma and the band roughness after."""
-    for sigma in FINE_SIGMAS_MM:
-        out = image if sigma == 0 else np.where(brain, ndimage.gaussian_filter(image, sigma), 0)
-        out = out.astype(np.float32)
-        after = band_roughness(out, brain, 1, 2)
-        if after <= target:
-            break
-    return out, sigma, after
+#: ``--band``: the 1-voxel blur minus the 2-voxel blur (``roughness_scales.py``'s band 1-2).
+BAND_SCALES = (1.0, 2.0)
 
 
 def noisy(flair: np.ndarray, k: float) -> np.ndarray:
@@ -88,7 +61,7 @@ def band_target(patient: str) -> float:
     for other in PATIENTS:
         if other != patient:
             flair = load_case(other)["arrays"]["FLAIR"].astype(np.float32)
-            values.append(band_roughness(flair, flair != 0, 1, 2))
+            values.append(fine_roughness(flair, flair != 0, BAND_SCALES))
     return float(np.median(values))
 
 
@@ -107,7 +80,9 @@ def rows_of(patient: str, fine: bool = False, band: bool = False) -> list[str]:
             given, said = image_flair, "off"
             if band:
                 brain = image_flair != 0
-                given, sigma, after = match_band(image_flair, brain, target)
+                given, sigma, after = match_roughness(
+                    image_flair, brain, target, case["voxel"], FINE_SIGMAS_MM, BAND_SCALES
+                )
                 said = f"band target {target:.4f}: sigma {sigma:g} mm (band now {after:.4f})"
             elif match:  # the sigmas of the run: 0.1 mm steps (first table) or 0.05 (--fine)
                 brain = image_flair != 0

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ms-patient19"))
-from noisy_flair import NOISE, band_roughness, noisy
+from noisy_flair import NOISE, noisy
 from why_patient19 import DATA, PATIENTS, command_line
 
 from napari_fanet.engine.predict import as_canonical
@@ -41,8 +41,8 @@ def main(out: Path) -> None:
             brain = image != 0
             lines.append(
                 f"| {patient} | {k:g} | {fine_roughness(image, brain):.4f} "
-                f"| {band_roughness(image, brain, 1, 2):.4f} "
-                f"| {band_roughness(image, brain, 2, 4):.4f} |"
+                f"| {fine_roughness(image, brain, (1, 2)):.4f} "
+                f"| {fine_roughness(image, brain, (2, 4)):.4f} |"
             )
     print("\n".join(lines))
     out.write_text("\n".join(lines) + "\n")

@@ -11,12 +11,17 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from napari_fanet.engine.predict import as_canonical, seg_model_channels
 from napari_fanet.io.nifti import load_volume
 from napari_fanet.models.checkpoint import copy_with_extra, read_checkpoint
 from napari_fanet.tasks.roughness import TARGET_KEY, median_roughness
 
 __all__ = ["flair_roughness_target", "with_roughness_target"]
+
+#: Non-zero voxels inspected to tell a FLAIR from a mask (a mask has one or two values).
+MASK_CHECK_VOXELS = 100_000
 
 
 def flair_roughness_target(flairs: Sequence[str | os.PathLike], checkpoint: dict) -> float:
@@ -37,13 +42,20 @@ def flair_roughness_target(flairs: Sequence[str | os.PathLike], checkpoint: dict
     Raises
     ------
     FileNotFoundError, ValueError
-        A file cannot be read as a 3D volume, a FLAIR is all zeros, its brain is too thin to
-        measure, or no FLAIR is given.
+        A file cannot be read as a 3D volume, a FLAIR is all zeros or has at most two distinct
+        non-zero values (a mask given by mistake), its brain is too thin to measure, or no
+        FLAIR is given.
     """
     scans = []
     for path in flairs:
         arrays, voxel, _, _ = as_canonical({"FLAIR": load_volume(path)}, None)
         channels, brain, _, _ = seg_model_channels(arrays, voxel, checkpoint)
+        levels = np.unique(arrays["FLAIR"][arrays["FLAIR"] != 0][:MASK_CHECK_VOXELS]).size
+        if levels <= 2:
+            raise ValueError(
+                f"{path}: expected a FLAIR with graded intensities, got an image with "
+                f"{levels} distinct non-zero value(s) (a mask?)"
+            )
         scans.append((channels["FLAIR"], brain))
     return median_roughness(scans)
 

@@ -15,6 +15,7 @@ Arrays are ``(X, Y, Z)``; sigmas are in mm.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,6 +24,7 @@ from scipy import ndimage
 from napari_fanet.io.checks import as_mask, as_volume, check_same_shape, check_voxel_size
 
 __all__ = [
+    "FINE_SCALES",
     "MATCH_ROUGHNESS_DEFAULT",
     "MATCH_SIGMAS_MM",
     "TARGET_KEY",
@@ -44,6 +46,9 @@ MAD_TO_SD = 1.4826
 #: smoothed. The CLI's help and the widget's checkbox say the same (tests check they agree).
 #: On since 2026-12-07 (``fanet-seg``'s card, "stage 18").
 MATCH_ROUGHNESS_DEFAULT = True
+#: The band :func:`fine_roughness` measures by default: the image (sigma 0) minus its Gaussian
+#: blur of sigma 1 voxel.
+FINE_SCALES = (0.0, 1.0)
 #: Checkpoint ``extra`` key: the median :func:`fine_roughness` of the real FLAIRs it trained on.
 TARGET_KEY = "roughness_target"
 
@@ -51,7 +56,7 @@ TARGET_KEY = "roughness_target"
 def _finite_positive(value: object) -> bool:
     return (
         not isinstance(value, bool)
-        and isinstance(value, int | float)
+        and isinstance(value, numbers.Real)
         and math.isfinite(value)
         and value > 0
     )
@@ -63,11 +68,23 @@ def _check_pair(image: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, np.nd
     return image.astype(np.float32), brain
 
 
-def fine_roughness(image: np.ndarray, brain: np.ndarray) -> float:
+def _check_scales(scales: Sequence[float]) -> tuple[float, float]:
+    values = tuple(float(v) for v in scales)
+    if len(values) != 2 or not (0 <= values[0] < values[1] and math.isfinite(values[1])):
+        raise ValueError(
+            f"scales must be two Gaussian sigmas in voxels, 0 <= fine < coarse, got {scales!r}"
+        )
+    return values
+
+
+def fine_roughness(
+    image: np.ndarray, brain: np.ndarray, scales: Sequence[float] = FINE_SCALES
+) -> float:
     """Fine roughness of ``image`` in ``brain``: the robust spread of its high pass, relative.
 
-    The high pass is the image minus its Gaussian blur of sigma 1 voxel; its spread is
-    ``MAD_TO_SD`` times its median absolute deviation over the brain eroded by
+    The high pass is the image minus its Gaussian blur of sigma 1 voxel (``scales`` (0, 1);
+    other scales give the band-pass of the blur at ``scales[0]`` minus that at ``scales[1]``);
+    its spread is ``MAD_TO_SD`` times its median absolute deviation over the brain eroded by
     ``EDGE_VOXELS``; the result is that spread over the image's median in the brain.
 
     Parameters
@@ -76,6 +93,8 @@ def fine_roughness(image: np.ndarray, brain: np.ndarray) -> float:
         ``(X, Y, Z)`` scan (a FLAIR), on a grid of about 1 mm.
     brain : np.ndarray
         ``(X, Y, Z)`` bool brain mask.
+    scales : pair of float
+        Gaussian sigmas (voxels) of the band, ``0 <= fine < coarse``; 0 is the image itself.
 
     Returns
     -------
@@ -86,11 +105,13 @@ def fine_roughness(image: np.ndarray, brain: np.ndarray) -> float:
     ------
     ValueError
         Either array is not 3D, the image is not finite, the mask not binary, the shapes
-        differ, the eroded brain is empty, or the brain's median is not positive.
+        differ, the eroded brain is empty, the brain's median is not positive, or ``scales``
+        is not two sigmas with ``0 <= fine < coarse``.
     TypeError
         The image is not numeric, or the mask not boolean or numeric.
     """
     image, brain = _check_pair(image, brain)
+    fine, coarse = _check_scales(scales)
     core = ndimage.binary_erosion(brain, iterations=EDGE_VOXELS)
     if not core.any():
         raise ValueError(
@@ -100,7 +121,8 @@ def fine_roughness(image: np.ndarray, brain: np.ndarray) -> float:
     median = float(np.median(image[brain]))
     if not median > 0:
         raise ValueError(f"expected a positive median intensity in the brain, got {median}")
-    high = (image - ndimage.gaussian_filter(image, 1.0))[core]
+    sharp = image if fine == 0 else ndimage.gaussian_filter(image, fine)
+    high = (sharp - ndimage.gaussian_filter(image, coarse))[core]
     spread = MAD_TO_SD * float(np.median(np.abs(high - np.median(high))))
     return spread / median
 
@@ -111,6 +133,7 @@ def match_roughness(
     target: float,
     voxel_size: Sequence[float],
     sigmas_mm: Sequence[float] = MATCH_SIGMAS_MM,
+    scales: Sequence[float] = FINE_SCALES,
 ) -> tuple[np.ndarray, float, float]:
     """``image`` smoothed by the first of ``sigmas_mm`` that makes it no rougher than ``target``.
 
@@ -125,6 +148,8 @@ def match_roughness(
     sigmas_mm : sequence of float
         Gaussian sigmas to try in order (the last is used if none reaches the target); 0 leaves
         the image as it is.
+    scales : pair of float
+        The band whose roughness is matched (:func:`fine_roughness`).
 
     Returns
     -------
@@ -145,6 +170,7 @@ def match_roughness(
         As :func:`fine_roughness`.
     """
     image, brain = _check_pair(image, brain)
+    _check_scales(scales)
     if not _finite_positive(target):
         raise ValueError(f"target must be a finite positive number, got {target!r}")
     vox = np.asarray(check_voxel_size(voxel_size))
@@ -157,7 +183,7 @@ def match_roughness(
         else:
             blurred = ndimage.gaussian_filter(image, sigma / vox)
             out = np.where(brain, blurred, 0).astype(np.float32)
-        roughness = fine_roughness(out, brain)
+        roughness = fine_roughness(out, brain, scales)
         if roughness <= target:
             break
     return out, sigma, roughness
