@@ -53,6 +53,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cpu_info import cpu_description  # benchmarks/ is on sys.path when run as a script
 from napari_fanet.engine.memory import ENV_VAR, retain_freed_memory
 from napari_fanet.models import (
     AttentionGate3d,
@@ -352,7 +353,7 @@ def main_ratio(args: argparse.Namespace) -> None:
     text = "\n".join(
         [
             f"## FA / one 3x3x3 conv, input (1, {args.channels}, {size[0]}, {size[1]}, "
-            f"{size[2]}), CPU ({os.cpu_count()} cores), {args.threads} threads, "
+            f"{size[2]}), CPU ({cpu_description()}), {args.threads} threads, "
             f"torch {torch.__version__}",
             "",
             ratio_table(results, args.threads),

@@ -37,7 +37,6 @@ import contextlib
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from pathlib import Path
 import torch
 
 from attention_cost import cpu_peak_bytes  # benchmarks/ is on sys.path when run as a script
+from cpu_info import cpu_description
 from napari_fanet.engine.inference import WindowSettings, count_windows, predict_volume
 from napari_fanet.models import build_model
 
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> dict:
     checks, check_text = target_check(results)
     device_name = (
         torch.cuda.get_device_name() if args.device == "cuda" else
-        f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), "
+        f"CPU ({cpu_description()}), "
         f"{args.threads} threads"
     )  # fmt: skip
     padded = [-(-s // 16) * 16 for s in args.shape]

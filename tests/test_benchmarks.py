@@ -688,3 +688,34 @@ def test_roughness_cost_covers_no_smoothing_some_and_every_sigma(bench, capsys):
     assert "| very rough |" in capsys.readouterr().out
     assert "at least 16 voxels" in _usage_error(capsys, cost.main, ["--shape", "8", "8", "8"])
     assert "at least 1, got 0" in _usage_error(capsys, cost.main, ["--repeats", "0"])
+
+
+CPUINFO_SAMPLE = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse avx avx2 fma
+processor\t: 1
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse avx avx2 fma avx512f
+"""
+
+
+def test_cpu_info_names_the_first_model_and_its_widest_vectors(bench):
+    cpu_info = bench("cpu_info")
+    model, flags = cpu_info.parse_cpuinfo(CPUINFO_SAMPLE)
+    assert model == "AMD EPYC 7B13"
+    assert "avx2" in flags and "avx512f" not in flags  # the first processor's flags
+    assert cpu_info.describe(model, flags, 2) == "AMD EPYC 7B13, 2 cores, AVX2"
+    assert cpu_info.describe("X", {"avx512f", "avx2", "amx_tile"}, None) == (
+        "X, AMX + AVX-512 + AVX2"
+    )
+    assert cpu_info.parse_cpuinfo("") == (None, set())
+    assert cpu_info.describe(None, set(), 4).endswith("4 cores")
+
+
+def test_cpu_description_reads_this_machine(bench, monkeypatch, tmp_path):
+    cpu_info = bench("cpu_info")
+    assert cpu_info.cpu_description()  # whatever the machine, a non-empty name
+    missing = tmp_path / "no-cpuinfo"
+    monkeypatch.setattr(cpu_info, "CPUINFO", missing)
+    assert cpu_info.cpu_description()  # falls back on platform without /proc/cpuinfo
