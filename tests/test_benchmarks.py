@@ -719,3 +719,19 @@ def test_cpu_description_reads_this_machine(bench, monkeypatch, tmp_path):
     missing = tmp_path / "no-cpuinfo"
     monkeypatch.setattr(cpu_info, "CPUINFO", missing)
     assert cpu_info.cpu_description()  # falls back on platform without /proc/cpuinfo
+
+
+def test_error_structure_basis_and_bands(bench, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS / "results" / "qsm-chain"))
+    structure = bench("error_structure")
+    mask = np.zeros((5, 6, 7), dtype=bool)
+    mask[1:4, 1:5, 2:6] = True
+    for degree, terms in ((1, 4), (2, 10), (3, 20)):
+        assert structure.polynomial_basis(mask.shape, mask, degree).shape == (mask.sum(), terms)
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=mask.shape)
+    # an error equal to the truth holds all of its energy, split over the bands
+    assert sum(structure.band_energies(truth, truth)) == pytest.approx(100.0)
+    basis = structure.polynomial_basis(mask.shape, mask, 1)
+    plane = basis @ np.array([1.0, 2.0, -1.0, 0.5])
+    assert np.allclose(structure.without_fit(plane, plane, basis), 0.0, atol=1e-10)
