@@ -735,3 +735,27 @@ def test_error_structure_basis_and_bands(bench, monkeypatch):
     basis = structure.polynomial_basis(mask.shape, mask, 1)
     plane = basis @ np.array([1.0, 2.0, -1.0, 0.5])
     assert np.allclose(structure.without_fit(plane, plane, basis), 0.0, atol=1e-10)
+
+
+def test_qsm_chain_scripts_share_their_subject_arguments(bench, monkeypatch, capsys):
+    import argparse
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS / "results" / "qsm-chain"))
+    subject_args = bench("subject_args")
+
+    def parse(*argv, **options):
+        parser = argparse.ArgumentParser(prog="script")
+        subject_args.add_subject_arguments(parser, **options)
+        return subject_args.subject_params(parser, parser.parse_args(list(argv)))
+
+    assert parse("--snr", "200", "400").snr == (200.0, 400.0)
+    assert parse().snr == subject_args.GREParams().snr  # the simulator's default noise
+    with pytest.raises(SystemExit):
+        parse("--snr", "400", "200")
+    assert "--snr: expected 0 < LO <= HI, got [400.0, 200.0]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse("--seeds", "-1")
+    assert "--seeds: expected non-negative integers, got [-1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse(snr_required=True)
+    assert "required: --snr" in capsys.readouterr().err

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from dc_lambda_sweep import raw_chain_map
+from subject_args import add_subject_arguments, subject_params
 
 from napari_fanet.engine.predict import load_model
 from napari_fanet.metrics.qsm import nrmse
@@ -47,23 +48,12 @@ def subject_errors(seed: int, params: GREParams, scales, model, checkpoint) -> d
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--snr",
-        type=float,
-        nargs=2,
-        metavar=("LO", "HI"),
-        default=None,
-        help="first-echo SNR range (default: the simulator's, 40-80)",
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    add_subject_arguments(parser, seeds_required=True)
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.5, 0.25])
     parser.add_argument("--paired", type=Path, help="phase_chain.py --fanet --json file")
     parser.add_argument("--out", type=Path, help="prefix of the per-k JSON files (--paired)")
     args = parser.parse_args()  # fmt: skip
-    if args.snr is not None and not 0 < args.snr[0] <= args.snr[1]:
-        parser.error(f"--snr: expected 0 < LO <= HI, got {args.snr}")
-    if min(args.seeds) < 0:
-        parser.error(f"--seeds: expected non-negative integers, got {args.seeds}")
+    params = subject_params(parser, args)
     if min(args.scales) <= 0:
         parser.error(f"--scales: expected numbers > 0, got {args.scales}")
     if (args.paired is None) != (args.out is None):
@@ -81,7 +71,6 @@ def main() -> int:
             parser.error(f"--out: expected a prefix in an existing folder, got {args.out}")
     torch.set_num_threads(1)
     model, checkpoint = load_model("fanet-qsm-phase")
-    params = GREParams() if args.snr is None else GREParams(snr=tuple(args.snr))
     snr = "40-80 (default)" if args.snr is None else f"{args.snr[0]:g}-{args.snr[1]:g}"
     print(f"## Automatic SMV weight times k, first-echo SNR {snr}\n")
     print("| seed | k | weight | chi NRMSE % | paired file's chain % |\n|---|---|---|---|---|")

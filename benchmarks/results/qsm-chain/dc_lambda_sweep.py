@@ -16,6 +16,7 @@ import argparse
 
 import numpy as np
 import torch
+from subject_args import add_subject_arguments, subject_params
 
 from napari_fanet.engine.phase_qsm import phase_to_susceptibility
 from napari_fanet.engine.predict import load_model
@@ -69,21 +70,15 @@ def sweep(seed: int, params: GREParams, model, checkpoint) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--snr", type=float, nargs=2, required=True, metavar=("LO", "HI"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[10000, 10001])
+    add_subject_arguments(parser, snr_required=True)
     args = parser.parse_args()
-    if not 0 < args.snr[0] <= args.snr[1]:
-        parser.error(f"--snr: expected 0 < LO <= HI, got {args.snr}")
-    if min(args.seeds) < 0:
-        parser.error(f"--seeds: expected non-negative integers, got {args.seeds}")
+    params = subject_params(parser, args)
     torch.set_num_threads(1)
     model, checkpoint = load_model("fanet-qsm-phase")
     print(f"## SMV data consistency, first-echo SNR {args.snr[0]:g}-{args.snr[1]:g}\n")
     print("| seed | weight | CG iterations | chi NRMSE % |\n|---|---|---|---|")
     for seed in args.seeds:
-        print(
-            "\n".join(sweep(seed, GREParams(snr=tuple(args.snr)), model, checkpoint)), flush=True
-        )
+        print("\n".join(sweep(seed, params, model, checkpoint)), flush=True)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import itertools
 
 import numpy as np
 import torch
+from subject_args import add_subject_arguments, subject_params
 
 from napari_fanet.engine.phase_qsm import phase_to_susceptibility
 from napari_fanet.engine.predict import load_model
@@ -129,15 +130,10 @@ def subject_rows(maps: dict[str, np.ndarray]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--snr", type=float, nargs=2, default=None, metavar=("LO", "HI"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[10000, 10001])
+    add_subject_arguments(parser)
     args = parser.parse_args()
-    if args.snr is not None and not 0 < args.snr[0] <= args.snr[1]:
-        parser.error(f"--snr: expected 0 < LO <= HI, got {args.snr}")
-    if min(args.seeds) < 0:
-        parser.error(f"--seeds: expected non-negative integers, got {args.seeds}")
+    params = subject_params(parser, args)
     torch.set_num_threads(1)
-    params = GREParams() if args.snr is None else GREParams(snr=tuple(args.snr))
     chain_net, local_net = load_model("fanet-qsm-phase"), load_model("fanet-qsm")
     bands = " / ".join(f"{lo:g}-{hi:g}" for lo, hi in itertools.pairwise(BANDS))
     noise = "default (40-80)" if args.snr is None else f"{args.snr[0]:g}-{args.snr[1]:g}"

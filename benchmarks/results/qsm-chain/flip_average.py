@@ -23,6 +23,7 @@ import itertools
 import sys
 
 import torch
+from subject_args import add_subject_arguments, subject_params
 from torch import nn
 
 from napari_fanet.engine.predict import load_model
@@ -68,18 +69,13 @@ def row(seed: int, params: GREParams, chain_net, local_net) -> tuple[float, floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--snr", type=float, nargs=2, default=None, metavar=("LO", "HI"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[10000, 10001])
+    add_subject_arguments(parser)
     parser.add_argument("--axes", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
-    if args.snr is not None and not 0 < args.snr[0] <= args.snr[1]:
-        parser.error(f"--snr: expected 0 < LO <= HI, got {args.snr}")
-    if min(args.seeds) < 0:
-        parser.error(f"--seeds: expected non-negative integers, got {args.seeds}")
+    params = subject_params(parser, args)
     if not set(args.axes) <= {0, 1, 2} or len(set(args.axes)) != len(args.axes):
         parser.error(f"--axes: expected distinct axes among 0 1 2, got {args.axes}")
     torch.set_num_threads(1)
-    params = GREParams() if args.snr is None else GREParams(snr=tuple(args.snr))
     chain_model, chain_ckpt = load_model("fanet-qsm-phase")
     local_model, local_ckpt = load_model("fanet-qsm")
     variants = {
