@@ -713,12 +713,17 @@ def test_cpu_info_names_the_first_model_and_its_widest_vectors(bench):
     assert cpu_info.describe(None, set(), 4).endswith("4 cores")
 
 
-def test_cpu_description_reads_this_machine(bench, monkeypatch, tmp_path):
+def test_cpu_description_reads_cpuinfo_and_falls_back_without_it(bench, monkeypatch, tmp_path):
     cpu_info = bench("cpu_info")
-    assert cpu_info.cpu_description()  # whatever the machine, a non-empty name
-    missing = tmp_path / "no-cpuinfo"
-    monkeypatch.setattr(cpu_info, "CPUINFO", missing)
-    assert cpu_info.cpu_description()  # falls back on platform without /proc/cpuinfo
+    monkeypatch.setattr(cpu_info.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    fake = tmp_path / "cpuinfo"
+    fake.write_text(CPUINFO_SAMPLE)
+    monkeypatch.setattr(cpu_info, "CPUINFO", fake)
+    assert cpu_info.cpu_description() == "AMD EPYC 7B13, 2 cores, AVX2"
+    monkeypatch.setattr(cpu_info, "CPUINFO", tmp_path / "no-cpuinfo")
+    monkeypatch.setattr(cpu_info.platform, "processor", lambda: "")
+    monkeypatch.setattr(cpu_info.platform, "machine", lambda: "x86_64")
+    assert cpu_info.cpu_description() == "x86_64, 2 cores"  # platform's name, no extensions
 
 
 def test_error_structure_basis_and_bands(bench, monkeypatch):

@@ -31,11 +31,12 @@ from napari_fanet.simulation.qsm_chain import store_phase_as_integers
 WEIGHTS = ("auto", 1.0, 0.3, 0.1, 0.03, 0.01)
 
 
-def raw_chain_map(seed: int, params: GREParams, model, checkpoint):
-    """One simulated 2 mm subject through the chain and the network, without data consistency.
+def raw_chain_map(seed: int, params: GREParams, model, checkpoint, data_consistency: str = "none"):
+    """One simulated 2 mm subject through the chain and the network, by default without data
+    consistency (``data_consistency`` as ``phase_to_susceptibility`` takes it).
 
     Returns ``(gre, chain, raw, scored, voxel)``: the simulated acquisition, the chain's result,
-    the network's raw map (ppm, ``(X, Y, Z)``), the scored voxels (the chain's local mask within
+    the network's map (ppm, ``(X, Y, Z)``), the scored voxels (the chain's local mask within
     the brain) and the voxel size in mm.
     """
     gre = simulate_gre_phase(simulate_qsm_subject(seed, 2.0, noise=False), seed, params=params)
@@ -43,7 +44,7 @@ def raw_chain_map(seed: int, params: GREParams, model, checkpoint):
         store_phase_as_integers(gre.phase), gre.echo_times_s, gre.affine,
         magnitude=gre.magnitude, b0_dir_world=array_to_world_direction(gre.b0_dir, gre.affine),
         chain_settings=PhaseChainSettings(b0_tesla=gre.b0_tesla), model=model,
-        checkpoint=checkpoint, data_consistency="none",
+        checkpoint=checkpoint, data_consistency=data_consistency,
     )  # fmt: skip
     chain = result.chain
     voxel = tuple(float(v) for v in np.linalg.norm(gre.affine[:3, :3], axis=0))

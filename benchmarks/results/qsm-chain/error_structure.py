@@ -25,15 +25,13 @@ import itertools
 
 import numpy as np
 import torch
+from dc_lambda_sweep import raw_chain_map
 from subject_args import add_subject_arguments, subject_params
 
-from napari_fanet.engine.phase_qsm import phase_to_susceptibility
+from napari_fanet.engine.phase_qsm import DEFAULT_PHASE_DC_METHOD
 from napari_fanet.engine.predict import load_model
 from napari_fanet.io.b0_direction import array_to_world_direction
-from napari_fanet.physics.phase_chain import PhaseChainSettings
-from napari_fanet.simulation import simulate_qsm_subject
-from napari_fanet.simulation.gre_phase import GREParams, simulate_gre_phase
-from napari_fanet.simulation.qsm_chain import store_phase_as_integers
+from napari_fanet.simulation.gre_phase import GREParams
 from phase_chain import local_field_inversion, noisy_field_perfect_unwrap, nrmse
 
 #: Band edges in cycles per voxel.
@@ -42,23 +40,14 @@ BANDS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 
 def reconstruct(seed: int, params: GREParams, chain_net, local_net) -> dict[str, np.ndarray]:
     """Chain and same-noise local-field-path chi of one subject, the truth and the scoring mask."""
-    gre = simulate_gre_phase(simulate_qsm_subject(seed, 2.0, noise=False), seed, params=params)
+    gre, _, chain_chi, scored, _ = raw_chain_map(
+        seed, params, *chain_net, data_consistency=DEFAULT_PHASE_DC_METHOD
+    )
     world = array_to_world_direction(gre.b0_dir, gre.affine)
-    chain = phase_to_susceptibility(
-        store_phase_as_integers(gre.phase), gre.echo_times_s, gre.affine,
-        magnitude=gre.magnitude, b0_dir_world=world,
-        chain_settings=PhaseChainSettings(b0_tesla=gre.b0_tesla, pdf_max_iter=100),
-        method="fanet", model=chain_net[0], checkpoint=chain_net[1],
-    )  # fmt: skip
     noisy = noisy_field_perfect_unwrap(gre, gre.mask)
     with_noise = np.where(gre.mask, gre.local_field_ppm + noisy - gre.total_field_ppm, 0.0)
     local = local_field_inversion("fanet", gre, world, local_net, field=with_noise)
-    return {
-        "chain": chain.chi,
-        "local": local,
-        "truth": gre.chi,
-        "mask": chain.chain.local_mask & gre.mask,
-    }
+    return {"chain": chain_chi, "local": local, "truth": gre.chi, "mask": scored}
 
 
 def polynomial_basis(shape: tuple[int, ...], mask: np.ndarray, degree: int) -> np.ndarray:
