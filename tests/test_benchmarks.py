@@ -764,3 +764,46 @@ def test_qsm_chain_scripts_share_their_subject_arguments(bench, monkeypatch, cap
     with pytest.raises(SystemExit):
         parse(snr_required=True)
     assert "required: --snr" in capsys.readouterr().err
+
+
+def test_size_detection_counts_the_reference_lesions_a_map_reaches(
+    bench, monkeypatch, tmp_path, capsys
+):
+    import nibabel as nib
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS / "results" / "ms-loo19"))
+    sizes = bench("size_detection")
+    ref = np.zeros((30, 30, 30), dtype=bool)
+    ref[2:4, 2:4, 2:4] = True  # 8 voxels: found at 0.6
+    ref[10:13, 10:13, 10:12] = True  # 18 voxels: missed
+    ref[20:25, 20:25, 20:25] = True  # 125 voxels: found at 0.99
+    ref[28, 28, 28] = True  # 1 voxel: below the 3-voxel floor, never counted
+    prob = np.zeros(ref.shape, dtype=np.float32)
+    prob[3, 3, 3], prob[22, 22, 22], prob[28, 28, 28] = 0.6, 0.99, 1.0
+    labels, voxels = sizes.reference_lesions(ref)
+    rows = sizes.detection_by_size(labels, voxels, prob)
+    assert [(r["lesions"], r["p>=0.5"], r["p>=0.95"]) for r in rows] == [
+        (1, 1, 0),
+        (1, 0, 0),
+        (0, 0, 0),
+        (1, 1, 1),
+    ]
+    with pytest.raises(ValueError, match=r"expected a probability map of shape \(30, 30, 30\)"):
+        sizes.detection_by_size(labels, voxels, prob[:-1])
+    data, maps = tmp_path / "data", tmp_path / "maps"
+    (data / "p1").mkdir(parents=True)
+    (maps / "p1-flair").mkdir(parents=True)
+    nib.save(
+        nib.Nifti1Image(ref.astype(np.uint8), np.eye(4)), data / "p1" / "consensus_lesions.nii.gz"
+    )
+    nib.save(nib.Nifti1Image(prob, np.eye(4)), maps / "p1-flair" / "lesion_probability.nii.gz")
+    out = tmp_path / "table.md"
+    argv = ["--data", str(data), "--maps", str(maps), "--patients", "p1", "--out", str(out)]
+    assert sizes.main(argv) == 0
+    assert (
+        "| maps | flair | p1 | 1 / 0 of 1 | 0 / 0 of 1 | 0 / 0 of 0 | 1 / 1 of 1 |"
+        in out.read_text()
+    )
+    with pytest.raises(SystemExit):
+        sizes.main([*argv[:-2], "--modes", "t1-flair"])  # no such map: a usage error
+    assert "expected a probability map at" in capsys.readouterr().err

@@ -233,6 +233,28 @@ def test_version_6_is_version_4_times_a_fine_texture_over_tissue_and_lesions() -
     assert not np.array_equal(family.flair, same4.flair)
 
 
+def test_version_7_draws_smaller_discrete_lesions_and_nothing_else_changes() -> None:
+    base = _quiet(load_ml=(2.0, 2.0), p_bright_cortex=1.0)  # version 4 sizes, no confluent
+    sizes = {"min_diameter_mm": 2.0, "volume_median_mm3": 30.0}  # version 7's
+    small = dataclasses.replace(base, lesions=dataclasses.replace(base.lesions, **sizes))
+    v4 = simulate_randomised_ms_subject(3, 2.0, params=base, noise=False)
+    v7 = simulate_randomised_ms_subject(3, 2.0, params=small, noise=False)
+    assert (v4.meta["generator_version"], v7.meta["generator_version"]) == (4, 7)
+    for name in ("brain_mask", "wm_prob"):  # only the lesion stream changes
+        assert np.array_equal(getattr(v4, name), getattr(v7, name))
+    sizes4 = [lesion["voxels"] for lesion in v4.meta["lesions"]]
+    sizes7 = [lesion["voxels"] for lesion in v7.meta["lesions"]]
+    assert len(sizes7) > len(sizes4)  # the same load in more, smaller lesions
+    assert np.median(sizes7) < np.median(sizes4)
+    from napari_fanet.simulation.dataset import simulate_subject
+
+    family = simulate_subject("ms", 3, VOX, noise=False, family="randomised-v7")
+    same4 = simulate_subject("ms", 3, VOX, noise=False, family="randomised-v4")
+    assert family.meta["generator_version"] == 7
+    assert np.array_equal(family.brain_mask, same4.brain_mask)
+    assert not np.array_equal(family.lesion_mask, same4.lesion_mask)
+
+
 def test_grow_ventricles_turns_tissue_into_csf_within_the_distance() -> None:
     shape, vox = (21, 21, 21), (1.0, 1.0, 1.0)
     ventricles = np.zeros(shape, np.float32)

@@ -74,7 +74,7 @@ def test_simulate_subject_dispatches_the_chain_family():
     assert not np.allclose(vsharp.local_field, subject.local_field)  # another estimate
     expected = (
         "family must be one of phantom, randomised, randomised-v2, randomised-v4, randomised-v5, "
-        "randomised-v6 for task ms"
+        "randomised-v6, randomised-v7 for task ms"
     )
     with pytest.raises(ValueError, match=expected):
         simulate_subject("ms", 3, VOX, family="chain")

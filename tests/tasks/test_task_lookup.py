@@ -64,6 +64,7 @@ def test_the_registry_holds_one_task_per_stored_name():
                     "randomised-v4",
                     "randomised-v5",
                     "randomised-v6",
+                    "randomised-v7",
                 ),
                 "prediction_options": (
                     "threshold",

@@ -26,6 +26,7 @@ FAMILY_CHOICES = (
     "randomised-v4",
     "randomised-v5",
     "randomised-v6",
+    "randomised-v7",
     "fullrange",
     "chain",
     "chain-vsharp",

@@ -59,8 +59,9 @@ def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         "--voxel-size 1 1 1), randomised-v2 (its generator version 2: uniform, sharp-edged "
         "confluent lesions; reproduces older datasets), randomised-v4 (version 4: regional "
         "bright grey matter, unlabelled), randomised-v5 (version 5: version 4 plus atrophy, "
-        "lateral ventricles grown by 1-6 mm on 60%% of the subjects) or randomised-v6 (version "
-        "6: version 4 plus a fine texture over tissue and lesions); for --task qsm, "
+        "lateral ventricles grown by 1-6 mm on 60%% of the subjects), randomised-v6 (version "
+        "6: version 4 plus a fine texture over tissue and lesions) or randomised-v7 (version 7: "
+        "version 4 with smaller discrete lesions, from 2 mm across); for --task qsm, "
         "fullrange, chain or chain-vsharp (see napari-fanet train --help)",
     )
     parser.add_argument(

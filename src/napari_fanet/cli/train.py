@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="phantom",
         help="with --simulate: generator family. MS: randomised (domain-randomised contrast, "
         "lesion loads and scanner artefacts; use --voxel-size 1 1 1), randomised-v2, "
-        "randomised-v4, randomised-v5 or randomised-v6 (its generator versions 2, 4, 5 and 6). "
+        "randomised-v4, randomised-v5, randomised-v6 or randomised-v7 (its generator versions "
+        "2 and 4-7). "
         "QSM: fullrange "
         "(extra sources over the whole susceptibility range, B0 tilts up to 30 degrees) or chain "
         "(fullrange phantoms whose input is the phase chain's local field from simulated "

@@ -34,7 +34,8 @@ TASKS = ("qsm", "ms")
 #: generator version 2 (uniform, sharp-edged confluent lesions; ``fanet-seg``'s stages 1-3), and
 #: ``randomised-v4``, its version 4 (regional bright grey matter; stage 6, not shipped),
 #: ``randomised-v5``, its version 5 (version 4 plus atrophy: enlarged lateral ventricles),
-#: ``randomised-v6``, its version 6 (version 4 plus a fine texture over tissue and lesions);
+#: ``randomised-v6``, its version 6 (version 4 plus a fine texture over tissue and lesions),
+#: ``randomised-v7``, its version 7 (version 4 with smaller discrete lesions, down to 2 mm);
 #: for QSM, the ``fullrange``
 #: training family (:data:`.qsm_families.FULL_RANGE`: extra sources over the whole physical
 #: range of susceptibility, B0 tilts up to 30 degrees) and the ``chain`` family (:mod:`.qsm_chain`:
@@ -43,7 +44,7 @@ TASKS = ("qsm", "ms")
 #: (the default until 2026-12-05, which the first two stages of ``fanet-qsm-phase`` used).
 FAMILIES = {
     "qsm": ("phantom", "fullrange", "chain", "chain-vsharp"),
-    "ms": ("phantom", "randomised", *(f"randomised-v{v}" for v in (2, 4, 5, 6))),
+    "ms": ("phantom", "randomised", *(f"randomised-v{v}" for v in (2, 4, 5, 6, 7))),
 }
 #: First subject seed of each split; subject ``i`` of a dataset made with ``seed`` uses
 #: ``seed + i``, so splits stay disjoint for datasets of up to 10 000 subjects.
@@ -108,34 +109,22 @@ def _ms_phantom(seed: int, voxel_size, noise: bool) -> MSSubject:
     return simulate_ms_subject(seed, voxel_size, noise=noise)
 
 
-def _ms_randomised(seed: int, voxel_size, noise: bool) -> MSSubject:
-    from napari_fanet.simulation.ms_randomised import simulate_randomised_ms_subject
+def _ms_randomised_version(params_name: str | None):
+    """The generator of one ``randomised`` family (the simulator is imported lazily).
 
-    return simulate_randomised_ms_subject(seed, voxel_size, noise=noise)
+    ``params_name`` names the family's ranges in :mod:`.ms_randomised`; ``None``: the current
+    defaults.
+    """
 
+    def generate(seed: int, voxel_size, noise: bool) -> MSSubject:
+        from napari_fanet.simulation import ms_randomised
 
-def _ms_randomised_v2(seed: int, voxel_size, noise: bool) -> MSSubject:
-    from napari_fanet.simulation.ms_randomised import VERSION_2, simulate_randomised_ms_subject
+        params = None if params_name is None else getattr(ms_randomised, params_name)
+        return ms_randomised.simulate_randomised_ms_subject(
+            seed, voxel_size, noise=noise, params=params
+        )
 
-    return simulate_randomised_ms_subject(seed, voxel_size, noise=noise, params=VERSION_2)
-
-
-def _ms_randomised_v4(seed: int, voxel_size, noise: bool) -> MSSubject:
-    from napari_fanet.simulation.ms_randomised import VERSION_4, simulate_randomised_ms_subject
-
-    return simulate_randomised_ms_subject(seed, voxel_size, noise=noise, params=VERSION_4)
-
-
-def _ms_randomised_v5(seed: int, voxel_size, noise: bool) -> MSSubject:
-    from napari_fanet.simulation.ms_randomised import VERSION_5, simulate_randomised_ms_subject
-
-    return simulate_randomised_ms_subject(seed, voxel_size, noise=noise, params=VERSION_5)
-
-
-def _ms_randomised_v6(seed: int, voxel_size, noise: bool) -> MSSubject:
-    from napari_fanet.simulation.ms_randomised import VERSION_6, simulate_randomised_ms_subject
-
-    return simulate_randomised_ms_subject(seed, voxel_size, noise=noise, params=VERSION_6)
+    return generate
 
 
 def _qsm_phantom(seed: int, voxel_size, noise: bool) -> QSMSubject:
@@ -163,11 +152,12 @@ def _qsm_chain_vsharp(seed: int, voxel_size, noise: bool) -> QSMSubject:
 #: The generator of each (task, family) of :data:`FAMILIES`.
 _GENERATORS = {
     ("ms", "phantom"): _ms_phantom,
-    ("ms", "randomised"): _ms_randomised,
-    ("ms", "randomised-v2"): _ms_randomised_v2,
-    ("ms", "randomised-v4"): _ms_randomised_v4,
-    ("ms", "randomised-v5"): _ms_randomised_v5,
-    ("ms", "randomised-v6"): _ms_randomised_v6,
+    ("ms", "randomised"): _ms_randomised_version(None),
+    ("ms", "randomised-v2"): _ms_randomised_version("VERSION_2"),
+    ("ms", "randomised-v4"): _ms_randomised_version("VERSION_4"),
+    ("ms", "randomised-v5"): _ms_randomised_version("VERSION_5"),
+    ("ms", "randomised-v6"): _ms_randomised_version("VERSION_6"),
+    ("ms", "randomised-v7"): _ms_randomised_version("VERSION_7"),
     ("qsm", "phantom"): _qsm_phantom,
     ("qsm", "fullrange"): _qsm_fullrange,
     ("qsm", "chain"): _qsm_chain,

@@ -57,6 +57,8 @@ FAMILY = "randomised"
 #: 5 (``randomised-v5``, not the default): version 4 plus atrophy, enlarged lateral ventricles.
 #: 6 (``randomised-v6``, not the default): version 4 plus a fine multiplicative texture over
 #: tissue and lesions alike.
+#: 7 (``randomised-v7``, not the default): version 4 with smaller discrete lesions (from 2 mm
+#: across, median 30 mm^3).
 GENERATOR_VERSION = 3
 
 STREAMS = (
@@ -190,9 +192,15 @@ class RandomisedMSParams:
 def generator_version(params: RandomisedMSParams) -> int:
     """The generator version ``params`` reproduce.
 
-    2 with uniform confluent lesions (and no bright cortex), 6 with a fine texture, 5 with
-    atrophy, 4 with bright cortex, else 3.
+    2 with uniform confluent lesions (and no bright cortex), 7 with discrete lesions smaller
+    than the default sizes, 6 with a fine texture, 5 with atrophy, 4 with bright cortex, else 3.
     """
+    default_sizes = LesionLoadParams()
+    if (
+        params.lesions.min_diameter_mm < default_sizes.min_diameter_mm
+        or params.lesions.volume_median_mm3 < default_sizes.volume_median_mm3
+    ):
+        return 7
     if params.fine_texture_std > 0:
         return 6
     if params.p_atrophy > 0:
@@ -214,6 +222,14 @@ VERSION_5 = RandomisedMSParams(p_bright_cortex=0.7, p_atrophy=0.6)
 #: The ranges of generator version 6 (``--family randomised-v6``): version 4 plus a fine texture
 #: of standard deviation up to 0.12 (its own random stream: otherwise version 4 draw for draw).
 VERSION_6 = RandomisedMSParams(p_bright_cortex=0.7, fine_texture_std=0.12)
+#: The ranges of generator version 7 (``--family randomised-v7``): version 4 with smaller
+#: discrete lesions, from 2 mm across (4.2 mm^3, against 3 mm and 14 mm^3) and a median of
+#: 30 mm^3 (against 60). The shared real patients have many lesions below version 4's smallest
+#: (``fanet-seg``'s card, stage 19). Only the lesion stream changes: otherwise version 4 draw
+#: for draw.
+VERSION_7 = RandomisedMSParams(
+    p_bright_cortex=0.7, lesions=LesionLoadParams(min_diameter_mm=2.0, volume_median_mm3=30.0)
+)
 #: Correlation (Gaussian sigma, in 1 mm voxels) of the fine texture of version 6.
 FINE_TEXTURE_VOX = 0.6
 

@@ -1,0 +1,134 @@
+"""Which reference lesions a set of leave-one-out probability maps reaches, by lesion size.
+
+Usage::
+
+    python benchmarks/results/ms-loo19/size_detection.py --data ../shared/data/open-ms-lesjak2017 \
+        --maps runs/maps-loo18 runs/maps-loo19 --modes flair t1-t2-flair [--out TABLE.md]
+
+Each ``--maps`` folder holds ``PATIENT-MODE/lesion_probability.nii.gz`` as
+``benchmarks/ms_postprocessing.py --maps`` writes them (each patient's map from the fold that
+never saw it). The reference lesions (``consensus_lesions.nii.gz``, 26-connected, at least 3
+voxels, as the lesion metrics count them) are binned by size, and each bin reports how many of
+its lesions reach a probability of 0.5 and of 0.95 (the lesion-mask rule's seed) anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+#: Size bins (voxels, lower bound included, upper excluded).
+BINS = ((3, 10), (10, 30), (30, 100), (100, None))
+#: Probabilities a lesion's maximum is compared with.
+LEVELS = (0.5, 0.95)
+MIN_VOXELS = 3
+
+
+def reference_lesions(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of the 26-connected reference lesions and their sizes (voxels).
+
+    Parameters
+    ----------
+    mask : np.ndarray
+        Boolean lesion mask, shape ``(X, Y, Z)``.
+
+    Returns
+    -------
+    labels : np.ndarray
+        ``(X, Y, Z)`` integer labels, 0 outside the lesions.
+    sizes : np.ndarray
+        ``(n,)`` voxel count of lesion ``i + 1``.
+    """
+    labels, count = ndimage.label(mask, ndimage.generate_binary_structure(3, 3))
+    return labels, np.bincount(labels.ravel(), minlength=count + 1)[1:]
+
+
+def detection_by_size(labels: np.ndarray, sizes: np.ndarray, prob: np.ndarray) -> list[dict]:
+    """Per size bin: lesions (of at least :data:`MIN_VOXELS`) and how many reach each level.
+
+    Parameters
+    ----------
+    labels, sizes : np.ndarray
+        From :func:`reference_lesions`.
+    prob : np.ndarray
+        Lesion probability, shape of ``labels``.
+
+    Returns
+    -------
+    list of dict
+        One ``{"bin", "lesions", "p>=0.5", "p>=0.95"}`` per bin of :data:`BINS`.
+    """
+    if prob.shape != labels.shape:
+        raise ValueError(f"expected a probability map of shape {labels.shape}, got {prob.shape}")
+    peaks = np.asarray(ndimage.maximum(prob, labels, index=np.arange(1, sizes.size + 1)))
+    rows = []
+    for low, high in BINS:
+        chosen = (sizes >= max(low, MIN_VOXELS)) & (sizes < (high or np.inf))
+        row = {"bin": f"{low}-{high - 1}" if high else f">= {low}", "lesions": int(chosen.sum())}
+        for level in LEVELS:
+            row[f"p>={level}"] = int((peaks[chosen] >= level).sum())
+        rows.append(row)
+    return rows
+
+
+def table(data: Path, maps: list[Path], modes: list[str], patients: list[str]) -> str:
+    """The markdown table: one row per maps folder, mode and patient."""
+    header = "| maps | mode | patient | " + " | ".join(
+        f"{low}-{high - 1} voxels" if high else f">= {low} voxels" for low, high in BINS
+    )
+    lines = [
+        header + " |",
+        "|---|---|---|" + "---|" * len(BINS),
+    ]
+    for folder in maps:
+        for mode in modes:
+            totals = np.zeros((len(BINS), 1 + len(LEVELS)), dtype=int)
+            for patient in patients:
+                ref = nib.load(data / patient / "consensus_lesions.nii.gz").get_fdata() > 0.5
+                prob_file = folder / f"{patient}-{mode}" / "lesion_probability.nii.gz"
+                if not prob_file.is_file():
+                    raise FileNotFoundError(f"expected a probability map at {prob_file}")
+                prob = np.asarray(nib.load(prob_file).dataobj, dtype=np.float32)
+                labels, sizes = reference_lesions(ref)
+                rows = detection_by_size(labels, sizes, prob)
+                cells = []
+                for i, row in enumerate(rows):
+                    counts = [row["lesions"], *(row[f"p>={level}"] for level in LEVELS)]
+                    totals[i] += counts
+                    cells.append(f"{counts[1]} / {counts[2]} of {counts[0]}")
+                lines.append(f"| {folder.name} | {mode} | {patient} | " + " | ".join(cells) + " |")
+            cells = [f"{t[1]} / {t[2]} of {t[0]}" for t in totals]
+            lines.append(f"| {folder.name} | {mode} | **all** | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print (and with ``--out`` write) the table; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="real patients, one folder each")
+    parser.add_argument("--maps", type=Path, nargs="+", required=True, help="probability maps")
+    parser.add_argument("--modes", nargs="+", default=["flair"])
+    parser.add_argument("--patients", nargs="+", default=["patient07", "patient19", "patient26"])
+    parser.add_argument("--out", type=Path, help="also write the table here")
+    args = parser.parse_args(argv)
+    try:
+        text = table(args.data, args.maps, args.modes, args.patients)
+    except (OSError, ValueError) as exc:
+        parser.error(str(exc))
+    text = (
+        "Reference lesions reaching probability 0.5 / 0.95 anywhere, of all in the bin "
+        "(26-connected, >= 3 voxels)\n\n" + text
+    )
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
