@@ -807,3 +807,43 @@ def test_size_detection_counts_the_reference_lesions_a_map_reaches(
     with pytest.raises(SystemExit):
         sizes.main([*argv[:-2], "--modes", "t1-flair"])  # no such map: a usage error
     assert "expected a probability map at" in capsys.readouterr().err
+
+
+def test_small_lesion_contrast_measures_lesions_over_the_brain_median(
+    bench, monkeypatch, tmp_path, capsys
+):
+    import nibabel as nib
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS / "results" / "ms-loo19"))
+    contrast = bench("small_lesion_contrast")
+    flair = np.ones((20, 20, 20), dtype=np.float32)
+    lesions = np.zeros(flair.shape, dtype=bool)
+    lesions[2:4, 2:4, 2:4] = True  # 8 voxels at 1.5, one of them at 2
+    flair[lesions] = 1.5
+    flair[2, 2, 2] = 2.0
+    brain = np.ones(flair.shape, dtype=bool)
+    rows = contrast.lesion_brightness(flair, lesions, brain)
+    assert rows[3, 10] == (1, 2.0, pytest.approx((7 * 1.5 + 2.0) / 8))
+    assert rows[10, 30][0] == 0 and np.isnan(rows[10, 30][1])
+    with pytest.raises(ValueError, match="non-empty brain mask of one shape"):
+        contrast.lesion_brightness(flair, lesions, np.zeros_like(brain))
+    data, sims = tmp_path / "data", tmp_path / "sims"
+    for folder, names in (
+        (data / "p1", {"flair": flair, "consensus_lesions": lesions}),
+        (sims / "sub-0000", {"flair": flair, "lesion_mask": lesions, "brain_mask": brain}),
+    ):
+        folder.mkdir(parents=True)
+        for name, array in names.items():
+            image = nib.Nifti1Image(array.astype(np.float32), np.eye(4))
+            nib.save(image, folder / f"{name}.nii.gz")
+    argv = ["--data", str(data), "--sims", str(sims), "--patients", "p1"]
+    assert contrast.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| p1 | 1: 2.00 / 1.56 | 0: nan / nan |" in printed
+    assert "| sims (1 subjects) | 1: 2.00 / 1.56 |" in printed
+    with pytest.raises(SystemExit):
+        contrast.main(["--data", str(data), "--sims", str(tmp_path / "none"), "--patients", "p1"])
+    assert "expected simulated subjects sub-* in" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        contrast.main(["--data", str(data), "--sims", str(sims)])  # no patient07 here
+    assert "expected a NIfTI file at" in capsys.readouterr().err
