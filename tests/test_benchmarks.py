@@ -807,6 +807,9 @@ def test_size_detection_counts_the_reference_lesions_a_map_reaches(
     with pytest.raises(SystemExit):
         sizes.main([*argv[:-2], "--modes", "t1-flair"])  # no such map: a usage error
     assert "expected a probability map at" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sizes.main([*argv, "--reference-name", "lesion_mask.nii.gz"])  # a simulated layout
+    assert "expected a reference lesion mask at" in capsys.readouterr().err
 
 
 def test_small_lesion_contrast_measures_lesions_over_the_brain_median(

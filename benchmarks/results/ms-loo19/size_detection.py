@@ -7,8 +7,9 @@ Usage::
 
 Each ``--maps`` folder holds ``PATIENT-MODE/lesion_probability.nii.gz`` as
 ``benchmarks/ms_postprocessing.py --maps`` writes them (each patient's map from the fold that
-never saw it). The reference lesions (``consensus_lesions.nii.gz``, 26-connected, at least 3
-voxels, as the lesion metrics count them) are binned by size, and each bin reports how many of
+never saw it). The reference lesions (``consensus_lesions.nii.gz``, or ``--reference-name``:
+``lesion_mask.nii.gz`` for simulated subjects; 26-connected, at least 3 voxels, as the lesion
+metrics count them) are binned by size, and each bin reports how many of
 its lesions reach a probability of 0.5 and of 0.95 (the lesion-mask rule's seed) anywhere.
 """
 
@@ -76,7 +77,13 @@ def detection_by_size(labels: np.ndarray, sizes: np.ndarray, prob: np.ndarray) -
     return rows
 
 
-def table(data: Path, maps: list[Path], modes: list[str], patients: list[str]) -> str:
+def table(
+    data: Path,
+    maps: list[Path],
+    modes: list[str],
+    patients: list[str],
+    reference_name: str = "consensus_lesions.nii.gz",
+) -> str:
     """The markdown table: one row per maps folder, mode and patient."""
     header = "| maps | mode | patient | " + " | ".join(
         f"{low}-{high - 1} voxels" if high else f">= {low} voxels" for low, high in BINS
@@ -89,7 +96,10 @@ def table(data: Path, maps: list[Path], modes: list[str], patients: list[str]) -
         for mode in modes:
             totals = np.zeros((len(BINS), 1 + len(LEVELS)), dtype=int)
             for patient in patients:
-                ref = nib.load(data / patient / "consensus_lesions.nii.gz").get_fdata() > 0.5
+                ref_file = data / patient / reference_name
+                if not ref_file.is_file():
+                    raise FileNotFoundError(f"expected a reference lesion mask at {ref_file}")
+                ref = nib.load(ref_file).get_fdata() > 0.5
                 prob_file = folder / f"{patient}-{mode}" / "lesion_probability.nii.gz"
                 if not prob_file.is_file():
                     raise FileNotFoundError(f"expected a probability map at {prob_file}")
@@ -114,10 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--maps", type=Path, nargs="+", required=True, help="probability maps")
     parser.add_argument("--modes", nargs="+", default=["flair"])
     parser.add_argument("--patients", nargs="+", default=["patient07", "patient19", "patient26"])
+    parser.add_argument(
+        "--reference-name",
+        default="consensus_lesions.nii.gz",
+        help="each subject's reference mask (lesion_mask.nii.gz for simulated subjects)",
+    )
     parser.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
     try:
-        text = table(args.data, args.maps, args.modes, args.patients)
+        text = table(args.data, args.maps, args.modes, args.patients, args.reference_name)
     except (OSError, ValueError) as exc:
         parser.error(str(exc))
     text = (

@@ -117,7 +117,7 @@ def _ms_randomised_version(params_name: str | None):
     """
 
     def generate(seed: int, voxel_size, noise: bool) -> MSSubject:
-        from napari_fanet.simulation import ms_randomised
+        import napari_fanet.simulation.ms_randomised as ms_randomised
 
         params = None if params_name is None else getattr(ms_randomised, params_name)
         return ms_randomised.simulate_randomised_ms_subject(
