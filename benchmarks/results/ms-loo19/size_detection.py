@@ -117,6 +117,14 @@ def table(
     return "\n".join(lines)
 
 
+def emit(text: str, out: Path | None) -> int:
+    """Print ``text``, write it to ``out`` too when given; returns the exit status 0."""
+    print(text)
+    if out:
+        out.write_text(text + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print (and with ``--out`` write) the table; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -139,10 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         "Reference lesions reaching probability 0.5 / 0.95 anywhere, of all in the bin "
         "(26-connected, >= 3 voxels)\n\n" + text
     )
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+    return emit(text, args.out)
 
 
 if __name__ == "__main__":

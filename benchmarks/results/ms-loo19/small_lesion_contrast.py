@@ -22,7 +22,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
-from size_detection import BINS, reference_lesions
+from size_detection import BINS, emit, reference_lesions
 
 
 def lesion_brightness(flair: np.ndarray, lesions: np.ndarray, brain: np.ndarray) -> dict:
@@ -120,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         text = table(args.data, args.sims, args.patients)
     except (OSError, ValueError) as exc:
         parser.error(str(exc))
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+    return emit(text, args.out)
 
 
 if __name__ == "__main__":
