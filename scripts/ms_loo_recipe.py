@@ -7,7 +7,10 @@ The recipe behind the shipped ``fanet-seg`` and ``unet-seg`` (see their model ca
    (:func:`napari_fanet.simulation.scanner_artefacts.acquire`: bias field, blur, thick-slice 2D
    acquisition, Rician or Gaussian noise, gamma, scaling and clipping), so the network sees
    the patients as other scanners and protocols would show them; ``--thick-copies`` more
-   copies always have a thick-slice 2D FLAIR, cut along ``--thick-axis``;
+   copies always have a thick-slice 2D FLAIR, cut along ``--thick-axis``; ``--insert-copies``
+   more copies first get ``--insert-lesions`` small synthetic lesions in their white matter,
+   labelled (:mod:`napari_fanet.simulation.lesion_insertion`), so that small lesions are seen
+   on real anatomy, texture and noise;
 2. ``--n-sims`` domain-randomised 1 mm simulated subjects (``napari-fanet simulate --task ms
    --family randomised --voxel-size 1 1 1``) add lesion loads, shapes and contrasts the
    patients lack;
@@ -46,43 +49,72 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from napari_fanet.cli.base import non_negative_int
+from napari_fanet.cli.base import non_negative_int, positive_int
 from napari_fanet.cli.train import ATTENTION_SCALES
+from napari_fanet.simulation.lesion_insertion import insert_lesions
 from napari_fanet.simulation.scanner_artefacts import ArtefactParams, acquire
 from napari_fanet.tasks.subjects import LESION_MASK_NAMES, SEG_MODALITIES, find_file
 
 
-def reacquire(patient: Path, out: Path, seed: int, params: ArtefactParams | None = None) -> None:
+def reacquire(
+    patient: Path,
+    out: Path,
+    seed: int,
+    params: ArtefactParams | None = None,
+    insert: int = 0,
+) -> None:
     """Write ``out`` = ``patient`` with every modality re-acquired by the scanner model.
 
-    ``params`` are the scanner model's ranges (default: :class:`ArtefactParams`'s).
+    ``params`` are the scanner model's ranges (default: :class:`ArtefactParams`'s). With
+    ``insert > 0``, that many small synthetic lesions are first put into the patient's white
+    matter and its lesion mask (:func:`napari_fanet.simulation.lesion_insertion.insert_lesions`,
+    drawn from ``seed + 1``; the patient needs a T1 and a lesion mask), then re-acquired with
+    the rest. Without insertion the copy is the same as before insertion existed.
     """
     if (out / "done.json").exists():
         return
-    out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     flair_img = nib.load(find_file(patient, "flair"))
     mask = np.asarray(flair_img.dataobj, dtype=np.float32) > 0
-    settings = {}
+    images, headers = {}, {}
     for channel in SEG_MODALITIES:
         path = find_file(patient, channel, required=False)
-        if path is None:
-            continue
-        img = nib.load(path)
-        data = np.maximum(np.asarray(img.dataobj, dtype=np.float32), 0.0) * mask
+        if path is not None:
+            headers[channel] = nib.load(path)
+            data = np.asarray(headers[channel].dataobj, dtype=np.float32)
+            images[channel] = np.maximum(data, 0.0) * mask
+    lesion_img = None
+    for name in LESION_MASK_NAMES:
+        path = find_file(patient, name, required=False)
+        if path is not None:
+            lesion_img = nib.load(path)
+            break
+    lesions = None if lesion_img is None else np.asarray(lesion_img.dataobj, dtype=np.uint8)
+    settings: dict = {}
+    if insert:
+        if lesions is None:
+            raise ValueError(f"{patient}: inserting lesions needs the patient's lesion mask")
+        images, lesions, inserted = insert_lesions(
+            np.random.default_rng(seed + 1),
+            images,
+            lesions > 0,
+            mask,
+            flair_img.header.get_zooms()[:3],
+            insert,
+        )
+        settings["inserted_lesions"] = inserted
+    out.mkdir(parents=True, exist_ok=True)
+    for channel, data in images.items():
+        img = headers[channel]
         new, settings[channel] = acquire(
             rng, data, mask, img.header.get_zooms()[:3], channel, params or ArtefactParams()
         )
         nib.save(nib.Nifti1Image(new, img.affine), out / f"{channel}.nii.gz")
-    for name in LESION_MASK_NAMES:
-        path = find_file(patient, name, required=False)
-        if path is not None:
-            lesions = nib.load(path)
-            nib.save(
-                nib.Nifti1Image(np.asarray(lesions.dataobj, dtype=np.uint8), lesions.affine),
-                out / "lesion_mask.nii.gz",
-            )
-            break
+    if lesions is not None:
+        nib.save(
+            nib.Nifti1Image(lesions, lesion_img.affine),
+            out / "lesion_mask.nii.gz",
+        )
     (out / "done.json").write_text(json.dumps({"source": str(patient), "seed": seed, **settings}))
 
 
@@ -139,6 +171,32 @@ def finished(run: Path) -> bool:
     return log.exists() and any('"event": "done"' in line for line in log.read_text().splitlines())
 
 
+def prepare_patients(patients: list[Path], args: argparse.Namespace) -> dict[str, list[Path]]:
+    """Each patient's training entries: a link to it and its re-acquired copies (made once)."""
+    real: dict[str, list[Path]] = {}
+    for index, patient in enumerate(patients):
+        entries = [args.work / "real" / f"{patient.name}-orig"]
+        entries[0].parent.mkdir(parents=True, exist_ok=True)
+        link(patient, entries[0])
+        for copy in range(args.copies):
+            out = args.work / "real" / f"{patient.name}-acq{copy}"
+            reacquire(patient, out, seed=1000 * (index + 1) + copy)
+            entries.append(out)
+        for copy in range(args.thick_copies):
+            out = args.work / "real" / f"{patient.name}-thick{copy}"
+            params = thick_flair_params(args.thick_axis)
+            reacquire(patient, out, seed=1000 * (index + 1) + 500 + copy, params=params)
+            entries.append(out)
+        for copy in range(args.insert_copies):
+            out = args.work / "real" / f"{patient.name}-insert{copy}"
+            reacquire(
+                patient, out, seed=1000 * (index + 1) + 700 + copy, insert=args.insert_lesions
+            )
+            entries.append(out)
+        real[patient.name] = entries
+    return real
+
+
 def main(argv: list[str] | None = None) -> int:
     """Re-acquire the patients, then train every (model, held-out patient) run not done yet."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -153,6 +211,19 @@ def main(argv: list[str] | None = None) -> int:
         type=non_negative_int,
         default=0,
         help="more copies per patient whose FLAIR is always a thick-slice 2D acquisition",
+    )
+    parser.add_argument(
+        "--insert-copies",
+        type=non_negative_int,
+        default=0,
+        help="more copies per patient with --insert-lesions small synthetic lesions put into "
+        "its white matter (labelled) before the re-acquisition; needs each patient's T1",
+    )
+    parser.add_argument(
+        "--insert-lesions",
+        type=positive_int,
+        default=30,
+        help="lesions per --insert-copies copy (default 30)",
     )
     parser.add_argument(
         "--thick-axis",
@@ -215,21 +286,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"--init-dir: expected {args.init_dir / f'{model}.pt'} (starting weights of "
                     f"{model}), not found"
                 )
-    real: dict[str, list[Path]] = {}
-    for index, patient in enumerate(patients):
-        entries = [args.work / "real" / f"{patient.name}-orig"]
-        entries[0].parent.mkdir(parents=True, exist_ok=True)
-        link(patient, entries[0])
-        for copy in range(args.copies):
-            out = args.work / "real" / f"{patient.name}-acq{copy}"
-            reacquire(patient, out, seed=1000 * (index + 1) + copy)
-            entries.append(out)
-        for copy in range(args.thick_copies):
-            out = args.work / "real" / f"{patient.name}-thick{copy}"
-            params = thick_flair_params(args.thick_axis)
-            reacquire(patient, out, seed=1000 * (index + 1) + 500 + copy, params=params)
-            entries.append(out)
-        real[patient.name] = entries
+    try:
+        real = prepare_patients(patients, args)
+    except ValueError as exc:
+        parser.error(str(exc))
     sims = sorted(p for p in args.sims.iterdir() if p.is_dir())[: args.n_sims]
     for model in args.models:
         for held_out in held_outs:

@@ -780,16 +780,6 @@ def test_size_detection_counts_the_reference_lesions_a_map_reaches(
     ref[28, 28, 28] = True  # 1 voxel: below the 3-voxel floor, never counted
     prob = np.zeros(ref.shape, dtype=np.float32)
     prob[3, 3, 3], prob[22, 22, 22], prob[28, 28, 28] = 0.6, 0.99, 1.0
-    labels, voxels = sizes.reference_lesions(ref)
-    rows = sizes.detection_by_size(labels, voxels, prob)
-    assert [(r["lesions"], r["p>=0.5"], r["p>=0.95"]) for r in rows] == [
-        (1, 1, 0),
-        (1, 0, 0),
-        (0, 0, 0),
-        (1, 1, 1),
-    ]
-    with pytest.raises(ValueError, match=r"expected a probability map of shape \(30, 30, 30\)"):
-        sizes.detection_by_size(labels, voxels, prob[:-1])
     data, maps = tmp_path / "data", tmp_path / "maps"
     (data / "p1").mkdir(parents=True)
     (maps / "p1-flair").mkdir(parents=True)
@@ -810,6 +800,51 @@ def test_size_detection_counts_the_reference_lesions_a_map_reaches(
     with pytest.raises(SystemExit):
         sizes.main([*argv, "--reference-name", "lesion_mask.nii.gz"])  # a simulated layout
     assert "expected a reference lesion mask at" in capsys.readouterr().err
+
+
+def test_inserted_lesions_counts_what_a_model_finds_of_the_same_lesions(bench, tmp_path, capsys):
+    import nibabel as nib
+    import torch
+
+    from napari_fanet.models import build_model, save_checkpoint
+
+    inserted = bench("inserted_lesions")
+    rng = np.random.default_rng(0)
+    brain = np.zeros((36, 36, 36), np.float32)
+    brain[4:32, 4:32, 4:32] = 1
+    core = np.zeros_like(brain)
+    core[8:28, 8:28, 8:28] = 1  # T1-bright white matter, 36 % of the brain
+    lesions = np.zeros(brain.shape, np.uint8)
+    lesions[17:20, 17:20, 17:20] = 1
+    for name in ("p1", "p2"):
+        folder = tmp_path / "data" / name
+        folder.mkdir(parents=True)
+        noise = (1 + 0.02 * rng.standard_normal(brain.shape)).astype(np.float32)
+        images = {"flair": brain * 100, "t1": brain * 70 + core * 50, "t2": brain * 80}
+        for channel, image in images.items():
+            nib.save(nib.Nifti1Image(image * noise, np.eye(4)), folder / f"{channel}.nii.gz")
+        nib.save(nib.Nifti1Image(lesions, np.eye(4)), folder / "consensus_lesions.nii.gz")
+    torch.manual_seed(0)
+    model = tmp_path / "tiny.pt"
+    network = build_model("unet-seg", features=(8, 8, 8, 8, 16))
+    save_checkpoint(model, network, extra={"voxel_size": [1.0] * 3})
+    out = tmp_path / "table.md"
+    argv = ["--data", str(tmp_path / "data"), "--models", str(model), str(model)]
+    argv += ["--modes", "t1-t2-flair", "--count", "4", "--out", str(out)]
+    assert inserted.main(argv) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| tiny")]
+    assert len(rows) == 6  # two models x (two subjects + all)
+    assert rows[:3] == rows[3:]  # the same lesions, the same network: the same counts
+    totals = [int(cell.split(" of ")[1]) for cell in rows[2].strip("| ").split(" | ")[3:]]
+    assert 1 <= sum(totals) <= 8  # at most 4 lesions per subject, all counted
+    bad = [
+        (["--severity", "1.5"], "--severity: expected a value in [0, 1], got 1.5"),
+        (["--count", "0"], "--count: expected an integer >= 1, got 0"),
+    ]
+    for extra, message in bad:
+        assert message in _usage_error(capsys, inserted.main, [*argv, *extra])
+    missing = ["--data", str(tmp_path / "nowhere"), "--models", str(model)]
+    assert "nowhere" in _usage_error(capsys, inserted.main, missing)
 
 
 def test_small_lesion_contrast_measures_lesions_over_the_brain_median(

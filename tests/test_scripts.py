@@ -114,6 +114,66 @@ def test_ms_loo_recipe_thick_copies_have_a_2d_flair(tmp_path, monkeypatch, capsy
     assert "--thick-copies: expected an integer >= 0, got -1" in capsys.readouterr().err
 
 
+def test_ms_loo_recipe_insert_copies_carry_labelled_synthetic_lesions(
+    tmp_path, monkeypatch, capsys
+):
+    import nibabel as nib
+    import numpy as np
+
+    recipe = _load("ms_loo_recipe")
+    patient = tmp_path / "data" / "patient01"
+    patient.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    brain = np.zeros((40, 40, 40), np.float32)
+    brain[4:36, 4:36, 4:36] = 1
+    core = np.zeros_like(brain)
+    core[8:32, 8:32, 8:32] = 1
+    noise = (1 + 0.02 * rng.standard_normal(brain.shape)).astype(np.float32)
+    lesions = np.zeros((40, 40, 40), np.uint8)
+    lesions[18:21, 18:21, 18:21] = 1
+    for name, image in {"flair": brain * 100, "t1": brain * 70 + core * 50}.items():
+        nib.save(nib.Nifti1Image(image * noise, np.eye(4)), patient / f"{name}.nii.gz")
+    nib.save(nib.Nifti1Image(lesions, np.eye(4)), patient / "lesion_mask.nii.gz")
+    for folder in ("sims", "init"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "init" / "fanet-seg.pt").write_bytes(b"")
+    monkeypatch.setattr(recipe.subprocess, "run", lambda cmd, check: None)
+    args = ["--data", str(tmp_path / "data"), "--sims", str(tmp_path / "sims"), "--copies", "0"]
+    args += ["--init-dir", str(tmp_path / "init"), "--work", str(tmp_path / "work"), "--final"]
+    assert recipe.main([*args, "--insert-copies", "2", "--insert-lesions", "3"]) == 0
+    masks = []
+    for copy in (0, 1):
+        out = tmp_path / f"work/real/patient01-insert{copy}"
+        inserted = json.loads((out / "done.json").read_text())["inserted_lesions"]
+        assert 1 <= len(inserted) <= 3
+        mask = np.asarray(nib.load(out / "lesion_mask.nii.gz").dataobj)
+        assert mask[lesions > 0].all() and mask.sum() > lesions.sum()
+        masks.append(mask)
+    assert not np.array_equal(*masks)  # each copy draws its own lesions
+    linked = sorted(p.name for p in (tmp_path / "work/data/without-none").iterdir())
+    assert linked == ["patient01-insert0", "patient01-insert1", "patient01-orig"]
+    (patient / "t1.nii.gz").unlink()
+    args[args.index(str(tmp_path / "work"))] = str(tmp_path / "work2")
+    with pytest.raises(SystemExit):
+        recipe.main([*args, "--insert-copies", "1"])
+    assert "needs a T1 to find the white matter" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        recipe.main([*args, "--insert-copies", "1", "--insert-lesions", "0"])
+    assert "--insert-lesions: expected an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_ms_loo_recipe_insertion_needs_a_lesion_mask(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    recipe = _load("ms_loo_recipe")
+    image = np.ones((8, 8, 8), np.float32)
+    nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "flair.nii.gz")
+    with pytest.raises(ValueError, match="inserting lesions needs the patient's lesion mask"):
+        recipe.reacquire(tmp_path, tmp_path / "out", seed=0, insert=2)
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
 def test_drop_attention_script_writes_a_smaller_network(tmp_path, capsys):
     from napari_fanet.models import build_model, load_checkpoint, save_checkpoint
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from napari_fanet.cli.base import CommandError, UsageError, load_models
 
 
-def _models(name: str, cases: list[str]) -> list:
+def seg_models(name: str, cases: list[str]) -> list:
     """``name`` as :class:`SegModel` s: shipped or checkpoint, or a leave-one-out pattern."""
     from napari_fanet.evaluation import real as rev
 
@@ -49,7 +49,7 @@ def run_real(args: argparse.Namespace) -> int:
         cases = rev.load_real_cases(args.data)
     except (FileNotFoundError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
-    models = [m for name in args.models for m in _models(name, [c.name for c in cases])]
+    models = [m for name in args.models for m in seg_models(name, [c.name for c in cases])]
     settings = WindowSettings(roi_size=tuple(args.tile), overlap=args.overlap, device=args.device)
     rows = rev.evaluate_real(
         cases,
