@@ -99,6 +99,35 @@ def write_ms_subject():
     return _write_ms_subject
 
 
+def _write_white_matter_patient(folder, seed=0, lesion_name="consensus_lesions.nii.gz"):
+    """FLAIR, T1 and T2 of a 1 mm cube brain with a T1-bright white-matter core, one lesion.
+
+    The brain is 32^3 voxels of a 40^3 grid, the core (42 % of it, above the 0.65 quantile of
+    its T1) 24^3, the lesion 3^3 in the middle: room for lesion insertion. Returns the lesion
+    mask (uint8, ``(40, 40, 40)``).
+    """
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    brain = np.zeros((40, 40, 40), np.float32)
+    brain[4:36, 4:36, 4:36] = 1
+    core = np.zeros_like(brain)
+    core[8:32, 8:32, 8:32] = 1
+    noise = (1 + 0.02 * rng.standard_normal(brain.shape)).astype(np.float32)
+    lesions = np.zeros(brain.shape, np.uint8)
+    lesions[18:21, 18:21, 18:21] = 1
+    images = {"flair": brain * 100, "t1": brain * 70 + core * 50, "t2": brain * 80}
+    for name, image in images.items():
+        save_volume(folder / f"{name}.nii.gz", image * noise, np.eye(4))
+    save_volume(folder / lesion_name, lesions, np.eye(4))
+    return lesions
+
+
+@pytest.fixture(scope="session")
+def write_white_matter_patient():
+    """``write_white_matter_patient(folder, seed=0, lesion_name=...) -> lesion mask``."""
+    return _write_white_matter_patient
+
+
 @pytest.fixture(scope="session")
 def write_qsm_subject():
     """``write_qsm_subject(folder, seed, affine=None, b0_dir=(0, 0, 1)) -> folder``."""

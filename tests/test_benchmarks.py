@@ -802,28 +802,16 @@ def test_size_detection_counts_the_reference_lesions_a_map_reaches(
     assert "expected a reference lesion mask at" in capsys.readouterr().err
 
 
-def test_inserted_lesions_counts_what_a_model_finds_of_the_same_lesions(bench, tmp_path, capsys):
-    import nibabel as nib
+def test_inserted_lesions_counts_what_a_model_finds_of_the_same_lesions(
+    bench, tmp_path, capsys, write_white_matter_patient
+):
     import torch
 
     from napari_fanet.models import build_model, save_checkpoint
 
     inserted = bench("inserted_lesions")
-    rng = np.random.default_rng(0)
-    brain = np.zeros((36, 36, 36), np.float32)
-    brain[4:32, 4:32, 4:32] = 1
-    core = np.zeros_like(brain)
-    core[8:28, 8:28, 8:28] = 1  # T1-bright white matter, 36 % of the brain
-    lesions = np.zeros(brain.shape, np.uint8)
-    lesions[17:20, 17:20, 17:20] = 1
-    for name in ("p1", "p2"):
-        folder = tmp_path / "data" / name
-        folder.mkdir(parents=True)
-        noise = (1 + 0.02 * rng.standard_normal(brain.shape)).astype(np.float32)
-        images = {"flair": brain * 100, "t1": brain * 70 + core * 50, "t2": brain * 80}
-        for channel, image in images.items():
-            nib.save(nib.Nifti1Image(image * noise, np.eye(4)), folder / f"{channel}.nii.gz")
-        nib.save(nib.Nifti1Image(lesions, np.eye(4)), folder / "consensus_lesions.nii.gz")
+    for seed, name in enumerate(("p1", "p2")):
+        write_white_matter_patient(tmp_path / "data" / name, seed)
     torch.manual_seed(0)
     model = tmp_path / "tiny.pt"
     network = build_model("unet-seg", features=(8, 8, 8, 8, 16))

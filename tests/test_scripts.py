@@ -82,6 +82,16 @@ def test_ms_loo_recipe_passes_its_training_options_to_train(tmp_path, monkeypatc
     assert "--blob-weight" not in commands[0] and "--lesion-contrast" not in commands[0]
 
 
+def _recipe_args(recipe, tmp_path, monkeypatch) -> list[str]:
+    """Arguments running ``recipe`` on ``tmp_path/data`` with no copies and no training."""
+    for folder in ("sims", "init"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "init" / "fanet-seg.pt").write_bytes(b"")
+    monkeypatch.setattr(recipe.subprocess, "run", lambda cmd, check: None)
+    args = ["--data", str(tmp_path / "data"), "--sims", str(tmp_path / "sims"), "--copies", "0"]
+    return [*args, "--init-dir", str(tmp_path / "init"), "--work", str(tmp_path / "work")]
+
+
 def test_ms_loo_recipe_thick_copies_have_a_2d_flair(tmp_path, monkeypatch, capsys):
     import nibabel as nib
     import numpy as np
@@ -95,12 +105,7 @@ def test_ms_loo_recipe_thick_copies_have_a_2d_flair(tmp_path, monkeypatch, capsy
     flair = brain * (100 + 5 * rng.standard_normal(brain.shape)).astype(np.float32)
     nib.save(nib.Nifti1Image(flair, np.eye(4)), patient / "flair.nii.gz")
     nib.save(nib.Nifti1Image(brain.astype(np.uint8), np.eye(4)), patient / "lesion_mask.nii.gz")
-    for folder in ("sims", "init"):
-        (tmp_path / folder).mkdir()
-    (tmp_path / "init" / "fanet-seg.pt").write_bytes(b"")
-    monkeypatch.setattr(recipe.subprocess, "run", lambda cmd, check: None)
-    args = ["--data", str(tmp_path / "data"), "--sims", str(tmp_path / "sims"), "--copies", "0"]
-    args += ["--init-dir", str(tmp_path / "init"), "--work", str(tmp_path / "work")]
+    args = _recipe_args(recipe, tmp_path, monkeypatch)
     assert recipe.main([*args, "--thick-copies", "2", "--thick-axis", "1", "--final"]) == 0
     for copy in (0, 1):
         done = tmp_path / f"work/real/patient01-thick{copy}/done.json"
@@ -115,31 +120,15 @@ def test_ms_loo_recipe_thick_copies_have_a_2d_flair(tmp_path, monkeypatch, capsy
 
 
 def test_ms_loo_recipe_insert_copies_carry_labelled_synthetic_lesions(
-    tmp_path, monkeypatch, capsys
+    tmp_path, monkeypatch, capsys, write_white_matter_patient
 ):
     import nibabel as nib
     import numpy as np
 
     recipe = _load("ms_loo_recipe")
     patient = tmp_path / "data" / "patient01"
-    patient.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    brain = np.zeros((40, 40, 40), np.float32)
-    brain[4:36, 4:36, 4:36] = 1
-    core = np.zeros_like(brain)
-    core[8:32, 8:32, 8:32] = 1
-    noise = (1 + 0.02 * rng.standard_normal(brain.shape)).astype(np.float32)
-    lesions = np.zeros((40, 40, 40), np.uint8)
-    lesions[18:21, 18:21, 18:21] = 1
-    for name, image in {"flair": brain * 100, "t1": brain * 70 + core * 50}.items():
-        nib.save(nib.Nifti1Image(image * noise, np.eye(4)), patient / f"{name}.nii.gz")
-    nib.save(nib.Nifti1Image(lesions, np.eye(4)), patient / "lesion_mask.nii.gz")
-    for folder in ("sims", "init"):
-        (tmp_path / folder).mkdir()
-    (tmp_path / "init" / "fanet-seg.pt").write_bytes(b"")
-    monkeypatch.setattr(recipe.subprocess, "run", lambda cmd, check: None)
-    args = ["--data", str(tmp_path / "data"), "--sims", str(tmp_path / "sims"), "--copies", "0"]
-    args += ["--init-dir", str(tmp_path / "init"), "--work", str(tmp_path / "work"), "--final"]
+    lesions = write_white_matter_patient(patient, lesion_name="lesion_mask.nii.gz")
+    args = [*_recipe_args(recipe, tmp_path, monkeypatch), "--final"]
     assert recipe.main([*args, "--insert-copies", "2", "--insert-lesions", "3"]) == 0
     masks = []
     for copy in (0, 1):
