@@ -32,7 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_fanet.evaluation.lesion_sizes import BINS, LEVELS, detection_by_size, reference_lesions
+from napari_fanet.evaluation.lesion_sizes import (
+    BINS,
+    LEVELS,
+    bin_labels,
+    count_cells,
+    detection_by_size,
+    reference_lesions,
+    tally,
+)
 from napari_fanet.simulation.lesion_insertion import InsertionParams, insert_lesions
 
 
@@ -81,7 +89,7 @@ def table(cases, models, modes: list[str], count: int, severity: float, seed: in
     from napari_fanet.engine.inference import WindowSettings
     from napari_fanet.evaluation.real import segment_mode
 
-    header = " | ".join(f"{lo}-{hi - 1} voxels" if hi else f">= {lo} voxels" for lo, hi in BINS)
+    header = " | ".join(bin_labels())
     lines = [
         f"Inserted lesions (severity {severity}) reaching probability "
         + " / ".join(map(str, LEVELS))
@@ -104,14 +112,11 @@ def table(cases, models, modes: list[str], count: int, severity: float, seed: in
                 new_case, lesions = inserted[case.name]
                 result = segment_mode(model, new_case, mode, WindowSettings())
                 probability = np.asarray(result.outputs["probability"], dtype=np.float32)
-                rows = detection_by_size(*reference_lesions(lesions), probability)
-                cells = []
-                for i, row in enumerate(rows):
-                    counts = [row["lesions"], *(row[f"p>={level}"] for level in LEVELS)]
-                    totals[i] += counts
-                    cells.append(f"{' / '.join(map(str, counts[1:]))} of {counts[0]}")
+                counts = tally(detection_by_size(*reference_lesions(lesions), probability))
+                totals += counts
+                cells = count_cells(counts)
                 lines.append(f"| {model.name} | {mode} | {case.name} | {' | '.join(cells)} |")
-            cells = [f"{' / '.join(map(str, t[1:]))} of {t[0]}" for t in totals]
+            cells = count_cells(totals)
             lines.append(f"| {model.name} | {mode} | **all** | {' | '.join(cells)} |")
     return "\n".join(lines)
 
@@ -137,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--severity: expected a value in [0, 1], got {args.severity}")
     if args.count < 1:
         parser.error(f"--count: expected an integer >= 1, got {args.count}")
+    if args.seed < 0:
+        parser.error(f"--seed: expected an integer >= 0, got {args.seed}")
     try:
         cases = load_real_cases(args.data)
         models = [m for name in args.models for m in seg_models(name, [c.name for c in cases])]

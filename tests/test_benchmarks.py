@@ -828,6 +828,7 @@ def test_inserted_lesions_counts_what_a_model_finds_of_the_same_lesions(
     bad = [
         (["--severity", "1.5"], "--severity: expected a value in [0, 1], got 1.5"),
         (["--count", "0"], "--count: expected an integer >= 1, got 0"),
+        (["--seed", "-1"], "--seed: expected an integer >= 0, got -1"),
     ]
     for extra, message in bad:
         assert message in _usage_error(capsys, inserted.main, [*argv, *extra])

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_fanet.evaluation.lesion_sizes import BINS, detection_by_size, reference_lesions
+from napari_fanet.evaluation.lesion_sizes import (
+    BINS,
+    bin_labels,
+    count_cells,
+    detection_by_size,
+    reference_lesions,
+    tally,
+)
 
 
 def _mask_and_map():
@@ -43,3 +50,12 @@ def test_detection_refuses_a_map_of_another_shape():
     mask, _ = _mask_and_map()
     with pytest.raises(ValueError, match=r"expected a probability map of shape \(30, 30, 30\)"):
         detection_by_size(*reference_lesions(mask), np.zeros((5, 5, 5)))
+
+
+def test_tally_sums_over_subjects_and_formats_cells():
+    mask, prob = _mask_and_map()
+    counts = tally(detection_by_size(*reference_lesions(mask), prob))
+    assert counts.tolist() == [[1, 1, 0], [1, 0, 0], [0, 0, 0], [1, 1, 1]]
+    assert count_cells(counts) == ["1 / 0 of 1", "0 / 0 of 1", "0 / 0 of 0", "1 / 1 of 1"]
+    assert count_cells(counts + counts)[3] == "2 / 2 of 2"
+    assert bin_labels() == ["3-9 voxels", "10-29 voxels", "30-99 voxels", ">= 100 voxels"]

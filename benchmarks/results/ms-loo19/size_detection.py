@@ -25,8 +25,11 @@ import numpy as np
 from napari_fanet.evaluation.lesion_sizes import (
     BINS,
     LEVELS,
+    bin_labels,
+    count_cells,
     detection_by_size,
     reference_lesions,
+    tally,
 )
 
 
@@ -38,9 +41,7 @@ def table(
     reference_name: str = "consensus_lesions.nii.gz",
 ) -> str:
     """The markdown table: one row per maps folder, mode and patient."""
-    header = "| maps | mode | patient | " + " | ".join(
-        f"{low}-{high - 1} voxels" if high else f">= {low} voxels" for low, high in BINS
-    )
+    header = "| maps | mode | patient | " + " | ".join(bin_labels())
     lines = [
         header + " |",
         "|---|---|---|" + "---|" * len(BINS),
@@ -58,14 +59,11 @@ def table(
                     raise FileNotFoundError(f"expected a probability map at {prob_file}")
                 prob = np.asarray(nib.load(prob_file).dataobj, dtype=np.float32)
                 labels, sizes = reference_lesions(ref)
-                rows = detection_by_size(labels, sizes, prob)
-                cells = []
-                for i, row in enumerate(rows):
-                    counts = [row["lesions"], *(row[f"p>={level}"] for level in LEVELS)]
-                    totals[i] += counts
-                    cells.append(f"{counts[1]} / {counts[2]} of {counts[0]}")
+                counts = tally(detection_by_size(labels, sizes, prob))
+                totals += counts
+                cells = count_cells(counts)
                 lines.append(f"| {folder.name} | {mode} | {patient} | " + " | ".join(cells) + " |")
-            cells = [f"{t[1]} / {t[2]} of {t[0]}" for t in totals]
+            cells = count_cells(totals)
             lines.append(f"| {folder.name} | {mode} | **all** | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

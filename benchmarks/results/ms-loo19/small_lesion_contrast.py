@@ -22,7 +22,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
-from size_detection import BINS, emit, reference_lesions
+from size_detection import emit
+
+from napari_fanet.evaluation.lesion_sizes import BINS, bin_labels, reference_lesions
 
 
 def lesion_brightness(flair: np.ndarray, lesions: np.ndarray, brain: np.ndarray) -> dict:
@@ -76,7 +78,7 @@ def _cells(row: dict) -> str:
 
 def table(data: Path, sims_folders: list[Path], patients: list[str]) -> str:
     """The markdown table: one row per real patient, one per folder of simulations."""
-    header = " | ".join(f"{lo}-{hi - 1} voxels" if hi else f">= {lo} voxels" for lo, hi in BINS)
+    header = " | ".join(bin_labels())
     lines = [f"| FLAIR / brain median: lesions: peak / mean | {header} |", "|---|" + "---|" * 4]
     for patient in patients:
         flair = _load(data / patient / "flair.nii.gz")

@@ -62,3 +62,27 @@ def detection_by_size(labels: np.ndarray, sizes: np.ndarray, prob: np.ndarray) -
             row[f"p>={level}"] = int((peaks[chosen] >= level).sum())
         rows.append(row)
     return rows
+
+
+def bin_labels() -> list[str]:
+    """Column titles of :data:`BINS`: ``["3-9 voxels", "10-29 voxels", ..., ">= 100 voxels"]``."""
+    return [f"{low}-{high - 1} voxels" if high else f">= {low} voxels" for low, high in BINS]
+
+
+def tally(rows: list[dict]) -> np.ndarray:
+    """:func:`detection_by_size` rows as counts, to be summed over subjects.
+
+    Returns
+    -------
+    np.ndarray
+        ``(len(BINS), 1 + len(LEVELS))`` int: per bin, the lesions, then those reaching each
+        level of :data:`LEVELS`.
+    """
+    return np.array(
+        [[row["lesions"], *(row[f"p>={level}"] for level in LEVELS)] for row in rows], dtype=int
+    )
+
+
+def count_cells(counts: np.ndarray) -> list[str]:
+    """One table cell per bin of a :func:`tally`: ``"reached 0.5 / reached 0.95 of lesions"``."""
+    return [f"{' / '.join(map(str, row[1:]))} of {row[0]}" for row in counts]
