@@ -1,17 +1,18 @@
 """Intensity-guided lesion growth after the lesion-mask rule, chosen leave-one-out (issue 12).
 
-Would the segmentation gain from growing each kept lesion into the hyperintense FLAIR around it,
-as LST's lesion growth algorithm grows its seeds? Starting from the default lesion mask
-(:data:`napari_fanet.tasks.lesion_mask.DEFAULT_RULE`: probability above 0.5, a seed above 0.95,
-at least 10 mm^3), ``grow(k, floor)`` adds every voxel 26-connected to a kept lesion through
-voxels whose robust FLAIR z-score exceeds ``k`` and whose probability exceeds ``floor``. The
-z-score is the FLAIR threshold baseline's (bias-corrected FLAIR, median and MAD of the
-FLAIR-only white-matter mask, 0 outside that mask: :mod:`napari_fanet.baselines.lesion_threshold`),
-the same in every input mode. For every held-out subject one setting for all modes is chosen
-on the other subjects (best mean of Dice and L-F1, ties to no growth), then scores the held-out
-subject; a line then gives the choice on all subjects. A last table shows, per subject, how
-bright its reference lesions are against its white matter (z-score percentiles beside the other
-white matter's 99th) and the network's median probability inside them (:func:`lesion_contrast`).
+Would the segmentation gain from growing each kept lesion into the hyperintense FLAIR around it, as
+LST's lesion growth algorithm grows its seeds? Starting from the default lesion mask
+(:data:`napari_fanet.tasks.lesion_mask.DEFAULT_RULE`: probability above 0.5, a seed above 0.95, at
+least 10 mm^3, since 2026-12-07 also at least 2 mm inside the brain mask on average),
+``grow(k, floor)`` adds every voxel 26-connected to a kept lesion through voxels whose robust FLAIR
+z-score exceeds ``k`` and whose probability exceeds ``floor``. The z-score is the FLAIR threshold
+baseline's (bias-corrected FLAIR, median and MAD of the FLAIR-only white-matter mask, 0 outside
+that mask: :mod:`napari_fanet.baselines.lesion_threshold`), the same in every input mode. For every
+held-out subject one setting for all modes is chosen on the other subjects (best mean of Dice and
+L-F1, ties to no growth), then scores the held-out subject; a line then gives the choice on all
+subjects. A last table shows, per subject, how bright its reference lesions are against its white
+matter (z-score percentiles beside the other white matter's 99th) and the network's median
+probability inside them (:func:`lesion_contrast`).
 
 Input as ``ms_postprocessing.py``: ``--maps DIR`` holds ``SUBJECT-MODE/lesion_probability.nii.gz``
 from each subject's leave-one-out model (``--predict PATTERN`` writes the missing ones first).
@@ -78,7 +79,7 @@ def grow_lesions(
 
 def score_growths(case, probability: np.ndarray, zscore: np.ndarray) -> dict[Growth, tuple]:
     """``{growth: (Dice, L-F1, predicted mL)}`` of one subject's map for every grid setting."""
-    mask = lesion_mask(probability, case.voxel_size, DEFAULT_RULE).astype(bool)
+    mask = lesion_mask(probability, case.voxel_size, DEFAULT_RULE, case.brain).astype(bool)
     out = {}
     for growth in GRID:
         grown = grow_lesions(mask, zscore, probability, growth)

@@ -65,31 +65,62 @@ def _write_qsm_subject(folder, seed, affine=None, b0_dir=(0.0, 0.0, 1.0)):
     return folder
 
 
-def _expected_lesion_mask(prob, voxel_volume_mm3, threshold=0.5, seed=None, min_mm3=0.0):
-    """The lesion-mask rule computed independently: one component at a time, in a loop."""
+def _expected_lesion_mask(
+    prob, voxel_volume_mm3, threshold=0.5, seed=None, min_mm3=0.0, edge=None, voxel_size=None
+):
+    """The lesion-mask rule computed independently: one component at a time, in a loop.
+
+    ``edge`` is ``(brain, min_edge_distance_mm)`` (None: no edge rule): a component is kept only
+    if its voxels' mean distance to the nearest voxel outside ``brain`` (voxel centres, mm, with
+    ``voxel_size``) is at least that, by a brute-force search over the outside voxels.
+    """
     labels, n = ndimage.label(prob > threshold, structure=np.ones((3, 3, 3)))
     out = np.zeros(prob.shape, np.uint8)
+    if edge is not None:
+        brain, min_mm = edge
+        padded = np.pad(brain, 1)  # the array's border is outside
+        # the nearest outside voxel always touches the brain: only those are searched
+        rim = ~padded & ndimage.binary_dilation(padded, np.ones((3, 3, 3), bool))
+        outside = np.argwhere(rim) - 1  # (K, 3)
+        scale = np.asarray(voxel_size, dtype=np.float64)
     for i in range(1, n + 1):
         component = labels == i
         confident = seed is None or prob[component].max() > seed
-        if confident and component.sum() * voxel_volume_mm3 >= min_mm3:
+        keep = confident and component.sum() * voxel_volume_mm3 >= min_mm3
+        if keep and edge is not None and min_mm > 0:
+            distances = [
+                np.sqrt((((outside - v) * scale) ** 2).sum(1)).min()
+                for v in np.argwhere(component & brain)
+            ]
+            keep = sum(distances) / component.sum() >= min_mm
+        if keep:
             out[component] = 1
     return out
 
 
 @pytest.fixture(scope="session")
 def expected_lesion_mask():
-    """``expected_lesion_mask(prob, voxel_volume_mm3, threshold, seed, min_mm3) -> uint8``."""
+    """``expected_lesion_mask(prob, voxel_volume_mm3, threshold, seed, min_mm3, edge, voxel)``."""
     return _expected_lesion_mask
 
 
 @pytest.fixture(scope="session")
 def default_lesion_mask():
-    """``default_lesion_mask(prob, voxel_volume_mm3)``: the default rule, independently."""
-    from napari_fanet.tasks.lesion_mask import DEFAULT_MIN_LESION_MM3, DEFAULT_SEED_THRESHOLD
+    """``default_lesion_mask(prob, voxel_size, brain)``: the default rule, independently."""
+    from napari_fanet.tasks.lesion_mask import (
+        DEFAULT_MIN_EDGE_DISTANCE_MM,
+        DEFAULT_MIN_LESION_MM3,
+        DEFAULT_SEED_THRESHOLD,
+    )
 
-    return lambda prob, volume: _expected_lesion_mask(
-        prob, volume, 0.5, DEFAULT_SEED_THRESHOLD, DEFAULT_MIN_LESION_MM3
+    return lambda prob, voxel_size, brain: _expected_lesion_mask(
+        prob,
+        float(np.prod(voxel_size)),
+        0.5,
+        DEFAULT_SEED_THRESHOLD,
+        DEFAULT_MIN_LESION_MM3,
+        (brain, DEFAULT_MIN_EDGE_DISTANCE_MM),
+        voxel_size,
     )
 
 

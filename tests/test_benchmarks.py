@@ -619,8 +619,6 @@ def test_memory_retention_refuses_bad_arguments(bench, capsys, argv, message):
 def _growth_case(root, maps, name, shift):
     """A FLAIR with CSF, white and grey matter and one bright 7^3 lesion in the white matter;
     the network is sure of the lesion's 3^3 core only (at 8 mm^3 voxels: 216 mm^3)."""
-    import nibabel as nib
-
     rng = np.random.default_rng(shift)
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     flair = np.full((32, 32, 32), 1.4) + 0.02 * rng.standard_normal((32, 32, 32))  # grey matter
@@ -629,15 +627,22 @@ def _growth_case(root, maps, name, shift):
     lesions = np.zeros(flair.shape, bool)
     lesions[9 + shift : 16 + shift, 9:16, 9:16] = True
     flair[lesions] = 2.0
-    folder = root / name
+    probability = np.zeros(flair.shape, np.float32)
+    probability[11 + shift : 14 + shift, 11:14, 11:14] = 0.99
+    _write_map_case(root / name, maps / f"{name}-flair", affine, flair, lesions, probability)
+
+
+def _write_map_case(folder, map_folder, affine, flair, lesions, probability):
+    """A subject folder (FLAIR, lesion mask) and its FLAIR-mode probability map's folder."""
+    import nibabel as nib
+
     folder.mkdir(parents=True)
     nib.save(nib.Nifti1Image(flair.astype(np.float32), affine), folder / "flair.nii.gz")
     nib.save(nib.Nifti1Image(lesions.astype(np.uint8), affine), folder / "lesion_mask.nii.gz")
-    probability = np.zeros(flair.shape, np.float32)
-    probability[11 + shift : 14 + shift, 11:14, 11:14] = 0.99
-    (maps / f"{name}-flair").mkdir(parents=True)
+    map_folder.mkdir(parents=True)
     nib.save(
-        nib.Nifti1Image(probability, affine), maps / f"{name}-flair" / "lesion_probability.nii.gz"
+        nib.Nifti1Image(probability.astype(np.float32), affine),
+        map_folder / "lesion_probability.nii.gz",
     )
 
 
@@ -874,3 +879,50 @@ def test_small_lesion_contrast_measures_lesions_over_the_brain_median(
     with pytest.raises(SystemExit):
         contrast.main(["--data", str(data), "--sims", str(sims)])  # no patient07 here
     assert "expected a NIfTI file at" in capsys.readouterr().err
+
+
+def _edge_case(root, maps, name, rim_lesion):
+    """A 1 mm box brain with a deep reference lesion that the map finds and, with
+    ``rim_lesion``, a bright false lesion in the brain's outermost layer that the map finds
+    too."""
+    affine = np.eye(4)
+    flair = np.zeros((24, 24, 24), np.float32)
+    flair[2:22, 2:22, 2:22] = 1.0
+    lesions = np.zeros(flair.shape, np.uint8)
+    lesions[10:13, 10:13, 10:13] = 1
+    probability = np.where(lesions > 0, 0.99, 0.01).astype(np.float32)
+    if rim_lesion:
+        probability[2, 8:12, 8:12] = 0.99  # 16 voxels, each 1 mm from outside the brain
+    _write_map_case(root / name, maps / f"{name}-flair", affine, flair, lesions, probability)
+
+
+def test_ms_edge_rule_drops_the_rim_lesion_and_keeps_the_deep_one(bench, tmp_path, capsys):
+    edge = bench("ms_edge_rule")
+    data, maps = tmp_path / "data", tmp_path / "maps"
+    _edge_case(data, maps, "a", rim_lesion=True)
+    _edge_case(data, maps, "b", rim_lesion=False)
+    out = tmp_path / "edge.json"
+    argv = ["--data", str(data), "--maps", str(maps), "--modes", "flair"]
+    results = edge.main([*argv, "--json", str(out)])
+    assert json.loads(out.read_text()) == results
+    a, b = results["flair"]["a"], results["flair"]["b"]
+    assert (a["dropped_true"], a["dropped_false"]) == (0, 1)
+    assert a["without"]["lppv"] == pytest.approx(0.5) and a["with"]["lppv"] == 1.0
+    assert a["without"]["dice"] == pytest.approx(2 * 27 / (27 + 43)) and a["with"]["dice"] == 1
+    assert b["with"] == b["without"] and (b["dropped_true"], b["dropped_false"]) == (0, 0)
+    assert 9 < a["reference_depth_min_mm"] < 11 and a["reference_below"] == 0
+    printed = capsys.readouterr().out
+    assert "| a | 0.771 -> 1.000 | 1.000 -> 1.000 | 0.500 -> 1.000 |" in printed
+    assert "| **mean of 2** |" in printed and "less than 2 mm inside the brain mask" in printed
+    # a rule deeper than the reference lesion drops it, and says so
+    deep = edge.main([*argv, "--edge", "12"])["flair"]["a"]
+    assert deep["dropped_true"] == 1 and deep["reference_below"] == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_ms_edge_rule_refuses_a_bad_edge(bench, tmp_path, capsys, value):
+    edge = bench("ms_edge_rule")
+    argv = ["--data", str(tmp_path), "--maps", str(tmp_path), f"--edge={value}"]
+    assert f"--edge: expected a number of mm > 0, got {float(value)}" in _usage_error(
+        capsys, edge.main, argv
+    )

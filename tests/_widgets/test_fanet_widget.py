@@ -93,19 +93,33 @@ def test_match_roughness_option_follows_the_core_default_and_the_task(widget) ->
 
 
 def test_mask_rule_fields_follow_the_core_defaults_and_the_task(widget) -> None:
-    from napari_fanet._widgets.fanet_widget import MIN_LESION_MM3, SEED_THRESHOLD
-    from napari_fanet.tasks.lesion_mask import DEFAULT_MIN_LESION_MM3, DEFAULT_SEED_THRESHOLD
+    from napari_fanet._widgets.fanet_widget import (
+        MIN_EDGE_DISTANCE_MM,
+        MIN_LESION_MM3,
+        SEED_THRESHOLD,
+    )
+    from napari_fanet.tasks.lesion_mask import (
+        DEFAULT_MIN_EDGE_DISTANCE_MM,
+        DEFAULT_MIN_LESION_MM3,
+        DEFAULT_SEED_THRESHOLD,
+    )
 
     viewer, w = widget
     assert SEED_THRESHOLD == DEFAULT_SEED_THRESHOLD and MIN_LESION_MM3 == DEFAULT_MIN_LESION_MM3
+    assert MIN_EDGE_DISTANCE_MM == DEFAULT_MIN_EDGE_DISTANCE_MM
+    assert w.min_edge_distance.value == DEFAULT_MIN_EDGE_DISTANCE_MM
     _add_plain_ms(viewer)
     w.seed_threshold.value = 0.9
     w.min_lesion.value = 12.0
+    w.min_edge_distance.value = 3.5
     request = w.build_request()
+    assert request.min_edge_distance_mm == 3.5
+    assert not w.min_edge_distance.native.isHidden()
     assert (request.seed_threshold, request.min_lesion_mm3) == (0.9, 12.0)
     assert not w.seed_threshold.native.isHidden() and not w.min_lesion.native.isHidden()
     w.task.value = "QSM reconstruction"
     assert w.seed_threshold.native.isHidden() and w.min_lesion.native.isHidden()
+    assert w.min_edge_distance.native.isHidden()
 
 
 def test_seed_below_threshold_is_a_problem_before_running(widget) -> None:

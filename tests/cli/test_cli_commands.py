@@ -189,7 +189,8 @@ def test_segment_writes_maps_on_the_input_grid(
     p, m = prob.get_fdata(), np.asarray(mask.dataobj)
     assert mask.get_data_dtype() == np.uint8 and set(np.unique(m)) <= {0, 1}
     assert p.min() >= 0 and p.max() <= 1
-    np.testing.assert_array_equal(m, default_lesion_mask(p, 64.0))  # 4 mm voxels
+    brain = flair.get_fdata() != 0  # no --brain-mask: the non-zero FLAIR
+    np.testing.assert_array_equal(m, default_lesion_mask(p, (4.0, 4.0, 4.0), brain))
     assert summary["lesion_voxels"] == int(m.sum())
     assert summary["mask_rule"].startswith("26-connected lesions of probability > 0.5, holding")
 
@@ -234,8 +235,16 @@ def test_segment_mask_rule_options_keep_whole_confident_lesions(
     """--seed-threshold and --min-lesion-volume, checked with an independent labelling."""
     from scipy import ndimage
 
-    from napari_fanet.cli.predict import MIN_LESION_HELP, SEED_THRESHOLD_HELP
-    from napari_fanet.tasks.lesion_mask import DEFAULT_MIN_LESION_MM3, DEFAULT_SEED_THRESHOLD
+    from napari_fanet.cli.predict import (
+        MIN_EDGE_DISTANCE_HELP,
+        MIN_LESION_HELP,
+        SEED_THRESHOLD_HELP,
+    )
+    from napari_fanet.tasks.lesion_mask import (
+        DEFAULT_MIN_EDGE_DISTANCE_MM,
+        DEFAULT_MIN_LESION_MM3,
+        DEFAULT_SEED_THRESHOLD,
+    )
 
     case = ms_data / "sub-0000"
     argv = segment_argv(case, seg_run / "last.pt", tmp_path / "plain")
@@ -251,24 +260,39 @@ def test_segment_mask_rule_options_keep_whole_confident_lesions(
     sizes = np.bincount(labels.ravel())[1:]
     seed = round(float(peaks[-2] + peaks[-1]) / 2, 6)  # only the top component has a seed
     volume = (float(sizes.max()) - 0.5) * 64.0  # 4 mm voxels: only the largest is as large
+    brain = nib.load(case / "flair.nii.gz").get_fdata() != 0
+    for edge in (4.5, 5, 6, 7, 8, 10, 12, 16):  # 4 mm voxels: the outermost layer is at 4 mm
+        by_edge = expected_lesion_mask(p, 64.0, low, None, 0.0, (brain, edge), (4, 4, 4))
+        if 0 < by_edge.sum() < (p > low).sum():
+            break
+    off = ["--min-edge-distance", "0"]
     runs = {
-        "seed": (["--seed-threshold", f"{seed}", "--min-lesion-volume", "0"], (seed, 0.0)),
-        "volume": (
-            ["--seed-threshold", "none", "--min-lesion-volume", f"{volume}"],
-            (None, volume),
+        "seed": (
+            ["--seed-threshold", f"{seed}", "--min-lesion-volume", "0", *off],
+            (seed, 0.0, None),
         ),
-    }
+        "volume": (
+            ["--seed-threshold", "none", "--min-lesion-volume", f"{volume}", *off],
+            (None, volume, None),
+        ),
+        "edge": (
+            ["--seed-threshold", "none", "--min-lesion-volume", "0", "--min-edge-distance",
+             f"{edge}"],
+            (None, 0.0, (brain, edge)),
+        ),
+    }  # fmt: skip
     for name, (extra, rule) in runs.items():
         out = tmp_path / name
         argv = [*segment_argv(case, seg_run / "last.pt", out), "--threshold", f"{low}", *extra]
         assert main(argv) == 0
         mask = np.asarray(nib.load(out / "lesion_mask.nii.gz").dataobj)
-        expected = expected_lesion_mask(p, 64.0, low, *rule)
+        expected = expected_lesion_mask(p, 64.0, low, *rule, (4, 4, 4))
         assert 0 < expected.sum() < (p > low).sum(), name  # the rule did something
         np.testing.assert_array_equal(mask, expected, err_msg=name)
     capsys.readouterr()
     shown = "none" if DEFAULT_SEED_THRESHOLD is None else f"{DEFAULT_SEED_THRESHOLD:g}"
     assert (SEED_THRESHOLD_HELP, MIN_LESION_HELP) == (shown, f"{DEFAULT_MIN_LESION_MM3:g}")
+    assert f"{DEFAULT_MIN_EDGE_DISTANCE_MM:g}" == MIN_EDGE_DISTANCE_HELP
 
 
 def test_segment_missing_input_exits_1_naming_the_file(seg_run, ms_data, tmp_path, capsys):

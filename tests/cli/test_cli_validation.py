@@ -119,8 +119,16 @@ def no_inference(monkeypatch):
         ),
         (
             ["--threshold", "0.6", "--seed-threshold", "0.4"],
-            "--threshold/--seed-threshold/--min-lesion-volume: seed threshold (0.4) must be at "
-            "least the threshold (0.6)",
+            "--threshold/--seed-threshold/--min-lesion-volume/--min-edge-distance: seed "
+            "threshold (0.4) must be at least the threshold (0.6)",
+        ),
+        (
+            ["--min-edge-distance", "-2"],
+            "argument --min-edge-distance: expected a number >= 0, got -2",
+        ),
+        (
+            ["--min-edge-distance", "inf"],
+            "argument --min-edge-distance: expected a number >= 0, got inf",
         ),
     ],
 )

@@ -102,8 +102,9 @@ def test_demo_nifti_affines_and_values(demo_run, default_lesion_mask):
         labels = np.asarray(nib.load(out / "ms" / f"{m}_error_labels.nii.gz").dataobj)
         assert mask.dtype == labels.dtype == np.uint8
         assert 0 <= prob.min() and prob.max() <= 1
-        voxel_volume = float(np.prod(nib.load(sources["ms"]).header.get_zooms()[:3]))
-        np.testing.assert_array_equal(mask, default_lesion_mask(prob, voxel_volume))
+        zooms = nib.load(sources["ms"]).header.get_zooms()[:3]
+        brain = nib.load(DATA / "ms" / "sub-0000" / "brain_mask.nii.gz").get_fdata() > 0.5
+        np.testing.assert_array_equal(mask, default_lesion_mask(prob, zooms, brain))
         np.testing.assert_array_equal(labels, segmentation_error_labels(mask, gt))
     ref = nib.load(DATA / "qsm" / "sub-0000" / "chi.nii.gz").get_fdata()
     brain = nib.load(DATA / "qsm" / "sub-0000" / "brain_mask.nii.gz").get_fdata() > 0.5

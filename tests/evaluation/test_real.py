@@ -173,26 +173,32 @@ def test_cli_evaluate_passes_the_window_overlap(
 
 
 def test_cli_evaluate_passes_the_mask_rule(real_like, old_model, tmp_path, monkeypatch, capsys):
-    """--seed-threshold / --min-lesion-volume / --match-roughness reach segment(); the report
-    states them."""
+    """--seed-threshold / --min-lesion-volume / --min-edge-distance / --match-roughness reach
+    segment(); the report states them."""
     import napari_fanet.evaluation.real as rev
-    from napari_fanet.tasks.lesion_mask import DEFAULT_MIN_LESION_MM3, DEFAULT_SEED_THRESHOLD
+    from napari_fanet.tasks.lesion_mask import (
+        DEFAULT_MIN_EDGE_DISTANCE_MM,
+        DEFAULT_MIN_LESION_MM3,
+        DEFAULT_SEED_THRESHOLD,
+    )
     from napari_fanet.tasks.roughness import MATCH_ROUGHNESS_DEFAULT
 
     seen, matched = [], []
     original = rev.segment
 
     def recording(*args, **kwargs):
-        seen.append((kwargs["seed_threshold"], kwargs["min_lesion_mm3"]))
+        seen.append(
+            (kwargs["seed_threshold"], kwargs["min_lesion_mm3"], kwargs["min_edge_distance_mm"])
+        )
         matched.append(kwargs["match_roughness"])
         return original(*args, **kwargs)
 
     monkeypatch.setattr(rev, "segment", recording)
     argv = ["evaluate", "--task", "ms", "--data", str(real_like), "--models", str(old_model)]
     cpu = ["--device", "cpu", "--tile", "16", "16", "16", "--modes", "t1-t2-flair"]
-    rule = ["--seed-threshold", "0.8", "--min-lesion-volume", "128"]
+    rule = ["--seed-threshold", "0.8", "--min-lesion-volume", "128", "--min-edge-distance", "0"]
     assert main([*argv, *cpu, *rule, "--out", str(tmp_path / "ev")]) == 0
-    assert set(seen) == {(0.8, 128.0)} and len(seen) == 2  # patient02 has no T2
+    assert set(seen) == {(0.8, 128.0, 0.0)} and len(seen) == 2  # patient02 has no T2
     report = (tmp_path / "ev" / "evaluation.md").read_text()
     assert "of probability > 0.5, holding a voxel above 0.8, of at least 128 mm^3." in report
     payload = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
@@ -200,12 +206,16 @@ def test_cli_evaluate_passes_the_mask_rule(real_like, old_model, tmp_path, monke
         "threshold": 0.5,
         "seed_threshold": 0.8,
         "min_lesion_mm3": 128,
+        "min_edge_distance_mm": 0,
         "match_roughness": MATCH_ROUGHNESS_DEFAULT,
     }
     seen.clear()
     matched.clear()
-    assert main([*argv, *cpu]) == 0
-    assert set(seen) == {(DEFAULT_SEED_THRESHOLD, DEFAULT_MIN_LESION_MM3)}
+    assert main([*argv, *cpu, "--out", str(tmp_path / "default")]) == 0
+    expected = (DEFAULT_SEED_THRESHOLD, DEFAULT_MIN_LESION_MM3, DEFAULT_MIN_EDGE_DISTANCE_MM)
+    assert set(seen) == {expected}
+    report = (tmp_path / "default" / "evaluation.md").read_text()
+    assert "lying on average at least 2 mm inside the brain mask." in report
     assert set(matched) == {MATCH_ROUGHNESS_DEFAULT}
     for flag, value, said in (
         ("--match-roughness", True, "were smoothed to their roughness first"),
@@ -220,6 +230,10 @@ def test_cli_evaluate_passes_the_mask_rule(real_like, old_model, tmp_path, monke
     assert main(qsm) == 2
     err = capsys.readouterr().err
     assert "--seed-threshold: MS segmentation options are for --task ms only" in err
+    edge = ["evaluate", "--task", "qsm", "--models", "fanet-qsm", "--min-edge-distance", "1"]
+    assert main(edge) == 2
+    err = capsys.readouterr().err
+    assert "--min-edge-distance: MS segmentation options are for --task ms only" in err
     assert main(["evaluate", "--task", "qsm", "--models", "fanet-qsm", "--match-roughness"]) == 2
     err = capsys.readouterr().err
     assert "--[no-]match-roughness: MS segmentation options are for --task ms only" in err

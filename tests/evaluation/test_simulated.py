@@ -82,18 +82,19 @@ def test_cli_evaluate_ms_states_the_mask_rule(tmp_path, capsys):
     save_checkpoint(path, model, extra={"voxel_size": [4.0] * 3})
     argv = ["evaluate", "--task", "ms", "--models", str(path), "--n-test", "1", "--n-val", "1"]
     small = ["--voxel-size", "4", "4", "4", "--tile", "32", "32", "32", "--device", "cpu"]
-    rule = ["--seed-threshold", "0.9", "--min-lesion-volume", "64"]
+    rule = ["--seed-threshold", "0.9", "--min-lesion-volume", "64", "--min-edge-distance", "6"]
     assert main([*argv, *small, *rule, "--out", str(tmp_path / "ev")]) == 0
     report = (tmp_path / "ev" / "evaluation.md").read_text()
     assert (
         "Networks' lesion masks: 26-connected lesions of probability > 0.5, holding a voxel "
         in (report)
     )
-    assert "above 0.9, of at least 64 mm^3." in report
+    assert "above 0.9, of at least 64 mm^3, lying on average at least 6 mm inside" in report
     payload = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert payload["prediction_options"] == {
         "seed_threshold": 0.9,
         "min_lesion_mm3": 64.0,
+        "min_edge_distance_mm": 6.0,
         "match_roughness": MATCH_ROUGHNESS_DEFAULT,
     }
     assert roughness_sentence({"match_roughness": MATCH_ROUGHNESS_DEFAULT}) in report

@@ -70,6 +70,7 @@ def test_the_registry_holds_one_task_per_stored_name():
                     "threshold",
                     "seed_threshold",
                     "min_lesion_mm3",
+                    "min_edge_distance_mm",
                     "mirror",
                     "match_roughness",
                 ),

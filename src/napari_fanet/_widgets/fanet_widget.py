@@ -58,6 +58,7 @@ MATCH_ROUGHNESS = True
 #: agree). A seed threshold equal to the threshold keeps every lesion, as None does there.
 SEED_THRESHOLD: float | None = 0.95
 MIN_LESION_MM3 = 10.0
+MIN_EDGE_DISTANCE_MM = 2.0
 
 if TYPE_CHECKING:
     from napari.layers import Layer
@@ -128,6 +129,16 @@ class FANetWidget(TaskInputs):
             max=10000.0,
             step=1.0,
             tooltip="Smallest lesion kept, in cubic millimetres (0: keep every lesion).",
+        )
+        self.min_edge_distance = FloatSpinBox(
+            label="Min depth in brain (mm)",
+            value=MIN_EDGE_DISTANCE_MM,
+            min=0.0,
+            max=50.0,
+            step=0.5,
+            tooltip="Drop a lesion whose voxels lie on average less than this far inside the "
+            "brain mask: the bright rim of a skull-stripped brain (cortex, CSF, stripping "
+            "edge), where white-matter lesions are not. 0: keep every lesion.",
         )
         self.mirror = CheckBox(
             text="Mirror (left-right)",
@@ -230,9 +241,9 @@ class FANetWidget(TaskInputs):
         self.extend(
             [
                 self.qsm_input, *self.input_fields(), *self.phase_fields, self.threshold,
-                self.seed_threshold, self.min_lesion, self.mirror, self.match_roughness,
-                self.data_consistency, self.show_advanced, self.advanced, self.reference,
-                self.problems, self.run_button,
+                self.seed_threshold, self.min_lesion, self.min_edge_distance, self.mirror,
+                self.match_roughness, self.data_consistency, self.show_advanced, self.advanced,
+                self.reference, self.problems, self.run_button,
                 self.cancel_button, self.progress, self.metrics, self.copy_button,
             ]
         )  # fmt: skip
@@ -248,13 +259,13 @@ class FANetWidget(TaskInputs):
             w.changed.connect(self._clear_metrics)
         for w in (
             self.t1, self.t2, self.flair, self.field, self.mask, self.b0, self.model,
-            self.threshold, self.seed_threshold, self.min_lesion,
+            self.threshold, self.seed_threshold, self.min_lesion, self.min_edge_distance,
         ):  # fmt: skip
             w.changed.connect(self._refresh_problems)
         for w in (
             self.task, self.t1, self.t2, self.flair, self.field, self.mask, self.b0,
-            self.model, self.threshold, self.seed_threshold, self.min_lesion, self.mirror,
-            self.match_roughness, self.reference,
+            self.model, self.threshold, self.seed_threshold, self.min_lesion,
+            self.min_edge_distance, self.mirror, self.match_roughness, self.reference,
         ):  # fmt: skip
             w.changed.connect(self._clear_metrics)
         self.connect_inputs()
@@ -273,6 +284,7 @@ class FANetWidget(TaskInputs):
         self.threshold.visible = "threshold" in options
         self.seed_threshold.visible = "seed_threshold" in options
         self.min_lesion.visible = "min_lesion_mm3" in options
+        self.min_edge_distance.visible = "min_edge_distance_mm" in options
         self.mirror.visible = "mirror" in options
         self.match_roughness.visible = "match_roughness" in options
         self.data_consistency.visible = "data_consistency" in options
@@ -342,6 +354,7 @@ class FANetWidget(TaskInputs):
             threshold=self.threshold.value,
             seed_threshold=self.seed_threshold.value,
             min_lesion_mm3=self.min_lesion.value,
+            min_edge_distance_mm=self.min_edge_distance.value,
             mirror=self.mirror.value,
             match_roughness=self.match_roughness.value,
             data_consistency=self._data_consistency_method(),

@@ -129,6 +129,7 @@ def prediction_options(args: argparse.Namespace) -> dict:
         for option, value in (
             ("--seed-threshold", args.seed_threshold),
             ("--min-lesion-volume", args.min_lesion_volume),
+            ("--min-edge-distance", args.min_edge_distance),
             ("--[no-]match-roughness", UNSET if args.match_roughness is None else True),
         )
         if value is not UNSET
@@ -192,7 +193,10 @@ def run(args: argparse.Namespace) -> int:
     if args.prediction_options:  # MS: how the networks' probabilities became masks
         options = args.prediction_options
         rule = LesionMaskRule(
-            DEFAULT_THRESHOLD, options["seed_threshold"], options["min_lesion_mm3"]
+            DEFAULT_THRESHOLD,
+            options["seed_threshold"],
+            options["min_lesion_mm3"],
+            options["min_edge_distance_mm"],
         )
         text += ["", f"Networks' lesion masks: {rule.describe()}. {roughness_sentence(options)}"]
     names = list(methods)

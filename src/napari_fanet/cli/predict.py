@@ -114,6 +114,7 @@ def _write_outputs(
 #: a test checks them against :mod:`napari_fanet.tasks.lesion_mask`).
 SEED_THRESHOLD_HELP = "0.95"
 MIN_LESION_HELP = "10"
+MIN_EDGE_DISTANCE_HELP = "2"
 #: Marks an option the user did not give (``--seed-threshold none`` is a value of its own).
 UNSET = object()
 
@@ -185,7 +186,7 @@ def match_roughness_option(args: argparse.Namespace) -> bool:
 
 
 def add_mask_rule_arguments(parser: Any) -> None:
-    """``--seed-threshold``, ``--min-lesion-volume`` on a parser or an argument group.
+    """``--seed-threshold``, ``--min-lesion-volume``, ``--min-edge-distance`` on a parser or group.
 
     :func:`mask_rule_options` reads them.
     """
@@ -205,17 +206,29 @@ def add_mask_rule_arguments(parser: Any) -> None:
         metavar="MM3",
         help=f"smallest lesion kept, in mm^3; 0 keeps every lesion (default {MIN_LESION_HELP})",
     )
+    parser.add_argument(
+        "--min-edge-distance",
+        type=non_negative_float,
+        default=UNSET,
+        metavar="MM",
+        help="drop a lesion whose voxels lie on average less than MM inside the brain mask "
+        "(the bright rim of a skull-stripped brain: cortex, CSF, stripping edge); 0 keeps "
+        f"every lesion (default {MIN_EDGE_DISTANCE_HELP})",
+    )
 
 
 def mask_rule_options(args: argparse.Namespace, threshold: float | None = None) -> dict:
-    """``seed_threshold`` and ``min_lesion_mm3`` as given, else the defaults, checked together.
+    """The mask rule's options as given, else the defaults, checked together.
+
+    Returns ``seed_threshold``, ``min_lesion_mm3`` and ``min_edge_distance_mm``.
 
     Raises
     ------
     UsageError
-        The threshold, seed threshold and minimum volume cannot work together.
+        The threshold, seed threshold, minimum volume and edge distance cannot work together.
     """
     from napari_fanet.tasks.lesion_mask import (
+        DEFAULT_MIN_EDGE_DISTANCE_MM,
         DEFAULT_MIN_LESION_MM3,
         DEFAULT_SEED_THRESHOLD,
         DEFAULT_THRESHOLD,
@@ -224,11 +237,16 @@ def mask_rule_options(args: argparse.Namespace, threshold: float | None = None) 
 
     seed = DEFAULT_SEED_THRESHOLD if args.seed_threshold is UNSET else args.seed_threshold
     volume = DEFAULT_MIN_LESION_MM3 if args.min_lesion_volume is UNSET else args.min_lesion_volume
+    edge = (
+        DEFAULT_MIN_EDGE_DISTANCE_MM if args.min_edge_distance is UNSET else args.min_edge_distance
+    )
     try:
-        LesionMaskRule(DEFAULT_THRESHOLD if threshold is None else threshold, seed, volume)
+        LesionMaskRule(DEFAULT_THRESHOLD if threshold is None else threshold, seed, volume, edge)
     except ValueError as exc:
-        raise UsageError(f"--threshold/--seed-threshold/--min-lesion-volume: {exc}") from exc
-    return {"seed_threshold": seed, "min_lesion_mm3": volume}
+        raise UsageError(
+            f"--threshold/--seed-threshold/--min-lesion-volume/--min-edge-distance: {exc}"
+        ) from exc
+    return {"seed_threshold": seed, "min_lesion_mm3": volume, "min_edge_distance_mm": edge}
 
 
 def seed_threshold(text: str) -> float | None:
@@ -246,6 +264,7 @@ def run_segment(args: argparse.Namespace) -> int:
     options = mask_rule_options(args, args.threshold)
     args.seed_threshold = options["seed_threshold"]
     args.min_lesion_volume = options["min_lesion_mm3"]
+    args.min_edge_distance = options["min_edge_distance_mm"]
     if args.batch is not None:
         return run_batch_command(args, _segment_one)
     print(json.dumps(_segment_one(args), indent=1))
@@ -279,6 +298,7 @@ def _segment_one(args: argparse.Namespace, loaded: tuple | None = None) -> dict:
         threshold=args.threshold,
         seed_threshold=args.seed_threshold,
         min_lesion_mm3=args.min_lesion_volume,
+        min_edge_distance_mm=args.min_edge_distance,
         mirror=MIRROR_DEFAULT if args.mirror is None else args.mirror,
         match_roughness=match_roughness_option(args),
     )
@@ -303,7 +323,7 @@ def _segment_one(args: argparse.Namespace, loaded: tuple | None = None) -> dict:
         {"lesion_mask": "uint8"},
         {"lesions.csv": table.to_csv()},
         mask_rule=LesionMaskRule(
-            args.threshold, args.seed_threshold, args.min_lesion_volume
+            args.threshold, args.seed_threshold, args.min_lesion_volume, args.min_edge_distance
         ).describe(),
         lesion_voxels=lesion_voxels,
         lesions=len(table),

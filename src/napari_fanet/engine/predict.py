@@ -40,6 +40,7 @@ from napari_fanet.physics.data_consistency import DC_METHODS, DEFAULT_DC_LAMBDA
 from napari_fanet.physics.data_consistency import data_consistency as apply_data_consistency
 from napari_fanet.tasks import QSM, SEGMENTATION, Task, get_task
 from napari_fanet.tasks.lesion_mask import (
+    DEFAULT_MIN_EDGE_DISTANCE_MM,
     DEFAULT_MIN_LESION_MM3,
     DEFAULT_SEED_THRESHOLD,
     DEFAULT_THRESHOLD,
@@ -409,6 +410,7 @@ def segment(
     threshold: float = DEFAULT_THRESHOLD,
     seed_threshold: float | None = DEFAULT_SEED_THRESHOLD,
     min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3,
+    min_edge_distance_mm: float = DEFAULT_MIN_EDGE_DISTANCE_MM,
     mirror: bool = MIRROR_DEFAULT,
     match_roughness: bool = MATCH_ROUGHNESS_DEFAULT,
     settings: WindowSettings | None = None,
@@ -424,10 +426,13 @@ def segment(
     ``match_roughness`` a FLAIR rougher than the model's real training scans is first smoothed
     (:func:`seg_model_input`; the report's messages say by how much). The
     mask holds the 26-connected components of ``probability > threshold`` that contain a voxel
-    above ``seed_threshold`` (None: no such rule) and measure at least ``min_lesion_mm3``
-    (:func:`~napari_fanet.tasks.lesion_mask.lesion_mask`).
+    above ``seed_threshold`` (None: no such rule), measure at least ``min_lesion_mm3`` and lie
+    on average at least ``min_edge_distance_mm`` inside the brain mask (0: no such rule;
+    :func:`~napari_fanet.tasks.lesion_mask.lesion_mask`).
     """
-    rule = LesionMaskRule(threshold, seed_threshold, min_lesion_mm3)  # checked before the run
+    rule = LesionMaskRule(
+        threshold, seed_threshold, min_lesion_mm3, min_edge_distance_mm
+    )  # checked before the run
     SEGMENTATION.check_model(model)
     inputs = {k: v for k, v in (("T1", t1), ("T2", t2), ("FLAIR", flair)) if v is not None}
     SEGMENTATION.check_modalities(inputs, checkpoint)
@@ -454,7 +459,9 @@ def segment(
     prob = SEGMENTATION.postprocess(logits, brain)
     if grid is not None:
         prob = zoom_to_shape(prob.astype(np.float32), shape, 1)
-    mask = lesion_mask(prob, vox, rule)  # on the canonical grid: components do not change
+    # on the canonical grid (components do not change), with the brain mask the user gave or,
+    # for skull-stripped input, the non-zero FLAIR
+    mask = lesion_mask(prob, vox, rule, SEGMENTATION.brain(arrays))
     result.outputs = {"probability": back(prob.astype(np.float32)), "mask": back(mask)}
     return result
 

@@ -33,6 +33,7 @@ from napari_fanet.physics.data_consistency import DEFAULT_DC_LAMBDA
 from napari_fanet.physics.phase_chain import DEFAULT_BACKGROUND
 from napari_fanet.tasks import TASKS, get_task
 from napari_fanet.tasks.lesion_mask import (
+    DEFAULT_MIN_EDGE_DISTANCE_MM,
     DEFAULT_MIN_LESION_MM3,
     DEFAULT_SEED_THRESHOLD,
     DEFAULT_THRESHOLD,
@@ -116,6 +117,9 @@ class PredictionRequest:
         :mod:`napari_fanet.tasks.lesion_mask`.
     min_lesion_mm3 : float
         Segmentation only: smallest lesion kept, in mm^3 (0: every component).
+    min_edge_distance_mm : float
+        Segmentation only: smallest mean distance of a kept lesion's voxels from the outside of
+        the brain mask, in mm (0: no such rule).
     mirror : bool
         Segmentation only: average with the left-right mirror image (test-time augmentation,
         twice the network time; see :func:`~napari_fanet.engine.predict.mirrored_logits`).
@@ -147,6 +151,7 @@ class PredictionRequest:
     threshold: float = DEFAULT_THRESHOLD
     seed_threshold: float | None = DEFAULT_SEED_THRESHOLD
     min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3
+    min_edge_distance_mm: float = DEFAULT_MIN_EDGE_DISTANCE_MM
     mirror: bool = MIRROR_DEFAULT
     match_roughness: bool = MATCH_ROUGHNESS_DEFAULT
     data_consistency: str = DEFAULT_DC_METHOD

@@ -192,6 +192,7 @@ def run_ms(folder: Path, models: list[DemoModel], z: float, settings, log: Log) 
                 threshold=SEG_MASK_RULE.threshold,
                 seed_threshold=SEG_MASK_RULE.seed_threshold,
                 min_lesion_mm3=SEG_MASK_RULE.min_volume_mm3,
+                min_edge_distance_mm=SEG_MASK_RULE.min_edge_distance_mm,
                 settings=settings,
             )
 
@@ -479,6 +480,7 @@ def run_demo(
             "seg_threshold": SEG_MASK_RULE.threshold,
             "seg_seed_threshold": SEG_MASK_RULE.seed_threshold,
             "seg_min_lesion_mm3": SEG_MASK_RULE.min_volume_mm3,
+            "seg_min_edge_distance_mm": SEG_MASK_RULE.min_edge_distance_mm,
         },
         "parameters": params,
         "models": [

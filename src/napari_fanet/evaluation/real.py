@@ -266,7 +266,7 @@ def predict_mode(
     """The model's lesion mask for ``case`` given only the modalities of ``mode``.
 
     ``options`` go to :func:`~napari_fanet.engine.predict.segment` (the lesion-mask rule:
-    ``seed_threshold``, ``min_lesion_mm3``; its defaults otherwise).
+    ``seed_threshold``, ``min_lesion_mm3``, ``min_edge_distance_mm``; its defaults otherwise).
     """
     return segment_mode(model, case, mode, settings, **options).outputs["mask"].astype(bool)
 
@@ -385,8 +385,8 @@ def _skipped(case: RealCase, mode: str, method: str, reason: str) -> dict:
 def markdown_report(rows: Sequence[dict], title: str, *, mask_rule: dict | None = None) -> str:
     """Per mode, a table of every subject and method, then the mean over subjects.
 
-    ``mask_rule`` (``seed_threshold``, ``min_lesion_mm3``), when given, is stated under the
-    tables: how the networks' probabilities became masks.
+    ``mask_rule`` (``seed_threshold``, ``min_lesion_mm3``, ``min_edge_distance_mm``), when
+    given, is stated under the tables: how the networks' probabilities became masks.
     """
     lines = [f"## {title}", ""]
     for mode in dict.fromkeys(r["mode"] for r in rows):
@@ -432,6 +432,7 @@ def markdown_report(rows: Sequence[dict], title: str, *, mask_rule: dict | None 
             DEFAULT_THRESHOLD,
             mask_rule.get("seed_threshold"),
             mask_rule.get("min_lesion_mm3", 0.0),
+            mask_rule.get("min_edge_distance_mm", 0.0),
         )
         lines[-1] += f" The networks' masks: {rule.describe()}. {roughness_sentence(mask_rule)}"
     return "\n".join(lines)

@@ -44,7 +44,8 @@ def model_method(
     """A loaded network as ``method(case) -> prediction array``.
 
     ``options`` go to the task's prediction function (QSM: ``data_consistency``,
-    ``dc_lambda``; segmentation: ``seed_threshold``, ``min_lesion_mm3``).
+    ``dc_lambda``; segmentation: ``seed_threshold``, ``min_lesion_mm3``,
+    ``min_edge_distance_mm``).
     """
     chosen = get_task(task)
 

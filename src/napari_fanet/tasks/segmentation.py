@@ -22,6 +22,7 @@ from napari_fanet.metrics import label_lesions, segmentation_metrics
 from napari_fanet.tasks.base import Infer, Method, Task
 from napari_fanet.tasks.cases import EvalCase
 from napari_fanet.tasks.lesion_mask import (
+    DEFAULT_MIN_EDGE_DISTANCE_MM,
     DEFAULT_MIN_LESION_MM3,
     DEFAULT_SEED_THRESHOLD,
     DEFAULT_THRESHOLD,
@@ -100,6 +101,7 @@ class SegmentationTask(Task):
         "threshold",
         "seed_threshold",
         "min_lesion_mm3",
+        "min_edge_distance_mm",
         "mirror",
         "match_roughness",
     )
@@ -144,6 +146,7 @@ class SegmentationTask(Task):
                 options.get("threshold", DEFAULT_THRESHOLD),
                 options.get("seed_threshold", DEFAULT_SEED_THRESHOLD),
                 options.get("min_lesion_mm3", DEFAULT_MIN_LESION_MM3),
+                options.get("min_edge_distance_mm", DEFAULT_MIN_EDGE_DISTANCE_MM),
             )
         except ValueError as exc:
             return [str(exc)]
