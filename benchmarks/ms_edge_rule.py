@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
-import json
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from ms_postprocessing import add_map_arguments, cases_and_maps, load_map
+from ms_postprocessing import add_map_arguments, score_every_map
 from napari_fanet.metrics.segmentation import (
     LESION_STRUCTURE,
     label_lesions,
@@ -141,20 +138,17 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if not (np.isfinite(args.edge) and args.edge > 0):
         parser.error(f"--edge: expected a number of mm > 0, got {args.edge}")
-    cases, maps = cases_and_maps(parser, args)
-    results: dict[str, dict] = {mode: {} for mode in args.modes}
-    for mode, case in itertools.product(args.modes, cases):
-        probability = load_map(parser, maps, case, mode)
-        results[mode][case.name] = edge_effect(case, probability, args.edge)
-    for mode in args.modes:
-        print(report(mode, results[mode], args.edge) + "\n")
+    results = score_every_map(
+        parser,
+        args,
+        lambda case, probability: edge_effect(case, probability, args.edge),
+        lambda mode, rows: report(mode, rows, args.edge),
+    )
     print(
         f"Masks: {WITHOUT_EDGE.describe()}; the edge rule also drops a lesion whose voxels lie "
         f"on average less than {args.edge:g} mm inside the brain mask (voxel centres to the "
         "nearest voxel outside it). Lesions: 26-connected, at least 3 voxels."
     )
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
     return results
 
 

@@ -238,6 +238,24 @@ def cases_and_maps(parser: argparse.ArgumentParser, args) -> tuple[list[RealCase
     return cases, maps
 
 
+def score_every_map(parser, args, score, report) -> dict[str, dict]:
+    """``score(case, probability)`` of every subject's map in every mode of ``--modes``.
+
+    Prints ``report(mode, rows)`` per mode, writes ``--json`` when given, and returns
+    ``{mode: {subject: score}}`` (shared by ``ms_edge_rule.py`` and
+    ``small_lesion_separation.py``).
+    """
+    cases, maps = cases_and_maps(parser, args)
+    results: dict[str, dict] = {mode: {} for mode in args.modes}
+    for mode, case in itertools.product(args.modes, cases):
+        results[mode][case.name] = score(case, load_map(parser, maps, case, mode))
+    for mode in args.modes:
+        print(report(mode, results[mode]) + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_map_arguments(parser)

@@ -926,3 +926,64 @@ def test_ms_edge_rule_refuses_a_bad_edge(bench, tmp_path, capsys, value):
     assert f"--edge: expected a number of mm > 0, got {float(value)}" in _usage_error(
         capsys, edge.main, argv
     )
+
+
+def _spots_case(root, maps, lesion_probability, spot_probability):
+    """A 1 mm brain with white matter (T1 bright), grey matter and a ventricle; two small
+    FLAIR-bright lesions (labelled) and two equally bright spots (not labelled) deep in the
+    white matter, the map giving each kind one probability."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    shape = (40, 40, 40)
+    brain = np.zeros(shape, bool)
+    brain[4:36, 4:36, 4:36] = True
+    t1 = np.where(brain, 0.5, 0.0)
+    t1[7:33, 7:33, 7:33] = 1.0  # white matter inside a 3-voxel grey-matter shell
+    t1[18:22, 18:22, 18:22] = 0.2  # a ventricle
+    flair = np.where(t1 == 1.0, 1.0, 1.3) * brain
+    flair[18:22, 18:22, 18:22] = 0.2
+    flair += 0.05 * rng.standard_normal(shape) * brain
+    lesions = np.zeros(shape, np.uint8)
+    probability = np.full(shape, 0.001, np.float32)
+    for corner in ((11, 11, 11), (26, 26, 26)):
+        cube = tuple(slice(c, c + 2) for c in corner)
+        lesions[cube] = 1
+        flair[cube] = 2.0
+        probability[cube] = lesion_probability
+    for corner in ((11, 26, 11), (26, 11, 26)):
+        cube = tuple(slice(c, c + 2) for c in corner)
+        flair[cube] = 2.0
+        probability[cube] = spot_probability
+    affine = np.eye(4)
+    _write_map_case(root, maps / f"{root.name}-flair", affine, flair, lesions, probability)
+    nib.save(nib.Nifti1Image(t1.astype(np.float32), affine), root / "t1.nii.gz")
+
+
+@pytest.mark.parametrize(("lesion_p", "spot_p", "expected"), [(0.9, 0.1, 1.0), (0.1, 0.9, 0.0)])
+def test_small_lesion_separation_ranks_lesions_against_spots(
+    bench, tmp_path, capsys, lesion_p, spot_p, expected
+):
+    separation = bench("small_lesion_separation")
+    data, maps = tmp_path / "data", tmp_path / "maps"
+    _spots_case(data / "a", maps, lesion_p, spot_p)
+    out = tmp_path / "sep.json"
+    argv = ["--data", str(data), "--maps", str(maps), "--modes", "flair", "--contrast", "3"]
+    row = separation.main([*argv, "--json", str(out)])["flair"]["a"]
+    assert json.loads(out.read_text())["flair"]["a"]["auc"] == row["auc"] == expected
+    assert row["lesions"]["count"] == row["spots"]["count"] == 2
+    assert row["lesions"]["reach_0.5"] == (2 if lesion_p > 0.5 else 0)
+    assert row["lesions"]["median"] == pytest.approx(lesion_p)
+    assert "| **pooled** |" in capsys.readouterr().out
+
+
+def test_small_lesion_separation_auc_and_usage_errors(bench, tmp_path, capsys):
+    separation = bench("small_lesion_separation")
+    assert separation.auc(np.array([0.2, 0.8]), np.array([0.5])) == 0.5
+    assert separation.auc(np.array([0.5]), np.array([0.5])) == 0.5
+    assert separation.auc(np.array([]), np.array([0.5])) is None
+    base = ["--data", str(tmp_path), "--maps", str(tmp_path)]
+    message = "--sizes: expected 1 <= LO <= HI, got 5 3"
+    assert message in _usage_error(capsys, separation.main, [*base, "--sizes", "5", "3"])
+    message = "--contrast: expected a number > 0, got -1.0"
+    assert message in _usage_error(capsys, separation.main, [*base, "--contrast", "-1"])
