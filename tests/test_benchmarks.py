@@ -987,3 +987,19 @@ def test_small_lesion_separation_auc_and_usage_errors(bench, tmp_path, capsys):
     assert message in _usage_error(capsys, separation.main, [*base, "--sizes", "5", "3"])
     message = "--contrast: expected a number > 0, got -1.0"
     assert message in _usage_error(capsys, separation.main, [*base, "--contrast", "-1"])
+
+
+def test_small_lesion_separation_names_a_subject_without_deep_white_matter(
+    bench, tmp_path, capsys
+):
+    """A brain too thin to hold white matter 4 mm deep is a usage error, not a traceback."""
+    separation = bench("small_lesion_separation")
+    data, maps = tmp_path / "data", tmp_path / "maps"
+    flair = np.zeros((20, 20, 20), np.float32)
+    flair[8:12, 2:18, 2:18] = 1.0 + 0.1 * np.random.default_rng(0).random((4, 16, 16))
+    lesions = np.zeros(flair.shape, np.uint8)
+    lesions[9:11, 9:11, 9:11] = 1
+    _write_map_case(data / "thin", maps / "thin-flair", np.eye(4), flair, lesions, flair * 0)
+    argv = ["--data", str(data), "--maps", str(maps), "--modes", "flair"]
+    err = _usage_error(capsys, separation.main, argv)
+    assert "--data: thin (flair): " in err and "wm" in err.lower()
