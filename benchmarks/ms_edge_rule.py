@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = score_every_map(
         parser,
         args,
-        lambda case, probability: edge_effect(case, probability, args.edge),
+        lambda case, probability, _mode: edge_effect(case, probability, args.edge),
         lambda mode, rows: report(mode, rows, args.edge),
     )
     print(

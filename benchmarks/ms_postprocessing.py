@@ -239,19 +239,19 @@ def cases_and_maps(parser: argparse.ArgumentParser, args) -> tuple[list[RealCase
 
 
 def score_every_map(parser, args, score, report) -> dict[str, dict]:
-    """``score(case, probability)`` of every subject's map in every mode of ``--modes``.
+    """``score(case, probability, mode)`` of every subject's map in every mode of ``--modes``.
 
     Prints ``report(mode, rows)`` per mode, writes ``--json`` when given, and returns
-    ``{mode: {subject: score}}`` (shared by ``ms_edge_rule.py`` and
-    ``small_lesion_separation.py``). A subject ``score`` cannot work on (a ``ValueError``, such
-    as a brain with no white matter) ends in a usage error naming the subject and the mode.
+    ``{mode: {subject: score}}`` (shared by ``ms_edge_rule.py``, ``small_lesion_separation.py``
+    and ``ms_map_ensemble.py``). A subject ``score`` cannot work on (a ``ValueError``, such as a
+    brain with no white matter) ends in a usage error naming the subject and the mode.
     """
     cases, maps = cases_and_maps(parser, args)
     results: dict[str, dict] = {mode: {} for mode in args.modes}
     for mode, case in itertools.product(args.modes, cases):
         probability = load_map(parser, maps, case, mode)
         try:
-            results[mode][case.name] = score(case, probability)
+            results[mode][case.name] = score(case, probability, mode)
         except ValueError as exc:
             parser.error(f"--data: {case.name} ({mode}): {exc}")
     for mode in args.modes:

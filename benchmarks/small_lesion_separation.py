@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
     return score_every_map(
         parser,
         args,
-        lambda case, probability: separation(case, probability, args.contrast, sizes),
+        lambda case, probability, _mode: separation(case, probability, args.contrast, sizes),
         lambda mode, rows: report(mode, rows, sizes),
     )
 

@@ -1003,3 +1003,72 @@ def test_small_lesion_separation_names_a_subject_without_deep_white_matter(
     argv = ["--data", str(data), "--maps", str(maps), "--modes", "flair"]
     err = _usage_error(capsys, separation.main, argv)
     assert "--data: thin (flair): " in err and "wm" in err.lower()
+
+
+def _ensemble_case(data, maps, name, probability_scale, modes=("flair",)):
+    """A 1 mm box brain with one deep reference lesion; each mode's map gives it
+    ``0.99 * probability_scale`` (the edge rule keeps it: it lies 8 mm deep)."""
+    import nibabel as nib
+
+    affine = np.eye(4)
+    flair = np.zeros((24, 24, 24), np.float32)
+    flair[2:22, 2:22, 2:22] = 1.0
+    lesions = np.zeros(flair.shape, np.uint8)
+    lesions[10:13, 10:13, 10:13] = 1
+    probability = np.where(lesions > 0, 0.99 * probability_scale, 0.01).astype(np.float32)
+    _write_map_case(data / name, maps / f"{name}-{modes[0]}", affine, flair, lesions, probability)
+    t1 = np.where(flair > 0, 0.8, 0.0).astype(np.float32)
+    nib.save(nib.Nifti1Image(t1, affine), data / name / "t1.nii.gz")
+    for mode in modes[1:]:
+        (maps / f"{name}-{mode}").mkdir(parents=True)
+        nib.save(
+            nib.Nifti1Image(probability, affine),
+            maps / f"{name}-{mode}" / "lesion_probability.nii.gz",
+        )
+
+
+def test_ms_map_ensemble_averages_folders_and_modes(bench, tmp_path, capsys):
+    ensemble = bench("ms_map_ensemble")
+    data, maps, member = tmp_path / "data", tmp_path / "maps", tmp_path / "member"
+    _ensemble_case(data, maps, "a", 1.0, ("flair", "t1-flair"))
+    _ensemble_case(tmp_path / "unused", member, "a", 0.0, ("flair", "t1-flair"))
+    out = tmp_path / "ens.json"
+    argv = ["--data", str(data), "--maps", str(maps), "--modes", "flair"]
+    # the member misses the lesion: the mean (0.495) is below the seed, so nothing is kept
+    results = ensemble.main([*argv, "--members", str(member), "--json", str(out)])
+    assert json.loads(out.read_text()) == results
+    row = results["flair"]["a"]
+    assert row["single"]["dice"] == 1.0 and row["single"]["lf1"] == 1.0
+    assert row["ensemble"]["dice"] == 0.0 and row["ensemble"]["ltpr"] == 0.0
+    printed = capsys.readouterr().out
+    assert "ensemble of 2 maps (maps/flair, member/flair)" in printed
+    assert "| a | 1.000 -> 0.000 | 1.000 -> 0.000 |" in printed
+    # FLAIR's map added to T1 + FLAIR's, both finding the lesion: unchanged
+    argv_t1 = ["--data", str(data), "--maps", str(maps), "--modes", "t1-flair"]
+    row = ensemble.main([*argv_t1, "--add-modes", "flair"])["t1-flair"]["a"]
+    assert row["single"] == row["ensemble"] and row["ensemble"]["dice"] == 1.0
+    assert "(maps/t1-flair, maps/flair)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "expected --members or --add-modes: an ensemble of one map is the map"),
+        (["--add-modes", "t1-flair"], "--add-modes: t1-flair needs t1, which input mode flair"),
+        (["--add-modes", "flair"], "--add-modes: every added mode is the target itself"),
+        (["--modes", "t3", "--add-modes", "flair"], "--modes: unknown input modes ['t3']"),
+    ],
+)
+def test_ms_map_ensemble_refuses_what_it_cannot_average(bench, tmp_path, capsys, extra, message):
+    ensemble = bench("ms_map_ensemble")
+    argv = ["--data", str(tmp_path), "--maps", str(tmp_path), "--modes", "flair", *extra]
+    assert message in _usage_error(capsys, ensemble.main, argv)
+
+
+def test_ms_map_ensemble_names_a_missing_member_map(bench, tmp_path, capsys):
+    ensemble = bench("ms_map_ensemble")
+    data, maps = tmp_path / "data", tmp_path / "maps"
+    _ensemble_case(data, maps, "a", 1.0)
+    argv = ["--data", str(data), "--maps", str(maps), "--modes", "flair"]
+    err = _usage_error(capsys, ensemble.main, [*argv, "--members", str(tmp_path / "none")])
+    assert f"--maps: expected {tmp_path / 'none' / 'a-flair' / 'lesion_probability.nii.gz'}" in err
