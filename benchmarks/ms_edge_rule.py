@@ -29,12 +29,13 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from ms_postprocessing import add_map_arguments, score_every_map
-from napari_fanet.metrics.segmentation import (
-    LESION_STRUCTURE,
-    label_lesions,
-    segmentation_metrics,
+from ms_postprocessing import (
+    add_map_arguments,
+    change_cells,
+    lesion_scores,
+    score_every_map,
 )
+from napari_fanet.metrics.segmentation import LESION_STRUCTURE, label_lesions
 from napari_fanet.tasks.lesion_mask import (
     DEFAULT_MIN_EDGE_DISTANCE_MM,
     DEFAULT_MIN_LESION_MM3,
@@ -47,7 +48,6 @@ from napari_fanet.tasks.lesion_mask import (
 
 #: ``segment``'s rule before the edge rule (2026-12-06 to 2026-12-07).
 WITHOUT_EDGE = LesionMaskRule(DEFAULT_THRESHOLD, DEFAULT_SEED_THRESHOLD, DEFAULT_MIN_LESION_MM3)
-METRICS = ("dice", "ltpr", "lppv", "lf1")
 
 
 def edge_effect(case, probability: np.ndarray, edge_mm: float) -> dict:
@@ -65,7 +65,7 @@ def edge_effect(case, probability: np.ndarray, edge_mm: float) -> dict:
     Returns
     -------
     dict
-        ``"without"`` / ``"with"``: ``{metric: value}`` for :data:`METRICS`;
+        ``"without"`` / ``"with"``: ``{metric: value}`` for ``LESION_METRICS``;
         ``"dropped_true"`` / ``"dropped_false"``: predicted lesions the rule drops that touch a
         reference lesion / do not; ``"reference_depth_min_mm"`` (None without reference
         lesions) and ``"reference_below"``: the reference lesions' smallest mean depth and how
@@ -80,12 +80,9 @@ def edge_effect(case, probability: np.ndarray, edge_mm: float) -> dict:
     true_dropped = int(np.count_nonzero(touching))
     reference, n_reference = label_lesions(case.lesions)
     depth = mean_edge_distance(reference, n_reference, case.brain, vox)[1:]  # (n_reference,)
-    scores = {}
-    for name, mask in (("without", before), ("with", after)):
-        metrics = segmentation_metrics(mask, case.lesions)
-        scores[name] = {m: float(metrics[m]) for m in METRICS}
     return {
-        **scores,
+        "without": lesion_scores(before, case.lesions),
+        "with": lesion_scores(after, case.lesions),
         "dropped_true": true_dropped,
         "dropped_false": count - true_dropped,
         "reference_depth_min_mm": float(depth.min()) if depth.size else None,
@@ -103,25 +100,19 @@ def report(mode: str, rows: dict[str, dict], edge_mm: float) -> str:
         "|---|---|---|---|---|---|---|",
     ]
 
-    def pair(a: float, b: float) -> str:
-        return f"{a:.3f} -> {b:.3f}"
-
+    cells, mean_cells = change_cells(rows, "without", "with")
     for name, row in rows.items():
-        cells = [pair(row["without"][m], row["with"][m]) for m in METRICS]
         depth = row["reference_depth_min_mm"]
         shallow = "none" if depth is None else f"{depth:.2f}"
         lines.append(
-            f"| {name} | {' | '.join(cells)} | {row['dropped_true']} / {row['dropped_false']} | "
-            f"{shallow}, {row['reference_below']} |"
+            f"| {name} | {' | '.join(cells[name])} | {row['dropped_true']} / "
+            f"{row['dropped_false']} | {shallow}, {row['reference_below']} |"
         )
-    means = [
-        pair(*(float(np.mean([r[k][m] for r in rows.values()])) for k in ("without", "with")))
-        for m in METRICS
-    ]
     true = sum(r["dropped_true"] for r in rows.values())
     false = sum(r["dropped_false"] for r in rows.values())
     below = sum(r["reference_below"] for r in rows.values())
-    lines.append(f"| **mean of {len(rows)}** | {' | '.join(means)} | {true} / {false} | {below} |")
+    means = " | ".join(mean_cells)
+    lines.append(f"| **mean of {len(rows)}** | {means} | {true} / {false} | {below} |")
     return "\n".join(lines)
 
 

@@ -38,12 +38,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ms_postprocessing import add_map_arguments, load_map, score_every_map
+from ms_postprocessing import (
+    add_map_arguments,
+    change_cells,
+    lesion_scores,
+    load_map,
+    score_every_map,
+)
 from napari_fanet.evaluation.real import INPUT_MODES
-from napari_fanet.metrics.segmentation import segmentation_metrics
 from napari_fanet.tasks.lesion_mask import DEFAULT_RULE, lesion_mask
-
-METRICS = ("dice", "ltpr", "lppv", "lf1")
 
 
 def ensemble_sources(
@@ -70,10 +73,10 @@ def ensemble_sources(
 
 
 def masks_scores(case, probability: np.ndarray) -> dict[str, float]:
-    """:data:`METRICS` of ``segment``'s default mask of one map."""
-    mask = lesion_mask(probability, case.voxel_size, DEFAULT_RULE, case.brain)
-    metrics = segmentation_metrics(mask.astype(bool), case.lesions)
-    return {m: float(metrics[m]) for m in METRICS}
+    """The lesion metrics of ``segment``'s default mask of one ``(X, Y, Z)`` map."""
+    return lesion_scores(
+        lesion_mask(probability, case.voxel_size, DEFAULT_RULE, case.brain), case.lesions
+    )
 
 
 def report(mode: str, rows: dict[str, dict], sources: list[tuple[Path, str]]) -> str:
@@ -85,16 +88,9 @@ def report(mode: str, rows: dict[str, dict], sources: list[tuple[Path, str]]) ->
         "| subject | Dice | LTPR | LPPV | L-F1 |",
         "|---|---|---|---|---|",
     ]
-    for name, row in rows.items():
-        cells = [f"{row['single'][m]:.3f} -> {row['ensemble'][m]:.3f}" for m in METRICS]
-        lines.append(f"| {name} | {' | '.join(cells)} |")
-    means = [
-        " -> ".join(
-            f"{np.mean([r[k][m] for r in rows.values()]):.3f}" for k in ("single", "ensemble")
-        )
-        for m in METRICS
-    ]
-    lines.append(f"| **mean of {len(rows)}** | {' | '.join(means)} |")
+    cells, mean_cells = change_cells(rows, "single", "ensemble")
+    lines += [f"| {name} | {' | '.join(cells[name])} |" for name in rows]
+    lines.append(f"| **mean of {len(rows)}** | {' | '.join(mean_cells)} |")
     return "\n".join(lines)
 
 

@@ -238,6 +238,36 @@ def cases_and_maps(parser: argparse.ArgumentParser, args) -> tuple[list[RealCase
     return cases, maps
 
 
+#: The lesion metrics the map scripts report, in table order.
+LESION_METRICS = ("dice", "ltpr", "lppv", "lf1")
+
+
+def lesion_scores(mask: np.ndarray, lesions: np.ndarray) -> dict[str, float]:
+    """:data:`LESION_METRICS` of a ``(X, Y, Z)`` mask against the reference lesions."""
+    metrics = segmentation_metrics(mask.astype(bool), lesions)
+    return {m: float(metrics[m]) for m in LESION_METRICS}
+
+
+def change_cells(
+    rows: dict[str, dict], before: str, after: str
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Markdown cells ``"0.123 -> 0.456"`` of :data:`LESION_METRICS`, per subject and mean.
+
+    ``rows`` maps a subject to ``{before: scores, after: scores, ...}``. Returns each subject's
+    cells and the cells of the means over the subjects.
+    """
+
+    def cells(first: dict, second: dict) -> list[str]:
+        return [f"{first[m]:.3f} -> {second[m]:.3f}" for m in LESION_METRICS]
+
+    mean = {
+        key: {m: float(np.mean([r[key][m] for r in rows.values()])) for m in LESION_METRICS}
+        for key in (before, after)
+    }
+    per_subject = {name: cells(row[before], row[after]) for name, row in rows.items()}
+    return per_subject, cells(mean[before], mean[after])
+
+
 def score_every_map(parser, args, score, report) -> dict[str, dict]:
     """``score(case, probability, mode)`` of every subject's map in every mode of ``--modes``.
 
