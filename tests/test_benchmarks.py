@@ -1072,3 +1072,49 @@ def test_ms_map_ensemble_names_a_missing_member_map(bench, tmp_path, capsys):
     argv = ["--data", str(data), "--maps", str(maps), "--modes", "flair"]
     err = _usage_error(capsys, ensemble.main, [*argv, "--members", str(tmp_path / "none")])
     assert f"--maps: expected {tmp_path / 'none' / 'a-flair' / 'lesion_probability.nii.gz'}" in err
+
+
+def _world_image(shape=(12, 14, 10)):
+    import nibabel as nib
+
+    data = np.zeros(shape, np.float32)
+    data[3:9, 4:11, 2:8] = np.random.default_rng(0).uniform(100, 500, (6, 7, 6))
+    affine = np.array([[-1.0, 0, 0, 10], [0, 1.0, 0, -20], [0, 0, 1.5, 5], [0, 0, 0, 1]])
+    return nib.Nifti1Image(data, affine)
+
+
+def test_segment_input_variants_keep_the_world_image(bench):
+    from nibabel.processing import resample_from_to
+
+    variants = bench("segment_input_variants")
+    image = _world_image()
+    data = np.asarray(image.dataobj)
+    for copy in (variants.reoriented(image), variants.padded(image, 3)):
+        assert copy.shape != image.shape
+        back = np.asarray(resample_from_to(copy, image, order=0).dataobj)
+        np.testing.assert_array_equal(back, data)
+    stored = variants.as_int16(image)
+    assert stored.get_data_dtype() == np.int16
+    values = np.asarray(stored.dataobj, np.float64)
+    assert np.percentile(np.abs(values[values != 0]), 99) == pytest.approx(1000, abs=1)
+    noisy = np.asarray(variants.with_background_noise(image, 0.03).dataobj)
+    assert (noisy[data == 0] > 0).all() and (noisy >= data).all()
+    copies = variants.variants(image)
+    assert copies["0.8 mm, cubic"][1] is None
+    fine, mask = copies["0.8 mm, cubic, with a brain mask"]
+    assert mask.shape == fine.shape and set(np.unique(np.asarray(mask.dataobj))) == {0, 1}
+
+
+def test_segment_input_variants_table_and_usage(bench, tmp_path, capsys):
+    variants = bench("segment_input_variants")
+    rows = [
+        {"copy": "as given", "shape": [4, 5, 6], "dice_reference": 0.8, "dice_as_given": 1.0,
+         "lesion_ml": 10.09, "reference_ml": 8.2},
+        {"copy": "background noise", "shape": [4, 5, 6], "refused": "the FLAIR does not look"},
+    ]  # fmt: skip
+    text = variants.table(rows, "patient26")
+    assert "| as given | 4 x 5 x 6 | 0.800 | 1.000 | 10.09 (8.20) | |" in text
+    assert "| background noise | 4 x 5 x 6 | | | | the FLAIR does not look |" in text
+    assert variants.dice(np.zeros(3, bool), np.zeros(3, bool)) == 1.0
+    err = _usage_error(capsys, variants.main, ["--subject", str(tmp_path), "--work", "w"])
+    assert f"--subject must hold flair.nii.gz; {tmp_path / 'flair.nii.gz'} does not exist" in err

@@ -260,6 +260,32 @@ def test_runtime_error_in_the_core_is_reported_not_swallowed(widget, qtbot, monk
     assert shown == ["FA-Net: RuntimeError: CUDA error: device-side assert"]
 
 
+def test_flair_that_is_not_skull_stripped_is_refused_without_a_mask(widget, qtbot, monkeypatch):
+    viewer, w = widget
+    _add_plain_ms(viewer)
+    flair = viewer.layers["FLAIR"]
+    noise = np.random.default_rng(0).rayleigh(30.0, flair.data.shape).astype(np.float32)
+    flair.data = flair.data + noise  # background up to the edges, as before skull stripping
+    shown = []
+    monkeypatch.setattr("napari_fanet._widgets.fanet_widget.show_error", shown.append)
+    w.device.value = "cpu"
+    w.mask.value = "(none)"
+    n_layers = len(viewer.layers)
+    w.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert len(shown) == 1
+    assert shown[0].startswith(
+        "FA-Net: ValueError: the FLAIR does not look skull-stripped: 6 of the 6 faces"
+    )
+    assert len(viewer.layers) == n_layers  # nothing added
+    w.mask.value = "brain mask"  # with the brain mask the same FLAIR is segmented
+    w.tile.value = 16
+    w.overlap.value = 0.0
+    w.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
+    assert len(shown) == 1 and "lesion mask (fanet-seg)" in viewer.layers
+
+
 def test_sample_ms_through_the_plugin_segment_and_save_with_source_affine(
     make_napari_viewer, qtbot, tmp_path
 ) -> None:

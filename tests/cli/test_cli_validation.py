@@ -269,6 +269,27 @@ def test_segment_all_zero_flair_says_so(seg_ckpt, ms_data, tmp_path, capsys):
     assert "brain mask is empty" not in err
 
 
+def test_segment_refuses_a_flair_that_is_not_skull_stripped(seg_ckpt, ms_data, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    case = _copy_subject(
+        ms_data / "sub-0000", tmp_path / "case", flair=lambda a: a + rng.rayleigh(20.0, a.shape)
+    )
+    err = error_line(capsys, 1, main(segment_argv(case, seg_ckpt, tmp_path / "out")))
+    assert (
+        "napari-fanet segment: error: the FLAIR does not look skull-stripped: 6 of the 6 faces "
+        "of its array are mostly non-zero" in err
+    )
+    assert not (tmp_path / "out").exists()
+    # with a brain mask the same FLAIR is segmented
+    mask = tmp_path / "brain.nii.gz"
+    flair = nib.load(ms_data / "sub-0000" / "flair.nii.gz")
+    brain = (np.asarray(flair.dataobj) != 0).astype(np.uint8)
+    nib.save(nib.Nifti1Image(brain, flair.affine), mask)
+    argv = segment_argv(case, seg_ckpt, tmp_path / "out", "--brain-mask", str(mask))
+    assert main(argv) == 0, capsys.readouterr().err
+    assert (tmp_path / "out" / "lesion_mask.nii.gz").exists()
+
+
 def test_segment_keeps_qform_and_sform_of_the_input(seg_ckpt, ms_data, tmp_path, capsys):
     case = _copy_subject(ms_data / "sub-0000", tmp_path / "case")
     qforms = {}

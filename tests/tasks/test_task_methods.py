@@ -53,13 +53,26 @@ def test_check_model(task, model_task, message):
     ],
 )
 def test_segmentation_check_inputs(arrays, checkpoint, message):
-    arrays = {k: np.full(SHAPE, v, np.float32) for k, v in arrays.items()}
+    arrays = {k: _stripped(v) for k, v in arrays.items()}
     with pytest.raises(ValueError, match=message):
         SEGMENTATION.check_inputs(arrays, checkpoint)
 
 
-def test_segmentation_accepts_flair_alone_after_modality_dropout():
+def _stripped(value: float) -> np.ndarray:
+    """``value`` inside, 0 on a 2-voxel border: what a skull-stripped volume looks like."""
+    return np.pad(np.full([n - 4 for n in SHAPE], value, np.float32), 2)
+
+
+def test_segmentation_refuses_a_flair_that_is_not_skull_stripped():
     arrays = {"FLAIR": np.ones(SHAPE, np.float32)}
+    with pytest.raises(ValueError, match=r"^the FLAIR does not look skull-stripped: 6 of the 6"):
+        SEGMENTATION.check_inputs(arrays, {"extra": {"modality_dropout": True}})
+    arrays["brain mask"] = np.ones(SHAPE, np.float32)  # a mask says where the brain is
+    SEGMENTATION.check_inputs(arrays, {"extra": {"modality_dropout": True}})
+
+
+def test_segmentation_accepts_flair_alone_after_modality_dropout():
+    arrays = {"FLAIR": _stripped(1.0)}
     SEGMENTATION.check_inputs(arrays, {"extra": {"modality_dropout": True}})
     message = SEGMENTATION.absent_channels_message(arrays)
     assert message == "no T1 or T2: segmented from FLAIR (missing channels zero)"

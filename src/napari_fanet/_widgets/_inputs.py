@@ -81,7 +81,8 @@ class TaskInputs(Container):
             IMAGE_OR_LABELS,
             optional=True,
             tooltip="Brain mask (non-zero inside). Required for QSM; for segmentation, "
-            "(none) uses the non-zero FLAIR voxels (skull-stripped input).",
+            "(none) uses the non-zero FLAIR voxels (skull-stripped input; a FLAIR that does not "
+            "look skull-stripped is refused).",
         )
         self.b0 = LineEdit(
             label="B0 direction",

@@ -137,7 +137,8 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--brain-mask",
         type=Path,
-        help="brain mask (default: the non-zero FLAIR voxels: the FLAIR must be skull-stripped)",
+        help="brain mask (default: the non-zero FLAIR voxels: the FLAIR must be skull-stripped; "
+        "without a mask a FLAIR that does not look skull-stripped is refused)",
     )
     parser.add_argument(
         "--chi",
@@ -483,7 +484,9 @@ SEGMENT = Command(
         "Segment MS lesions from a FLAIR and, if available, a T1 and a T2 (FLAIR alone, T1 + "
         "FLAIR, T2 + FLAIR or all three for models trained with modality dropout; the shipped"
         " fanet-seg takes any of them, the shipped unet-seg needs all three). Inputs must be "
-        "skull-stripped (0 outside the brain) or come with --brain-mask. T1, T2 and the mask "
+        "skull-stripped (0 outside the brain) or come with --brain-mask; without a mask, a FLAIR"
+        " whose background reaches the array's faces, or with many nearly-zero voxels (as left "
+        "by resampling after skull stripping), is refused. T1, T2 and the mask "
         "may be on other grids than the FLAIR: they are resampled onto the FLAIR grid through"
         " their affines (nibabel resample_from_to), so they must be registered to it in world"
         " space. Writes OUT/lesion_probability.nii.gz and OUT/lesion_mask.nii.gz on the FLAIR"
