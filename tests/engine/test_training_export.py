@@ -91,7 +91,8 @@ def test_scribbles_are_exported_with_unpainted_voxels_ignored(tmp_path, seg_case
 
 def test_plain_arrays_are_written_with_scale_and_translate(tmp_path):
     rng = np.random.default_rng(0)
-    images = [rng.random((6, 7, 5)).astype(np.float32) for _ in range(3)]
+    # skull-stripped: 0 on the array's faces
+    images = [np.pad(rng.random((4, 5, 3)), 1).astype(np.float32) for _ in range(3)]
     grid = dict(scale=(2.0, 2.0, 3.0), translate=(10.0, -4.0, 1.0))
     t1, t2, flair = (LayerVolume(n, d, **grid) for n, d in zip("abc", images, strict=True))
     mask = np.zeros((6, 7, 5), dtype=np.uint8)
@@ -127,6 +128,27 @@ def test_a_missing_t1_is_refused_for_a_model_that_needs_every_modality(tmp_path,
             "full mask",
         )  # fmt: skip
     assert not (tmp_path / "run").exists()
+
+
+def test_a_flair_that_is_not_skull_stripped_needs_a_brain_mask(tmp_path, seg_case):
+    _, layers = seg_case
+    flair = layers["FLAIR"]
+    noisy = LayerVolume(
+        "FLAIR", np.asarray(flair.data) + 5.0, flair.scale, flair.translate, flair.metadata
+    )
+    with pytest.raises(
+        ValueError, match=r"^cannot export: the FLAIR does not look skull-stripped: 6 of the 6"
+    ):
+        export_seg_case(
+            tmp_path / "run", None, None, noisy, layers["lesions"], "full mask",
+            model="fanet-seg",
+        )  # fmt: skip
+    assert not (tmp_path / "run").exists()
+    export_seg_case(
+        tmp_path / "run", None, None, noisy, layers["lesions"], "full mask",
+        layers["brain mask"], model="fanet-seg",
+    )  # fmt: skip
+    assert (tmp_path / "run" / "data" / SUBJECT_NAME / "brain_mask.nii.gz").exists()
 
 
 def _bad(layers, name, data):

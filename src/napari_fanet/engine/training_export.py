@@ -31,6 +31,7 @@ from napari_fanet.io.atomic import atomic_write
 from napari_fanet.io.b0_direction import B0Direction, array_to_world_direction
 from napari_fanet.io.layers import NIFTI_METADATA_KEY, LayerVolume, layer_to_nifti
 from napari_fanet.io.nifti import save_volume
+from napari_fanet.tasks.segmentation import skull_stripping_problem
 from napari_fanet.tasks.subjects import list_subjects
 
 SUBJECT_NAME = "sub-annotated"
@@ -131,11 +132,16 @@ def export_seg_case(
     ------
     ValueError
         Inputs that are not 3D, differ in shape or voxel size, contain NaNs; a missing T1 or T2
-        for a model that needs every modality; an annotation that is empty or holds values the
-        mode does not use.
+        for a model that needs every modality; without a brain mask, a FLAIR that does not
+        look skull-stripped (the trainer, like prediction, would take its background for
+        brain); an annotation that is empty or holds values the mode does not use.
     """
     roles = {"T1": t1, "T2": t2, "FLAIR": flair, "brain mask": brain_mask}
     _check_inputs("segmentation", roles, model)
+    if brain_mask is None:
+        problem = skull_stripping_problem(np.asarray(flair.data))
+        if problem:
+            raise ValueError(f"cannot export: {problem}")
     converted = annotation_to_label(
         _check_on_grid(annotation, flair, "annotation"), mode, name=annotation.name
     )
