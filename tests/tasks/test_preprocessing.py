@@ -60,6 +60,19 @@ def test_seg_brain_mask(brain_mask, flair_value, expected_voxels):
     np.testing.assert_array_equal(brain, expected)
 
 
+@pytest.mark.parametrize("given", [False, True])
+def test_seg_brain_mask_fills_enclosed_cavities(given):
+    flair = np.zeros(SHAPE, np.float32)
+    flair[1:7, 1:7, 1:7] = 5.0
+    flair[3:5, 3:5, 3:5] = 0.0  # dark CSF stored as 0, enclosed by brain
+    flair[1:3, 1, 1:3] = 0.0  # a dent open to the outside stays outside
+    source = (flair != 0).astype(np.uint8) if given else None
+    brain = seg_brain_mask(flair, source)
+    assert brain[3:5, 3:5, 3:5].all()
+    assert not brain[1:3, 1, 1:3].any()
+    assert brain.sum() == (flair != 0).sum() + 8
+
+
 @pytest.mark.parametrize(
     ("present", "zero_channels"),
     [(("T1", "T2", "FLAIR"), []), (("FLAIR",), [0, 1]), (("T2", "FLAIR"), [0])],
