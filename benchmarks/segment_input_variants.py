@@ -143,23 +143,34 @@ def run(subject: Path, work: Path, model: str | None = None) -> list[dict]:
         if error:
             rows.append({**row, "refused": error.split("error: ", 1)[-1]})
             continue
-        result = nib.load(folder / "out" / "lesion_mask.nii.gz")
-        called = np.asarray(result.dataobj) > 0
-        truth = np.asarray(resample_from_to(reference, result, order=0).dataobj) > 0
-        on_original = np.asarray(resample_from_to(result, flair, order=0).dataobj) > 0
-        if first is None:
-            first = on_original
-        voxel_ml = abs(np.linalg.det(result.affine[:3, :3])) / 1000.0
-        rows.append(
-            {
-                **row,
-                "dice_reference": dice(called, truth),
-                "dice_as_given": dice(on_original, first),
-                "lesion_ml": float(called.sum() * voxel_ml),
-                "reference_ml": float(truth.sum() * voxel_ml),
-            }
-        )
+        scores, on_original = score(folder / "out" / "lesion_mask.nii.gz", flair, reference, first)
+        first = on_original if first is None else first
+        rows.append({**row, **scores})
     return rows
+
+
+def score(
+    path: Path,
+    flair: nib.Nifti1Image,
+    reference: nib.Nifti1Image,
+    first: np.ndarray | None,
+) -> tuple[dict, np.ndarray]:
+    """Scores of the lesion mask at ``path`` and the mask on ``flair``'s grid.
+
+    ``first`` is the mask of the unchanged file on that grid (None: this is it).
+    """
+    result = nib.load(path)
+    called = np.asarray(result.dataobj) > 0
+    truth = np.asarray(resample_from_to(reference, result, order=0).dataobj) > 0
+    on_original = np.asarray(resample_from_to(result, flair, order=0).dataobj) > 0
+    voxel_ml = abs(np.linalg.det(result.affine[:3, :3])) / 1000.0
+    scores = {
+        "dice_reference": dice(called, truth),
+        "dice_as_given": dice(on_original, on_original if first is None else first),
+        "lesion_ml": float(called.sum() * voxel_ml),
+        "reference_ml": float(truth.sum() * voxel_ml),
+    }
+    return scores, on_original
 
 
 def table(rows: list[dict], subject: str) -> str:
