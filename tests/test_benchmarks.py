@@ -1118,3 +1118,21 @@ def test_segment_input_variants_table_and_usage(bench, tmp_path, capsys):
     assert variants.dice(np.zeros(3, bool), np.zeros(3, bool)) == 1.0
     err = _usage_error(capsys, variants.main, ["--subject", str(tmp_path), "--work", "w"])
     assert f"--subject must hold flair.nii.gz; {tmp_path / 'flair.nii.gz'} does not exist" in err
+
+
+def test_segment_input_variants_score_on_the_copy_and_original_grids(bench, tmp_path):
+    import nibabel as nib
+
+    variants = bench("segment_input_variants")
+    flair = _world_image()
+    reference = nib.Nifti1Image((np.asarray(flair.dataobj) > 300).astype(np.uint8), flair.affine)
+    copy = variants.padded(reference, 2)  # the reference itself, on a padded grid
+    nib.save(copy, tmp_path / "mask.nii.gz")
+    scores, on_original = variants.score(tmp_path / "mask.nii.gz", flair, reference, None)
+    assert scores["dice_reference"] == 1.0 and scores["dice_as_given"] == 1.0
+    expected_ml = float(np.asarray(reference.dataobj).sum()) * 1.5 / 1000
+    assert scores["lesion_ml"] == pytest.approx(expected_ml)
+    np.testing.assert_array_equal(on_original, np.asarray(reference.dataobj) > 0)
+    empty = np.zeros(flair.shape, bool)
+    scores, _ = variants.score(tmp_path / "mask.nii.gz", flair, reference, empty)
+    assert scores["dice_as_given"] == 0
