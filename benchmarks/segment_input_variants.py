@@ -88,20 +88,34 @@ def with_background_noise(image: nib.Nifti1Image, fraction: float) -> nib.Nifti1
     return nib.Nifti1Image(data + noise, image.affine)
 
 
+#: The copies' names, in the order :func:`variants` makes them.
+COPIES = [
+    "as given",
+    "reoriented",
+    "int16 x 1000",
+    "padded 24",
+    "1 x 1 x 3 mm",
+    "0.8 mm, cubic",
+    "0.8 mm, cubic, with a brain mask",
+    "background noise",
+]
+
+
 def variants(flair: nib.Nifti1Image) -> dict[str, tuple[nib.Nifti1Image, nib.Nifti1Image | None]]:
     """The copies of the module docstring: name -> (FLAIR, brain mask or None)."""
     fine = resampled(flair, (0.8, 0.8, 0.8), 3)
     brain = nib.Nifti1Image((np.asarray(flair.dataobj) != 0).astype(np.uint8), flair.affine)
-    return {
-        "as given": (flair, None),
-        "reoriented": (reoriented(flair), None),
-        "int16 x 1000": (as_int16(flair), None),
-        "padded 24": (padded(flair, 24), None),
-        "1 x 1 x 3 mm": (resampled(flair, (1.0, 1.0, 3.0), 1), None),
-        "0.8 mm, cubic": (fine, None),
-        "0.8 mm, cubic, with a brain mask": (fine, resample_from_to(brain, fine, order=0)),
-        "background noise": (with_background_noise(flair, 0.03), None),
-    }
+    made = [
+        (flair, None),
+        (reoriented(flair), None),
+        (as_int16(flair), None),
+        (padded(flair, 24), None),
+        (resampled(flair, (1.0, 1.0, 3.0), 1), None),
+        (fine, None),
+        (fine, resample_from_to(brain, fine, order=0)),
+        (with_background_noise(flair, 0.03), None),
+    ]
+    return dict(zip(COPIES, made, strict=True))
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -131,12 +145,19 @@ def segment(
     return lines[-1] if lines else done.stderr.strip()[-300:]
 
 
-def run(subject: Path, work: Path, model: str | None = None) -> list[dict]:
-    """Segment every copy of ``subject``'s FLAIR with ``model`` (default: shipped); a row each."""
+def run(
+    subject: Path, work: Path, model: str | None = None, only: list[str] | None = None
+) -> list[dict]:
+    """Segment the copies of ``subject``'s FLAIR with ``model`` (default: shipped); a row each.
+
+    ``only`` names the copies to run besides the file as given (default: all).
+    """
     flair = nib.load(subject / "flair.nii.gz")
     reference = nib.load(subject / "consensus_lesions.nii.gz")
     rows, first = [], None
     for index, (name, (image, mask)) in enumerate(variants(flair).items()):
+        if only is not None and index > 0 and name not in only:
+            continue
         folder = work / f"{index:02d}"
         error = segment(folder, image, mask, model)
         row: dict = {"copy": name, "shape": list(image.shape)}
@@ -205,6 +226,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="checkpoint for segment --model (default: the shipped fanet-seg); {subject} is "
         "replaced by the subject folder's name, for leave-one-out folds",
     )
+    parser.add_argument(
+        "--only", nargs="+", metavar="COPY", help="run only these copies (and the file as given)"
+    )
     args = parser.parse_args(argv)
     for name in ("flair.nii.gz", "consensus_lesions.nii.gz"):
         if not (args.subject / name).is_file():
@@ -212,7 +236,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     model = args.model.format(subject=args.subject.name) if args.model else None
     if model and not Path(model).is_file():
         parser.error(f"--model {model} does not exist")
-    rows = run(args.subject, args.work, model)
+    names = COPIES
+    unknown = sorted(set(args.only or ()) - set(names))
+    if unknown:
+        parser.error(f"--only takes copies among {names}; got {unknown}")
+    rows = run(args.subject, args.work, model, args.only)
     text = table(rows, args.subject.name) + (f"\nModel: `{model}`.\n" if model else "")
     print(text)
     if args.out:

@@ -1118,6 +1118,14 @@ def test_segment_input_variants_table_and_usage(bench, tmp_path, capsys):
     assert variants.dice(np.zeros(3, bool), np.zeros(3, bool)) == 1.0
     err = _usage_error(capsys, variants.main, ["--subject", str(tmp_path), "--work", "w"])
     assert f"--subject must hold flair.nii.gz; {tmp_path / 'flair.nii.gz'} does not exist" in err
+    subject = tmp_path / "s"
+    subject.mkdir()
+    for name in ("flair", "consensus_lesions"):
+        (subject / f"{name}.nii.gz").write_bytes(b"")
+    argv = ["--subject", str(subject), "--work", "w", "--only", "thin slices"]
+    err = _usage_error(capsys, variants.main, argv)
+    assert "--only takes copies among ['as given', 'reoriented'" in err
+    assert "got ['thin slices']" in err
 
 
 def test_segment_input_variants_score_on_the_copy_and_original_grids(bench, tmp_path):

@@ -290,6 +290,25 @@ def test_segment_refuses_a_flair_that_is_not_skull_stripped(seg_ckpt, ms_data, t
     assert (tmp_path / "out" / "lesion_mask.nii.gz").exists()
 
 
+def test_segment_leaves_resampling_residue_out_of_the_brain(seg_ckpt, ms_data, tmp_path, capsys):
+    def with_residue(flair):
+        out = flair.copy()
+        out[(flair == 0) & (np.indices(flair.shape).sum(0) % 2 == 0)] = 1e-9
+        return out
+
+    clean = _copy_subject(ms_data / "sub-0000", tmp_path / "clean")
+    noisy = _copy_subject(ms_data / "sub-0000", tmp_path / "residue", flair=with_residue)
+    assert main(segment_argv(clean, seg_ckpt, tmp_path / "a")) == 0
+    capsys.readouterr()
+    assert main(segment_argv(noisy, seg_ckpt, tmp_path / "b")) == 0
+    out = capsys.readouterr().out
+    assert "of the FLAIR's non-zero voxels are nearly zero" in out
+    for name in ("lesion_probability", "lesion_mask"):
+        a = np.asarray(nib.load(tmp_path / "a" / f"{name}.nii.gz").dataobj)
+        b = np.asarray(nib.load(tmp_path / "b" / f"{name}.nii.gz").dataobj)
+        np.testing.assert_array_equal(a, b)  # the same brain, the same result
+
+
 def test_segment_keeps_qform_and_sform_of_the_input(seg_ckpt, ms_data, tmp_path, capsys):
     case = _copy_subject(ms_data / "sub-0000", tmp_path / "case")
     qforms = {}

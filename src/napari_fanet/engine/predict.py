@@ -54,6 +54,7 @@ from napari_fanet.tasks.roles import SEG_CHANNELS as SEG_CHANNELS
 from napari_fanet.tasks.roughness import MATCH_ROUGHNESS_DEFAULT as MATCH_ROUGHNESS_DEFAULT
 from napari_fanet.tasks.roughness import match_flair, roughness_target
 from napari_fanet.tasks.segmentation import check_brain as check_brain
+from napari_fanet.tasks.segmentation import residue_message
 from napari_fanet.tasks.segmentation import (
     supports_missing_modalities as supports_missing_modalities,
 )
@@ -279,6 +280,9 @@ def seg_model_input(
     """
     SEGMENTATION.check_modalities(arrays, checkpoint)
     channels, brain, grid, model_voxel = seg_model_channels(arrays, voxel_size, checkpoint)
+    residue = None if "brain mask" in arrays else residue_message(arrays["FLAIR"])
+    if residue and messages is not None:
+        messages.append(residue)
     target = roughness_target(checkpoint)
     if match_roughness and target is not None:
         channels["FLAIR"], message = match_flair(channels["FLAIR"], brain, target, model_voxel)

@@ -29,7 +29,12 @@ from napari_fanet.tasks.lesion_mask import (
     LesionMaskRule,
 )
 from napari_fanet.tasks.losses import blob_dice_loss, segmentation_loss
-from napari_fanet.tasks.preprocessing import seg_brain_mask, seg_network_image
+from napari_fanet.tasks.preprocessing import (
+    NEAR_ZERO_RELATIVE,
+    near_zero_residue,
+    seg_brain_mask,
+    seg_network_image,
+)
 from napari_fanet.tasks.roles import OPTIONAL_SEG_CHANNELS, ROLES, SEG_CHANNELS
 from napari_fanet.tasks.sampling import augment_seg, drop_modalities, sample_seg_patch
 from napari_fanet.tasks.subjects import SegSubject, load_seg_subject
@@ -67,23 +72,16 @@ def check_modalities(arrays: Mapping[str, Any], checkpoint: dict) -> None:
 #: A skull-stripped brain touches a face only where it was cropped (the shared patients: 0 %
 #: of every face; 1 mm simulations: at most 1.1 % of one face).
 UNSTRIPPED_FACES = 4
-#: ... or when more than :data:`NEAR_ZERO_FRACTION` of its non-zero voxels are below
-#: :data:`NEAR_ZERO_RELATIVE` times the 99th percentile of ``|FLAIR|``: the residue that
-#: interpolation leaves around a skull-stripped image resampled afterwards (about half of the
-#: non-zero voxels of a shared patient resampled to 0.8 mm with cubic splines), against
-#: 0.05-0.15 % of the shared patients' non-zero voxels and at most 2e-5 of the simulations'.
-NEAR_ZERO_RELATIVE = 1e-3
-NEAR_ZERO_FRACTION = 0.05
 
 
 def skull_stripping_problem(flair: np.ndarray) -> str | None:
     """Why a FLAIR given without a brain mask does not look skull-stripped, or None.
 
-    Without a brain mask the non-zero FLAIR voxels are the brain, so background noise, or the
-    near-zero residue of resampling after skull stripping, would be normalised and segmented
-    as brain. Two signs are checked: most voxels of most of the array's faces non-zero
-    (:data:`UNSTRIPPED_FACES`), and many non-zero voxels nearly zero
-    (:data:`NEAR_ZERO_FRACTION`, :data:`NEAR_ZERO_RELATIVE`).
+    Without a brain mask the non-zero FLAIR voxels are the brain, so background noise would be
+    normalised and segmented as brain: a FLAIR most voxels of most of whose array faces are
+    non-zero (:data:`UNSTRIPPED_FACES`) is refused. (Near-zero resampling residue around a
+    skull-stripped brain is left out of the brain instead: :func:`~.preprocessing.seg_brain_mask`,
+    :func:`residue_message`.)
 
     Parameters
     ----------
@@ -93,11 +91,9 @@ def skull_stripping_problem(flair: np.ndarray) -> str | None:
     Returns
     -------
     str or None
-        A message saying what was found and what was expected, or None when the FLAIR looks
-        skull-stripped (or is all zeros, which :func:`check_brain` reports).
+        A message saying what was found and what was expected, or None.
     """
-    flair = np.asarray(flair)
-    nonzero = flair != 0
+    nonzero = np.asarray(flair) != 0
     faces = [nonzero[0], nonzero[-1], nonzero[:, 0], nonzero[:, -1], nonzero[..., 0]]
     faces.append(nonzero[..., -1])
     full = sum(float(face.mean()) > 0.5 for face in faces)
@@ -108,27 +104,39 @@ def skull_stripping_problem(flair: np.ndarray) -> str | None:
             "outside the brain; skull-strip it (e.g. with SynthStrip or HD-BET) or give a "
             "brain mask"
         )
-    magnitudes = np.abs(flair[nonzero])
-    if magnitudes.size == 0:
-        return None
-    floor = NEAR_ZERO_RELATIVE * float(np.percentile(magnitudes, 99))
-    fraction = float(np.mean(magnitudes < floor))
-    if fraction > NEAR_ZERO_FRACTION:
-        return (
-            f"the FLAIR does not look skull-stripped: {100 * fraction:.0f} % of its non-zero "
-            f"voxels are nearly zero (|value| below {floor:.3g}, {NEAR_ZERO_RELATIVE:g} of its "
-            "99th percentile), as around a skull-stripped image resampled afterwards, where at "
-            f"most {100 * NEAR_ZERO_FRACTION:g} % was expected; set the voxels outside the "
-            "brain to exactly 0 or give a brain mask"
-        )
     return None
+
+
+def residue_message(flair: np.ndarray) -> str | None:
+    """What a prediction tells the user when the FLAIR's background holds resampling residue.
+
+    Parameters
+    ----------
+    flair : np.ndarray
+        ``(X, Y, Z)`` FLAIR intensities, given without a brain mask.
+
+    Returns
+    -------
+    str or None
+        None when the background is clean (:func:`~.preprocessing.near_zero_residue`).
+    """
+    residue = near_zero_residue(flair)
+    if residue is None:
+        return None
+    floor, fraction = residue
+    return (
+        f"{100 * fraction:.0f} % of the FLAIR's non-zero voxels are nearly zero (|value| below "
+        f"{floor:.3g}, {NEAR_ZERO_RELATIVE:g} of its 99th percentile), as around a "
+        "skull-stripped image resampled afterwards: the brain is taken as the voxels above "
+        "that (cavities filled); give a brain mask to set it yourself"
+    )
 
 
 def check_brain(arrays: Mapping[str, np.ndarray], brain: np.ndarray) -> None:
     """Say what is wrong when the segmentation inputs give no sound brain to normalise.
 
     Without a brain mask the FLAIR must also look skull-stripped
-    (:func:`skull_stripping_problem`).
+    (:func:`skull_stripping_problem`: no background up to the array's faces).
 
     Parameters
     ----------
@@ -140,8 +148,8 @@ def check_brain(arrays: Mapping[str, np.ndarray], brain: np.ndarray) -> None:
     Raises
     ------
     ValueError
-        An empty brain mask, an all-zero FLAIR, or (without a brain mask) a FLAIR that does
-        not look skull-stripped.
+        An empty brain mask, an all-zero FLAIR, or (without a brain mask) a FLAIR whose
+        background reaches the array's faces.
     """
     if brain.any():
         if "brain mask" not in arrays:
