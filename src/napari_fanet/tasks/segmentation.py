@@ -86,7 +86,7 @@ def skull_stripping_problem(flair: np.ndarray) -> str | None:
     Parameters
     ----------
     flair : np.ndarray
-        ``(X, Y, Z)`` FLAIR intensities.
+        ``(X, Y, Z)``: the FLAIR given without a brain mask, any intensity scale.
 
     Returns
     -------
