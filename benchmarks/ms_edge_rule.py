@@ -23,16 +23,15 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import numpy as np
 from scipy import ndimage
 
 from ms_postprocessing import (
-    add_map_arguments,
     change_cells,
     lesion_scores,
+    map_parser,
     score_every_map,
 )
 from napari_fanet.metrics.segmentation import LESION_STRUCTURE, label_lesions
@@ -117,8 +116,7 @@ def report(mode: str, rows: dict[str, dict], edge_mm: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_map_arguments(parser)
+    parser = map_parser(__doc__)
     parser.add_argument(
         "--edge",
         type=float,

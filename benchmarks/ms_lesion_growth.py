@@ -25,7 +25,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 # benchmarks/ is on sys.path when run as a script
-from ms_postprocessing import add_map_arguments, cases_and_maps, load_map
+from ms_postprocessing import cases_and_maps, load_map, map_parser
 from napari_fanet.baselines.lesion_threshold import flair_white_matter_mask, flair_zscore
 from napari_fanet.evaluation.real import volume_ml
 from napari_fanet.metrics.segmentation import LESION_STRUCTURE, segmentation_metrics
@@ -175,8 +174,7 @@ def contrast_report(contrast: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_map_arguments(parser)
+    parser = map_parser(__doc__)
     args = parser.parse_args(argv)
     cases, maps = cases_and_maps(parser, args)
     scores: dict[tuple[str, str], dict] = {}

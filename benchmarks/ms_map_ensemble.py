@@ -33,16 +33,15 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
 from ms_postprocessing import (
-    add_map_arguments,
     change_cells,
     lesion_scores,
     load_map,
+    map_parser,
     score_every_map,
 )
 from napari_fanet.evaluation.real import INPUT_MODES
@@ -95,8 +94,7 @@ def report(mode: str, rows: dict[str, dict], sources: list[tuple[Path, str]]) ->
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_map_arguments(parser)
+    parser = map_parser(__doc__)
     parser.add_argument(
         "--members", nargs="+", type=Path, default=[], metavar="DIR",
         help="more map folders averaged with --maps (same SUBJECT-MODE layout)",

@@ -207,9 +207,15 @@ def _fixed_rule(seed: str, volume: str) -> LesionMaskRule:
     return LesionMaskRule(0.5, seed_value, volume_value)
 
 
-def add_map_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--data``, ``--maps``, ``--modes``, ``--predict`` and ``--json``, shared by the scripts
-    that score leave-one-out probability maps (this one and ``ms_lesion_growth.py``)."""
+def map_parser(doc: str) -> argparse.ArgumentParser:
+    """The argument parser of a script that scores leave-one-out probability maps.
+
+    Described by the first line of ``doc`` (the script's docstring), with ``--data``,
+    ``--maps``, ``--modes``, ``--predict``, ``--match-roughness`` and ``--json``, which every such
+    script (this one, ``ms_lesion_growth.py``, ``ms_edge_rule.py``, ``ms_map_ensemble.py``,
+    ``small_lesion_separation.py``) takes alike.
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--data", required=True, help="real subjects with reference lesions")
     parser.add_argument("--maps", required=True, help="SUBJECT-MODE/lesion_probability.nii.gz")
     parser.add_argument("--modes", nargs="+", default=list(MODES))
@@ -220,6 +226,7 @@ def add_map_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --predict: segment's --[no-]match-roughness (default: segment's default)",
     )
     parser.add_argument("--json", default=None, help="also write the numbers here")
+    return parser
 
 
 def cases_and_maps(parser: argparse.ArgumentParser, args) -> tuple[list[RealCase], Path]:
@@ -292,8 +299,7 @@ def score_every_map(parser, args, score, report) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_map_arguments(parser)
+    parser = map_parser(__doc__)
     parser.add_argument("--grid", choices=sorted(GRIDS), default="threshold-size")
     parser.add_argument("--pooled", action="store_true", help="one rule for every mode")
     parser.add_argument(

@@ -25,12 +25,10 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 from scipy import ndimage
 
-from ms_postprocessing import add_map_arguments, score_every_map
+from ms_postprocessing import map_parser, score_every_map
 from napari_fanet.baselines.lesion_threshold import (
     flair_white_matter_mask,
     flair_zscore,
@@ -149,8 +147,7 @@ def report(mode: str, rows: dict[str, dict], sizes: tuple[int, int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_map_arguments(parser)
+    parser = map_parser(__doc__)
     parser.add_argument(
         "--contrast", type=float, default=0.7, metavar="Z",
         help="a spot's FLAIR z-score above its surroundings (default 0.7)",

@@ -1144,3 +1144,56 @@ def test_segment_input_variants_score_on_the_copy_and_original_grids(bench, tmp_
     empty = np.zeros(flair.shape, bool)
     scores, _ = variants.score(tmp_path / "mask.nii.gz", flair, reference, empty)
     assert scores["dice_as_given"] == 0
+
+
+def test_segment_input_variants_refuses_a_missing_model(bench, tmp_path, capsys):
+    variants = bench("segment_input_variants")
+    subject = tmp_path / "patient01"
+    subject.mkdir()
+    for name in ("flair", "consensus_lesions"):
+        (subject / f"{name}.nii.gz").write_bytes(b"")
+    argv = ["--subject", str(subject), "--work", "w", "--model", str(tmp_path / "m-{subject}.pt")]
+    err = _usage_error(capsys, variants.main, argv)
+    assert f"--model {tmp_path / 'm-patient01.pt'} does not exist" in err
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "message"),
+    [
+        ("pad_subjects.py", ["nowhere", "out", "16"], "usage: pad_subjects.py SOURCE_FOLDER"),
+        ("pad_subjects.py", [".", "out", "x"], "WIDTH be a whole number"),
+        ("compare.py", ["a.md"], "usage: compare.py FIRST.md SECOND.md"),
+    ],
+)
+def test_window_alignment_scripts_say_what_they_expect(tmp_path, script, args, message):
+    import subprocess
+    import sys
+
+    path = BENCHMARKS / "results" / "window-alignment" / script
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(SRC), str(BENCHMARKS)))}
+    done = subprocess.run(
+        [sys.executable, str(path), *args], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_window_alignment_compare_pairs_rows(tmp_path):
+    import subprocess
+    import sys
+
+    def report(path, dice):
+        path.write_text(
+            "### Input mode: flair\n\n| subject | method | Dice | LTPR | LPPV | L-F1 |\n"
+            f"| patient07 | f (LOO) | {dice} | 0.5 | 0.5 | 0.400 |\n"
+            "| patient07 | FLAIR threshold (LOO) (z > 2) | 0.1 | 0.5 | 0.5 | 0.1 |\n"
+        )
+
+    report(tmp_path / "a.md", 0.300)
+    report(tmp_path / "b.md", 0.350)
+    path = BENCHMARKS / "results" / "window-alignment" / "compare.py"
+    done = subprocess.run(
+        [sys.executable, str(path), "a.md", "b.md"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| flair | patient07 | 0.300 / 0.350 (+0.050) | 0.400 / 0.400 (+0.000) |" in done.stdout
+    assert "threshold" not in done.stdout

@@ -7,6 +7,7 @@
 
 import re
 import sys
+from pathlib import Path
 
 
 def rows(path: str, method: str = "(LOO)") -> dict:
@@ -22,7 +23,12 @@ def rows(path: str, method: str = "(LOO)") -> dict:
     return out
 
 
+if len(sys.argv) != 3 or not all(Path(a).is_file() for a in sys.argv[1:]):
+    sys.exit(f"usage: compare.py FIRST.md SECOND.md (two evaluate reports); got {sys.argv[1:]}")
 before, after = rows(sys.argv[1]), rows(sys.argv[2])
+missing = sorted(set(before) - set(after))
+if missing:
+    sys.exit(f"{sys.argv[2]} lacks leave-one-out rows that {sys.argv[1]} has: {missing}")
 print("| input mode | subject | Dice: first / second (change) | L-F1: first / second (change) |")
 print("|---|---|---|---|")
 for key, (dice, lf1) in before.items():

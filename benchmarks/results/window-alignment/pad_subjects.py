@@ -15,6 +15,9 @@ import numpy as np
 
 from segment_input_variants import padded
 
+USAGE = "usage: pad_subjects.py SOURCE_FOLDER TARGET_FOLDER WIDTH (zero voxels per side)"
+if len(sys.argv) != 4 or not sys.argv[3].isdigit() or not Path(sys.argv[1]).is_dir():
+    sys.exit(f"{USAGE}; got {sys.argv[1:]} (SOURCE_FOLDER must exist, WIDTH be a whole number)")
 source, target, width = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 for subject in sorted(p for p in source.iterdir() if p.is_dir()):
     (target / subject.name).mkdir(parents=True, exist_ok=True)
