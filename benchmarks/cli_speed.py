@@ -10,6 +10,7 @@ Usage (also reached through ``benchmarks/inference.py --cli-segment``)::
 
     PYTHONPATH=src python benchmarks/cli_speed.py --models fanet-seg unet-seg --repeats 2
     PYTHONPATH=src python benchmarks/cli_speed.py --mirror off on   # both settings of --mirror
+    PYTHONPATH=src python benchmarks/cli_speed.py --window-shifts 1 2   # two --window-shifts
 """
 
 from __future__ import annotations
@@ -48,15 +49,18 @@ def time_segment(
     out: Path,
     mirror: str = "default",
     extra_env: dict[str, str] | None = None,
+    window_shifts: str = "default",
 ) -> float:
     """Wall-clock seconds of one ``napari-fanet segment`` process, start to exit.
 
-    ``extra_env`` is added to the child's environment (``benchmarks/memory_retention.py``).
+    ``extra_env`` is added to the child's environment (``benchmarks/memory_retention.py``);
+    ``window_shifts`` is given as ``--window-shifts`` unless it is ``"default"``.
     """
+    shifts = () if window_shifts == "default" else ("--window-shifts", window_shifts)
     inputs = [a for m in MODES[mode] for a in (f"--{m}", str(subject / f"{m}.nii.gz"))]
     cmd = [
         sys.executable, "-m", "napari_fanet", "segment", *inputs, "--model", model,
-        "--device", "cpu", "--out", str(out), "--no-progress", *MIRROR_FLAGS[mirror],
+        "--device", "cpu", "--out", str(out), "--no-progress", *MIRROR_FLAGS[mirror], *shifts,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     env.update(extra_env or {})
@@ -71,23 +75,27 @@ def run(
     threads: int,
     repeats: int,
     mirrors: tuple[str, ...] = ("default",),
+    window_shifts: tuple[str, ...] = ("default",),
 ) -> list[dict]:
-    """Median seconds per (model, mode, mirror setting) and the target check, as rows."""
+    """Median seconds per (model, mode, mirror, window shifts) and the target check, as rows."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         subject = simulate_subject(Path(tmp) / "data")
         for model in models:
             for mode in modes:
-                for mirror in mirrors:
+                for mirror, shifts in [(m, w) for m in mirrors for w in window_shifts]:
                     times = [
-                        time_segment(subject, model, mode, threads, Path(tmp) / f"out-{i}", mirror)
+                        time_segment(
+                            subject, model, mode, threads, Path(tmp) / f"out-{i}", mirror,
+                            window_shifts=shifts,
+                        )
                         for i in range(repeats)
-                    ]
+                    ]  # fmt: skip
                     median = sorted(times)[len(times) // 2]
                     rows.append(
-                        {"model": model, "mode": mode, "mirror": mirror, "seconds": times,
-                         "median_s": median, "pass": median <= TARGET_S,
-                         "load": os.getloadavg()[0]}
+                        {"model": model, "mode": mode, "mirror": mirror,
+                         "window_shifts": shifts, "seconds": times, "median_s": median,
+                         "pass": median <= TARGET_S, "load": os.getloadavg()[0]}
                     )  # fmt: skip
     return rows
 
@@ -99,13 +107,15 @@ def table(rows: list[dict], threads: int) -> str:
         "",
         f"Target: {TARGET_S:.0f} s or less end to end.",
         "",
-        "| model | input mode | --mirror | median s | runs (s) | load average | target |",
-        "|---|---|---|---|---|---|---|",
+        "| model | input mode | --mirror | --window-shifts | median s | runs (s) | load average "
+        "| target |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         runs = ", ".join(f"{t:.1f}" for t in r["seconds"])
         lines.append(
-            f"| {r['model']} | {r['mode']} | {r.get('mirror', 'default')} | {r['median_s']:.1f} "
+            f"| {r['model']} | {r['mode']} | {r.get('mirror', 'default')} "
+            f"| {r.get('window_shifts', 'default')} | {r['median_s']:.1f} "
             f"| {runs} | {r['load']:.2f} | {'PASS' if r['pass'] else 'FAIL'} |"
         )
     return "\n".join(lines)
@@ -125,9 +135,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
         choices=list(MIRROR_FLAGS),
         help="segment's --mirror setting(s) to time: default (none given), on, off",
     )
+    p.add_argument(
+        "--window-shifts",
+        nargs="+",
+        default=["default"],
+        choices=["default", *(str(n) for n in range(1, 9))],
+        help="segment's --window-shifts setting(s) to time: default (none given), 1 to 8",
+    )
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     args = p.parse_args(argv)
-    rows = run(args.models, args.modes, args.threads, args.repeats, tuple(args.mirror))
+    rows = run(
+        args.models,
+        args.modes,
+        args.threads,
+        args.repeats,
+        tuple(args.mirror),
+        tuple(args.window_shifts),
+    )
     report(args.out, "cli_segment", table(rows, args.threads), rows)
     return rows
 

@@ -207,13 +207,13 @@ def test_cli_speed_table_marks_the_60_s_target(bench):
     rows = [
         {"model": "fanet-seg", "mode": "flair", "seconds": [41.0, 39.5], "median_s": 41.0,
          "pass": True, "load": 1.0},
-        {"model": "unet-seg", "mode": "t1-t2-flair", "mirror": "on", "seconds": [75.2],
-         "median_s": 75.2, "pass": False, "load": 2.5},
+        {"model": "unet-seg", "mode": "t1-t2-flair", "mirror": "on", "window_shifts": "2",
+         "seconds": [75.2], "median_s": 75.2, "pass": False, "load": 2.5},
     ]  # fmt: skip
     text = cli_speed.table(rows, 2)
     assert "182 x 218 x 182" in text and "Target: 60 s" in text
-    assert "| fanet-seg | flair | default | 41.0 | 41.0, 39.5 | 1.00 | PASS |" in text
-    assert "| unet-seg | t1-t2-flair | on | 75.2 | 75.2 | 2.50 | FAIL |" in text
+    assert "| fanet-seg | flair | default | default | 41.0 | 41.0, 39.5 | 1.00 | PASS |" in text
+    assert "| unet-seg | t1-t2-flair | on | 2 | 75.2 | 75.2 | 2.50 | FAIL |" in text
 
 
 def test_cli_speed_passes_the_mirror_setting_to_segment(bench, monkeypatch, tmp_path):
@@ -224,6 +224,20 @@ def test_cli_speed_passes_the_mirror_setting_to_segment(bench, monkeypatch, tmp_
         cli_speed.time_segment(tmp_path, "fanet-seg", "flair", 2, tmp_path / "out", mirror)
     flags = [[a for a in cmd if "mirror" in a] for cmd in seen]
     assert flags == [[], ["--mirror"], ["--no-mirror"]]
+    seen.clear()
+    for shifts in ("default", "2"):
+        cli_speed.time_segment(
+            tmp_path, "fanet-seg", "flair", 2, tmp_path / "out", window_shifts=shifts
+        )
+    assert [cmd[cmd.index("--no-progress") + 1 :] for cmd in seen] == [
+        [],
+        ["--window-shifts", "2"],
+    ]
+    rows = []
+    monkeypatch.setattr(cli_speed, "simulate_subject", lambda folder: folder)
+    monkeypatch.setattr(cli_speed, "time_segment", lambda *a, **kw: rows.append(kw) or 1.0)
+    out = cli_speed.run(["fanet-seg"], ["flair"], 2, 1, ("on",), ("1", "2"))
+    assert [r["window_shifts"] for r in out] == ["1", "2"] == [kw["window_shifts"] for kw in rows]
 
 
 @pytest.mark.slow

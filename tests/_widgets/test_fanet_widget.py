@@ -75,6 +75,24 @@ def test_mirror_option_follows_the_core_default_and_the_task(widget) -> None:
     assert w.mirror.native.isHidden()
 
 
+def test_window_grids_follow_the_core_default_and_the_task(widget) -> None:
+    from napari_fanet._widgets.fanet_widget import MAX_WINDOW_SHIFTS, WINDOW_SHIFTS
+    from napari_fanet.engine import averaged_prediction
+    from napari_fanet.engine.predict import WINDOW_SHIFTS_DEFAULT
+
+    viewer, w = widget
+    assert WINDOW_SHIFTS == WINDOW_SHIFTS_DEFAULT == w.window_shifts.value
+    assert MAX_WINDOW_SHIFTS == averaged_prediction.MAX_WINDOW_SHIFTS == w.window_shifts.max
+    assert w.window_shifts.min == 1 and "where the tiles fall" in w.window_shifts.tooltip
+    _add_plain_ms(viewer)
+    w.show_advanced.value = True
+    w.window_shifts.value = 3
+    assert not w.window_shifts.native.isHidden()
+    assert w.build_request().window_shifts == 3
+    w.task.value = "QSM reconstruction"
+    assert w.window_shifts.native.isHidden()
+
+
 def test_match_roughness_option_follows_the_core_default_and_the_task(widget) -> None:
     from napari_fanet._widgets.fanet_widget import MATCH_ROUGHNESS
     from napari_fanet.tasks.roughness import MATCH_ROUGHNESS_DEFAULT

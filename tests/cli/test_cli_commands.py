@@ -229,6 +229,35 @@ def test_segment_mirror_option_changes_the_map_and_defaults_to_the_core(
     assert f"default: {'on' if MIRROR_DEFAULT else 'off'}" in help_text
 
 
+def test_segment_window_shifts_average_grids_and_default_to_the_core(
+    seg_run, ms_data, tmp_path, capsys
+):
+    from napari_fanet.cli.base import WINDOW_SHIFTS_RANGE
+    from napari_fanet.cli.predict import WINDOW_SHIFTS_HELP
+    from napari_fanet.engine.averaged_prediction import MAX_WINDOW_SHIFTS
+    from napari_fanet.engine.predict import WINDOW_SHIFTS_DEFAULT
+
+    case = ms_data / "sub-0000"
+    maps = {}
+    for flag in (["--window-shifts", "1"], ["--window-shifts", "2"], []):
+        out = tmp_path / ("-".join(flag) or "default")
+        assert main([*segment_argv(case, seg_run / "last.pt", out), *flag]) == 0
+        maps[" ".join(flag)] = nib.load(out / "lesion_probability.nii.gz").get_fdata()
+    assert not np.allclose(maps["--window-shifts 1"], maps["--window-shifts 2"], atol=1e-5)
+    np.testing.assert_array_equal(maps[""], maps[f"--window-shifts {WINDOW_SHIFTS_DEFAULT}"])
+    assert WINDOW_SHIFTS_HELP == WINDOW_SHIFTS_DEFAULT
+    assert WINDOW_SHIFTS_RANGE == (1, MAX_WINDOW_SHIFTS)
+    capsys.readouterr()
+    assert main(["segment", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"1 to 8; default: {WINDOW_SHIFTS_HELP})" in help_text
+    for bad in ("0", "9", "two"):
+        argv = [*segment_argv(case, seg_run / "last.pt", tmp_path / bad), "--window-shifts", bad]
+        assert main(argv) == 2
+        assert "expected an integer >= 1 and <= 8" in capsys.readouterr().err
+        assert not (tmp_path / bad).exists()
+
+
 def test_segment_mask_rule_options_keep_whole_confident_lesions(
     seg_run, ms_data, expected_lesion_mask, tmp_path, capsys
 ):

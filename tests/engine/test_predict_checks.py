@@ -174,6 +174,16 @@ def test_request_reports_a_mask_rule_that_cannot_work():
     assert not any("seed" in p for p in PredictionRequest("segmentation", inputs, "m").problems())
 
 
+def test_request_reports_window_shifts_out_of_range():
+    item = LayerVolume("flair", np.ones(SHAPE), (2.0, 2.0, 2.0))
+    inputs = {"T1": item, "T2": item, "FLAIR": item}
+    request = PredictionRequest("segmentation", inputs, "m", window_shifts=0)
+    assert "window shifts must be from 1 to 8, got 0" in request.problems()
+    with pytest.raises(ValueError, match=r"cannot run: .*window shifts must be from 1 to 8"):
+        request.run()
+    assert PredictionRequest("segmentation", inputs, "m", window_shifts=2).problems() == []
+
+
 def test_segment_checks_the_mask_rule_before_the_network_runs():
     from napari_fanet.engine.predict import segment
 

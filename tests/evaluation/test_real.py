@@ -173,9 +173,10 @@ def test_cli_evaluate_passes_the_window_overlap(
 
 
 def test_cli_evaluate_passes_the_mask_rule(real_like, old_model, tmp_path, monkeypatch, capsys):
-    """--seed-threshold / --min-lesion-volume / --min-edge-distance / --match-roughness reach
-    segment(); the report states them."""
+    """--seed-threshold / --min-lesion-volume / --min-edge-distance / --match-roughness /
+    --window-shifts reach segment(); the report states them."""
     import napari_fanet.evaluation.real as rev
+    from napari_fanet.engine.predict import WINDOW_SHIFTS_DEFAULT
     from napari_fanet.tasks.lesion_mask import (
         DEFAULT_MIN_EDGE_DISTANCE_MM,
         DEFAULT_MIN_LESION_MM3,
@@ -183,7 +184,7 @@ def test_cli_evaluate_passes_the_mask_rule(real_like, old_model, tmp_path, monke
     )
     from napari_fanet.tasks.roughness import MATCH_ROUGHNESS_DEFAULT
 
-    seen, matched = [], []
+    seen, matched, grids = [], [], []
     original = rev.segment
 
     def recording(*args, **kwargs):
@@ -191,6 +192,7 @@ def test_cli_evaluate_passes_the_mask_rule(real_like, old_model, tmp_path, monke
             (kwargs["seed_threshold"], kwargs["min_lesion_mm3"], kwargs["min_edge_distance_mm"])
         )
         matched.append(kwargs["match_roughness"])
+        grids.append(kwargs["window_shifts"])
         return original(*args, **kwargs)
 
     monkeypatch.setattr(rev, "segment", recording)
@@ -208,7 +210,13 @@ def test_cli_evaluate_passes_the_mask_rule(real_like, old_model, tmp_path, monke
         "min_lesion_mm3": 128,
         "min_edge_distance_mm": 0,
         "match_roughness": MATCH_ROUGHNESS_DEFAULT,
+        "window_shifts": WINDOW_SHIFTS_DEFAULT,
     }
+    assert set(grids) == {WINDOW_SHIFTS_DEFAULT}
+    grids.clear()
+    assert main([*argv, *cpu, "--window-shifts", "2", "--out", str(tmp_path / "grids")]) == 0
+    assert set(grids) == {2}
+    assert "--window-shifts 2" in (tmp_path / "grids" / "evaluation.md").read_text()
     seen.clear()
     matched.clear()
     assert main([*argv, *cpu, "--out", str(tmp_path / "default")]) == 0
@@ -237,6 +245,11 @@ def test_cli_evaluate_passes_the_mask_rule(real_like, old_model, tmp_path, monke
     assert main(["evaluate", "--task", "qsm", "--models", "fanet-qsm", "--match-roughness"]) == 2
     err = capsys.readouterr().err
     assert "--[no-]match-roughness: MS segmentation options are for --task ms only" in err
+    assert (
+        main(["evaluate", "--task", "qsm", "--models", "fanet-qsm", "--window-shifts", "2"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "--window-shifts: MS segmentation options are for --task ms only" in err
 
 
 def test_leave_one_out_family_scores_each_subject_with_its_own_run(
@@ -274,6 +287,19 @@ def test_cli_evaluate_leave_one_out_pattern(real_like, old_model, tmp_path, caps
     assert main([*argv, *cpu, "--out", str(tmp_path / "ev")]) == 0
     payload = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert payload["methods"][0] == "tiny-without-held-out (LOO)"
+
+
+def test_window_sentence_says_how_many_grids_were_averaged() -> None:
+    from napari_fanet.evaluation.real import prediction_sentence, window_sentence
+
+    assert window_sentence({}) == ""
+    assert "One grid of windows on the brain's bounding box" in window_sentence(
+        {"window_shifts": 1}
+    )
+    two = window_sentence({"window_shifts": 2})
+    assert "averaged over 2 grids" in two and "1/2 of a window step (--window-shifts 2)" in two
+    both = prediction_sentence({"match_roughness": True, "window_shifts": 2})
+    assert both.startswith("FLAIRs rougher") and both.endswith(two)
 
 
 def test_roughness_sentence_says_whether_flairs_were_matched() -> None:

@@ -73,7 +73,8 @@ def test_cli_evaluate_ms_states_the_mask_rule(tmp_path, capsys):
     import json
 
     from napari_fanet.cli import main
-    from napari_fanet.evaluation.real import roughness_sentence
+    from napari_fanet.engine.predict import WINDOW_SHIFTS_DEFAULT
+    from napari_fanet.evaluation.real import prediction_sentence
     from napari_fanet.models import save_checkpoint
     from napari_fanet.tasks.roughness import MATCH_ROUGHNESS_DEFAULT
 
@@ -96,6 +97,7 @@ def test_cli_evaluate_ms_states_the_mask_rule(tmp_path, capsys):
         "min_lesion_mm3": 64.0,
         "min_edge_distance_mm": 6.0,
         "match_roughness": MATCH_ROUGHNESS_DEFAULT,
+        "window_shifts": WINDOW_SHIFTS_DEFAULT,
     }
-    assert roughness_sentence({"match_roughness": MATCH_ROUGHNESS_DEFAULT}) in report
+    assert prediction_sentence(payload["prediction_options"]) in report
     capsys.readouterr()

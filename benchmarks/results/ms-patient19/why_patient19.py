@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from napari_fanet.engine.averaged_prediction import averaged_logits
 from napari_fanet.engine.inference import WindowSettings
-from napari_fanet.engine.predict import as_canonical, load_model, mirrored_logits, seg_model_input
+from napari_fanet.engine.predict import as_canonical, load_model, seg_model_input
 from napari_fanet.io.nifti import load_volume
 from napari_fanet.metrics.segmentation import segmentation_metrics
 from napari_fanet.tasks import SEGMENTATION
@@ -73,7 +74,8 @@ def segment(case: dict, image: np.ndarray, tile: int = 64) -> tuple[np.ndarray, 
     settings = WindowSettings(roi_size=roi, device="cpu")
     with torch.no_grad():
         batch = torch.from_numpy(image)[None]
-        logits = mirrored_logits(case["model"], batch, settings, mirror=True)
+        # windows over the whole array (as when these results were made, before the crop)
+        logits = averaged_logits(case["model"], batch, settings, mirror=True)
     probability = SEGMENTATION.postprocess(logits, case["brain"])
     return probability, lesion_mask(probability, case["voxel"], RULE)
 

@@ -52,6 +52,10 @@ from napari_fanet.io.layers import ECHO_TIMES_KEY
 #: The core's default, napari_fanet.engine.predict.MIRROR_DEFAULT (not imported here: the
 #: engine imports torch; a test checks that the two agree).
 MIRROR = True
+#: The core's default, napari_fanet.engine.predict.WINDOW_SHIFTS_DEFAULT, and its largest value
+#: (napari_fanet.engine.averaged_prediction.MAX_WINDOW_SHIFTS; a test checks both).
+WINDOW_SHIFTS = 2
+MAX_WINDOW_SHIFTS = 8
 #: The core's default, napari_fanet.tasks.roughness.MATCH_ROUGHNESS_DEFAULT (a test checks).
 MATCH_ROUGHNESS = True
 #: The core's mask-rule defaults (napari_fanet.tasks.lesion_mask; a test checks that they
@@ -146,6 +150,15 @@ class FANetWidget(TaskInputs):
             tooltip="Segmentation: also segment the left-right mirror image and average the two "
             "probabilities (test-time augmentation). Takes twice as long.",
         )
+        self.window_shifts = SpinBox(
+            label="Window grids",
+            value=WINDOW_SHIFTS,
+            min=1,
+            max=MAX_WINDOW_SHIFTS,
+            tooltip="Segmentation: average the probability over this many grids of tiles, each "
+            "shifted by a fraction of a tile step, so that a lesion's result depends less on "
+            "where the tiles fall. Each grid adds one pass (two with the mirror).",
+        )
         self.match_roughness = CheckBox(
             text="Match roughness",
             value=MATCH_ROUGHNESS,
@@ -236,7 +249,8 @@ class FANetWidget(TaskInputs):
         self.metrics.read_only = True
         self.copy_button = PushButton(text="Copy metrics", tooltip="Copy the metrics as text.")
         self.show_advanced, self.advanced = folded_section(
-            "Advanced options", [self.device, self.tile, self.overlap, self.dc_lambda]
+            "Advanced options",
+            [self.device, self.tile, self.overlap, self.window_shifts, self.dc_lambda],
         )
         self.extend(
             [
@@ -265,7 +279,8 @@ class FANetWidget(TaskInputs):
         for w in (
             self.task, self.t1, self.t2, self.flair, self.field, self.mask, self.b0,
             self.model, self.threshold, self.seed_threshold, self.min_lesion,
-            self.min_edge_distance, self.mirror, self.match_roughness, self.reference,
+            self.min_edge_distance, self.mirror, self.window_shifts, self.match_roughness,
+            self.reference,
         ):  # fmt: skip
             w.changed.connect(self._clear_metrics)
         self.connect_inputs()
@@ -286,6 +301,7 @@ class FANetWidget(TaskInputs):
         self.min_lesion.visible = "min_lesion_mm3" in options
         self.min_edge_distance.visible = "min_edge_distance_mm" in options
         self.mirror.visible = "mirror" in options
+        self.window_shifts.visible = "window_shifts" in options
         self.match_roughness.visible = "match_roughness" in options
         self.data_consistency.visible = "data_consistency" in options
         self.dc_lambda.visible = "dc_lambda" in options and self.data_consistency.value
@@ -356,6 +372,7 @@ class FANetWidget(TaskInputs):
             min_lesion_mm3=self.min_lesion.value,
             min_edge_distance_mm=self.min_edge_distance.value,
             mirror=self.mirror.value,
+            window_shifts=self.window_shifts.value,
             match_roughness=self.match_roughness.value,
             data_consistency=self._data_consistency_method(),
             dc_lambda=self.dc_lambda.value or "auto",

@@ -171,6 +171,17 @@ def learning_rate(text: str) -> float:
     return _in_range(text, float, 0.0, 1.0, open_low=True, open_high=False)
 
 
+#: Window grids a segmentation may average (napari_fanet.engine.averaged_prediction's
+#: MAX_WINDOW_SHIFTS; a test checks that they agree).
+WINDOW_SHIFTS_RANGE = (1, 8)
+
+
+def window_shifts(text: str) -> int:
+    """Parse a number of window grids within :data:`WINDOW_SHIFTS_RANGE` (argparse ``type``)."""
+    low, high = WINDOW_SHIFTS_RANGE
+    return _in_range(text, int, low, high, open_low=False, open_high=False)
+
+
 def tile_size(text: str) -> int:
     """Parse a tile or patch edge in voxels, within :data:`TILE_RANGE` (argparse ``type``)."""
     return _in_range(text, int, *TILE_RANGE, open_low=False, open_high=False)

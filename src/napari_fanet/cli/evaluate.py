@@ -22,8 +22,10 @@ from napari_fanet.cli.predict import (
     UNSET,
     add_mask_rule_arguments,
     add_roughness_argument,
+    add_window_shifts_argument,
     mask_rule_options,
     match_roughness_option,
+    window_shifts_option,
 )
 
 OUTPUT_NAMES = ("evaluation.md", "evaluation.json")
@@ -96,6 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     masks = parser.add_argument_group("lesion masks (--task ms), as napari-fanet segment")
     add_mask_rule_arguments(masks)
     add_roughness_argument(masks)
+    add_window_shifts_argument(masks)
     real = parser.add_argument_group("real scans (--task ms)")
     real.add_argument(
         "--data",
@@ -131,6 +134,7 @@ def prediction_options(args: argparse.Namespace) -> dict:
             ("--min-lesion-volume", args.min_lesion_volume),
             ("--min-edge-distance", args.min_edge_distance),
             ("--[no-]match-roughness", UNSET if args.match_roughness is None else True),
+            ("--window-shifts", UNSET if args.window_shifts is None else True),
         )
         if value is not UNSET
     ]
@@ -138,7 +142,11 @@ def prediction_options(args: argparse.Namespace) -> dict:
         if given:
             raise UsageError(f"{'/'.join(given)}: MS segmentation options are for --task ms only")
         return {}
-    return {**mask_rule_options(args), "match_roughness": match_roughness_option(args)}
+    return {
+        **mask_rule_options(args),
+        "match_roughness": match_roughness_option(args),
+        "window_shifts": window_shifts_option(args),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         return run_ood(args)
     from napari_fanet.engine.inference import WindowSettings
     from napari_fanet.evaluation import simulated as ev
-    from napari_fanet.evaluation.real import roughness_sentence
+    from napari_fanet.evaluation.real import prediction_sentence
     from napari_fanet.io.atomic import check_output_folder, write_files_atomically
     from napari_fanet.tasks import get_task
     from napari_fanet.tasks.lesion_mask import DEFAULT_THRESHOLD, LesionMaskRule
@@ -198,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
             options["min_lesion_mm3"],
             options["min_edge_distance_mm"],
         )
-        text += ["", f"Networks' lesion masks: {rule.describe()}. {roughness_sentence(options)}"]
+        text += ["", f"Networks' lesion masks: {rule.describe()}. {prediction_sentence(options)}"]
     names = list(methods)
     paired = {}
     if len(args.models) >= 2:

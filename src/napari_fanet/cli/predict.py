@@ -20,6 +20,7 @@ from napari_fanet.cli.base import (
     positive_float,
     probability,
     tile_size,
+    window_shifts,
 )
 from napari_fanet.cli.predict_io import (
     _b0_direction,
@@ -159,9 +160,35 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         help="also segment the left-right mirror image and average the two probabilities "
         "(test-time augmentation; twice the network time; default: on)",
     )
+    add_window_shifts_argument(parser)
     add_roughness_argument(parser)
     add_common(parser, "fanet-seg")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+
+
+#: napari_fanet.engine.predict.WINDOW_SHIFTS_DEFAULT (a test checks that they agree).
+WINDOW_SHIFTS_HELP = 2
+
+
+def add_window_shifts_argument(parser: Any) -> None:
+    """``--window-shifts N`` (None when not given; :func:`window_shifts_option` reads it)."""
+    parser.add_argument(
+        "--window-shifts",
+        type=window_shifts,
+        metavar="N",
+        help="average the lesion probability over N grids of sliding windows, each shifted "
+        "by 1/N of a window step along every axis, so that a lesion depends less on where the "
+        "windows fall (test-time augmentation; N times the network time, 2N with the mirror; "
+        f"1 to 8; default: {WINDOW_SHIFTS_HELP})",
+    )
+
+
+def window_shifts_option(args: argparse.Namespace) -> int:
+    """``--window-shifts`` as given, else the core's default."""
+    from napari_fanet.engine.predict import WINDOW_SHIFTS_DEFAULT
+
+    given = getattr(args, "window_shifts", None)
+    return WINDOW_SHIFTS_DEFAULT if given is None else given
 
 
 #: napari_fanet.tasks.roughness.MATCH_ROUGHNESS_DEFAULT in words (a test checks they agree).
@@ -301,6 +328,7 @@ def _segment_one(args: argparse.Namespace, loaded: tuple | None = None) -> dict:
         min_lesion_mm3=args.min_lesion_volume,
         min_edge_distance_mm=args.min_edge_distance,
         mirror=MIRROR_DEFAULT if args.mirror is None else args.mirror,
+        window_shifts=window_shifts_option(args),
         match_roughness=match_roughness_option(args),
     )
     result = _predict(args, "segment", run)

@@ -96,12 +96,17 @@ class InferenceReport:
     messages: list[str] = field(default_factory=list)
 
 
+def window_step(roi: int, overlap: float) -> int:
+    """Voxels between neighbouring windows of edge ``roi`` (MONAI's sliding-window step)."""
+    return max(int(roi * (1 - overlap)), 1)
+
+
 def count_windows(shape: Sequence[int], roi_size: Sequence[int], overlap: float) -> int:
     """Number of windows MONAI's sliding window visits for a volume of spatial ``shape``."""
     total = 1
     for size, roi in zip(shape, roi_size, strict=True):
         roi = min(roi, size)
-        step = max(int(roi * (1 - overlap)), 1)
+        step = window_step(roi, overlap)
         total *= math.ceil((size - roi) / step) + 1 if size > roi else 1
     return total
 

@@ -13,13 +13,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from scipy import ndimage
 from torch import nn
 
+from napari_fanet.engine.averaged_prediction import MIRROR_DEFAULT as MIRROR_DEFAULT
+from napari_fanet.engine.averaged_prediction import (
+    WINDOW_SHIFTS_DEFAULT as WINDOW_SHIFTS_DEFAULT,
+)
+from napari_fanet.engine.averaged_prediction import (
+    averaged_logits,
+    check_window_shifts,
+    crop_to_brain,
+    without_margin,
+)
 from napari_fanet.engine.inference import (
     InferenceCancelled,
     InferenceReport,
@@ -343,65 +352,6 @@ def qsm_model_input(
     return field, mask, grid, model_voxel, scales
 
 
-#: Segmentation averages the lesion probability of the scan with that of its left-right mirror
-#: image unless told otherwise (:func:`mirrored_logits`). The CLI and the widget say the same.
-MIRROR_DEFAULT = True
-#: The left-right axis of a canonical (RAS) ``(1, C, X, Y, Z)`` network input.
-LEFT_RIGHT_DIM = 2
-
-
-def mirrored_logits(
-    model: nn.Module,
-    image: torch.Tensor,
-    settings: WindowSettings,
-    *,
-    mirror: bool,
-    progress: Callable[[int, int], None] | None = None,
-    **window_options: Any,
-) -> torch.Tensor:
-    """Class logits of ``image``, optionally averaged with those of its left-right mirror.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Segmentation network (class logits).
-    image : torch.Tensor
-        Shape ``(1, C, X, Y, Z)``, canonical (RAS) orientation, so ``X`` runs left to right.
-    settings : WindowSettings
-        Tiling, device and precision.
-    mirror : bool
-        Also predict the image flipped along ``X``, flip that prediction back, and average the
-        two softmax probabilities (test-time augmentation; the brain is nearly symmetric).
-    progress : callable, optional
-        ``progress(done, total)`` over the windows of both passes.
-    **window_options
-        ``should_stop`` and ``report``, given to each
-        :func:`~napari_fanet.engine.inference.predict_volume` pass.
-
-    Returns
-    -------
-    torch.Tensor
-        Shape ``(1, K, X, Y, Z)``: the logits, or with ``mirror`` the log of the mean class
-        probabilities (whose softmax is that mean).
-    """
-    passes = 2 if mirror else 1
-    done = {"pass": 0}
-
-    def both_passes(count: int, total: int) -> None:
-        if progress is not None:
-            progress(done["pass"] * total + count, passes * total)
-
-    kwargs = {"progress": both_passes, **window_options}
-    logits = predict_volume(model, image, settings, **kwargs)
-    if not mirror:
-        return logits
-    done["pass"] = 1
-    flipped = predict_volume(model, torch.flip(image, dims=[LEFT_RIGHT_DIM]), settings, **kwargs)
-    flipped = torch.flip(flipped, dims=[LEFT_RIGHT_DIM])
-    mean = (torch.softmax(logits, dim=1) + torch.softmax(flipped, dim=1)) / 2
-    return torch.log(mean.clamp_min(torch.finfo(mean.dtype).tiny))
-
-
 def segment(
     model: nn.Module,
     checkpoint: dict,
@@ -416,6 +366,7 @@ def segment(
     min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3,
     min_edge_distance_mm: float = DEFAULT_MIN_EDGE_DISTANCE_MM,
     mirror: bool = MIRROR_DEFAULT,
+    window_shifts: int = WINDOW_SHIFTS_DEFAULT,
     match_roughness: bool = MATCH_ROUGHNESS_DEFAULT,
     settings: WindowSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -425,8 +376,12 @@ def segment(
 
     ``t1`` and ``t2`` may be None (FLAIR alone, T1 + FLAIR, T2 + FLAIR) for a model trained
     with modality dropout (:func:`~napari_fanet.tasks.segmentation.check_modalities`); the
-    missing channel is all zero. With ``mirror`` the probability is the mean of the scan's and
-    of its left-right mirror image's (:func:`mirrored_logits`; twice the network time). With
+    missing channel is all zero. The network sees the brain's bounding box
+    (:func:`~napari_fanet.engine.averaged_prediction.crop_to_brain`), so the windows follow the
+    brain, not the field of view. With ``mirror`` the probability is the mean of the scan's and
+    of its left-right mirror image's, and with ``window_shifts`` N the mean over N window grids
+    (:func:`~napari_fanet.engine.averaged_prediction.averaged_logits`; each doubles or
+    multiplies the network time). With
     ``match_roughness`` a FLAIR rougher than the model's real training scans is first smoothed
     (:func:`seg_model_input`; the report's messages say by how much). The
     mask holds the 26-connected components of ``probability > threshold`` that contain a voxel
@@ -437,6 +392,7 @@ def segment(
     rule = LesionMaskRule(
         threshold, seed_threshold, min_lesion_mm3, min_edge_distance_mm
     )  # checked before the run
+    window_shifts = check_window_shifts(window_shifts)
     SEGMENTATION.check_model(model)
     inputs = {k: v for k, v in (("T1", t1), ("T2", t2), ("FLAIR", flair)) if v is not None}
     SEGMENTATION.check_modalities(inputs, checkpoint)
@@ -451,16 +407,19 @@ def segment(
     image, brain, grid = seg_model_input(
         arrays, vox, checkpoint, match_roughness=match_roughness, messages=result.report.messages
     )
-    logits = mirrored_logits(
+    crop, box = crop_to_brain(image, brain)  # the windows follow the brain, not the array
+    logits = averaged_logits(
         model,
-        torch.from_numpy(image)[None],
+        torch.from_numpy(crop)[None],
         settings or WindowSettings(),
         mirror=mirror,
+        shifts=window_shifts,
         progress=progress,
         should_stop=should_stop,
         report=result.report,
     )
-    prob = SEGMENTATION.postprocess(logits, brain)
+    prob = np.zeros(brain.shape, dtype=np.float32)
+    prob[box] = SEGMENTATION.postprocess(without_margin(logits), brain[box])
     if grid is not None:
         prob = zoom_to_shape(prob.astype(np.float32), shape, 1)
     # on the canonical grid (components do not change), with the brain mask the user gave or,

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_fanet.engine.averaged_prediction import check_window_shifts
 from napari_fanet.engine.inference import WindowSettings
 from napari_fanet.engine.predict import (
     DEFAULT_DC_METHOD,
     MATCH_ROUGHNESS_DEFAULT,
     MIRROR_DEFAULT,
+    WINDOW_SHIFTS_DEFAULT,
     PredictionResult,
     load_model,
     predict_task,
@@ -122,7 +124,11 @@ class PredictionRequest:
         the brain mask, in mm (0: no such rule).
     mirror : bool
         Segmentation only: average with the left-right mirror image (test-time augmentation,
-        twice the network time; see :func:`~napari_fanet.engine.predict.mirrored_logits`).
+        twice the network time; see
+        :func:`~napari_fanet.engine.averaged_prediction.averaged_logits`).
+    window_shifts : int
+        Segmentation only: average over this many window grids, each shifted by a fraction of
+        a window step (1 to 8; each adds one pass, two with the mirror).
     match_roughness : bool
         Segmentation only: smooth a FLAIR rougher than the model's real training scans first
         (:func:`~napari_fanet.tasks.roughness.match_flair`; no effect when the model records no
@@ -153,6 +159,7 @@ class PredictionRequest:
     min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3
     min_edge_distance_mm: float = DEFAULT_MIN_EDGE_DISTANCE_MM
     mirror: bool = MIRROR_DEFAULT
+    window_shifts: int = WINDOW_SHIFTS_DEFAULT
     match_roughness: bool = MATCH_ROUGHNESS_DEFAULT
     data_consistency: str = DEFAULT_DC_METHOD
     dc_lambda: float | str = DEFAULT_DC_LAMBDA
@@ -232,6 +239,11 @@ class PredictionRequest:
         if mask_required and mask is not None and not np.any(np.asarray(mask.data) > 0.5):
             found.append(f"brain mask (layer {mask.name!r}) is empty")
         options = {name: getattr(self, name) for name in task.prediction_options}
+        if "window_shifts" in options:
+            try:
+                check_window_shifts(options["window_shifts"])
+            except ValueError as exc:
+                found.append(str(exc))
         return found + self._b0_problems() + task.option_problems(options)
 
     def run(

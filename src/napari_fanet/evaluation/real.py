@@ -434,7 +434,7 @@ def markdown_report(rows: Sequence[dict], title: str, *, mask_rule: dict | None 
             mask_rule.get("min_lesion_mm3", 0.0),
             mask_rule.get("min_edge_distance_mm", 0.0),
         )
-        lines[-1] += f" The networks' masks: {rule.describe()}. {roughness_sentence(mask_rule)}"
+        lines[-1] += f" The networks' masks: {rule.describe()}. {prediction_sentence(mask_rule)}"
     return "\n".join(lines)
 
 
@@ -451,3 +451,24 @@ def roughness_sentence(options: dict) -> str:
             "roughness first (--match-roughness)."
         )
     return "FLAIRs were not roughness-matched (--no-match-roughness)."
+
+
+def window_sentence(options: dict) -> str:
+    """How many window grids the probabilities were averaged over, in words.
+
+    Empty when ``options`` does not say (``window_shifts`` absent).
+    """
+    if "window_shifts" not in options:
+        return ""
+    shifts = options["window_shifts"]
+    if shifts == 1:
+        return "One grid of windows on the brain's bounding box (--window-shifts 1)."
+    return (
+        f"Probabilities averaged over {shifts} grids of windows on the brain's bounding box, "
+        f"shifted by 1/{shifts} of a window step (--window-shifts {shifts})."
+    )
+
+
+def prediction_sentence(options: dict) -> str:
+    """:func:`roughness_sentence` and :func:`window_sentence` of ``options``, in one line."""
+    return " ".join(s for s in (roughness_sentence(options), window_sentence(options)) if s)

@@ -186,6 +186,7 @@ class SegmentationTask(Task):
         "min_lesion_mm3",
         "min_edge_distance_mm",
         "mirror",
+        "window_shifts",
         "match_roughness",
     )
     ablations: dict[str, dict[str, Any]] = {}  # noqa: RUF012 (read-only class attribute)
