@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_fanet.engine import predict
+from napari_fanet.engine import averaged_prediction, predict
 from napari_fanet.io.b0_direction import array_to_world_direction
 from napari_fanet.io.nifti import load_volume, save_volume
 from napari_fanet.tasks import QSM, SEGMENTATION
@@ -28,7 +28,8 @@ PERMUTED = np.array(
 
 @pytest.fixture
 def recorder(monkeypatch):
-    """Replace the window inference of ``engine.predict``; keep every input it is given."""
+    """Replace the window inference of ``engine.predict`` (QSM) and of the averaged
+    segmentation passes; keep every input it is given."""
     seen: list[torch.Tensor] = []
 
     def record(model, x, settings, **callbacks):
@@ -36,6 +37,7 @@ def recorder(monkeypatch):
         return torch.zeros((1, model.out_channels, *x.shape[2:]))
 
     monkeypatch.setattr(predict, "predict_volume", record)
+    monkeypatch.setattr(averaged_prediction, "predict_volume", record)
     return seen
 
 
@@ -67,11 +69,14 @@ def test_segmentation_inputs_are_bit_identical(
         vols["flair"],
         brain_mask=vols["brain_mask"],
         mirror=True,
+        window_shifts=1,
     )
     network_input, mirrored = recorder  # the scan, then its left-right mirror image
     assert network_input.dtype == torch.float32 and subject.image.dtype == np.float32
-    np.testing.assert_array_equal(network_input[0].numpy(), subject.image)
-    np.testing.assert_array_equal(mirrored[0].numpy(), subject.image[:, ::-1])
+    # the network sees the brain's bounding box with a margin of zeros
+    expected, _ = averaged_prediction.crop_to_brain(subject.image, subject.brain)
+    np.testing.assert_array_equal(network_input[0].numpy(), expected)
+    np.testing.assert_array_equal(mirrored[0].numpy(), expected[:, ::-1])
 
 
 @pytest.mark.parametrize("b0_dir", [(0.0, 0.0, 1.0), (0.0, 0.0, -1.0), (0.3, -0.2, 1.0)])

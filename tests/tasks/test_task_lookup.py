@@ -72,6 +72,7 @@ def test_the_registry_holds_one_task_per_stored_name():
                     "min_lesion_mm3",
                     "min_edge_distance_mm",
                     "mirror",
+                    "window_shifts",
                     "match_roughness",
                 ),
                 "output": "mask",
