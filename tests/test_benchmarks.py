@@ -1191,6 +1191,19 @@ def test_window_alignment_scripts_say_what_they_expect(tmp_path, script, args, m
     assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
 
 
+def test_sample_case_windows_says_what_it_expects(tmp_path):
+    import subprocess
+    import sys
+
+    path = BENCHMARKS / "results" / "windows-on-the-brain" / "sample_case_windows.py"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    done = subprocess.run(
+        [sys.executable, str(path), "extra"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "usage: sample_case_windows.py (no arguments; needs" in done.stderr
+
+
 def test_window_alignment_compare_pairs_rows(tmp_path):
     import subprocess
     import sys
