@@ -1204,6 +1204,51 @@ def test_sample_case_windows_says_what_it_expects(tmp_path):
     assert "usage: sample_case_windows.py (no arguments; needs" in done.stderr
 
 
+@pytest.mark.parametrize("args", [[], ["x", "evaluate"], ["12", "segment"]])
+def test_margin_shift_says_what_it_expects(tmp_path, args):
+    import subprocess
+    import sys
+
+    path = BENCHMARKS / "results" / "windows-on-the-brain" / "margin_shift.py"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    done = subprocess.run(
+        [sys.executable, str(path), *args], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "usage: margin_shift.py MARGIN evaluate ARGS..." in done.stderr
+
+
+def test_margin_shift_moves_the_windows_and_nothing_else(tmp_path, monkeypatch):
+    import importlib.util
+
+    import torch
+
+    from napari_fanet.engine import averaged_prediction, predict
+
+    path = BENCHMARKS / "results" / "windows-on-the-brain" / "margin_shift.py"
+    spec = importlib.util.spec_from_file_location("margin_shift", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    seen = {}
+
+    def fake_main(argv):
+        image = np.ones((1, 4, 4, 4), np.float32)
+        crop, _ = predict.crop_to_brain(image, np.ones((4, 4, 4), bool))
+        seen["shape"] = crop.shape
+        seen["inner"] = predict.without_margin(torch.from_numpy(crop)).shape
+        seen["argv"] = argv
+        return 0
+
+    monkeypatch.setattr(module, "cli_main", fake_main)
+    assert module.main(["12", "evaluate", "--task", "ms"]) == 0
+    assert seen == {
+        "shape": (1, 28, 28, 28),
+        "inner": (1, 4, 4, 4),
+        "argv": ["evaluate", "--task", "ms"],
+    }
+    assert predict.crop_to_brain is averaged_prediction.crop_to_brain  # restored afterwards
+
+
 def test_window_alignment_compare_pairs_rows(tmp_path):
     import subprocess
     import sys
