@@ -169,7 +169,7 @@ def averaged_logits(
     views = [
         (flip, pad)
         for pad in shift_offsets(settings, shifts)
-        for flip in (False, True)[: 2 if mirror else 1]
+        for flip in ((False, True) if mirror else (False,))
     ]
     spatial = image.shape[2:]
     totals = [
